@@ -1,0 +1,1 @@
+"""Decoder families behind one protocol (see decoders.base)."""

@@ -1,0 +1,108 @@
+"""The protocol every decoder (and encoder) family implements.
+
+This package is the lower layer: it knows nothing about suites, run stores,
+metrics or reports. The harness imports it; it never imports the harness.
+
+A decoder family is one module with one or more `Decoder` subclasses. Each
+declares a static `spec` (what it consumes, whether it is stochastic, its
+native scale) and a pydantic `Params` model (its suite parameters; unknown
+keys are errors). Heavy libraries are imported inside `load()`, so that
+listing and validating decoders stays cheap.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import torch
+
+from decoders.plugins import NoParams, Params
+
+
+class Consumes(StrEnum):
+    """What a decoder takes as input."""
+
+    LATENT = "latent"  # a tensor in a named latent space ("pixels" is one of them)
+    PROMPT = "prompt"  # text-to-pixel generation from prompt and seed alone
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    name: str
+    consumes: Consumes
+    latent_spaces: tuple[str, ...] = ()
+    stochastic: bool = False
+    needs_prompt: bool = False
+    # Output pixels per input-image pixel (a VAE: 1.0, PiD: 4.0). None means the
+    # decoder produces whatever size it is asked for.
+    native_scale: float | None = None
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    latent_space: str
+    summary: str = ""
+
+
+@dataclass
+class DecodeBatch:
+    """One decode call. Tensors are already on the decoder's device and dtype."""
+
+    latents: torch.Tensor | None  # [B, C, h, w]; None for prompt decoders
+    input_size: tuple[int, int]  # (width, height) of the image the latents stand for
+    output_size: tuple[int, int]  # (width, height) the harness asks for
+    seeds: list[int]
+    sigmas: list[float]
+    prompts: list[str | None] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
+
+
+class DecoderUnavailable(RuntimeError):
+    """A dependency or weight file is missing. The message says how to get it."""
+
+
+class _Component(ABC):
+    Params: ClassVar[type[Params]] = NoParams
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    @abstractmethod
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Load weights once. Raise DecoderUnavailable when something is missing."""
+
+    def weights(self) -> dict[str, str]:
+        """Weight files (or ids) used, mapped to their sha256, for the manifest."""
+        return {}
+
+    def facts(self) -> dict[str, Any]:
+        """Extra facts worth recording with every result (tile grid, steps, ...)."""
+        return {}
+
+
+class Decoder(_Component):
+    spec: ClassVar[DecoderSpec]
+
+    @abstractmethod
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        """Return [B, 3, H, W] floats in [0, 1] on the decoder's device."""
+
+    def stage_times_ms(self) -> dict[str, float]:
+        """Per-stage wall times of the last decode, for multi-stage decoders."""
+        return {}
+
+
+class Encoder(_Component):
+    spec: ClassVar[EncoderSpec]
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Map [B, 3, H, W] images in [0, 1] to latents in the encoder's latent space."""

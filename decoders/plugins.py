@@ -1,0 +1,73 @@
+"""Plug-in machinery shared by every registry (decoders, encoders, metrics).
+
+A registry maps names to classes. Built-ins are "module:Class" strings
+imported on first use; third-party packages add names through an entry-point
+group in their own distribution's metadata, which every worker process sees
+as well. Component parameters are pydantic models in which unknown keys are
+errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+
+class Params(BaseModel):
+    """Base for component parameter models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class UnknownName(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str  # "module:attribute"
+    origin: str  # "builtin" or the distribution that declared the entry point
+
+
+class Registry(Generic[T]):
+    """A lazily-imported name → class table with entry-point plug-ins."""
+
+    def __init__(self, kind: str, group: str, builtins: dict[str, str]) -> None:
+        self.kind, self.group, self._builtins = kind, group, builtins
+
+    def entries(self) -> dict[str, Entry]:
+        found = {name: Entry(name, target, "builtin") for name, target in self._builtins.items()}
+        for ep in entry_points(group=self.group):
+            if ep.name in found:
+                continue  # built-ins cannot be shadowed by plug-ins
+            origin = ep.dist.name if ep.dist is not None else "entry point"
+            found[ep.name] = Entry(ep.name, ep.value, origin)
+        return dict(sorted(found.items()))
+
+    def names(self) -> list[str]:
+        return list(self.entries())
+
+    def get(self, name: str) -> type[T]:
+        entries = self.entries()
+        if name not in entries:
+            raise UnknownName(self.unknown_message(name, list(entries)))
+        module_name, _, attribute = entries[name].target.partition(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def unknown_message(self, name: str, known: list[str]) -> str:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown {self.kind} {name!r}{hint}; known: {', '.join(known)}"

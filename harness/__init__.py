@@ -1,0 +1,8 @@
+"""decoderbench: benchmark and evaluation harness for latent-to-pixel decoders."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("decoderbench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

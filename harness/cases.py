@@ -1,0 +1,84 @@
+"""Expand a suite into cases: item × resolution × sigma × seed.
+
+The order is deterministic and each case id is a content hash of everything
+that defines the case (item content hash and id, sizes, seed, sigma, the
+source protocol), prefixed by a readable slug of the item id. The same suite
+on the same images gives the same ids on every machine and every run, which
+is what resume, baselines and history rely on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+Size = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One source image (or prompt): its identity and content hash."""
+
+    id: str
+    sha256: str
+    prompt: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    item_id: str
+    item_sha256: str
+    prompt: str | None
+    seed: int
+    sigma: float
+    input_size: Size
+    output_size: Size
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_size"], data["output_size"] = list(self.input_size), list(self.output_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Case:
+        return cls(**{**data, "input_size": tuple(data["input_size"]),
+                      "output_size": tuple(data["output_size"])})
+
+
+def expand(
+    items: list[Item],
+    sizes: list[tuple[Size, Size]],
+    sigmas: list[float],
+    seeds: list[int],
+    source_protocol: dict[str, Any],
+) -> list[Case]:
+    cases = []
+    for item in items:
+        for input_size, output_size in sizes:
+            for sigma in sigmas:
+                for seed in seeds:
+                    key = {
+                        "item": item.id, "item_sha256": item.sha256, "seed": seed,
+                        "sigma": sigma, "input": list(input_size), "output": list(output_size),
+                        "source": source_protocol,
+                    }
+                    cases.append(Case(
+                        id=case_id(item.id, key), item_id=item.id, item_sha256=item.sha256,
+                        prompt=item.prompt, seed=seed, sigma=float(sigma),
+                        input_size=input_size, output_size=output_size,
+                    ))
+    ids = [case.id for case in cases]
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate cases: an item, size, sigma or seed is listed twice")
+    return cases
+
+
+def case_id(item_id: str, key: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", item_id).strip("-.")[:40] or "item"
+    return f"{slug}-{digest[:12]}"

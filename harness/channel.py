@@ -1,0 +1,73 @@
+"""The typed messages between the runner and a decoder worker process.
+
+The parent sends a `WorkerJob` at spawn, then one `DecodeTask` at a time
+(None to stop); the worker answers `Loaded` or `LoadFailed` once, then one
+`TaskDone` per task. Messages are frozen dataclasses sent over a
+multiprocessing pipe; anything else arriving is a protocol error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    decoder_id: str
+    decoder_name: str
+    params: dict[str, Any]
+    device: str
+    dtype: str
+    warmup: int
+    repeats: int
+    threads: int | None
+    compare_resampler: str
+    run_dir: str
+    log_path: str
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    case_id: str
+    input_path: str | None  # cached latent (safetensors); None for prompt decoders
+    input_sha256: str | None
+    seed: int
+    sigma: float
+    prompt: str | None
+    image_path: str  # relative to the run dir
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    cases: tuple[CaseInput, ...]
+    input_size: tuple[int, int]
+    request_size: tuple[int, int]
+    compare_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    pid: int
+    import_ms: float
+    load_ms: float
+    weights: dict[str, str]
+    facts: dict[str, Any]
+    device: dict[str, Any]
+    torch_state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    pid: int
+    status: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    records: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+FromWorker = Loaded | LoadFailed | TaskDone

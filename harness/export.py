@@ -1,0 +1,77 @@
+"""Tidy export of a run: one row per (decoder, case, variable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.store import RunStore
+
+LATENCY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms")
+MEMORY_FIELDS = ("peak_allocated_bytes", "peak_reserved_bytes", "peak_rss_bytes")
+
+
+def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
+    store = RunStore.open(run_dir)
+    manifest = store.manifest()
+    cases = {c["id"]: c for c in store.cases()}
+    records, _ = store.records()
+    statuses = {(r["decoder"], r["case"]): r["status"] for r in records if r["kind"] == "decode"}
+    base = {"suite": manifest["suite"]["name"], "suite_sha256": manifest["suite"]["sha256"]}
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        if record["kind"] not in ("decode", "metric"):
+            continue
+        case = cases.get(record["case"] or "", {})
+        common = {
+            **base, "decoder": record["decoder"], "case": record["case"],
+            "item": case.get("item_id"), "seed": case.get("seed"), "sigma": case.get("sigma"),
+            "input_width": (case.get("input_size") or [None, None])[0],
+            "input_height": (case.get("input_size") or [None, None])[1],
+            "output_width": (case.get("output_size") or [None, None])[0],
+            "output_height": (case.get("output_size") or [None, None])[1],
+            "decode_status": statuses.get((record["decoder"], record["case"])),
+        }
+        if record["kind"] == "decode":
+            rows.extend(_decode_rows(record, common))
+        else:
+            rows.append({**common, "variable": record["metric"], "value": record.get("value"),
+                         "status": record["status"], "protocol_sha256": record["protocol_sha256"]})
+    return rows
+
+
+def _decode_rows(record: dict[str, Any], common: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    latency, memory = record.get("latency") or {}, record.get("memory") or {}
+    for name in LATENCY_FIELDS:
+        if name in latency:
+            rows.append({**common, "variable": f"latency_{name}", "value": latency[name]})
+    for name in MEMORY_FIELDS:
+        if memory.get(name) is not None:
+            rows.append({**common, "variable": name, "value": float(memory[name])})
+    if not rows:
+        rows.append({**common, "variable": "status", "value": None})
+    for row in rows:
+        row.update(status=record["status"], protocol_sha256=None)
+    return rows
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise RuntimeError(
+            "Parquet export needs pyarrow: pip install 'decoderbench[parquet]' (or use --csv)"
+        ) from None
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

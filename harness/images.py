@@ -1,0 +1,68 @@
+"""8-bit image files and tensors: the one place images are converted and written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_rgb_array(array: np.ndarray) -> np.ndarray:
+    """uint8 HxW, HxWx1, HxWx3 or HxWx4 (alpha over white) → uint8 HxWx3."""
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.dtype != np.uint8:
+        array = np.clip(np.asarray(array, dtype=np.float64) * 255 + 0.5, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] == 1:
+        return np.repeat(array, 3, axis=2)
+    if array.shape[2] == 4:
+        rgb, alpha = array[:, :, :3].astype(np.float64), array[:, :, 3:].astype(np.float64) / 255
+        return np.clip(rgb * alpha + 255 * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        image.load()
+        if image.mode not in ("RGB", "L", "RGBA", "LA"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        if image.mode == "LA":
+            image = image.convert("RGBA")
+        return to_rgb_array(np.array(image))
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """[..., 3, H, W] floats in [0, 1] → uint8 (round half up, clamped)."""
+    return (images.float().clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., 3, H, W] → float32 in [0, 1]."""
+    return images.to(torch.float32) / 255
+
+
+def pixels_sha256(chw_uint8: torch.Tensor | np.ndarray) -> str:
+    array = chw_uint8.cpu().numpy() if isinstance(chw_uint8, torch.Tensor) else chw_uint8
+    digest = hashlib.sha256(repr((array.shape, str(array.dtype))).encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def write_png(chw_uint8: torch.Tensor, path: Path) -> None:
+    """Write atomically (temp file + rename) so a killed writer leaves no half image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = chw_uint8.cpu().permute(1, 2, 0).numpy()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
+    os.replace(tmp, path)
+
+
+def read_png(path: Path) -> torch.Tensor:
+    """→ uint8 [3, H, W]."""
+    return torch.from_numpy(read_rgb(path)).permute(2, 0, 1).contiguous()

@@ -1,0 +1,182 @@
+"""Timing and memory of one decode call, repeated.
+
+Only the callable passed to `measure()` runs inside the timed region. On
+CUDA each repeat is bracketed by CUDA events with a device synchronize before
+and after, so a repeat is the latency of one call, not a pipelined
+throughput; peak memory is `max_memory_allocated` / `max_memory_reserved`
+after `reset_peak_memory_stats` at the start of the timed repeats (warm-up
+done, so the caching allocator is in its steady state). On CPU the clock is
+`perf_counter_ns` and memory is the worker's peak resident set size: the
+kernel's high-water mark (VmHWM) is reset through /proc/self/clear_refs
+before the repeats and read after; where that is impossible the process
+lifetime `ru_maxrss` is reported and labelled as such.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    timer: str
+    n: int
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    samples_ms: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(samples_ms: list[float], timer: str) -> LatencyStats:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no samples to summarize")
+    return LatencyStats(
+        timer=timer,
+        n=int(values.size),
+        median_ms=float(np.median(values)),
+        p10_ms=float(np.percentile(values, 10)),
+        p90_ms=float(np.percentile(values, 90)),
+        mean_ms=float(values.mean()),
+        std_ms=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        min_ms=float(values.min()),
+        max_ms=float(values.max()),
+        samples_ms=[round(float(v), 6) for v in values],
+    )
+
+
+@dataclass
+class Measurement:
+    latency: LatencyStats
+    memory: dict[str, Any]
+    output: Any
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+def _is_cuda(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def time_call(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """Run fn once; return its result and the elapsed milliseconds."""
+    if _is_cuda(device):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        result = fn()
+        end.record()
+        end.synchronize()
+        return result, float(start.elapsed_time(end))
+    begin = time.perf_counter_ns()
+    result = fn()
+    return result, (time.perf_counter_ns() - begin) / 1e6
+
+
+def timer_name(device: torch.device) -> str:
+    return "cuda_event" if _is_cuda(device) else "perf_counter_ns"
+
+
+# --------------------------------------------------------------------------- memory
+
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class MemoryProbe:
+    """Peak memory between start() and stop() on one device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._baseline: int | None = None
+        self._method = ""
+
+    def start(self) -> None:
+        if _is_cuda(self.device):
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._baseline = torch.cuda.memory_allocated(self.device)
+            self._method = "cuda_max_memory_allocated"
+            return
+        self._baseline = _status_bytes("VmRSS")
+        try:
+            _CLEAR_REFS.write_text("5")  # resets VmHWM to the current RSS
+            self._method = "linux_vmhwm_reset"
+        except OSError:
+            self._method = "ru_maxrss_process_lifetime"
+
+    def stop(self) -> dict[str, Any]:
+        if _is_cuda(self.device):
+            torch.cuda.synchronize(self.device)
+            return {
+                "method": self._method,
+                "baseline_allocated_bytes": self._baseline,
+                "peak_allocated_bytes": torch.cuda.max_memory_allocated(self.device),
+                "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
+            }
+        if self._method == "linux_vmhwm_reset":
+            peak = _status_bytes("VmHWM")
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {"method": self._method, "baseline_rss_bytes": self._baseline, "peak_rss_bytes": peak}
+
+
+def measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> Measurement:
+    """Time `repeats` calls of fn and take peak memory over them; keep the last output."""
+    probe = MemoryProbe(device)
+    probe.start()
+    samples: list[float] = []
+    output: Any = None
+    for _ in range(repeats):
+        output = None  # drop the previous output before the next call allocates its own
+        output, elapsed_ms = time_call(fn, device)
+        samples.append(elapsed_ms)
+    memory = probe.stop()
+    return Measurement(summarize(samples, timer_name(device)), memory, output)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text.lower() or "DefaultCPUAllocator: can't allocate memory" in text
+    )
+
+
+def release_memory(device: torch.device) -> None:
+    gc.collect()
+    if _is_cuda(device):
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()

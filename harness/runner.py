@@ -1,0 +1,323 @@
+"""Run a suite: sources → cache → one worker per decoder → store → metrics.
+
+The runner is the only module that knows decoders, sources, the store and
+metrics at once. Phases are strictly ordered: all inputs are prepared before
+any decoder runs; every decoder runs in its own spawned worker, one after
+the other (never two measured at once); metrics run after all decoding, so
+no metric model is resident while a decoder is measured. Every (decoder,
+case) unit ends as exactly one record — ok, or the failure that happened —
+and a resumed run only does the units that have none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from decoders.base import Consumes
+from decoders.registry import DECODERS
+from harness import __version__
+from harness.cache import TensorCache
+from harness.cases import expand
+from harness.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
+from harness.env import fingerprint
+from harness.evaluate import evaluate
+from harness.images import write_png
+from harness.sources import InputPreparer, PreparedCase, list_items
+from harness.store import RunStore, now_iso
+from harness.suite import DecoderEntry, Suite, validate_raw
+from harness.worker import WorkerGone, WorkerProcess
+
+OK = "ok"
+
+
+class Reporter(Protocol):
+    def phase(self, name: str, total: int) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class SilentReporter:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # decoder → status → n
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed_units(self) -> int:
+        return sum(n for counts in self.status_counts.values()
+                   for status, n in counts.items() if status != OK)
+
+
+class Runner:
+    def __init__(self, suite: Suite, store: RunStore, cache: TensorCache,
+                 reporter: Reporter | None = None) -> None:
+        self.suite, self.store, self.cache = suite, store, cache
+        self.reporter = reporter or SilentReporter()
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ entry points
+
+    @classmethod
+    def new(cls, suite: Suite, run_dir: Path, cache: TensorCache,
+            reporter: Reporter | None = None) -> Runner:
+        manifest = {
+            "decoderbench": __version__,
+            "status": "running",
+            "suite": {
+                "name": suite.name, "sha256": suite.sha256, "path": str(suite.path),
+                "texts": suite.texts, "resolved": suite.model.model_dump(mode="json"),
+            },
+            "environment": fingerprint(),
+            "cache_dir": str(cache.root),
+        }
+        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter)
+
+    @classmethod
+    def resume(cls, run_dir: Path, cache: TensorCache | None = None,
+               reporter: Reporter | None = None) -> Runner:
+        store = RunStore.open(run_dir)
+        store.lock()
+        manifest = store.manifest()
+        info = manifest["suite"]
+        suite = validate_raw(info["resolved"], Path(info["path"]), info.get("texts"))
+        if suite.sha256 != info["sha256"]:
+            raise RuntimeError(
+                f"{run_dir}: the stored suite no longer validates to the same hash "
+                "(decoderbench or a plug-in changed its defaults); start a new run"
+            )
+        runner = cls(suite, store, cache or TensorCache(Path(manifest["cache_dir"])), reporter)
+        store.remove_temp_files()
+        repaired = store.repair()
+        if repaired:
+            runner._note(repaired)
+        store.update_manifest(status="running", resumed=[*manifest.get("resumed", []), now_iso()])
+        return runner
+
+    def run(self) -> RunOutcome:
+        started = time.perf_counter()
+        phases: dict[str, float] = {}
+        try:
+            begin = time.perf_counter()
+            prepared = self._prepare_inputs()
+            phases["sources_s"] = time.perf_counter() - begin
+            begin = time.perf_counter()
+            for entry in self.suite.model.decoder:
+                self._run_decoder(entry, prepared)
+            phases["decode_s"] = time.perf_counter() - begin
+            begin = time.perf_counter()
+            notes = evaluate(self.suite, self.store, prepared, self.reporter)
+            for note in notes:
+                self._note(note)
+            phases["evaluate_s"] = time.perf_counter() - begin
+            status = "finished"
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            phases["wall_s"] = time.perf_counter() - started
+            manifest = self.store.manifest()
+            self.store.update_manifest(
+                status=status, finished=now_iso(), notes=sorted(set(self.notes)),
+                phases=[*manifest.get("phases", []), phases],
+            )
+            self.store.close()
+        return self._outcome()
+
+    # ------------------------------------------------------------------ phase 1: inputs
+
+    def _prepare_inputs(self) -> dict[str, PreparedCase]:
+        model = self.suite.model
+        items = list_items(self.suite)
+        preparer = InputPreparer(self.suite, self.cache)
+        cases = expand([entry.item for entry in items], model.resolution.pairs(),
+                       model.sigmas, model.seeds, preparer.protocol)
+        self._check_against_stored(cases)
+        self.reporter.phase("inputs", len(cases))
+        prepared: dict[str, PreparedCase] = {}
+        for item in preparer.prepare(cases, items):
+            prepared[item.case.id] = item
+            reference = self.store.root / RunStore.reference_relpath(item.reference_key)
+            if not reference.exists():
+                self._write_reference(item, reference)
+            for note in item.notes:
+                self._note(f"{item.case.item_id}: {note}")
+            self.reporter.advance()
+        self.store.write_cases([
+            {**p.as_dict(), "reference": RunStore.reference_relpath(p.reference_key)}
+            for p in prepared.values()
+        ])
+        self.store.update_manifest(
+            items=[entry.item.__dict__ for entry in items],
+            encoder={"name": model.source.encoder.name, "weights": preparer.encoder_weights()},
+            source_protocol=preparer.protocol,
+        )
+        return prepared
+
+    def _write_reference(self, item: PreparedCase, target: Path) -> None:
+        tensors = self.cache.get(item.reference_key)
+        assert tensors is not None
+        write_png(tensors["image"], target)
+
+    def _check_against_stored(self, cases: list[Any]) -> None:
+        stored = {c["id"] for c in self.store.cases()}
+        if not stored:
+            return
+        current = {c.id for c in cases}
+        if stored != current:
+            self._note(
+                f"the source changed since this run started: {len(current - stored)} new "
+                f"case(s), {len(stored - current)} case(s) no longer produced"
+            )
+
+    # ------------------------------------------------------------------ phase 2: decoders
+
+    def _run_decoder(self, entry: DecoderEntry, prepared: dict[str, PreparedCase]) -> None:
+        records, _ = self.store.records()
+        done = {r["case"] for r in records if r["kind"] == "decode" and r["decoder"] == entry.id}
+        pending = [p for case_id, p in prepared.items() if case_id not in done]
+        self.reporter.phase(f"decode {entry.id}", len(pending))
+        if not pending:
+            return
+        job = self._job(entry)
+        tasks = deque(self._tasks(entry, pending))
+        worker: WorkerProcess | None = None
+        try:
+            while tasks:
+                if worker is None:
+                    worker = self._start_worker(job, tasks)
+                    if worker is None:
+                        return
+                task = tasks.popleft()
+                reply = self._send(worker, task)
+                if isinstance(reply, TaskDone):
+                    for record in reply.records:
+                        self.store.append(record)
+                    self.reporter.advance(len(task.cases))
+                    continue
+                self._fail_units(entry.id, task, reply.status, reply.reason)
+                worker = None
+        finally:
+            if worker is not None:
+                worker.close()
+
+    def _send(self, worker: WorkerProcess, task: DecodeTask) -> TaskDone | WorkerGone:
+        try:
+            worker.send(task)
+        except (BrokenPipeError, OSError):
+            return WorkerGone("crashed", "worker process was gone before the task was sent")
+        reply = worker.receive(self.suite.model.timing.timeout_s)
+        if isinstance(reply, TaskDone | WorkerGone):
+            return reply
+        worker.kill()
+        return WorkerGone("error", f"protocol error: unexpected {type(reply).__name__} from worker")
+
+    def _start_worker(self, job: WorkerJob, tasks: deque[DecodeTask]) -> WorkerProcess | None:
+        """Spawn and load; on failure, every remaining unit gets the failure as its record."""
+        worker = WorkerProcess(job)
+        reply = worker.receive(self.suite.model.timing.load_timeout_s)
+        spawn_to_ready_ms = (time.perf_counter() - worker.started) * 1e3
+        if isinstance(reply, Loaded):
+            self.store.append({
+                "kind": "load", "decoder": job.decoder_id, "status": OK, "pid": reply.pid,
+                "spawn_to_ready_ms": spawn_to_ready_ms, "import_ms": reply.import_ms,
+                "load_ms": reply.load_ms, "weights": reply.weights, "facts": reply.facts,
+                "device": reply.device, "torch_state": reply.torch_state,
+            })
+            return worker
+        if isinstance(reply, LoadFailed):
+            status, message, excerpt = reply.status, reply.message, reply.traceback
+        elif isinstance(reply, WorkerGone):
+            status, message, excerpt = reply.status, reply.reason, ""
+        else:
+            status, message, excerpt = "error", f"protocol error: got {type(reply).__name__}", ""
+        worker.close()
+        self.store.append({"kind": "load", "decoder": job.decoder_id, "status": status,
+                           "message": message, "traceback": excerpt or None})
+        while tasks:
+            self._fail_units(job.decoder_id, tasks.popleft(), status, f"load failed: {message}")
+        return None
+
+    def _fail_units(self, decoder_id: str, task: DecodeTask, status: str, message: str) -> None:
+        for case in task.cases:
+            self.store.append({
+                "kind": "decode", "decoder": decoder_id, "case": case.case_id, "status": status,
+                "message": message, "latency": None, "memory": None,
+                "batch_size": len(task.cases), "request_size": list(task.request_size),
+                "output_size": list(task.compare_size),
+            })
+        self.reporter.advance(len(task.cases))
+
+    def _job(self, entry: DecoderEntry) -> WorkerJob:
+        timing = self.suite.model.timing
+        return WorkerJob(
+            decoder_id=entry.id, decoder_name=entry.name,
+            params=self.suite.decoder_params[entry.id].model_dump(mode="json"),
+            device=timing.device, dtype=timing.dtype, warmup=timing.warmup,
+            repeats=timing.repeats, threads=timing.threads,
+            compare_resampler=self.suite.model.compare.resampler,
+            run_dir=str(self.store.root), log_path=str(self.store.root / "logs" / f"{entry.id}.log"),
+        )
+
+    def _tasks(self, entry: DecoderEntry, pending: list[PreparedCase]) -> Iterator[DecodeTask]:
+        spec = DECODERS.get(entry.name).spec
+        batch_size = self.suite.model.timing.batch_size
+        groups: dict[tuple[Any, ...], list[PreparedCase]] = {}
+        for item in pending:
+            groups.setdefault((item.case.input_size, item.case.output_size), []).append(item)
+        for (input_size, output_size), members in groups.items():
+            if spec.native_scale is None:
+                request = output_size
+            else:
+                request = (round(input_size[0] * spec.native_scale),
+                           round(input_size[1] * spec.native_scale))
+            for start in range(0, len(members), batch_size):
+                chunk = members[start:start + batch_size]
+                yield DecodeTask(
+                    cases=tuple(self._case_input(entry, spec.consumes, p) for p in chunk),
+                    input_size=input_size, request_size=request, compare_size=output_size,
+                )
+
+    def _case_input(self, entry: DecoderEntry, consumes: Consumes, p: PreparedCase) -> CaseInput:
+        latent = consumes == Consumes.LATENT
+        return CaseInput(
+            case_id=p.case.id,
+            input_path=str(p.input_path) if latent else None,
+            input_sha256=p.input_sha256 if latent else None,
+            seed=p.case.seed, sigma=p.case.sigma, prompt=p.case.prompt,
+            image_path=RunStore.image_relpath(entry.id, p.case.id),
+        )
+
+    # ------------------------------------------------------------------ outcome
+
+    def _note(self, message: str) -> None:
+        if message not in self.notes:
+            self.notes.append(message)
+            self.reporter.note(message)
+
+    def _outcome(self) -> RunOutcome:
+        records, _ = RunStore(self.store.root).records()
+        counts: dict[str, dict[str, int]] = {}
+        for record in records:
+            if record["kind"] == "decode":
+                per = counts.setdefault(record["decoder"], {})
+                per[record["status"]] = per.get(record["status"], 0) + 1
+        return RunOutcome(self.store.root, counts, list(self.notes))

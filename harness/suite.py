@@ -1,0 +1,497 @@
+"""Suite files: TOML data → a validated, hashed `Suite`.
+
+A suite says what to feed (source, resolutions, seeds, noise levels), which
+decoders and metrics to run, how to time them and which gates to apply. It
+is data, never code: decoders, encoders and metrics are named through their
+registries. Every problem is reported with the file, the key path
+(`decoder[2].params.tile_size`, indices from 0) and what was expected; all
+problems of a file are reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from decoders.base import Consumes
+from decoders.plugins import Params as ComponentParams
+from decoders.plugins import Registry, UnknownName
+from decoders.registry import DECODERS, ENCODERS
+from decoders.resample import Method
+from decoders.spaces import get_space
+from harness.metrics import METRICS
+
+Size = tuple[int, int]  # (width, height)
+Loc = tuple[str | int, ...]
+Problem = tuple[str, str, str]  # (file, key path, message)
+BUILTIN_PREFIX = "builtin:"
+
+
+class SuiteError(Exception):
+    """One or more problems in a suite; str() gives one 'file: key: message' per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{f}: {k}: {m}" if k else f"{f}: {m}" for f, k, m in problems))
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _size(value: Any) -> Any:
+    """Accept 512 for a square or [width, height]."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    return value
+
+
+class ComponentEntry(_Strict):
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DecoderEntry(ComponentEntry):
+    label: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64,
+        description="unique id of this decoder row; defaults to name",
+    )
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
+
+
+class ImagesSource(_Strict):
+    kind: Literal["images"]
+    builtin: list[str] = Field(default_factory=list)
+    folder: str | None = None
+    manifest: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    encoder: ComponentEntry = ComponentEntry(name="pixels")
+
+    @field_validator("encoder", mode="before")
+    @classmethod
+    def _encoder_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _some_images(self) -> ImagesSource:
+        if not (self.builtin or self.folder or self.manifest):
+            raise ValueError("an images source needs at least one of builtin, folder, manifest")
+        return self
+
+
+class Resolution(_Strict):
+    input: list[tuple[int, int]] = Field(min_length=1)
+    output_scale: float | None = Field(default=None, gt=0)
+    output: list[tuple[int, int]] | None = None
+
+    @field_validator("input", "output", mode="before")
+    @classmethod
+    def _sizes(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [_size(value)]
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return [tuple(value)]  # a single [width, height]
+        return [_size(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _outputs(self) -> Resolution:
+        for size in [*self.input, *(self.output or [])]:
+            if min(size) < 1:
+                raise ValueError(f"sizes must be positive, got {list(size)}")
+        if (self.output_scale is None) == (self.output is None):
+            raise ValueError("give exactly one of output_scale or output")
+        if self.output is not None and len(self.output) != len(self.input):
+            raise ValueError("output must list one size per input size")
+        if self.output_scale is not None:
+            for w, h in self.input:
+                if not (w * self.output_scale).is_integer() or not (h * self.output_scale).is_integer():
+                    raise ValueError(
+                        f"input {w}x{h} times output_scale {self.output_scale} is not whole pixels"
+                    )
+        return self
+
+    def pairs(self) -> list[tuple[Size, Size]]:
+        """(input size, comparison size) pairs."""
+        if self.output is not None:
+            return list(zip(self.input, self.output, strict=True))
+        scale = self.output_scale or 1.0
+        return [((w, h), (int(w * scale), int(h * scale))) for w, h in self.input]
+
+
+class Timing(_Strict):
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    warmup: int = Field(default=1, ge=0)
+    repeats: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=1, ge=1)
+    timeout_s: float = Field(default=600.0, gt=0, description="per decode call batch")
+    load_timeout_s: float = Field(default=1800.0, gt=0)
+    threads: int | None = Field(default=None, ge=1)
+
+
+class Compare(_Strict):
+    resampler: Method = "lanczos"
+
+
+class Evaluation(_Strict):
+    device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$")
+    batch_size: int = Field(default=8, ge=1)
+
+
+class SuiteModel(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
+    description: str = ""
+    source: ImagesSource
+    resolution: Resolution
+    seeds: list[int] = Field(default=[0], min_length=1)
+    sigmas: list[float] = Field(default=[0.0], min_length=1)
+    decoder: list[DecoderEntry] = Field(min_length=1)
+    metrics: list[ComponentEntry] = Field(default_factory=list)
+    timing: Timing = Timing()
+    evaluation: Evaluation = Evaluation()
+    compare: Compare = Compare()
+    gate: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("sigmas")
+    @classmethod
+    def _sigma_range(cls, value: list[float]) -> list[float]:
+        bad = [s for s in value if not 0 <= s <= 1]
+        if bad:
+            raise ValueError(f"each sigma must be in [0, 1], got {bad}")
+        return value
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite: the model, where it came from and its hash."""
+
+    model: SuiteModel
+    path: Path
+    texts: dict[str, str]  # every file read (include chain), name → text
+    decoder_params: dict[str, ComponentParams]  # decoder id → validated params
+    encoder_params: ComponentParams
+    metric_params: dict[str, ComponentParams]
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hash of the resolved configuration (formatting and include layout do not count)."""
+        canonical = json.dumps(self.model.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def resolve_path(self, relative: str) -> Path:
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def with_overrides(self, **timing: Any) -> Suite:
+        """A copy with timing settings replaced (e.g. --device from the command line)."""
+        changed = {k: v for k, v in timing.items() if v is not None}
+        if not changed:
+            return self
+        model = self.model.model_copy(
+            update={"timing": self.model.timing.model_copy(update=changed)}
+        )
+        return Suite(model, self.path, self.texts, self.decoder_params,
+                     self.encoder_params, self.metric_params)
+
+
+def builtin_suites_dir() -> Path:
+    packaged = resources.files("harness") / "builtin_suites"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "suites"  # source checkout
+
+
+def resolve_suite_path(spec: str, relative_to: Path | None = None) -> Path:
+    """`builtin:smoke`, a bare built-in name, or a path (relative to `relative_to`)."""
+    if spec.startswith(BUILTIN_PREFIX):
+        return builtin_suites_dir() / f"{spec.removeprefix(BUILTIN_PREFIX)}.toml"
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and relative_to is not None:
+        path = relative_to / path
+    if not path.exists() and relative_to is None and "/" not in spec and not spec.endswith(".toml"):
+        builtin = builtin_suites_dir() / f"{spec}.toml"
+        if builtin.exists():
+            return builtin
+    return path
+
+
+def load_suite(spec: str | Path) -> Suite:
+    path = resolve_suite_path(str(spec))
+    texts: dict[str, str] = {}
+    raw, origins = _read_with_includes(path, texts, chain=())
+    return validate_raw(raw, path, texts, origins)
+
+
+def validate_raw(
+    raw: dict[str, Any],
+    path: Path,
+    texts: dict[str, str] | None = None,
+    origins: dict[Loc, str] | None = None,
+) -> Suite:
+    """Validate a suite's (include-merged) data; report every problem at once."""
+    where = _Locator(str(path), origins or {})
+    problems: list[Problem] = []
+    model: SuiteModel | None = None
+    try:
+        model = SuiteModel.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(where.problem(tuple(e["loc"]), _message(e, _SCHEMA_KEYS))
+                        for e in exc.errors())
+    # Registry checks read the raw data, so they run (and report) even when the schema failed.
+    checks = _ComponentChecks(where, problems)
+    encoder_params, space = checks.encoder(raw, model)
+    decoder_params = checks.decoders(raw, space)
+    metric_params = checks.metrics(raw)
+    if problems or model is None or encoder_params is None:
+        raise SuiteError(list(dict.fromkeys(problems)))
+    return Suite(model, path, texts or {}, decoder_params, encoder_params, metric_params)
+
+
+def _read_with_includes(
+    path: Path, texts: dict[str, str], chain: tuple[Path, ...]
+) -> tuple[dict[str, Any], dict[Loc, str]]:
+    name = str(path)
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise SuiteError([(name, "include", f"include cycle: {cycle}")])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        where = f"{chain[-1]}" if chain else name
+        raise SuiteError([(where, "include" if chain else "", f"suite file not found: {path}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError([(name, "", f"cannot read suite file: {exc}")]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError([(name, "", f"invalid TOML: {exc}")]) from None
+    texts[name] = text
+    include = raw.pop("include", None)
+    includes = [include] if isinstance(include, str) else include or []
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise SuiteError([(name, "include", "expected a suite path or a list of suite paths")])
+    merged: dict[str, Any] = {}
+    origins: dict[Loc, str] = {}
+    for spec in includes:
+        base_path = resolve_suite_path(spec, relative_to=path.parent)
+        base, base_origins = _read_with_includes(base_path, texts, (*chain, path.resolve()))
+        merged = _deep_merge(merged, base)
+        origins.update(base_origins)
+    for loc in _leaf_locs(raw):
+        origins = {k: v for k, v in origins.items() if k[: len(loc)] != loc}
+        origins[loc] = name
+    return _deep_merge(merged, raw), origins
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; everything else (arrays of tables too) is replaced."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _leaf_locs(raw: dict[str, Any], prefix: Loc = ()) -> list[Loc]:
+    locs: list[Loc] = []
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            locs.extend(_leaf_locs(value, (*prefix, key)))
+        else:
+            locs.append((*prefix, key))
+    return locs
+
+
+class _Locator:
+    """Names the file a key came from (the includer or an included base suite)."""
+
+    def __init__(self, top: str, origins: dict[Loc, str]) -> None:
+        self.top, self.origins = top, origins
+
+    def problem(self, loc: Loc, message: str) -> Problem:
+        for cut in range(len(loc), 0, -1):
+            if loc[:cut] in self.origins:
+                return (self.origins[loc[:cut]], _format_loc(loc), message)
+        return (self.top, _format_loc(loc), message)
+
+
+def _format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _message(error: dict[str, Any], known_keys: list[str]) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        close = difflib.get_close_matches(key, known_keys, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "check the spelling"
+        return f"unknown key {key!r} ({hint})"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    for prefix, replacement in _PHRASES:
+        if msg.startswith(prefix):
+            msg = replacement + msg.removeprefix(prefix)
+            break
+    return f"{msg}, got {error['input']!r}"
+
+
+_PHRASES = (
+    ("Input should be ", "expected "),
+    ("String should match pattern ", "expected a string matching pattern "),
+    ("String should have ", "expected a string with "),
+    ("List should have ", "expected a list with "),
+    ("Field required", "required key is missing"),
+)
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    names: list[str] = []
+    for name, field in model.model_fields.items():
+        names.append(name)
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                names.extend(_field_names(candidate))
+    return sorted(set(names))
+
+
+_SCHEMA_KEYS = _field_names(SuiteModel)
+
+
+class _ComponentChecks:
+    """Look up named components in their registries and validate their params."""
+
+    def __init__(self, where: _Locator, problems: list[Problem]) -> None:
+        self.where, self.problems = where, problems
+
+    def _report(self, loc: Loc, message: str) -> None:
+        self.problems.append(self.where.problem(loc, message))
+
+    def _lookup(self, registry: Registry, name: Any, loc: Loc) -> type | None:
+        if not isinstance(name, str):
+            return None  # the schema check reports it
+        try:
+            return registry.get(name)
+        except UnknownName as exc:
+            self._report((*loc, "name"), str(exc))
+        except Exception as exc:  # a plug-in that fails to import is a suite problem too
+            self._report((*loc, "name"), f"cannot import {name!r}: {exc}")
+        return None
+
+    def _params(self, cls: type, params: Any, loc: Loc) -> ComponentParams | None:
+        if not isinstance(params, dict):
+            return None  # the schema check reports it
+        try:
+            return cls.Params.model_validate(params)
+        except ValidationError as exc:
+            fields = list(cls.Params.model_fields)
+            for e in exc.errors():
+                message = _message(e, fields)
+                if not fields:
+                    component = getattr(getattr(cls, "spec", cls), "name", loc[0])
+                    message = f"unknown key {e['loc'][-1]!r} ({component!r} takes no parameters)"
+                self._report((*loc, "params", *e["loc"]), message)
+        return None
+
+    def encoder(self, raw: dict[str, Any], model: SuiteModel | None
+                ) -> tuple[ComponentParams | None, str | None]:
+        source = raw.get("source")
+        entry = source.get("encoder", "pixels") if isinstance(source, dict) else "pixels"
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict):
+            return None, None
+        loc: Loc = ("source", "encoder")
+        cls = self._lookup(ENCODERS, entry.get("name"), loc)
+        if cls is None:
+            return None, None
+        space = get_space(cls.spec.latent_space)
+        for i, (w, h) in enumerate(model.resolution.input if model else []):
+            if w % space.factor or h % space.factor:
+                self._report(("resolution", "input", i), f"{w}x{h} is not a multiple of the "
+                             f"{space.name} latent factor {space.factor}")
+        return self._params(cls, entry.get("params", {}), loc), space.name
+
+    def decoders(self, raw: dict[str, Any], space: str | None) -> dict[str, ComponentParams]:
+        params: dict[str, ComponentParams] = {}
+        entries = raw.get("decoder")
+        seen: set[str] = set()
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict):
+                continue
+            loc: Loc = ("decoder", i)
+            decoder_id = entry.get("label") or entry.get("name")
+            if isinstance(decoder_id, str) and decoder_id in seen:
+                self._report((*loc, "label"),
+                             f"decoder id {decoder_id!r} is used twice; give each row a unique label")
+            seen.add(str(decoder_id))
+            cls = self._lookup(DECODERS, entry.get("name"), loc)
+            if cls is None:
+                continue
+            spec = cls.spec
+            if spec.consumes == Consumes.LATENT and space is not None and space not in spec.latent_spaces:
+                self._report((*loc, "name"), f"decoder {spec.name!r} consumes latent spaces "
+                             f"{list(spec.latent_spaces)}, but the source's encoder produces {space!r}")
+            validated = self._params(cls, entry.get("params", {}), loc)
+            if validated is not None and isinstance(decoder_id, str):
+                params[decoder_id] = validated
+        return params
+
+    def metrics(self, raw: dict[str, Any]) -> dict[str, ComponentParams]:
+        params: dict[str, ComponentParams] = {}
+        entries = raw.get("metrics")
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            entry = {"name": entry} if isinstance(entry, str) else entry
+            if not isinstance(entry, dict):
+                continue
+            loc: Loc = ("metrics", i)
+            name = entry.get("name")
+            if isinstance(name, str) and name in params:
+                self._report((*loc, "name"), f"metric {name!r} is listed twice")
+                continue
+            cls = self._lookup(METRICS, name, loc)
+            if cls is None:
+                continue
+            validated = self._params(cls, entry.get("params", {}), loc)
+            if validated is not None:
+                params[str(name)] = validated
+        return params

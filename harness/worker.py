@@ -1,0 +1,362 @@
+"""One decoder in one spawned process.
+
+Why a process per decoder: loading some decoders changes process-wide torch
+state (PiD sets manual_seed, cudnn.benchmark and TF32 on load), and a
+segfault, OOM or hang must cost one case, not the run. The worker loads the
+decoder once, then answers one `DecodeTask` at a time: inputs are read from
+the latent cache and moved to the device, warm-up runs once per input shape,
+`measure()` times the repeats, and only then — outside every timed region —
+the output is checked, brought to the comparison size and written as PNG.
+
+The parent side (`WorkerProcess`) spawns, sends, waits with a deadline, and
+turns a dead or hung worker into a reason string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import faulthandler
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from decoders.base import DecodeBatch, Decoder, DecoderUnavailable
+from decoders.registry import DECODERS
+from decoders.resample import resize
+from harness import images
+from harness.cache import tensor_sha256
+from harness.channel import (
+    CaseInput,
+    DecodeTask,
+    FromWorker,
+    Loaded,
+    LoadFailed,
+    TaskDone,
+    WorkerJob,
+)
+from harness.measure import is_oom, measure, release_memory, time_call
+
+RANGE_TOLERANCE = 1e-3  # decoders must return [0, 1]; float noise beyond this is a bug
+
+
+# =========================================================================== child side
+
+
+def worker_main(conn: Any, job: WorkerJob) -> None:
+    _redirect_output(Path(job.log_path))
+    faulthandler.enable()
+    _die_with_parent()
+    pid = os.getpid()
+    try:
+        begin = time.perf_counter()
+        cls = DECODERS.get(job.decoder_name)
+        import_ms = (time.perf_counter() - begin) * 1e3
+        decoder = cls(cls.Params.model_validate(job.params))
+        device, dtype = torch.device(job.device), getattr(torch, job.dtype)
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        begin = time.perf_counter()
+        decoder.load(device, dtype)
+        load_ms = (time.perf_counter() - begin) * 1e3
+    except DecoderUnavailable as exc:
+        conn.send(LoadFailed(pid, "unavailable", str(exc)))
+        return
+    except Exception as exc:
+        status = "oom" if is_oom(exc) else "error"
+        conn.send(LoadFailed(pid, status, f"{type(exc).__name__}: {exc}", _excerpt(exc)))
+        return
+    conn.send(Loaded(
+        pid=pid, import_ms=import_ms, load_ms=load_ms,
+        weights=decoder.weights(), facts=decoder.facts(),
+        device=_device_facts(device), torch_state=torch_state(),
+    ))
+    warmed: set[Any] = set()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send(TaskDone(tuple(run_task(decoder, job, task, warmed))))
+
+
+def run_task(
+    decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[Any]
+) -> list[dict[str, Any]]:
+    device, dtype = torch.device(job.device), getattr(torch, job.dtype)
+    records = [_record(case, task, job) for case in task.cases]
+    try:
+        latents, received = _load_inputs(task, device, dtype)
+    except Exception as exc:
+        return _failed(records, "error", f"cannot load inputs: {exc}", _excerpt(exc))
+    for record, sha in zip(records, received, strict=True):
+        record["input_sha256"] = sha
+        record["input_shape"] = list(latents.shape[1:]) if latents is not None else None
+    batch = DecodeBatch(
+        latents=latents, input_size=task.input_size, output_size=task.request_size,
+        seeds=[c.seed for c in task.cases], sigmas=[c.sigma for c in task.cases],
+        prompts=[c.prompt for c in task.cases],
+    )
+    try:
+        warm = _warm_up(decoder, batch, job, device, warmed)
+        measured = measure(lambda: decoder.decode(batch), job.repeats, device)
+    except Exception as exc:
+        del batch, latents
+        release_memory(device)
+        status = "oom" if is_oom(exc) else "error"
+        failed = _failed(records, status, f"{type(exc).__name__}: {exc}", _excerpt(exc))
+        if status == "oom":
+            for record in failed:
+                record["failed_size"] = list(task.request_size)
+        return failed
+    shared = {
+        "latency": measured.latency.as_dict(), "memory": measured.memory, "warmup": warm,
+        "stage_ms": decoder.stage_times_ms(), "facts": decoder.facts(),
+    }
+    for record in records:
+        record.update(shared)
+    output, measured.output = measured.output, None
+    return _write_outputs(output, task, job, records)
+
+
+def _warm_up(
+    decoder: Decoder, batch: DecodeBatch, job: WorkerJob, device: torch.device, warmed: set[Any]
+) -> dict[str, Any] | None:
+    shape = tuple(batch.latents.shape) if batch.latents is not None else batch.size
+    key = (shape, batch.output_size)
+    if key in warmed or job.warmup == 0:
+        warmed.add(key)
+        return None
+    first_call_ms = None
+    for i in range(job.warmup):
+        output, elapsed_ms = time_call(lambda: decoder.decode(batch), device)
+        del output
+        if i == 0:
+            first_call_ms = elapsed_ms
+    warmed.add(key)
+    return {"n": job.warmup, "first_call_ms": first_call_ms}
+
+
+def _load_inputs(
+    task: DecodeTask, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor | None, list[str | None]]:
+    if all(case.input_path is None for case in task.cases):
+        return None, [None] * len(task.cases)
+    tensors, received = [], []
+    for case in task.cases:
+        tensor = load_file(case.input_path)["latent"]
+        sha = tensor_sha256(tensor)
+        if case.input_sha256 is not None and sha != case.input_sha256:
+            raise ValueError(f"cached input for {case.case_id} changed on disk (sha256 {sha})")
+        tensors.append(tensor)
+        received.append(sha)
+    return torch.stack(tensors).to(device=device, dtype=dtype), received
+
+
+def _write_outputs(
+    output: Any, task: DecodeTask, job: WorkerJob, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    problem = _output_problem(output, len(task.cases))
+    if problem is not None:
+        return _failed(records, "invalid_output", problem, "", keep_measurements=True)
+    output = output.float()
+    native = (output.shape[-1], output.shape[-2])
+    resampled = None
+    if native != task.compare_size:
+        output = resize(output, task.compare_size, job.compare_resampler)  # type: ignore[arg-type]
+        resampled = {"from": list(native), "method": job.compare_resampler}
+    pixels = images.quantize(output).cpu()
+    for record, case, image in zip(records, task.cases, pixels, strict=True):
+        images.write_png(image, Path(job.run_dir) / case.image_path)
+        record.update(
+            status="ok", native_size=list(native), resampled=resampled,
+            image=case.image_path, image_sha256=images.pixels_sha256(image),
+        )
+    return records
+
+
+def _output_problem(output: Any, batch_size: int) -> str | None:
+    if not isinstance(output, torch.Tensor):
+        return f"decoder returned {type(output).__name__}, expected a tensor"
+    if output.ndim != 4 or output.shape[0] != batch_size or output.shape[1] != 3:
+        return f"decoder returned shape {list(output.shape)}, expected [{batch_size}, 3, H, W]"
+    if not output.is_floating_point():
+        return f"decoder returned dtype {output.dtype}, expected floats in [0, 1]"
+    finite = torch.isfinite(output)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        return f"decoder output has {bad} non-finite values (NaN/Inf) of {output.numel()}"
+    low, high = float(output.min()), float(output.max())
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        return f"decoder output spans [{low:.4g}, {high:.4g}]; the protocol requires [0, 1]"
+    return None
+
+
+def _record(case: CaseInput, task: DecodeTask, job: WorkerJob) -> dict[str, Any]:
+    return {
+        "kind": "decode", "decoder": job.decoder_id, "case": case.case_id, "status": None,
+        "batch_size": len(task.cases), "batch_id": f"{os.getpid()}:{task.cases[0].case_id}",
+        "request_size": list(task.request_size), "output_size": list(task.compare_size),
+        "worker_pid": os.getpid(),
+    }
+
+
+def _failed(
+    records: list[dict[str, Any]], status: str, message: str, excerpt: str,
+    keep_measurements: bool = False,
+) -> list[dict[str, Any]]:
+    for record in records:
+        record.update(status=status, message=message, traceback=excerpt or None)
+        if not keep_measurements:
+            record.update(latency=None, memory=None)
+    return records
+
+
+def _excerpt(exc: BaseException, lines: int = 12) -> str:
+    text = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _device_facts(device: torch.device) -> dict[str, Any]:
+    facts: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        facts.update(
+            gpu_name=props.name, capability=f"{props.major}.{props.minor}",
+            total_memory_bytes=props.total_memory, cuda_runtime=torch.version.cuda,
+        )
+    return facts
+
+
+def torch_state() -> dict[str, Any]:
+    """Process-wide torch settings a decoder may have changed on load."""
+    return {
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "initial_seed": torch.initial_seed(),
+        "num_threads": torch.get_num_threads(),
+    }
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Decoder prints and crash dumps go to the decoder's log, not the parent's terminal."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this worker if the runner dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the parent died before prctl took effect
+
+
+# =========================================================================== parent side
+
+
+class WorkerGone:
+    """The worker died or stopped answering; `reason` says how."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        self.status, self.reason = status, reason
+
+
+class WorkerProcess:
+    def __init__(self, job: WorkerJob) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.job = job
+        self._conn, child_conn = context.Pipe()
+        self._proc = context.Process(
+            target=worker_main, args=(child_conn, job), name=f"decoderbench-{job.decoder_id}"
+        )
+        self.started = time.perf_counter()
+        self._proc.start()
+        child_conn.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def send(self, task: DecodeTask | None) -> None:
+        self._conn.send(task)
+
+    def receive(self, timeout_s: float) -> FromWorker | WorkerGone:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                return WorkerGone("timeout", f"no answer within {timeout_s:g} s; worker killed")
+            try:
+                if self._conn.poll(min(remaining, 0.25)):
+                    return self._conn.recv()
+            except (EOFError, OSError):
+                return self._gone()
+            if not self._proc.is_alive() and not self._poll_quietly():
+                return self._gone()
+
+    def _poll_quietly(self) -> bool:
+        try:
+            return self._conn.poll(0)
+        except (EOFError, OSError):
+            return False
+
+    def _gone(self) -> WorkerGone:
+        self._proc.join(timeout=5)
+        code = self._proc.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = " (the kernel's OOM killer sends this too)" if name == "SIGKILL" else ""
+            reason = f"worker process died with {name}{hint}"
+        else:
+            reason = f"worker process exited with code {code}"
+        tail = _log_tail(Path(self.job.log_path))
+        return WorkerGone("crashed", f"{reason}; log tail:\n{tail}" if tail else reason)
+
+    def kill(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(timeout=10)
+
+    def close(self) -> None:
+        """Ask the worker to stop; kill it if it does not."""
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._conn.send(None)
+        self._proc.join(timeout=10)
+        self.kill()
+        self._conn.close()
+
+
+def _log_tail(path: Path, size: int = 1500) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - size))
+            return handle.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""

@@ -1,0 +1,63 @@
+"""nox sessions: tests, lint, the offline demo, and GPU benchmark runs.
+
+    nox -s tests            # the test suite (CPU, offline)
+    nox -s lint             # ruff
+    nox -s smoke            # the offline demo suite
+    nox -s bench-h100       # GPU suites on an H100 runner (--device cuda)
+    nox -s bench-gb200      # GPU suites on a GB200 runner (--device cuda)
+
+Sessions install the project with the pinned torch of constraints.txt; pass
+`-- ARGS` to forward extra arguments (e.g. `nox -s bench-h100 -- --out runs/h100`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+# GPU suites run by the bench sessions; the decoder adapters add their own suites here.
+GPU_SUITES = ["smoke"]
+
+
+def _install(session: nox.Session, extras: str = "dev") -> None:
+    session.install("-c", "constraints.txt", "-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    _install(session)
+    session.run("pytest", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    _install(session)
+    session.run("decoderbench", "run", "smoke", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
+def _bench(session: nox.Session, runner: str) -> None:
+    _install(session)
+    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    for suite in GPU_SUITES:
+        session.log(f"{runner}: suite {suite}")
+        session.run("decoderbench", "run", suite, "--device", "cuda", *session.posargs, env=env)
+
+
+@nox.session(name="bench-h100")
+def bench_h100(session: nox.Session) -> None:
+    _bench(session, "h100")
+
+
+@nox.session(name="bench-gb200")
+def bench_gb200(session: nox.Session) -> None:
+    _bench(session, "gb200")

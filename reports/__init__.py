@@ -1,0 +1,1 @@
+"""Aggregation of run stores into tables and HTML."""

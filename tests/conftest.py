@@ -1,0 +1,55 @@
+"""Shared fixtures. Tests run offline (HF_HUB_OFFLINE=1) on the CPU.
+
+tests/plugins holds a tiny distribution whose entry points register the
+test-only decoders, so third-party registration is exercised for real, in
+this process and in every spawned worker (spawn passes sys.path on).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PLUGINS = Path(__file__).parent / "plugins"
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+if str(PLUGINS) not in sys.path:
+    sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(PLUGINS), os.environ.get("PYTHONPATH", "")) if p)
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Three small deterministic RGB images (48x40, 40x48, 64x64)."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    for index, (w, h) in enumerate([(48, 40), (40, 48), (64, 64)]):
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], axis=-1)
+        array = np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1)
+        Image.fromarray((array * 255).astype(np.uint8)).save(folder / f"img{index}.png")
+    return folder
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    def write(text: str, name: str = "suite.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"

@@ -1,0 +1,47 @@
+"""Helpers shared by test modules (import as `from helpers import ...`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def suite_text(folder: Path, decoders: str, **extra: str) -> str:
+    """A small suite over `folder`: 16x16 inputs, 32x32 comparison size."""
+    top = "\n".join(f"{key} = {value}" for key, value in extra.items())
+    return f"""
+name = "t"
+seeds = [0]
+metrics = ["psnr", "ssim"]
+{top}
+
+[source]
+kind = "images"
+folder = "{folder}"
+
+[resolution]
+input = 16
+output_scale = 2
+
+[timing]
+warmup = 1
+repeats = 2
+timeout_s = 60
+load_timeout_s = 120
+
+{decoders}
+"""
+
+
+def decoder_tables(*entries: str) -> str:
+    return "\n".join(f"[[decoder]]\n{entry}\n" for entry in entries)
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "COLUMNS": "200"},
+    )

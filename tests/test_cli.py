@@ -1,0 +1,101 @@
+"""The command line as a user runs it (a subprocess per call)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from helpers import cli, decoder_tables, suite_text
+
+VERBS = ["run", "validate", "list", "show", "report", "export"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb: str) -> None:
+    result = cli(verb, "--help")
+    assert result.returncode == 0
+    assert "Usage" in result.stdout
+
+
+def test_list_decoders_metrics_suites() -> None:
+    decoders = cli("list", "decoders")
+    assert decoders.returncode == 0
+    for name in ("nearest", "bilinear", "bicubic", "lanczos", "fault", "decoderbench-testplugins"):
+        assert name in decoders.stdout
+    metrics = cli("list", "metrics")
+    assert all(name in metrics.stdout for name in ("psnr", "ssim", "ms_ssim", "full_reference"))
+    suites = cli("list", "suites")
+    assert "smoke" in suites.stdout and "Offline demo" in suites.stdout
+    assert cli("list", "nothing").returncode == 2
+
+
+def test_validate_exit_codes(write_suite, image_folder) -> None:
+    good = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"')), "good.toml")
+    result = cli("validate", str(good), "smoke")
+    assert result.returncode == 0, result.stderr
+    assert "3 case(s) × 1 decoder(s)" in result.stdout and "13 item(s)" in result.stdout
+    bad = write_suite("name = 'x'\n[[decoder]]\nname = 'nope'\n", "bad.toml")
+    result = cli("validate", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}: decoder[0].name: unknown decoder 'nope'" in result.stderr
+    assert f"{bad}: source: required key is missing" in result.stderr
+
+
+def test_run_show_report_export(write_suite, tmp_path: Path, image_folder) -> None:
+    (image_folder / "img0.txt").write_text("<script>alert(1)</script>")
+    suite = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"', 'name = "lanczos"')))
+    run_dir = tmp_path / "run"
+    result = cli("run", str(suite), "--out", str(run_dir), "--cache-dir", str(tmp_path / "c"), "-q")
+    assert result.returncode == 0, result.stderr
+    assert "lanczos" in result.stdout and "psnr" in result.stdout
+    html = (run_dir / "report" / "index.html").read_text()
+    assert "<td>lanczos" in html and "<script>" not in html
+
+    shown = cli("show", str(run_dir))
+    assert shown.returncode == 0 and "32×32" in shown.stdout and "nearest" in shown.stdout
+
+    exported = cli("export", str(run_dir), "--csv")
+    assert exported.returncode == 0, exported.stderr
+    with (run_dir / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    variables = {row["variable"] for row in rows}
+    assert {"latency_median_ms", "peak_rss_bytes", "psnr", "ssim"} <= variables
+    assert {row["decoder"] for row in rows} == {"nearest", "lanczos"}
+    assert len([r for r in rows if r["variable"] == "psnr"]) == 6
+
+    pytest.importorskip("pyarrow")
+    exported = cli("export", str(run_dir), "--parquet")
+    assert exported.returncode == 0, exported.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run_dir / "results.parquet")
+    assert table.num_rows == len(rows)
+    assert cli("export", str(run_dir)).returncode == 2
+
+
+def test_run_exit_codes(write_suite, tmp_path: Path, image_folder) -> None:
+    failing = write_suite(suite_text(image_folder, decoder_tables(
+        'name = "nearest"', 'name = "fault"\nparams = {mode = "raise"}')))
+    result = cli("run", str(failing), "--out", str(tmp_path / "r1"), "--cache-dir",
+                 str(tmp_path / "c"), "-q", "--no-report")
+    assert result.returncode == 1
+    assert "decoder exploded on purpose" in result.stderr
+    assert "3 decode unit(s) did not succeed" in result.stderr
+    bad = write_suite("name = 'x'\n", "bad.toml")
+    result = cli("run", str(bad), "--out", str(tmp_path / "r2"), "-q")
+    assert result.returncode == 2 and "invalid suite" in result.stderr
+    result = cli("run", "--resume", str(tmp_path / "nowhere"), "-q")
+    assert result.returncode == 2 and "not a decoderbench run directory" in result.stderr
+    result = cli("show", str(tmp_path))
+    assert result.returncode == 2
+
+
+def test_device_override_is_recorded(write_suite, tmp_path: Path, image_folder) -> None:
+    suite = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"')))
+    result = cli("run", str(suite), "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
+                 "--dtype", "bfloat16", "-q", "--no-report")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["suite"]["resolved"]["timing"]["dtype"] == "bfloat16"

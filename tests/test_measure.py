@@ -1,0 +1,62 @@
+"""Latency statistics, CPU peak memory and OOM classification."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from harness.measure import MemoryProbe, is_oom, measure, summarize
+
+
+def test_summarize_matches_numpy() -> None:
+    samples = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0]
+    stats = summarize(samples, "perf_counter_ns")
+    assert stats.n == 6 and stats.median_ms == 3.5
+    assert stats.p10_ms == pytest.approx(np.percentile(samples, 10))
+    assert stats.p90_ms == pytest.approx(np.percentile(samples, 90))
+    assert stats.std_ms == pytest.approx(np.std(samples, ddof=1))
+    assert stats.samples_ms == samples and stats.min_ms == 1.0 and stats.max_ms == 10.0
+    assert summarize([2.0], "x").std_ms == 0.0
+    with pytest.raises(ValueError):
+        summarize([], "x")
+
+
+def test_measure_times_only_the_callable_and_keeps_last_output() -> None:
+    calls = []
+
+    def fn() -> int:
+        calls.append(1)
+        time.sleep(0.02)
+        return len(calls)
+
+    result = measure(fn, 3, torch.device("cpu"))
+    assert result.output == 3 and result.latency.n == 3
+    assert 15 < result.latency.median_ms < 200
+    assert result.latency.timer == "perf_counter_ns"
+
+
+def test_cpu_peak_memory_sees_a_transient_allocation() -> None:
+    probe = MemoryProbe(torch.device("cpu"))
+    probe.start()
+    block = torch.ones(200 * 2**20, dtype=torch.uint8)  # touched, so resident
+    del block
+    memory = probe.stop()
+    assert memory["method"] in ("linux_vmhwm_reset", "ru_maxrss_process_lifetime")
+    if memory["method"] == "linux_vmhwm_reset":
+        assert memory["peak_rss_bytes"] - memory["baseline_rss_bytes"] >= 190 * 2**20
+        # The reset makes the next window start from the current RSS, not the old peak.
+        probe.start()
+        small = probe.stop()
+        assert small["peak_rss_bytes"] - small["baseline_rss_bytes"] < 50 * 2**20
+
+
+def test_oom_classification() -> None:
+    with pytest.raises(RuntimeError) as info:
+        torch.empty(2**50, dtype=torch.uint8)
+    assert is_oom(info.value)
+    assert is_oom(MemoryError())
+    assert is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_oom(ValueError("bad shape"))
