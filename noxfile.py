@@ -61,3 +61,10 @@ def bench_h100(session: nox.Session) -> None:
 @nox.session(name="bench-gb200")
 def bench_gb200(session: nox.Session) -> None:
     _bench(session, "gb200")
+
+
+@nox.session(name="timing-check")
+def timing_check(session: nox.Session) -> None:
+    """Harness-measured latency vs a bare CUDA-event loop on the same input (ratio ≈ 1)."""
+    _install(session)
+    session.run("python", "-m", "harness.timingcheck", "--device", "cuda", *session.posargs)

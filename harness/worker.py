@@ -87,7 +87,9 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
             return
         if task is None:
             return
-        conn.send(TaskDone(tuple(run_task(decoder, job, task, warmed))))
+        with torch.inference_mode():  # no autograd graph: it would inflate memory and latency
+            records = run_task(decoder, job, task, warmed)
+        conn.send(TaskDone(tuple(records)))
 
 
 def run_task(

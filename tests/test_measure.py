@@ -60,3 +60,12 @@ def test_oom_classification() -> None:
     assert is_oom(MemoryError())
     assert is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not is_oom(ValueError("bad shape"))
+
+
+def test_timing_check_compares_the_harness_with_a_bare_loop(tmp_path) -> None:
+    from harness.timingcheck import check
+
+    result = check("bicubic", 32, 2, "cpu", "float32", warmup=1, repeats=3, work_dir=tmp_path)
+    assert result["timer"] == "perf_counter_ns" and result["repeats"] == 3
+    assert result["harness_median_ms"] > 0 and result["bare_median_ms"] > 0
+    assert result["ratio"] == result["harness_median_ms"] / result["bare_median_ms"]

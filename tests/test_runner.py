@@ -246,3 +246,10 @@ def test_new_run_refuses_an_existing_run_dir(write_suite, tmp_path, image_folder
     run_dir, _ = _run(write_suite, tmp_path, text)
     with pytest.raises(StoreError, match="--resume"):
         Runner.new(load_suite(write_suite(text)), run_dir, TensorCache(tmp_path / "cache"))
+
+
+def test_decoders_run_without_autograd(write_suite, tmp_path, image_folder) -> None:
+    text = suite_text(image_folder, decoder_tables('name = "fault"\nparams = {mode = "grad_probe"}'))
+    _, records = _run(write_suite, tmp_path, text)
+    assert {r["status"] for r in _decodes(records).values()} == {"ok"}
+    assert {r["facts"]["grad_enabled"] for r in _decodes(records).values()} == {False}

@@ -19,7 +19,7 @@ from decoders.plugins import Params
 
 class FaultParams(Params):
     mode: Literal["ok", "oom", "nan", "crash", "sleep", "raise", "range", "unavailable",
-                  "load_crash"] = "ok"
+                  "load_crash", "grad_probe"] = "ok"
     fail_seeds: list[int] | None = None  # None: every case
     sleep_s: float = 0.0
     set_global_state: bool = False
@@ -62,10 +62,11 @@ class FaultDecoder(Decoder):
             time.sleep(self.params.sleep_s)
         if mode == "raise":
             raise ValueError("decoder exploded on purpose")
+        self._grad_enabled = torch.is_grad_enabled()
         return out
 
     def facts(self) -> dict[str, object]:
-        return {"mode": self.params.mode}
+        return {"mode": self.params.mode, "grad_enabled": getattr(self, "_grad_enabled", None)}
 
 
 class SeededNoiseDecoder(Decoder):
