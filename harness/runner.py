@@ -242,6 +242,12 @@ class Runner:
                 "load_ms": reply.load_ms, "weights": reply.weights, "facts": reply.facts,
                 "device": reply.device, "torch_state": reply.torch_state,
             })
+            decoders = self.store.manifest().get("decoders", {})
+            decoders[job.decoder_id] = {
+                "name": job.decoder_name, "params": job.params, "weights": reply.weights,
+                "facts": reply.facts, "device": reply.device,
+            }
+            self.store.update_manifest(decoders=decoders)
             return worker
         if isinstance(reply, LoadFailed):
             status, message, excerpt = reply.status, reply.message, reply.traceback

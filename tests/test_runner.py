@@ -79,6 +79,8 @@ def test_records_hold_measurements_images_and_metrics(write_suite, tmp_path, ima
     assert manifest["status"] == "finished"
     assert manifest["metrics"]["ssim"]["protocol_sha256"] == metrics[-1]["protocol_sha256"]
     assert manifest["environment"]["torch"] == torch.__version__
+    assert manifest["decoders"]["lanczos"]["name"] == "lanczos"
+    assert manifest["decoders"]["lanczos"]["device"]["device"] == "cpu"
     # Only the first case of a shape is warmed up.
     warmed = [r for r in records if r["kind"] == "decode" and r.get("warmup")]
     assert len(warmed) == len({tuple(r["input_shape"]) for r in warmed})
