@@ -144,6 +144,9 @@ def test_a_babbling_checkpoint_is_retried_once_then_invalid(checkpoints, picture
 
 def test_missing_weights_are_unavailable_fast_with_how_to_get_them(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llava"}')  # no processor, no weights
     cases = [(tmp_path / "nowhere", "has no config.json"),
              ("someone/absent-vlm-7b", "config.json is not in the Hugging Face cache")]
     for model, words in cases:
@@ -152,6 +155,8 @@ def test_missing_weights_are_unavailable_fast_with_how_to_get_them(tmp_path, mon
             LocalVLMBackend.load(_config(model))
         assert time.perf_counter() - began < 1.0
     assert "hf download someone/absent-vlm-7b" in str(info.value)
+    with pytest.raises(BackendUnavailable, match=re.escape(f"cannot load judge model '{broken}': OSError")):
+        LocalVLMBackend.load(_config(broken))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")

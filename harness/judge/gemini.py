@@ -19,6 +19,7 @@ from harness.judge.backends import (
     RequestFailed,
     TransientError,
     api_key_from_env,
+    redact,
 )
 from harness.judge.config import JudgeConfig
 from harness.judge.media import JudgeImage
@@ -74,7 +75,10 @@ class GeminiBackend:
         key = api_key_from_env()
         options = types.HttpOptions(base_url=config.base_url, api_version=config.api_version,
                                     timeout=max(1, round(config.timeout_s * 1000)))
-        return cls(genai.Client(api_key=key, http_options=options), config, key)
+        try:
+            return cls(genai.Client(api_key=key, http_options=options), config, key)
+        except Exception as exc:
+            raise BackendUnavailable(f"cannot start the Gemini client: {redact(str(exc), (key,))}") from None
 
     def ask(self, prompt: Prompt) -> Reply:
         from google.genai import errors

@@ -31,12 +31,12 @@ class LocalVLMBackend:
 
     @classmethod
     def load(cls, config: JudgeConfig) -> LocalVLMBackend:
+        _check_weights(config.model)
         try:
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
         except ImportError:
             raise BackendUnavailable("the local judge needs transformers: pip install transformers") from None
-        _check_weights(config.model)
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable(f"judge.device is {config.device!r} but no CUDA device is available "
                                      "(set judge.device = \"cpu\" to judge on the CPU)")
@@ -44,8 +44,9 @@ class LocalVLMBackend:
             processor = AutoProcessor.from_pretrained(config.model)
             model = AutoModelForImageTextToText.from_pretrained(
                 config.model, dtype=getattr(torch, config.dtype))
-        except (OSError, ValueError, KeyError) as exc:
-            raise BackendUnavailable(f"cannot load judge model {config.model!r}: {exc}") from None
+        except Exception as exc:  # a missing file, an unknown architecture, a missing dependency
+            raise BackendUnavailable(f"cannot load judge model {config.model!r}: {type(exc).__name__}: {exc}"
+                                     ) from None
         return cls(processor, model.to(config.device).eval(), config)
 
     def ask(self, prompt: Prompt) -> Reply:
