@@ -224,7 +224,7 @@ def test_the_api_key_is_never_written(gemini, tmp_path, write_suite, image_folde
     run_judge(suite, store, tmp_path / "cache", SilentReporter())
     echoed = [r for r in judge_records(store) if r["status"] == "failed"]
     assert len(echoed) == 1 and "key [redacted] broke me" in echoed[0]["reason"]
-    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".toml", "")]
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]  # run dir, verdict cache, suite
     assert any(p.name == "results.jsonl" for p in written) and any("judge" in p.parts for p in written)
     for path in written:
         assert KEY.encode() not in path.read_bytes(), path
@@ -318,3 +318,5 @@ def test_runner_judges_after_metrics_and_the_verb_rejudges(gemini, tmp_path, wri
     plan = judge_run(outcome.run_dir, override, None, {"max_requests": None}, SilentReporter(), dry_run=True)
     assert plan.counts == {"to_ask": 0} and len(gemini.requests) == 12
     assert len([r for r in RunStore.open(outcome.run_dir).records()[0] if r["kind"] == "judge"]) == 12
+    for path in [*outcome.run_dir.rglob("*"), *(tmp_path / "cache").rglob("*")]:  # logs, manifest, report
+        assert not path.is_file() or KEY.encode() not in path.read_bytes(), path
