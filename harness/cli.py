@@ -294,6 +294,36 @@ def export(
     out.print(f"{len(rows)} rows → {target}")
 
 
+@app.command()
+def judge(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory that has decoded.")],
+    suite_override: Annotated[Path | None, typer.Option(
+        help="TOML file whose \\[judge] table is merged over the run's (a suite file works).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Cache holding judge verdicts (default: the run's cache directory).")] = None,
+    max_requests: Annotated[int | None, typer.Option(help="Override judge.max_requests.")] = None,
+    cost_cap_usd: Annotated[float | None, typer.Option(help="Override judge.cost_cap_usd.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="Only count what would be asked and its worst-case cost.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Judge (or resume judging) a run pairwise with a multimodal model; writes RUN_DIR/judge.json."""
+    from harness.judge.command import JudgeUsageError, judge_run, print_outcome
+    from harness.store import StoreError
+
+    caps = {"max_requests": max_requests, "cost_cap_usd": cost_cap_usd}
+    try:
+        with RichReporter(quiet) as reporter:
+            outcome = judge_run(run_dir, suite_override, cache_dir, caps, reporter, dry_run)
+    except SuiteError as exc:
+        raise _fail(f"invalid judge settings\n{exc}") from None
+    except (StoreError, JudgeUsageError) as exc:
+        raise _fail(str(exc)) from None
+    print_outcome(outcome, out)
+    if outcome.counts["failed"]:
+        raise typer.Exit(EXIT_FAILED_CASES)
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -54,12 +55,18 @@ def pixels_sha256(chw_uint8: torch.Tensor | np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def encode_png(chw_uint8: torch.Tensor) -> bytes:
+    """uint8 [3, H, W] → lossless PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(chw_uint8.cpu().permute(1, 2, 0).numpy()).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def write_png(chw_uint8: torch.Tensor, path: Path) -> None:
     """Write atomically (temp file + rename) so a killed writer leaves no half image."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    array = chw_uint8.cpu().permute(1, 2, 0).numpy()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
+    tmp.write_bytes(encode_png(chw_uint8))
     os.replace(tmp, path)
 
 

@@ -4,9 +4,10 @@ The runner is the only module that knows decoders, sources, the store and
 metrics at once. Phases are strictly ordered: all inputs are prepared before
 any decoder runs; every decoder runs in its own spawned worker, one after
 the other (never two measured at once); metrics run after all decoding, so
-no metric model is resident while a decoder is measured. Every (decoder,
-case) unit ends as exactly one record — ok, or the failure that happened —
-and a resumed run only does the units that have none.
+no metric model is resident while a decoder is measured; the pairwise judge
+(suites with a [judge] table) runs last, over the stored outputs. Every
+(decoder, case) unit ends as exactly one record — ok, or the failure that
+happened — and a resumed run only does the units that have none.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from harness.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone,
 from harness.env import fingerprint
 from harness.evaluate import evaluate
 from harness.images import write_png
+from harness.judge.phase import run_judge
 from harness.sources import InputPreparer, PreparedCase, list_items
 from harness.store import RunStore, now_iso
 from harness.suite import DecoderEntry, Suite, validate_raw
@@ -128,6 +130,11 @@ class Runner:
             for note in notes:
                 self._note(note)
             phases["evaluate_s"] = time.perf_counter() - begin
+            if self.suite.model.judge is not None:
+                begin = time.perf_counter()
+                for note in run_judge(self.suite, self.store, self.cache.root, self.reporter).notes:
+                    self._note(note)
+                phases["judge_s"] = time.perf_counter() - begin
             status = "finished"
         except BaseException:
             status = "interrupted"

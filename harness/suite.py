@@ -20,7 +20,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from decoders.base import Consumes
 from decoders.plugins import Params as ComponentParams
@@ -28,6 +36,7 @@ from decoders.plugins import Registry, UnknownName
 from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import get_space
+from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
 
 Size = tuple[int, int]  # (width, height)
@@ -166,6 +175,21 @@ class SuiteModel(_Strict):
     evaluation: Evaluation = Evaluation()
     compare: Compare = Compare()
     gate: list[dict[str, Any]] = Field(default_factory=list)
+    judge: JudgeConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_judge(self, handler: Any) -> Any:
+        """A suite without [judge] dumps (and hashes) exactly as before the table existed."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("judge") is None:
+            data.pop("judge", None)
+        return data
+
+    @model_validator(mode="after")
+    def _judge_pairs_name_decoders(self) -> SuiteModel:
+        if self.judge is not None:
+            self.judge.pair_list([d.id for d in self.decoder])
+        return self
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -1,0 +1,96 @@
+"""`decoderbench judge RUN_DIR`: judge, re-judge or resume judging a run that has decoded.
+
+The judge settings are the run's own [judge] table, merged key by key with
+the [judge] table of --suite-override FILE (a suite file or a file holding
+only a [judge] table) and the cap options. Finished requests are never asked
+again and cached answers are never paid twice; `failed` ones are retried.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.judge.phase import JudgeOutcome, run_judge
+from harness.store import RunStore
+from harness.suite import Suite, SuiteError, validate_raw
+
+
+class JudgeUsageError(ValueError):
+    pass
+
+
+def judge_run(run_dir: Path, override: Path | None, cache_dir: Path | None, caps: dict[str, Any],
+              reporter: Any, dry_run: bool = False) -> JudgeOutcome:
+    store = RunStore.open(run_dir)
+    store.lock()
+    try:
+        manifest = store.manifest()
+        suite = _suite(manifest, override, {k: v for k, v in caps.items() if v is not None})
+        if not dry_run:
+            store.remove_temp_files()
+            store.repair()
+        return run_judge(suite, store, cache_dir or Path(manifest["cache_dir"]), reporter, dry_run=dry_run)
+    finally:
+        store.close()
+
+
+def _suite(manifest: dict[str, Any], override: Path | None, caps: dict[str, Any]) -> Suite:
+    info = manifest["suite"]
+    raw = dict(info["resolved"])
+    path = Path(info["path"])
+    table = dict(raw.get("judge") or {})
+    if override is not None:
+        table.update(_judge_table(override))
+        path = override
+    if not table:
+        raise JudgeUsageError("this run's suite has no [judge] table; give one with --suite-override FILE")
+    raw["judge"] = {**table, **caps}
+    return validate_raw(raw, path, info.get("texts"))
+
+
+def _judge_table(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError([(str(path), "", f"cannot read: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError([(str(path), "", f"invalid TOML: {exc}")]) from None
+    table = data.get("judge")
+    if not isinstance(table, dict):
+        raise SuiteError([(str(path), "judge", "expected a [judge] table")])
+    return table
+
+
+def print_outcome(outcome: JudgeOutcome, out: Console) -> None:
+    counts = outcome.counts
+    if "to_ask" in counts:
+        out.print(f"dry run: {counts['to_ask']} request(s) to ask, {outcome.cached} answered by the cache; "
+                  f"worst-case estimated cost ${outcome.estimate_usd:.4f}", highlight=False)
+        return
+    out.print(f"judge: {counts['ok']} ok, {counts['invalid']} invalid, {counts['failed']} failed "
+              f"({outcome.cached} from the cache); estimated spend of this run ${outcome.spent_usd:.4f}",
+              highlight=False)
+    for name, entry in outcome.summary.get("criteria", {}).items():
+        consistency = entry["consistency_rate"]
+        table = Table(title=f"{name} · {entry['judge_model']} · order consistency "
+                      f"{'—' if consistency is None else f'{consistency:.0%}'}")
+        for column in ("a", "b", "n", "a wins", "b wins", "ties", "inconsistent", "a win rate [95%]"):
+            table.add_column(column, justify="left" if column in ("a", "b") else "right")
+        for pair in entry["pairs"]:
+            rate = "—" if pair["win_rate_a"] is None else \
+                f"{pair['win_rate_a']:.2f} [{pair['wilson95_a'][0]:.2f}, {pair['wilson95_a'][1]:.2f}]"
+            table.add_row(pair["a"], pair["b"], str(pair["n"]), str(pair["wins_a"]), str(pair["wins_b"]),
+                          str(pair["ties"]), str(pair["inconsistent"]), rate)
+        out.print(table)
+        strengths = Table("decoder", "Bradley–Terry strength", "95% CI", title=f"{name} · strengths")
+        for row in sorted(entry["bradley_terry"], key=lambda r: -r["strength"]):
+            ci = "—" if row["ci95"] is None else f"[{row['ci95'][0]:+.2f}, {row['ci95'][1]:+.2f}]"
+            strengths.add_row(row["decoder"], f"{row['strength']:+.2f}", ci)
+        out.print(strengths)
+    for note in outcome.notes:
+        out.print(f"note: {note}", highlight=False)
