@@ -13,6 +13,7 @@ Per-stage times (`vae_decode`, `upscale`) are reported next to the total.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
@@ -24,7 +25,14 @@ from decoders.resample import Method, resize
 from decoders.spaces import get_space
 from decoders.stages import StageClock
 from decoders.vae import LoadedVae, VaeParams, vae_weights
-from decoders.weights import file_sha256, folder_sha256, require, resolve_file, resolve_pretrained
+from decoders.weights import (
+    dtype_kwargs,
+    file_sha256,
+    folder_sha256,
+    require,
+    resolve_file,
+    resolve_pretrained,
+)
 
 
 class SdX4Upscaler(Params):
@@ -95,7 +103,7 @@ class Cascade(Decoder):
         up: SdX4Upscaler = self.params.upscaler  # type: ignore[assignment]
         reference, _ = resolve_pretrained(up.weights, None, "SD x4 upscaler")
         try:
-            pipe = StableDiffusionUpscalePipeline.from_pretrained(reference, torch_dtype=self.dtype)
+            pipe = StableDiffusionUpscalePipeline.from_pretrained(reference, **dtype_kwargs(self.dtype))
         except OSError as exc:
             raise DecoderUnavailable(f"SD x4 upscaler: cannot load {reference}: {exc}") from None
         pipe = pipe.to(self.device)
@@ -155,7 +163,7 @@ class Cascade(Decoder):
             with self.clock.stage("vae_decode"):
                 images = self.vae.decode(batch.latents)
             with self.clock.stage("upscale"):
-                out = self._upscale(images, batch).clamp_(0, 1)
+                out = self._upscale(images, batch).clamp(0, 1)
         self.clock.finish()
         return out
 
@@ -169,8 +177,6 @@ class Cascade(Decoder):
             path = resolve_file(up.weights, "spandrel upscaler")
             found[up.weights] = file_sha256(path)
         elif isinstance(up, SdX4Upscaler):
-            from pathlib import Path
-
             reference, _ = resolve_pretrained(up.weights, None, "SD x4 upscaler")
             if Path(reference).is_dir():
                 found.update(folder_sha256(Path(reference), up.weights))

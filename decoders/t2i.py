@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from decoders.base import DecoderUnavailable
 from decoders.plugins import Params
-from decoders.weights import folder_sha256, require, resolve_pretrained
+from decoders.weights import dtype_kwargs, folder_sha256, require, resolve_pretrained
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class PipelineParams(Params):
     guidance: float | None = Field(default=None, ge=0)
     stop_at_step: int | None = Field(default=None, ge=1, description="capture x_t after this many steps")
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    without: list[str] = Field(
+        default_factory=list, description="components loaded as None, e.g. SD3 without T5: "
+        "['text_encoder_3', 'tokenizer_3'] (diffusers' documented memory saver)")
 
     @model_validator(mode="after")
     def _stop_before_end(self) -> PipelineParams:
@@ -81,6 +84,12 @@ class PipelineParams(Params):
         return self.weights or self.info.default_weights
 
 
+def variance_preserving(latents: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
+    """Euler (variance-exploding) x0 + σε → variance-preserving √(1-s²)x0 + sε, s = σ/√(σ²+1)."""
+    scale = (sigma**2 + 1) ** 0.5
+    return latents / scale, sigma / scale
+
+
 def pipeline_weights(params: PipelineParams) -> dict[str, str]:
     reference, _ = resolve_pretrained(params.reference, None, f"{params.family} pipeline")
     if not Path(reference).is_dir():  # online and not cached yet
@@ -100,7 +109,8 @@ class TextToLatent:
         cls = getattr(diffusers, params.info.pipeline_class)
         reference, _ = resolve_pretrained(params.reference, None, f"{params.family} pipeline")
         try:
-            pipe = cls.from_pretrained(reference, torch_dtype=getattr(torch, params.dtype))
+            pipe = cls.from_pretrained(reference, **dtype_kwargs(getattr(torch, params.dtype)),
+                                       **dict.fromkeys(params.without))
         except OSError as exc:
             raise DecoderUnavailable(f"{params.family} pipeline: cannot load {reference}: {exc}") from None
         self.pipe = pipe.to(device)
@@ -131,8 +141,7 @@ class TextToLatent:
             latents, sigma = output.images, float(self.pipe.scheduler.sigmas[-1])
         latents = self._unpack(latents, width, height)
         if self.params.info.frame == "ve":
-            scale = (sigma**2 + 1) ** 0.5
-            latents, sigma = latents / scale, sigma / scale
+            latents, sigma = variance_preserving(latents, sigma)
         return latents.float().cpu(), sigma
 
     def _unpack(self, latents: torch.Tensor, width: int, height: int) -> torch.Tensor:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -33,7 +35,7 @@ from decoders.base import (
 from decoders.plugins import Params
 from decoders.spaces import LatentSpace, as_space, fold, get_space, unfold
 from decoders.tiling import TileGrid, decode_tiled, make_grid
-from decoders.weights import folder_sha256, require, resolve_pretrained, state_dict_sha256
+from decoders.weights import dtype_kwargs, folder_sha256, require, resolve_pretrained, state_dict_sha256
 
 RANDOM = "random"
 RANDOM_WEIGHTS_NOTE = "random weights: performance-only"
@@ -121,24 +123,25 @@ class LoadedVae:
         else:
             reference, subfolder = resolve_pretrained(params.describe_weights(), params.subfolder, what)
             try:
-                model = cls.from_pretrained(reference, subfolder=subfolder, torch_dtype=self.dtype)
+                model = cls.from_pretrained(reference, subfolder=subfolder, **dtype_kwargs(self.dtype))
             except OSError as exc:
                 raise DecoderUnavailable(f"{what}: cannot load {reference}: {exc}") from None
         if next(model.parameters()).dtype != self.dtype:  # random init is float32
             model = model.to(dtype=self.dtype)
         self.model = model.to(device).eval().requires_grad_(False)
         self.parameters = sum(p.numel() for p in self.model.parameters())
-        self._bn: tuple[torch.Tensor, torch.Tensor] | None = None
-        if self.space.normalization == "batchnorm":
-            bn = self.model.bn
-            std = torch.sqrt(bn.running_var + bn.eps).view(1, -1, 1, 1)
-            self._bn = (bn.running_mean.view(1, -1, 1, 1).to(self.dtype), std.to(self.dtype))
+
+    def _batchnorm(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """FLUX.2: the per-channel mean and std of the VAE's BatchNorm running statistics."""
+        bn = self.model.bn
+        std = torch.sqrt(bn.running_var + bn.eps).view(1, -1, 1, 1)
+        return bn.running_mean.view(1, -1, 1, 1).to(self.dtype), std.to(self.dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalized latents (this space or its sibling form) → images in [0, 1]."""
         z = as_space(latents, self.space).to(self.dtype)
-        if self._bn is not None:
-            mean, std = self._bn
+        if self.space.normalization == "batchnorm":
+            mean, std = self._batchnorm()
             raw = unfold(z * std + mean, self.space.packing)
         else:
             raw = self.space.to_raw(z)
@@ -149,10 +152,14 @@ class LoadedVae:
         """Images in [0, 1] → normalized latents (the posterior mean, deterministic)."""
         x = (images * 2 - 1).to(self.dtype)
         raw = self.model.encode(x).latent_dist.mode()
-        if self._bn is not None:
-            mean, std = self._bn
+        if self.space.normalization == "batchnorm":
+            mean, std = self._batchnorm()
             return (fold(raw, self.space.packing) - mean) / std
         return self.space.from_raw(raw)
+
+    @cached_property
+    def state_dict_sha256(self) -> str:
+        return state_dict_sha256(self.model)
 
     def facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {
@@ -162,7 +169,7 @@ class LoadedVae:
         }
         if self.params.weights == RANDOM:
             facts["quality_not_applicable"] = RANDOM_WEIGHTS_NOTE
-            facts["state_dict_sha256"] = state_dict_sha256(self.model)
+            facts["state_dict_sha256"] = self.state_dict_sha256
             if self.params.config:
                 facts["config_overrides"] = self.params.config
         return facts
@@ -174,8 +181,6 @@ def vae_weights(params: VaeParams) -> dict[str, str]:
         recipe = json.dumps({"family": params.space, "config": params.config, "seed": params.init_seed},
                             sort_keys=True)
         return {f"random:{params.space}": hashlib.sha256(recipe.encode()).hexdigest()}
-    from pathlib import Path
-
     reference, subfolder = resolve_pretrained(params.describe_weights(), params.subfolder,
                                               f"{params.space} VAE")
     folder = Path(reference) / subfolder if subfolder else Path(reference)

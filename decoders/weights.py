@@ -143,3 +143,11 @@ def require(module: str, extra: str = "decoders") -> None:
     if importlib.util.find_spec(module) is None:
         raise DecoderUnavailable(
             f"the Python package {module!r} is not installed; run `pip install 'decoderbench[{extra}]'`")
+
+
+def dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """diffusers' `from_pretrained` dtype argument: `dtype` since 0.42, `torch_dtype` before."""
+    from importlib.metadata import version
+
+    major, minor = (int(part) for part in version("diffusers").split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (0, 42) else {"torch_dtype": dtype}

@@ -185,7 +185,9 @@ class SourceModel:
     def describe(self) -> dict[str, Any]:
         return {"component": self.component, "name": self.name,
                 "params": self.params.model_dump(mode="json"), "weights": self.weights(),
-                "device": "cpu (runner process)" if self.in_process else self._job.device}
+                "device": "cpu" if self.in_process else self._job.device,
+                "process": "runner" if self.in_process else "source worker",
+                "pid": self._worker.loaded.pid if self._worker is not None else None}
 
     def _remote(self) -> SourceWorker:
         if self._worker is None:

@@ -28,7 +28,7 @@ from decoders.plugins import Params as ComponentParams
 from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import SPACES, get_space
-from decoders.t2i import PipelineParams
+from decoders.t2i import FAMILIES, PipelineParams
 from harness.metrics import METRICS
 
 Size = tuple[int, int]  # (width, height)
@@ -512,9 +512,10 @@ class _ComponentChecks:
             encoder_params, space = self._encoder(source)
         elif kind == "latents":
             encoder_params, space = NoParams(), source.get("space") if source.get("space") in SPACES else None
-        elif kind == "prompts" and model is not None:
-            pipeline = model.source.pipeline  # type: ignore[union-attr]
-            encoder_params, space = NoParams(), pipeline.info.space if pipeline else None
+        elif kind == "prompts":
+            pipeline = source.get("pipeline")
+            family = FAMILIES.get(pipeline.get("family")) if isinstance(pipeline, dict) else None
+            encoder_params, space = NoParams(), family.space if family else None
         else:
             return NoParams(), None
         self._check_factor(model, space)
@@ -561,13 +562,13 @@ class _ComponentChecks:
             validated = self._params(cls, entry.get("params", {}), loc)
             spec = cls.spec_for(validated) if validated is not None else cls.spec
             if spec.consumes == Consumes.LATENT:
-                self._check_space(loc, spec, space, source.get("kind"))
+                self._check_space(loc, spec, space, source)
             if validated is not None and isinstance(decoder_id, str):
                 params[decoder_id] = validated
         return params
 
-    def _check_space(self, loc: Loc, spec: Any, space: str | None, kind: Any) -> None:
-        if space is None and kind == "prompts":
+    def _check_space(self, loc: Loc, spec: Any, space: str | None, source: dict[str, Any]) -> None:
+        if source.get("kind") == "prompts" and source.get("pipeline") is None:
             self._report((*loc, "name"), f"decoder {spec.name!r} consumes latents, but the prompts "
                          "source has no pipeline to make them (add [source.pipeline])")
         elif space is not None and space not in spec.latent_spaces:
