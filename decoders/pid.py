@@ -67,6 +67,9 @@ class PidParams(Params):
     cfg: float = Field(default=1.0, ge=0, description="teacher only (docs: 5)")
     shift: float | None = Field(default=None, description="teacher only; default: PiD's config")
     root: str | None = Field(default=None, description=f"PiD checkout with checkpoints/; default ${ROOT_ENV}")
+    output: Literal["4x", "suite"] = Field(
+        default="4x", description="4x: decode at 4× the input (as trained), then the suite's compare "
+        "resampler; suite: ask PiD for the comparison size directly (image_size)")
     experiment: str | None = None  # override PiD's registry
     checkpoint: str | None = None  # override, relative to root or absolute
     compile: bool = False
@@ -119,8 +122,8 @@ class PidDecoder(Decoder):
         return DecoderSpec(
             name=cls.spec.name, consumes=Consumes.LATENT,
             latent_spaces=(space.name, space.sibling) if space.sibling else (space.name,),
-            stochastic=True, needs_prompt=True, native_scale=4.0, size_multiple=16,
-            summary=cls.spec.summary)
+            stochastic=True, needs_prompt=True, native_scale=4.0 if params.output == "4x" else None,
+            size_multiple=16, summary=cls.spec.summary)
 
     # ------------------------------------------------------------------ loading
 

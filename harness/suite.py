@@ -329,7 +329,7 @@ def validate_raw(
     # Registry checks read the raw data, so they run (and report) even when the schema failed.
     checks = _ComponentChecks(where, problems)
     encoder_params, space = checks.source(raw, model)
-    decoder_params = checks.decoders(raw, space)
+    decoder_params = checks.decoders(raw, space, model)
     metric_params = checks.metrics(raw)
     if problems or model is None or encoder_params is None:
         raise SuiteError(list(dict.fromkeys(problems)))
@@ -542,7 +542,8 @@ class _ComponentChecks:
                 self._report(("resolution", "input", i), f"{w}x{h} is not a multiple of the "
                              f"{space} latent factor {factor}")
 
-    def decoders(self, raw: dict[str, Any], space: str | None) -> dict[str, ComponentParams]:
+    def decoders(self, raw: dict[str, Any], space: str | None,
+                 model: SuiteModel | None = None) -> dict[str, ComponentParams]:
         params: dict[str, ComponentParams] = {}
         entries = raw.get("decoder")
         source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
@@ -563,9 +564,21 @@ class _ComponentChecks:
             spec = cls.spec_for(validated) if validated is not None else cls.spec
             if spec.consumes == Consumes.LATENT:
                 self._check_space(loc, spec, space, source)
+            self._check_multiple(loc, spec, model)
             if validated is not None and isinstance(decoder_id, str):
                 params[decoder_id] = validated
         return params
+
+    def _check_multiple(self, loc: Loc, spec: Any, model: SuiteModel | None) -> None:
+        """Output sides the decoder will be asked for must be multiples it accepts."""
+        if model is None or spec.size_multiple == 1:
+            return
+        for (w, h), output in model.resolution.pairs():
+            size = output if spec.native_scale is None else (w * spec.native_scale, h * spec.native_scale)
+            if size[0] % spec.size_multiple or size[1] % spec.size_multiple:
+                self._report((*loc, "name"), f"decoder {spec.name!r} makes sides in multiples of "
+                             f"{spec.size_multiple}, not {size[0]:g}x{size[1]:g}")
+                return
 
     def _check_space(self, loc: Loc, spec: Any, space: str | None, source: dict[str, Any]) -> None:
         if source.get("kind") == "prompts" and source.get("pipeline") is None:

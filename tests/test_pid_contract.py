@@ -197,6 +197,7 @@ def test_teacher_fifty_steps_and_flux2_latents(fake_pid) -> None:
     assert fake_pid.models[-1].calls[-1]["batch"]["LQ_latent"].shape == (1, 128, 4, 4)
     assert PidDecoder.spec_for(PidParams(backbone="flux2")).latent_spaces == ("flux2", "flux2-unpacked")
     assert PidDecoder.spec_for(PidParams()).native_scale == 4.0
+    assert PidDecoder.spec_for(PidParams(output="suite")).native_scale is None  # the suite's size
 
 
 def test_decode_refuses_what_pid_cannot_do(fake_pid) -> None:

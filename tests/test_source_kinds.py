@@ -127,6 +127,14 @@ def test_source_kinds_are_validated(write_suite, text: str, key: str, words: str
     assert any(words in line for line in lines), str(info.value)
 
 
+def test_output_sides_must_be_what_the_decoder_makes(write_suite) -> None:
+    body = ('name = "v"\n[source]\nkind = "prompts"\nprompts = ["a"]\n[resolution]\ninput = 100\n'
+            'output_scale = 1\n[[decoder]]\nname = "l2p"\n')
+    with pytest.raises(SuiteError, match=r"decoder\[0\].name: decoder 'l2p' makes sides in multiples of 64, "
+                       r"not 100x100"):
+        load_suite(write_suite(body))
+
+
 def test_early_stop_requires_its_own_sigma(write_suite) -> None:
     body = ('name = "v"\nsigmas = [0.0, 0.2]\n[source]\nkind = "prompts"\nprompts = ["a"]\n'
             'pipeline = {family = "sd3", stop_at_step = 2}\n[resolution]\ninput = 64\noutput_scale = 1\n'
