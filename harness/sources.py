@@ -256,6 +256,9 @@ def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(images.to_float(reference)[None].double(), size, "area").float()
 
 
+Reference = tuple[str, torch.Tensor, list[str]]  # cache key, uint8 [3, H, W], notes
+
+
 class InputPreparer:
     """Builds (or finds in the cache) the reference and latent of each case."""
 
@@ -298,7 +301,7 @@ class InputPreparer:
 
     # ------------------------------------------------------------------ per kind
 
-    def _reference(self, case: Case, pixels: Callable[[], np.ndarray]) -> tuple[str, torch.Tensor, list[str]]:
+    def _reference(self, case: Case, pixels: Callable[[], np.ndarray]) -> Reference:
         ref_key = cache_key("reference", {
             "item_sha256": case.item_sha256, "size": list(case.output_size),
             "protocol": REFERENCE_PROTOCOL,
@@ -310,7 +313,7 @@ class InputPreparer:
         self.cache.put(ref_key, {"image": reference}, {"notes": notes})
         return ref_key, reference, notes
 
-    def _from_image(self, case: Case, reference: Any) -> PreparedCase:
+    def _from_image(self, case: Case, reference: Reference) -> PreparedCase:
         ref_key, image, notes = reference
         fields: dict[str, Any] = {
             "reference": ref_key, "input": list(case.input_size), "source": self.protocol,
@@ -327,7 +330,7 @@ class InputPreparer:
 
         return self._prepared(case, key, make, reference, notes)
 
-    def _from_latent(self, case: Case, entry: LoadableItem, reference: Any) -> PreparedCase:
+    def _from_latent(self, case: Case, entry: LoadableItem, reference: Reference | None) -> PreparedCase:
         key = cache_key("latent", {
             "item_sha256": case.item_sha256, "input": list(case.input_size), "source": self.protocol,
             "sigma": case.sigma, "seed": case.seed if case.sigma > 0 else None,
@@ -374,7 +377,7 @@ class InputPreparer:
         return self.space.add_noise(latent, case.sigma, generator).contiguous()
 
     def _prepared(self, case: Case, key: str, make: Callable[[], tuple[torch.Tensor, float]],
-                  reference: Any, notes: list[str]) -> PreparedCase:
+                  reference: Reference | None, notes: list[str]) -> PreparedCase:
         """Find the latent in the cache or make it; its noise level is stored next to it."""
         cached = self.cache.get(key)
         if cached is None:
