@@ -39,6 +39,7 @@ class DecoderSpec:
     # Output pixels per input-image pixel (a VAE: 1.0, PiD: 4.0). None means the
     # decoder produces whatever size it is asked for.
     native_scale: float | None = None
+    size_multiple: int = 1  # output sides must be multiples of this (besides the latent factor)
     summary: str = ""
 
 
@@ -46,6 +47,9 @@ class DecoderSpec:
 class EncoderSpec:
     name: str
     latent_space: str
+    # True for cheap, weight-free encoders that may run in the runner process; learned
+    # encoders run in a spawned source worker on the suite's device.
+    in_process: bool = False
     summary: str = ""
 
 
@@ -80,7 +84,11 @@ class _Component(ABC):
         """Load weights once. Raise DecoderUnavailable when something is missing."""
 
     def weights(self) -> dict[str, str]:
-        """Weight files (or ids) used, mapped to their sha256, for the manifest."""
+        """Weight files (or ids) used, mapped to their sha256, for the manifest.
+
+        Callable before `load()`: it resolves and hashes files without building a model,
+        so that a cache key can name the weights without loading them.
+        """
         return {}
 
     def facts(self) -> dict[str, Any]:
@@ -90,6 +98,11 @@ class _Component(ABC):
 
 class Decoder(_Component):
     spec: ClassVar[DecoderSpec]
+
+    @classmethod
+    def spec_for(cls, params: Params) -> DecoderSpec:
+        """The spec as configured by `params` (latent space, native scale); default: `spec`."""
+        return cls.spec
 
     @abstractmethod
     def decode(self, batch: DecodeBatch) -> torch.Tensor:
@@ -102,6 +115,11 @@ class Decoder(_Component):
 
 class Encoder(_Component):
     spec: ClassVar[EncoderSpec]
+
+    @classmethod
+    def spec_for(cls, params: Params) -> EncoderSpec:
+        """The spec as configured by `params` (e.g. which VAE); default: `spec`."""
+        return cls.spec
 
     @abstractmethod
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ class PixelsEncoder(Encoder):
     spec = EncoderSpec(
         name="pixels",
         latent_space="pixels",
+        in_process=True,
         summary="identity: the area-downsampled input image, mapped to [-1, 1]",
     )
 

@@ -11,10 +11,18 @@ _BUILTIN_DECODERS = {
     "bilinear": "decoders.classical:Bilinear",
     "bicubic": "decoders.classical:Bicubic",
     "lanczos": "decoders.classical:Lanczos",
+    "vae": "decoders.vae:VaeDecoder",
+    "vae-tiled": "decoders.vae:TiledVaeDecoder",
+    "tae": "decoders.tae:TaeDecoder",
+    "cascade": "decoders.cascade:Cascade",
+    "pid": "decoders.pid:PidDecoder",
+    "l2p": "decoders.l2p:L2pDecoder",
 }
 
 _BUILTIN_ENCODERS = {
     "pixels": "decoders.classical:PixelsEncoder",
+    "vae": "decoders.vae:VaeEncoder",
+    "tae": "decoders.tae:TaeEncoder",
 }
 
 DECODERS: Registry = Registry("decoder", "decoderbench.decoders", _BUILTIN_DECODERS)

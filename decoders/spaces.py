@@ -2,8 +2,18 @@
 
 Every encoder produces latents in one of these spaces and every latent
 decoder declares which spaces it accepts. Normalisation constants, channel
-counts, spatial factors and the form of added noise live here and nowhere
-else.
+counts, spatial factors, packing and the form of added noise live here and
+nowhere else.
+
+Latents are always stored *normalized*, in the space the diffusion model
+works in (diffusers' `output_type="latent"` convention): for affine spaces
+`z = scaling_factor * (raw - shift_factor)` where `raw` is the VAE's own
+latent. FLUX.2 is different: its VAE latent (32 channels at /8) is folded
+2×2 into 128 channels at /16 and normalized per channel with the running
+statistics of the VAE's BatchNorm layer, so the constants are part of the
+VAE weights, not of this table. `flux2-unpacked` holds the very same
+normalized values unfolded to 32 channels at /8 (the tiny TAEF2 works
+there); folding is a permutation, so noise commutes with it.
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ class LatentSpace:
     noise: Literal["flow", "vp"]  # flow: (1-s)x + s*eps ; vp: sqrt(1-s^2)x + s*eps
     scaling_factor: float = 1.0  # normalized = scaling * (raw - shift)
     shift_factor: float = 0.0
+    normalization: Literal["affine", "batchnorm"] = "affine"
+    packing: int = 1  # side of the square of VAE latent pixels folded into channels
+    sibling: str | None = None  # the same values folded/unfolded (flux2 <-> flux2-unpacked)
     description: str = ""
 
     def latent_shape(self, image_size: tuple[int, int]) -> tuple[int, int, int]:
@@ -47,15 +60,72 @@ class LatentSpace:
             return (1 - sigma) * latent + sigma * eps
         return (1 - sigma**2) ** 0.5 * latent + sigma * eps
 
+    def to_raw(self, latent: torch.Tensor) -> torch.Tensor:
+        """Normalized → the VAE's own latent (affine spaces only)."""
+        self._require_affine()
+        return latent / self.scaling_factor + self.shift_factor
+
+    def from_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        """The VAE's own latent → normalized (affine spaces only)."""
+        self._require_affine()
+        return self.scaling_factor * (raw - self.shift_factor)
+
+    def _require_affine(self) -> None:
+        if self.normalization != "affine":
+            raise ValueError(f"the {self.name} space is normalized with the VAE's BatchNorm "
+                             "running statistics; use them (decoders.vae) instead of constants")
+
+
+def fold(latent: torch.Tensor, patch: int) -> torch.Tensor:
+    """[B, C, H, W] → [B, C·p², H/p, W/p], channel order (c, row, column) as diffusers and PiD."""
+    b, c, h, w = latent.shape
+    x = latent.reshape(b, c, h // patch, patch, w // patch, patch)
+    return x.permute(0, 1, 3, 5, 2, 4).reshape(b, c * patch * patch, h // patch, w // patch)
+
+
+def unfold(latent: torch.Tensor, patch: int) -> torch.Tensor:
+    """Inverse of `fold`."""
+    b, c, h, w = latent.shape
+    x = latent.reshape(b, c // (patch * patch), patch, patch, h, w)
+    return x.permute(0, 1, 4, 2, 5, 3).reshape(b, c // (patch * patch), h * patch, w * patch)
+
 
 SPACES: dict[str, LatentSpace] = {
-    "pixels": LatentSpace(
-        name="pixels",
-        channels=3,
-        factor=1,
-        noise="flow",
-        description="RGB image in [-1, 1], area-downsampled from the reference",
-    ),
+    space.name: space
+    for space in (
+        LatentSpace(
+            name="pixels", channels=3, factor=1, noise="flow",
+            description="RGB image in [-1, 1], area-downsampled from the reference",
+        ),
+        LatentSpace(
+            name="sd", channels=4, factor=8, noise="vp", scaling_factor=0.18215,
+            description="Stable Diffusion 1.x/2.x VAE (TAESD)",
+        ),
+        LatentSpace(
+            name="sdxl", channels=4, factor=8, noise="vp", scaling_factor=0.13025,
+            description="SDXL VAE (TAESDXL); noise in the variance-preserving form, as PiD's SDXL student",
+        ),
+        LatentSpace(
+            name="sd3", channels=16, factor=8, noise="flow", scaling_factor=1.5305,
+            shift_factor=0.0609, description="SD3 VAE (TAESD3)",
+        ),
+        LatentSpace(
+            name="flux1", channels=16, factor=8, noise="flow", scaling_factor=0.3611,
+            shift_factor=0.1159,
+            description="FLUX.1 VAE, also Z-Image, HiDream and Boogu-Image (TAEF1)",
+        ),
+        LatentSpace(
+            name="flux2", channels=128, factor=16, noise="flow", normalization="batchnorm",
+            packing=2, sibling="flux2-unpacked",
+            description="FLUX.2 VAE latent folded 2×2 and BatchNorm-normalized: what the "
+            "FLUX.2 transformer and PiD's flux2 decoders see",
+        ),
+        LatentSpace(
+            name="flux2-unpacked", channels=32, factor=8, noise="flow", normalization="batchnorm",
+            sibling="flux2",
+            description="the normalized FLUX.2 latent unfolded to 32 channels at /8 (TAEF2)",
+        ),
+    )
 }
 
 
@@ -64,3 +134,17 @@ def get_space(name: str) -> LatentSpace:
         return SPACES[name]
     except KeyError:
         raise KeyError(f"unknown latent space {name!r}; known: {', '.join(SPACES)}") from None
+
+
+def as_space(latents: torch.Tensor, space: LatentSpace) -> torch.Tensor:
+    """Bring [B, C, h, w] latents of `space` or of its folded/unfolded sibling into `space`."""
+    channels = latents.shape[1]
+    if channels == space.channels:
+        return latents
+    sibling = SPACES[space.sibling] if space.sibling else None
+    if sibling is not None and channels == sibling.channels:
+        if space.packing > 1:
+            return fold(latents, space.packing)
+        return unfold(latents, sibling.packing)
+    raise ValueError(f"latents with {channels} channels are not in the {space.name} space "
+                     f"({space.channels} channels)")

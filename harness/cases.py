@@ -26,6 +26,7 @@ class Item:
     sha256: str
     prompt: str | None
     origin: str
+    input_size: Size | None = None  # a latent brought by the user stands for one size only
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ def expand(
     cases = []
     for item in items:
         for input_size, output_size in sizes:
+            if item.input_size is not None and tuple(item.input_size) != tuple(input_size):
+                continue
             for sigma in sigmas:
                 for seed in seeds:
                     key = {

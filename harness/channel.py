@@ -71,3 +71,43 @@ class TaskDone:
 
 
 FromWorker = Loaded | LoadFailed | TaskDone
+
+
+# --------------------------------------------------------------------------- source worker
+# The encoder or text-to-image pipeline that makes a suite's inputs runs in its own spawned
+# process on the suite's device (the runner never initialises CUDA). It answers `Loaded` or
+# `LoadFailed` once, then one `SourceOutput` or `SourceFailed` per request.
+
+
+@dataclass(frozen=True)
+class SourceJob:
+    component: str  # "encoder" (registry name in `name`) or "pipeline" (text-to-image)
+    name: str
+    params: dict[str, Any]
+    device: str
+    threads: int | None
+    log_path: str
+
+
+@dataclass(frozen=True)
+class EncodeRequest:
+    images: Any  # float32 [B, 3, H, W] in [0, 1], CPU
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompts: tuple[str, ...]
+    seed: int
+    size: tuple[int, int]  # (width, height) of the generated image
+
+
+@dataclass(frozen=True)
+class SourceOutput:
+    latents: Any  # float32 [B, C, h, w], CPU
+    sigma: float | None = None  # noise level of a latent captured before the last step
+
+
+@dataclass(frozen=True)
+class SourceFailed:
+    message: str
+    traceback: str = ""

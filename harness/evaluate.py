@@ -81,10 +81,10 @@ def _score(metric: Metric, units: list[Unit], decodes: dict[Unit, dict[str, Any]
         metric.reset()
         fed: list[Unit] = []
         for batch in _batches(members, prepared, batch_size):
-            skipped = [u for u in batch if _not_applicable(decodes[u])]
+            reasons = {u: _not_applicable(metric, decodes[u], prepared[u[1]]) for u in batch}
+            skipped = [u for u in batch if reasons[u]]
             for unit in skipped:
-                store.append(_record(metric, unit, "not_applicable",
-                                     message=_not_applicable(decodes[unit])))
+                store.append(_record(metric, unit, "not_applicable", message=reasons[unit]))
             batch = [u for u in batch if u not in skipped]
             if not batch:
                 continue
@@ -133,8 +133,15 @@ def _load(batch: list[Unit], decodes: dict[Unit, dict[str, Any]],
     return images.to_float(preds).to(metric.device), targets
 
 
-def _not_applicable(decode: dict[str, Any]) -> str | None:
-    return (decode.get("facts") or {}).get("quality_not_applicable")
+def _not_applicable(metric: Metric, decode: dict[str, Any], case: PreparedCase) -> str | None:
+    facts = decode.get("facts") or {}
+    if facts.get("quality_not_applicable"):
+        return facts["quality_not_applicable"]
+    if metric.family == Family.FULL_REFERENCE:
+        if case.reference_key is None:
+            return "no reference image: the source has none for this case (latents or prompts)"
+        return facts.get("full_reference_not_applicable")
+    return None
 
 
 def _record(metric: Metric, unit: tuple[str, str | None], status: str,

@@ -69,6 +69,19 @@ class RunOutcome:
                    for status, n in counts.items() if status != OK)
 
 
+def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
+    """What a decoder's worker process is told (the runner's and the memory-wall sweep's)."""
+    timing = suite.model.timing
+    return WorkerJob(
+        decoder_id=entry.id, decoder_name=entry.name,
+        params=suite.decoder_params[entry.id].model_dump(mode="json"),
+        device=timing.device, dtype=timing.dtype, warmup=timing.warmup,
+        repeats=timing.repeats, threads=timing.threads,
+        compare_resampler=suite.model.compare.resampler,
+        run_dir=str(run_dir), log_path=str(run_dir / "logs" / f"{entry.id}.log"),
+    )
+
+
 class Runner:
     def __init__(self, suite: Suite, store: RunStore, cache: TensorCache,
                  reporter: Reporter | None = None) -> None:
@@ -154,29 +167,35 @@ class Runner:
     def _prepare_inputs(self) -> dict[str, PreparedCase]:
         model = self.suite.model
         items = list_items(self.suite)
-        preparer = InputPreparer(self.suite, self.cache)
+        preparer = InputPreparer(self.suite, self.cache, self.store.root / "logs")
         cases = expand([entry.item for entry in items], model.resolution.pairs(),
                        model.sigmas, model.seeds, preparer.protocol)
         self._check_against_stored(cases)
         self.reporter.phase("inputs", len(cases))
         prepared: dict[str, PreparedCase] = {}
-        for item in preparer.prepare(cases, items):
-            prepared[item.case.id] = item
-            reference = self.store.root / RunStore.reference_relpath(item.reference_key)
-            if not reference.exists():
-                self._write_reference(item, reference)
-            for note in item.notes:
-                self._note(f"{item.case.item_id}: {note}")
-            self.reporter.advance()
+        try:
+            for item in preparer.prepare(cases, items):
+                prepared[item.case.id] = item
+                if item.reference_key is not None:
+                    reference = self.store.root / RunStore.reference_relpath(item.reference_key)
+                    if not reference.exists():
+                        self._write_reference(item, reference)
+                for note in item.notes:
+                    self._note(f"{item.case.item_id}: {note}")
+                self.reporter.advance()
+            source_model = preparer.describe()
+        finally:
+            preparer.close()  # a spawned encoder or pipeline is gone before any decoder runs
         self.store.write_cases([
-            {**p.as_dict(), "reference": RunStore.reference_relpath(p.reference_key)}
+            {**p.as_dict(), "reference": RunStore.reference_relpath(p.reference_key)
+             if p.reference_key else None}
             for p in prepared.values()
         ])
-        self.store.update_manifest(
-            items=[entry.item.__dict__ for entry in items],
-            encoder={"name": model.source.encoder.name, "weights": preparer.encoder_weights()},
-            source_protocol=preparer.protocol,
-        )
+        facts: dict[str, Any] = {"items": [entry.item.__dict__ for entry in items],
+                                 "source_protocol": preparer.protocol, "source_model": source_model}
+        if model.source.kind == "images":
+            facts["encoder"] = {"name": model.source.encoder.name, "weights": source_model["weights"]}
+        self.store.update_manifest(**facts)
         return prepared
 
     def _write_reference(self, item: PreparedCase, target: Path) -> None:
@@ -280,18 +299,10 @@ class Runner:
         self.reporter.advance(len(task.cases))
 
     def _job(self, entry: DecoderEntry) -> WorkerJob:
-        timing = self.suite.model.timing
-        return WorkerJob(
-            decoder_id=entry.id, decoder_name=entry.name,
-            params=self.suite.decoder_params[entry.id].model_dump(mode="json"),
-            device=timing.device, dtype=timing.dtype, warmup=timing.warmup,
-            repeats=timing.repeats, threads=timing.threads,
-            compare_resampler=self.suite.model.compare.resampler,
-            run_dir=str(self.store.root), log_path=str(self.store.root / "logs" / f"{entry.id}.log"),
-        )
+        return worker_job(self.suite, entry, self.store.root)
 
     def _tasks(self, entry: DecoderEntry, pending: list[PreparedCase]) -> Iterator[DecodeTask]:
-        spec = DECODERS.get(entry.name).spec
+        spec = DECODERS.get(entry.name).spec_for(self.suite.decoder_params[entry.id])
         batch_size = self.suite.model.timing.batch_size
         groups: dict[tuple[Any, ...], list[PreparedCase]] = {}
         for item in pending:
@@ -310,12 +321,12 @@ class Runner:
                 )
 
     def _case_input(self, entry: DecoderEntry, consumes: Consumes, p: PreparedCase) -> CaseInput:
-        latent = consumes == Consumes.LATENT
+        latent = consumes == Consumes.LATENT and p.input_path is not None
         return CaseInput(
             case_id=p.case.id,
             input_path=str(p.input_path) if latent else None,
             input_sha256=p.input_sha256 if latent else None,
-            seed=p.case.seed, sigma=p.case.sigma, prompt=p.case.prompt,
+            seed=p.case.seed, sigma=p.input_sigma, prompt=p.case.prompt,
             image_path=RunStore.image_relpath(entry.id, p.case.id),
         )
 

@@ -1,26 +1,33 @@
 """Sources: what every decoder is fed.
 
-The `images` source lists items (built-in sets, a folder, or a JSONL
-manifest of {"image", "prompt"}), and for each case prepares
+Three kinds of source list items, and for each case prepare a latent (and,
+where there is one, a reference image):
 
-1. the reference: the image centre-cropped to the comparison aspect ratio
-   and resized to the comparison size with antialiased Lanczos-3, 8-bit;
-2. the input image: the reference area-downsampled to the input size;
-3. the latent: the input image through the suite's encoder, then noised to
-   the case's sigma with the latent space's noise form and a generator
-   seeded by the case seed.
+- `images` ("from clean image"): built-in sets, a folder, or a JSONL
+  manifest of {"image", "prompt"}. Per case: (1) the reference: the image
+  centre-cropped to the comparison aspect ratio and resized to the
+  comparison size with antialiased Lanczos-3, 8-bit; (2) the input image:
+  the reference area-downsampled to the input size; (3) the latent: the
+  input through the suite's encoder, then noised to the case's sigma with
+  the latent space's noise form and a generator seeded by the case seed.
+- `latents`: latents users bring (harness.source_items), noised the same way;
+  a reference image only where the manifest names one.
+- `prompts` ("from text"): each prompt and seed through the suite's
+  text-to-image pipeline, run to the end or stopped early (x_t and its sigma
+  captured); no reference. Without a pipeline only text-to-pixel decoders run.
 
-References and latents go to the content-addressed cache; every decoder
-reads the same bytes from there. Encoding runs once per distinct input, on
-the CPU in the runner process (which never initialises CUDA).
+References and latents go to the content-addressed cache, keyed by
+everything that determines them; every decoder reads the same bytes from
+there. Learned encoders and pipelines run once per cache miss in a spawned
+source worker on the suite's device (harness.source_worker): the runner
+process never initialises CUDA.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,15 +35,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from decoders.base import Encoder
 from decoders.registry import ENCODERS
 from decoders.resample import resize
-from decoders.spaces import get_space
+from decoders.spaces import LatentSpace, get_space
 from harness import images
 from harness.cache import TensorCache, cache_key, tensor_sha256
 from harness.cases import Case, Item
+from harness.source_items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
+from harness.source_worker import SourceModel
 from harness.suite import Suite
 from harness.textchart import render_chart
+
+__all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
+           "source_protocol"]
 
 REFERENCE_PROTOCOL = {
     "crop": "centre crop to the comparison aspect ratio",
@@ -48,20 +59,23 @@ REFERENCE_PROTOCOL = {
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
-PHOTOS = (
-    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-    "retina", "camera", "brick", "grass", "gravel", "coins",
-)
-
-
-class SourceError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class LoadableItem:
-    item: Item
-    load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+# Built-in photographs with captions (decoders such as PiD need one).
+PHOTOS = {
+    "astronaut": "Portrait of astronaut Eileen Collins in an orange flight suit, smiling, in front of "
+                 "an American flag, holding a helmet, a model of the Space Shuttle beside her",
+    "coffee": "A cup of coffee with a heart of latte art on a saucer with a spoon, on a table",
+    "chelsea": "Close-up of a ginger tabby cat with green eyes looking to the side",
+    "rocket": "A rocket standing on its launch pad under a blue sky",
+    "hubble_deep_field": "Hubble Deep Field: hundreds of distant galaxies on a black sky",
+    "immunohistochemistry": "Microscope image of immunohistochemically stained tissue with "
+                            "brown and blue stained cells",
+    "retina": "Fundus photograph of a human retina with the optic disc and branching blood vessels",
+    "camera": "Black and white photograph of a cameraman with a film camera on a tripod in a field",
+    "brick": "Grayscale close-up of a brick wall texture",
+    "grass": "Grayscale close-up of a grass texture",
+    "gravel": "Grayscale close-up of a gravel texture",
+    "coins": "Black and white photograph of many old coins on a dark background",
+}
 
 
 # --------------------------------------------------------------------------- listing
@@ -76,17 +90,20 @@ def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
-def _array_item(item_id: str, origin: str, load: Callable[[], np.ndarray]) -> LoadableItem:
-    array = load()
-    return LoadableItem(Item(item_id, images.pixels_sha256(array), None, origin), lambda: array)
+def _array_item(item_id: str, origin: str, array: np.ndarray, prompt: str) -> LoadableItem:
+    return LoadableItem(Item(item_id, images.pixels_sha256(array), prompt, origin), lambda: array)
 
 
 def _builtin_photos() -> list[LoadableItem]:
-    return [_array_item(f"photos/{n}", "builtin:photos", _skimage_photo(n)) for n in PHOTOS]
+    return [_array_item(f"photos/{name}", "builtin:photos", _skimage_photo(name)(), caption)
+            for name, caption in PHOTOS.items()]
 
 
 def _builtin_textchart() -> list[LoadableItem]:
-    return [_array_item("textchart/seed0", "builtin:textchart", lambda: render_chart(0)[0])]
+    chart, lines = render_chart(0)
+    caption = ("A white page with lines of black text in growing font sizes: "
+               + " ".join(line.text for line in lines))
+    return [_array_item("textchart/seed0", "builtin:textchart", chart, caption)]
 
 
 BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
@@ -116,24 +133,8 @@ def _folder_items(folder: Path) -> list[LoadableItem]:
 
 
 def _manifest_items(manifest: Path) -> list[LoadableItem]:
-    try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SourceError(f"source.manifest: cannot read {manifest}: {exc}") from None
     found = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{manifest}:{number}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{where}: invalid JSON: {exc}") from None
-        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
-            raise SourceError(f'{where}: expected an object with a string "image"')
-        unknown = set(entry) - {"image", "prompt", "id"}
-        if unknown:
-            raise SourceError(f"{where}: unknown keys {sorted(unknown)} (allowed: image, prompt, id)")
+    for where, entry in json_lines(manifest, {"image", "prompt", "id"}, "image"):
         path = Path(entry["image"])
         path = path if path.is_absolute() else manifest.parent / path
         if not path.is_file():
@@ -145,7 +146,7 @@ def _manifest_items(manifest: Path) -> list[LoadableItem]:
     return found
 
 
-def list_items(suite: Suite) -> list[LoadableItem]:
+def _image_items(suite: Suite) -> list[LoadableItem]:
     source = suite.model.source
     found: list[LoadableItem] = []
     for name in source.builtin:
@@ -157,6 +158,20 @@ def list_items(suite: Suite) -> list[LoadableItem]:
         found.extend(_folder_items(suite.resolve_path(source.folder)))
     if source.manifest:
         found.extend(_manifest_items(suite.resolve_path(source.manifest)))
+    return found
+
+
+def list_items(suite: Suite) -> list[LoadableItem]:
+    source = suite.model.source
+    if source.kind == "images":
+        found = _image_items(suite)
+    elif source.kind == "latents":
+        found = latent_items(
+            source.space, suite.resolve_path(source.folder) if source.folder else None,
+            suite.resolve_path(source.manifest) if source.manifest else None, source.synthetic,
+            suite.model.resolution.input)
+    else:
+        found = prompt_items(source.prompts, suite.resolve_path(source.file) if source.file else None)
     ids = [entry.item.id for entry in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -166,9 +181,25 @@ def list_items(suite: Suite) -> list[LoadableItem]:
 
 def source_protocol(suite: Suite) -> dict[str, Any]:
     """What, besides the item and case settings, determines the inputs."""
-    encoder = suite.model.source.encoder
-    return {"kind": suite.model.source.kind, "encoder": encoder.name,
-            "encoder_params": suite.encoder_params.model_dump(), "reference": REFERENCE_PROTOCOL}
+    source = suite.model.source
+    if source.kind == "images":
+        return {"kind": "images", "encoder": source.encoder.name,
+                "encoder_params": suite.encoder_params.model_dump(), "reference": REFERENCE_PROTOCOL}
+    if source.kind == "latents":
+        return {"kind": "latents", "space": source.space, "synthetic": source.synthetic,
+                "reference": REFERENCE_PROTOCOL}
+    pipeline = source.pipeline.model_dump(mode="json") if source.pipeline else None
+    return {"kind": "prompts", "pipeline": pipeline}
+
+
+def source_space(suite: Suite) -> LatentSpace | None:
+    """The latent space of a suite's inputs (None: a prompts source without pipeline)."""
+    source = suite.model.source
+    if source.kind == "images":
+        return get_space(ENCODERS.get(source.encoder.name).spec_for(suite.encoder_params).latent_space)
+    if source.kind == "latents":
+        return get_space(source.space)
+    return get_space(source.pipeline.info.space) if source.pipeline else None
 
 
 # --------------------------------------------------------------------------- preparation
@@ -177,18 +208,21 @@ def source_protocol(suite: Suite) -> dict[str, Any]:
 @dataclass(frozen=True)
 class PreparedCase:
     case: Case
-    input_path: Path
-    input_sha256: str
-    latent_shape: tuple[int, ...]
-    reference_key: str
-    reference_path: Path
+    input_path: Path | None  # cached latent; None when the source makes none (prompts only)
+    input_sha256: str | None
+    latent_shape: tuple[int, ...] | None
+    reference_key: str | None  # None: no reference image (prompts; latents without one)
+    reference_path: Path | None
+    input_sigma: float = 0.0  # noise level of the latent (a captured x_t has its own)
     notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            **self.case.as_dict(), "input_path": str(self.input_path),
-            "input_sha256": self.input_sha256, "latent_shape": list(self.latent_shape),
-            "reference_key": self.reference_key, "notes": list(self.notes),
+            **self.case.as_dict(), "input_path": str(self.input_path) if self.input_path else None,
+            "input_sha256": self.input_sha256,
+            "latent_shape": list(self.latent_shape) if self.latent_shape else None,
+            "input_sigma": self.input_sigma, "reference_key": self.reference_key,
+            "notes": list(self.notes),
         }
 
 
@@ -222,26 +256,26 @@ def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(images.to_float(reference)[None].double(), size, "area").float()
 
 
+Reference = tuple[str, torch.Tensor, list[str]]  # cache key, uint8 [3, H, W], notes
+
+
 class InputPreparer:
     """Builds (or finds in the cache) the reference and latent of each case."""
 
-    def __init__(self, suite: Suite, cache: TensorCache) -> None:
+    def __init__(self, suite: Suite, cache: TensorCache, log_dir: Path | None = None) -> None:
         self.suite, self.cache = suite, cache
-        entry = suite.model.source.encoder
-        self._encoder_cls = ENCODERS.get(entry.name)
-        self._encoder: Encoder | None = None
-        self._space = get_space(self._encoder_cls.spec.latent_space)
+        self.kind = suite.model.source.kind
         self.protocol = source_protocol(suite)
+        self.space = source_space(suite)
+        self.model = SourceModel.for_suite(suite, log_dir or cache.root / "logs")
 
-    def _encoder_instance(self) -> Encoder:
-        if self._encoder is None:
-            encoder = self._encoder_cls(self.suite.encoder_params)
-            encoder.load(torch.device("cpu"), torch.float32)
-            self._encoder = encoder
-        return self._encoder
+    def describe(self) -> dict[str, Any]:
+        """What made the inputs, for the manifest."""
+        return self.model.describe() if self.model is not None else {}
 
-    def encoder_weights(self) -> dict[str, str]:
-        return self._encoder.weights() if self._encoder is not None else {}
+    def close(self) -> None:
+        if self.model is not None:
+            self.model.close()
 
     def prepare(self, cases: list[Case], items: list[LoadableItem]) -> Iterator[PreparedCase]:
         by_id = {entry.item.id: entry for entry in items}
@@ -251,50 +285,111 @@ class InputPreparer:
             """Decode an image only on a cache miss; keep one (cases of an item are adjacent)."""
             if item_id not in memo:
                 memo.clear()
-                memo[item_id] = by_id[item_id].load()
+                memo[item_id] = by_id[item_id].load()  # type: ignore[misc]
             return memo[item_id]
 
         for case in cases:
-            yield self._prepare_case(case, partial(pixels, case.item_id))
+            entry = by_id[case.item_id]
+            reference = (self._reference(case, partial(pixels, case.item_id))
+                         if entry.load is not None else None)
+            if self.kind == "images":
+                yield self._from_image(case, reference)
+            elif self.kind == "latents":
+                yield self._from_latent(case, entry, reference)
+            else:
+                yield self._from_prompt(case)
 
-    def _prepare_case(self, case: Case, pixels: Callable[[], np.ndarray]) -> PreparedCase:
+    # ------------------------------------------------------------------ per kind
+
+    def _reference(self, case: Case, pixels: Callable[[], np.ndarray]) -> Reference:
         ref_key = cache_key("reference", {
             "item_sha256": case.item_sha256, "size": list(case.output_size),
             "protocol": REFERENCE_PROTOCOL,
         })
         cached = self.cache.get(ref_key)
-        notes: list[str] = []
-        if cached is None:
-            reference, notes = make_reference(pixels(), case.output_size)
-            self.cache.put(ref_key, {"image": reference}, {"notes": notes})
-        else:
-            reference = cached["image"]
-        input_key = cache_key("latent", {
+        if cached is not None:
+            return ref_key, cached["image"], []
+        reference, notes = make_reference(pixels(), case.output_size)
+        self.cache.put(ref_key, {"image": reference}, {"notes": notes})
+        return ref_key, reference, notes
+
+    def _from_image(self, case: Case, reference: Reference) -> PreparedCase:
+        ref_key, image, notes = reference
+        fields: dict[str, Any] = {
             "reference": ref_key, "input": list(case.input_size), "source": self.protocol,
-            "encoder_weights": self._encoder_instance().weights(),
+            "encoder_weights": self.model.weights(),
+            "sigma": case.sigma, "seed": case.seed if case.sigma > 0 else None,
+        }
+        if not self.model.in_process:
+            fields["device"] = self.model.device_type
+        key = cache_key("latent", fields)
+
+        def make() -> tuple[torch.Tensor, float]:
+            latent = self.model.encode(make_input(image, case.input_size))[0].float()
+            return self._noised(self._checked(latent, case), case), case.sigma
+
+        return self._prepared(case, key, make, reference, notes)
+
+    def _from_latent(self, case: Case, entry: LoadableItem, reference: Reference | None) -> PreparedCase:
+        key = cache_key("latent", {
+            "item_sha256": case.item_sha256, "input": list(case.input_size), "source": self.protocol,
             "sigma": case.sigma, "seed": case.seed if case.sigma > 0 else None,
         })
-        cached = self.cache.get(input_key)
-        if cached is None:
-            latent = self._encode(reference, case)
-            self.cache.put(input_key, {"latent": latent}, {"case": case.as_dict()})
-        else:
-            latent = cached["latent"]
-        return PreparedCase(
-            case=case, input_path=self.cache.path(input_key), input_sha256=tensor_sha256(latent),
-            latent_shape=tuple(latent.shape), reference_key=ref_key,
-            reference_path=self.cache.path(ref_key), notes=tuple(notes),
-        )
 
-    def _encode(self, reference: torch.Tensor, case: Case) -> torch.Tensor:
-        image = make_input(reference, case.input_size)
-        with torch.no_grad():
-            latent = self._encoder_instance().encode(image)[0].float()
-        expected = self._space.latent_shape(case.input_size)
+        def make() -> tuple[torch.Tensor, float]:
+            latent = entry.load_latent()  # type: ignore[misc]
+            return self._noised(self._checked(latent, case), case), case.sigma
+
+        return self._prepared(case, key, make, reference, reference[2] if reference else [])
+
+    def _from_prompt(self, case: Case) -> PreparedCase:
+        if self.space is None:  # no pipeline: the prompt itself is the input
+            return PreparedCase(case=case, input_path=None, input_sha256=None, latent_shape=None,
+                                reference_key=None, reference_path=None, input_sigma=case.sigma)
+        key = cache_key("latent", {
+            "prompt_sha256": case.item_sha256, "input": list(case.input_size), "seed": case.seed,
+            "sigma": case.sigma, "source": self.protocol, "pipeline_weights": self.model.weights(),
+            "device": self.model.device_type,
+        })
+        stopped_early = self.suite.model.source.pipeline.stop_at_step is not None  # type: ignore[union-attr]
+
+        def make() -> tuple[torch.Tensor, float]:
+            latent, sigma = self.model.generate(case.prompt or "", case.seed, case.input_size)
+            latent = self._noised(self._checked(latent[0].float(), case), case)
+            return latent, sigma if stopped_early else case.sigma
+
+        return self._prepared(case, key, make, None, [])
+
+    # ------------------------------------------------------------------ shared steps
+
+    def _checked(self, latent: torch.Tensor, case: Case) -> torch.Tensor:
+        assert self.space is not None
+        expected = self.space.latent_shape(case.input_size)
         if tuple(latent.shape) != expected:
-            raise SourceError(
-                f"encoder {self._encoder_cls.spec.name} produced {list(latent.shape)}, "
-                f"expected {list(expected)} for the {self._space.name} latent space"
-            )
+            raise SourceError(f"{self.model.name if self.model else 'the source'} produced "
+                              f"{list(latent.shape)}, expected {list(expected)} for the "
+                              f"{self.space.name} latent space")
+        return latent
+
+    def _noised(self, latent: torch.Tensor, case: Case) -> torch.Tensor:
+        assert self.space is not None
         generator = torch.Generator().manual_seed(case.seed)
-        return self._space.add_noise(latent, case.sigma, generator).contiguous()
+        return self.space.add_noise(latent, case.sigma, generator).contiguous()
+
+    def _prepared(self, case: Case, key: str, make: Callable[[], tuple[torch.Tensor, float]],
+                  reference: Reference | None, notes: list[str]) -> PreparedCase:
+        """Find the latent in the cache or make it; its noise level is stored next to it."""
+        cached = self.cache.get(key)
+        if cached is None:
+            latent, level = make()
+            sigma = torch.tensor(level, dtype=torch.float64)
+            self.cache.put(key, {"latent": latent, "sigma": sigma}, {"case": case.as_dict()})
+        else:
+            latent, sigma = cached["latent"], cached.get("sigma", torch.tensor(case.sigma))
+        ref_key = reference[0] if reference else None
+        return PreparedCase(
+            case=case, input_path=self.cache.path(key), input_sha256=tensor_sha256(latent),
+            latent_shape=tuple(latent.shape), reference_key=ref_key,
+            reference_path=self.cache.path(ref_key) if ref_key else None,
+            input_sigma=float(sigma), notes=tuple(notes),
+        )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -31,11 +31,12 @@ from pydantic import (
 )
 
 from decoders.base import Consumes
+from decoders.plugins import NoParams, Registry, UnknownName
 from decoders.plugins import Params as ComponentParams
-from decoders.plugins import Registry, UnknownName
 from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
-from decoders.spaces import get_space
+from decoders.spaces import SPACES, get_space
+from decoders.t2i import FAMILIES, PipelineParams
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
 
@@ -103,6 +104,54 @@ class ImagesSource(_Strict):
         return self
 
 
+class LatentsSource(_Strict):
+    """Latents users bring: safetensors files (tensor "latent", [C, h, w] normalized)."""
+
+    kind: Literal["latents"]
+    space: str = Field(description="latent space of the files (decoders.spaces)")
+    folder: str | None = None  # every *.safetensors (prompt: sidecar .txt)
+    manifest: str | None = None  # JSON lines {"latent", "id", "prompt", "reference"}
+    synthetic: int | None = Field(
+        default=None, ge=1, description="instead of files: N standard-normal latents per input size "
+        "(performance suites: latency and memory do not depend on latent values)")
+    limit: int | None = Field(default=None, ge=1)
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        if value not in SPACES:
+            raise ValueError(f"unknown latent space {value!r}; known: {', '.join(SPACES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> LatentsSource:
+        if bool(self.folder or self.manifest) == bool(self.synthetic):
+            raise ValueError("a latents source needs folder and/or manifest, or synthetic (not both)")
+        return self
+
+
+class PromptsSource(_Strict):
+    """The "from text" protocol: prompts, turned into latents by a text-to-image pipeline."""
+
+    kind: Literal["prompts"]
+    prompts: list[str] = Field(default_factory=list)
+    file: str | None = None  # one prompt per line, or JSON lines {"prompt", "id"}
+    limit: int | None = Field(default=None, ge=1)
+    pipeline: PipelineParams | None = Field(
+        default=None, description="the text-to-image pipeline producing latents; without one, only "
+        "decoders that take the prompt themselves (text-to-pixel) can run")
+
+    @model_validator(mode="after")
+    def _some_prompts(self) -> PromptsSource:
+        if not (self.prompts or self.file):
+            raise ValueError("a prompts source needs prompts and/or file")
+        return self
+
+
+Source = Annotated[ImagesSource | LatentsSource | PromptsSource, Field(discriminator="kind")]
+SOURCE_KINDS = ("images", "latents", "prompts")
+
+
 class Resolution(_Strict):
     input: list[tuple[int, int]] = Field(min_length=1)
     output_scale: float | None = Field(default=None, gt=0)
@@ -165,7 +214,7 @@ class Evaluation(_Strict):
 class SuiteModel(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     description: str = ""
-    source: ImagesSource
+    source: Source
     resolution: Resolution
     seeds: list[int] = Field(default=[0], min_length=1)
     sigmas: list[float] = Field(default=[0.0], min_length=1)
@@ -205,6 +254,14 @@ class SuiteModel(_Strict):
         if bad:
             raise ValueError(f"each sigma must be in [0, 1], got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _early_stop_brings_its_sigma(self) -> SuiteModel:
+        pipeline = getattr(self.source, "pipeline", None)
+        if pipeline is not None and pipeline.stop_at_step is not None and self.sigmas != [0.0]:
+            raise ValueError("source.pipeline.stop_at_step captures x_t with its own sigma; "
+                             "set sigmas = [0.0]")
+        return self
 
 
 # --------------------------------------------------------------------------- loading
@@ -292,16 +349,25 @@ def validate_raw(
     try:
         model = SuiteModel.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(where.problem(tuple(e["loc"]), _message(e, _SCHEMA_KEYS))
-                        for e in exc.errors())
+        problems.extend(where.problem(_error_loc(e), _message(e, _SCHEMA_KEYS)) for e in exc.errors())
     # Registry checks read the raw data, so they run (and report) even when the schema failed.
     checks = _ComponentChecks(where, problems)
-    encoder_params, space = checks.encoder(raw, model)
-    decoder_params = checks.decoders(raw, space)
+    encoder_params, space = checks.source(raw, model)
+    decoder_params = checks.decoders(raw, space, model)
     metric_params = checks.metrics(raw)
     if problems or model is None or encoder_params is None:
         raise SuiteError(list(dict.fromkeys(problems)))
     return Suite(model, path, texts or {}, decoder_params, encoder_params, metric_params)
+
+
+def _error_loc(error: dict[str, Any]) -> Loc:
+    """Key path of a schema error: the source's kind tag is not a key of the file."""
+    loc = tuple(error["loc"])
+    if loc[:1] == ("source",) and len(loc) > 1 and loc[1] in SOURCE_KINDS:
+        loc = (loc[0], *loc[2:])
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "kind")
+    return loc
 
 
 def _read_with_includes(
@@ -392,6 +458,10 @@ def _message(error: dict[str, Any], known_keys: list[str]) -> str:
         return "required key is missing"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
+    if kind == "union_tag_invalid":
+        return f"expected one of {error['ctx']['expected_tags']}, got {error['ctx']['tag']!r}"
+    if kind == "union_tag_not_found":
+        return f"required key is missing (one of {', '.join(map(repr, SOURCE_KINDS))})"
     for prefix, replacement in _PHRASES:
         if msg.startswith(prefix):
             msg = replacement + msg.removeprefix(prefix)
@@ -457,10 +527,26 @@ class _ComponentChecks:
                 self._report((*loc, "params", *e["loc"]), message)
         return None
 
-    def encoder(self, raw: dict[str, Any], model: SuiteModel | None
-                ) -> tuple[ComponentParams | None, str | None]:
-        source = raw.get("source")
-        entry = source.get("encoder", "pixels") if isinstance(source, dict) else "pixels"
+    def source(self, raw: dict[str, Any], model: SuiteModel | None
+               ) -> tuple[ComponentParams | None, str | None]:
+        """(encoder params, latent space the source produces, None if it produces no latents)."""
+        source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
+        kind = source.get("kind")
+        if kind == "images":
+            encoder_params, space = self._encoder(source)
+        elif kind == "latents":
+            encoder_params, space = NoParams(), source.get("space") if source.get("space") in SPACES else None
+        elif kind == "prompts":
+            pipeline = source.get("pipeline")
+            family = FAMILIES.get(pipeline.get("family")) if isinstance(pipeline, dict) else None
+            encoder_params, space = NoParams(), family.space if family else None
+        else:
+            return NoParams(), None
+        self._check_factor(model, space)
+        return encoder_params, space
+
+    def _encoder(self, source: dict[str, Any]) -> tuple[ComponentParams | None, str | None]:
+        entry = source.get("encoder", "pixels")
         entry = {"name": entry} if isinstance(entry, str) else entry
         if not isinstance(entry, dict):
             return None, None
@@ -468,16 +554,23 @@ class _ComponentChecks:
         cls = self._lookup(ENCODERS, entry.get("name"), loc)
         if cls is None:
             return None, None
-        space = get_space(cls.spec.latent_space)
-        for i, (w, h) in enumerate(model.resolution.input if model else []):
-            if w % space.factor or h % space.factor:
-                self._report(("resolution", "input", i), f"{w}x{h} is not a multiple of the "
-                             f"{space.name} latent factor {space.factor}")
-        return self._params(cls, entry.get("params", {}), loc), space.name
+        params = self._params(cls, entry.get("params", {}), loc)
+        return params, cls.spec_for(params).latent_space if params is not None else None
 
-    def decoders(self, raw: dict[str, Any], space: str | None) -> dict[str, ComponentParams]:
+    def _check_factor(self, model: SuiteModel | None, space: str | None) -> None:
+        if space is None or model is None:
+            return
+        factor = get_space(space).factor
+        for i, (w, h) in enumerate(model.resolution.input):
+            if w % factor or h % factor:
+                self._report(("resolution", "input", i), f"{w}x{h} is not a multiple of the "
+                             f"{space} latent factor {factor}")
+
+    def decoders(self, raw: dict[str, Any], space: str | None,
+                 model: SuiteModel | None = None) -> dict[str, ComponentParams]:
         params: dict[str, ComponentParams] = {}
         entries = raw.get("decoder")
+        source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
         seen: set[str] = set()
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             if not isinstance(entry, dict):
@@ -491,14 +584,33 @@ class _ComponentChecks:
             cls = self._lookup(DECODERS, entry.get("name"), loc)
             if cls is None:
                 continue
-            spec = cls.spec
-            if spec.consumes == Consumes.LATENT and space is not None and space not in spec.latent_spaces:
-                self._report((*loc, "name"), f"decoder {spec.name!r} consumes latent spaces "
-                             f"{list(spec.latent_spaces)}, but the source's encoder produces {space!r}")
             validated = self._params(cls, entry.get("params", {}), loc)
+            spec = cls.spec_for(validated) if validated is not None else cls.spec
+            if spec.consumes == Consumes.LATENT:
+                self._check_space(loc, spec, space, source)
+            self._check_multiple(loc, spec, model)
             if validated is not None and isinstance(decoder_id, str):
                 params[decoder_id] = validated
         return params
+
+    def _check_multiple(self, loc: Loc, spec: Any, model: SuiteModel | None) -> None:
+        """Output sides the decoder will be asked for must be multiples it accepts."""
+        if model is None or spec.size_multiple == 1:
+            return
+        for (w, h), output in model.resolution.pairs():
+            size = output if spec.native_scale is None else (w * spec.native_scale, h * spec.native_scale)
+            if size[0] % spec.size_multiple or size[1] % spec.size_multiple:
+                self._report((*loc, "name"), f"decoder {spec.name!r} makes sides in multiples of "
+                             f"{spec.size_multiple}, not {size[0]:g}x{size[1]:g}")
+                return
+
+    def _check_space(self, loc: Loc, spec: Any, space: str | None, source: dict[str, Any]) -> None:
+        if source.get("kind") == "prompts" and source.get("pipeline") is None:
+            self._report((*loc, "name"), f"decoder {spec.name!r} consumes latents, but the prompts "
+                         "source has no pipeline to make them (add [source.pipeline])")
+        elif space is not None and space not in spec.latent_spaces:
+            self._report((*loc, "name"), f"decoder {spec.name!r} consumes latent spaces "
+                         f"{list(spec.latent_spaces)}, but the source produces {space!r}")
 
     def metrics(self, raw: dict[str, Any]) -> dict[str, ComponentParams]:
         params: dict[str, ComponentParams] = {}

@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ from harness.cache import tensor_sha256
 from harness.channel import (
     CaseInput,
     DecodeTask,
-    FromWorker,
     Loaded,
     LoadFailed,
     TaskDone,
@@ -52,9 +52,9 @@ RANGE_TOLERANCE = 1e-3  # decoders must return [0, 1]; float noise beyond this i
 
 
 def worker_main(conn: Any, job: WorkerJob) -> None:
-    _redirect_output(Path(job.log_path))
+    redirect_output(Path(job.log_path))
     faulthandler.enable()
-    _die_with_parent()
+    die_with_parent()
     pid = os.getpid()
     try:
         begin = time.perf_counter()
@@ -72,12 +72,12 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
         return
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
-        conn.send(LoadFailed(pid, status, f"{type(exc).__name__}: {exc}", _excerpt(exc)))
+        conn.send(LoadFailed(pid, status, f"{type(exc).__name__}: {exc}", excerpt(exc)))
         return
     conn.send(Loaded(
         pid=pid, import_ms=import_ms, load_ms=load_ms,
         weights=decoder.weights(), facts=decoder.facts(),
-        device=_device_facts(device), torch_state=torch_state(),
+        device=device_facts(device), torch_state=torch_state(),
     ))
     warmed: set[Any] = set()
     while True:
@@ -100,7 +100,7 @@ def run_task(
     try:
         latents, received = _load_inputs(task, device, dtype)
     except Exception as exc:
-        return _failed(records, "error", f"cannot load inputs: {exc}", _excerpt(exc))
+        return _failed(records, "error", f"cannot load inputs: {exc}", excerpt(exc))
     for record, sha in zip(records, received, strict=True):
         record["input_sha256"] = sha
         record["input_shape"] = list(latents.shape[1:]) if latents is not None else None
@@ -116,7 +116,7 @@ def run_task(
         del batch, latents
         release_memory(device)
         status = "oom" if is_oom(exc) else "error"
-        failed = _failed(records, status, f"{type(exc).__name__}: {exc}", _excerpt(exc))
+        failed = _failed(records, status, f"{type(exc).__name__}: {exc}", excerpt(exc))
         if status == "oom":
             for record in failed:
                 record["failed_size"] = list(task.request_size)
@@ -214,22 +214,22 @@ def _record(case: CaseInput, task: DecodeTask, job: WorkerJob) -> dict[str, Any]
 
 
 def _failed(
-    records: list[dict[str, Any]], status: str, message: str, excerpt: str,
+    records: list[dict[str, Any]], status: str, message: str, trace: str,
     keep_measurements: bool = False,
 ) -> list[dict[str, Any]]:
     for record in records:
-        record.update(status=status, message=message, traceback=excerpt or None)
+        record.update(status=status, message=message, traceback=trace or None)
         if not keep_measurements:
             record.update(latency=None, memory=None)
     return records
 
 
-def _excerpt(exc: BaseException, lines: int = 12) -> str:
+def excerpt(exc: BaseException, lines: int = 12) -> str:
     text = "".join(traceback.format_exception(exc)).rstrip().splitlines()
     return "\n".join(text[-lines:])
 
 
-def _device_facts(device: torch.device) -> dict[str, Any]:
+def device_facts(device: torch.device) -> dict[str, Any]:
     facts: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -253,7 +253,7 @@ def torch_state() -> dict[str, Any]:
     }
 
 
-def _redirect_output(log_path: Path) -> None:
+def redirect_output(log_path: Path) -> None:
     """Decoder prints and crash dumps go to the decoder's log, not the parent's terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -264,7 +264,7 @@ def _redirect_output(log_path: Path) -> None:
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this worker if the runner dies (Linux)."""
     if not sys.platform.startswith("linux"):
         return
@@ -289,12 +289,15 @@ class WorkerGone:
 
 
 class WorkerProcess:
-    def __init__(self, job: WorkerJob) -> None:
+    """A spawned child running `target(conn, job)` (default: a decoder worker)."""
+
+    def __init__(self, job: Any, target: Callable[[Any, Any], None] = worker_main,
+                 name: str | None = None) -> None:
         context = multiprocessing.get_context("spawn")
         self.job = job
         self._conn, child_conn = context.Pipe()
         self._proc = context.Process(
-            target=worker_main, args=(child_conn, job), name=f"decoderbench-{job.decoder_id}"
+            target=target, args=(child_conn, job), name=name or f"decoderbench-{job.decoder_id}"
         )
         self.started = time.perf_counter()
         self._proc.start()
@@ -304,10 +307,10 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return self._proc.pid
 
-    def send(self, task: DecodeTask | None) -> None:
+    def send(self, task: Any) -> None:
         self._conn.send(task)
 
-    def receive(self, timeout_s: float) -> FromWorker | WorkerGone:
+    def receive(self, timeout_s: float) -> Any:
         deadline = time.monotonic() + timeout_s
         while True:
             remaining = deadline - time.monotonic()

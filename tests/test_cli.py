@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import cli, decoder_tables, suite_text
 
-VERBS = ["run", "validate", "list", "show", "report", "export", "judge"]
+VERBS = ["run", "validate", "list", "show", "report", "export", "judge", "sweep"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -23,6 +23,7 @@ class FaultParams(Params):
     fail_seeds: list[int] | None = None  # None: every case
     sleep_s: float = 0.0
     set_global_state: bool = False
+    hog_bytes_per_pixel: int = 0  # touch this much memory per output pixel (memory-wall tests)
 
 
 class FaultDecoder(Decoder):
@@ -62,6 +63,9 @@ class FaultDecoder(Decoder):
             time.sleep(self.params.sleep_s)
         if mode == "raise":
             raise ValueError("decoder exploded on purpose")
+        if self.params.hog_bytes_per_pixel:
+            hog = torch.ones(width * height * self.params.hog_bytes_per_pixel, dtype=torch.uint8)
+            out = out + float(hog[-1]) * 0  # keep the allocation alive until here
         self._grad_enabled = torch.is_grad_enabled()
         return out
 

@@ -1,0 +1,194 @@
+"""VAE decode followed by a super-resolution stage: the honest baseline for 4× decoders.
+
+Upscalers:
+- `sd-x4`: the Stable Diffusion x4 upscaler through diffusers (steps, noise
+  level, guidance, prompt: the case's prompt unless one is declared);
+  stochastic, seeded per case.
+- `spandrel`: a GAN/regression upscaler (Real-ESRGAN, SwinIR, …) loaded by
+  spandrel from a weights file; its scale is declared and checked on load.
+- `resample`: a classical kernel (decoders.resample) at a declared scale.
+
+Per-stage times (`vae_decode`, `upscale`) are reported next to the total.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+
+from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
+from decoders.plugins import Params
+from decoders.resample import Method, resize
+from decoders.spaces import get_space
+from decoders.stages import StageClock
+from decoders.vae import LoadedVae, VaeParams, vae_weights
+from decoders.weights import (
+    dtype_kwargs,
+    file_sha256,
+    folder_sha256,
+    require,
+    resolve_file,
+    resolve_pretrained,
+)
+
+
+class SdX4Upscaler(Params):
+    kind: Literal["sd-x4"]
+    weights: str = "stabilityai/stable-diffusion-x4-upscaler"
+    steps: int = Field(default=20, ge=1)
+    noise_level: int = Field(default=20, ge=0, le=350)
+    guidance: float = Field(default=9.0, ge=0)
+    prompt: str | None = Field(default=None, description="default: each case's prompt (or empty)")
+    negative_prompt: str | None = None
+
+    @property
+    def scale(self) -> float:
+        return 4.0
+
+
+class SpandrelUpscaler(Params):
+    kind: Literal["spandrel"]
+    weights: str = Field(description="weights file: a path or hf://OWNER/REPO/FILE")
+    scale: int = Field(ge=1, description="the model's scale, checked on load")
+
+
+class ResampleUpscaler(Params):
+    kind: Literal["resample"]
+    method: Method = "lanczos"
+    scale: float = Field(default=4.0, gt=0)
+
+
+Upscaler = Annotated[SdX4Upscaler | SpandrelUpscaler | ResampleUpscaler, Field(discriminator="kind")]
+
+
+class CascadeParams(Params):
+    vae: VaeParams = VaeParams()
+    upscaler: Upscaler
+
+
+class Cascade(Decoder):
+    Params = CascadeParams
+    spec = DecoderSpec(
+        name="cascade", consumes=Consumes.LATENT,
+        latent_spaces=("flux1", "flux2", "flux2-unpacked", "sd3", "sdxl", "sd"), native_scale=4.0,
+        summary="VAE decode + super-resolution (SD x4 upscaler, spandrel GAN, classical resampler)")
+
+    @classmethod
+    def spec_for(cls, params: CascadeParams) -> DecoderSpec:  # type: ignore[override]
+        space = get_space(params.vae.space)
+        return DecoderSpec(
+            name=cls.spec.name, consumes=Consumes.LATENT,
+            latent_spaces=(space.name, space.sibling) if space.sibling else (space.name,),
+            stochastic=params.upscaler.kind == "sd-x4", native_scale=float(params.upscaler.scale),
+            summary=cls.spec.summary)
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device, self.dtype = device, dtype
+        self.clock = StageClock(device)
+        self.vae = LoadedVae(self.params.vae, device, dtype)
+        up = self.params.upscaler
+        self._upscale = {"sd-x4": self._load_sd_x4, "spandrel": self._load_spandrel,
+                         "resample": self._load_resample}[up.kind]()
+
+    # ------------------------------------------------------------------ upscalers
+
+    def _load_sd_x4(self) -> Any:
+        require("diffusers")
+        require("transformers")
+        from diffusers import StableDiffusionUpscalePipeline
+
+        up: SdX4Upscaler = self.params.upscaler  # type: ignore[assignment]
+        reference, _ = resolve_pretrained(up.weights, None, "SD x4 upscaler")
+        try:
+            pipe = StableDiffusionUpscalePipeline.from_pretrained(reference, **dtype_kwargs(self.dtype))
+        except OSError as exc:
+            raise DecoderUnavailable(f"SD x4 upscaler: cannot load {reference}: {exc}") from None
+        pipe = pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+
+        def upscale(images: torch.Tensor, batch: DecodeBatch) -> torch.Tensor:
+            prompts = [up.prompt if up.prompt is not None else (p or "") for p in batch.prompts] \
+                if batch.prompts else [up.prompt or ""] * images.shape[0]
+            generators = [torch.Generator("cpu").manual_seed(seed) for seed in batch.seeds]
+            result = pipe(
+                prompt=prompts, image=images.to(self.dtype), num_inference_steps=up.steps,
+                guidance_scale=up.guidance, noise_level=up.noise_level,
+                negative_prompt=[up.negative_prompt] * len(prompts) if up.negative_prompt else None,
+                generator=generators, output_type="pt",
+            )
+            return result.images.float()
+
+        return upscale
+
+    def _load_spandrel(self) -> Any:
+        require("spandrel")
+        import spandrel
+
+        up: SpandrelUpscaler = self.params.upscaler  # type: ignore[assignment]
+        path = resolve_file(up.weights, "spandrel upscaler")
+        model = spandrel.ModelLoader().load_from_file(str(path))
+        if not isinstance(model, spandrel.ImageModelDescriptor):
+            raise ValueError(f"{path} is not a single-image model ({type(model).__name__})")
+        if model.scale != up.scale:
+            raise ValueError(f"{path} is a {model.scale}× {model.architecture.name} model, "
+                             f"but params.scale says {up.scale}")
+        model = model.to(self.device).eval()
+        if (self.dtype == torch.bfloat16 and model.supports_bfloat16) or \
+                (self.dtype == torch.float16 and model.supports_half):
+            model = model.to(self.dtype)
+        self._spandrel = (path, model.architecture.name, str(model.dtype).removeprefix("torch."))
+
+        def upscale(images: torch.Tensor, batch: DecodeBatch) -> torch.Tensor:
+            return model(images.to(model.dtype)).float()
+
+        return upscale
+
+    def _load_resample(self) -> Any:
+        up: ResampleUpscaler = self.params.upscaler  # type: ignore[assignment]
+
+        def upscale(images: torch.Tensor, batch: DecodeBatch) -> torch.Tensor:
+            return resize(images, batch.output_size, up.method)
+
+        return upscale
+
+    # ------------------------------------------------------------------ protocol
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        assert batch.latents is not None
+        self.clock.start()
+        with torch.no_grad():
+            with self.clock.stage("vae_decode"):
+                images = self.vae.decode(batch.latents)
+            with self.clock.stage("upscale"):
+                out = self._upscale(images, batch).clamp(0, 1)
+        self.clock.finish()
+        return out
+
+    def stage_times_ms(self) -> dict[str, float]:
+        return dict(self.clock.last)
+
+    def weights(self) -> dict[str, str]:
+        found = vae_weights(self.params.vae)
+        up = self.params.upscaler
+        if isinstance(up, SpandrelUpscaler):
+            path = resolve_file(up.weights, "spandrel upscaler")
+            found[up.weights] = file_sha256(path)
+        elif isinstance(up, SdX4Upscaler):
+            reference, _ = resolve_pretrained(up.weights, None, "SD x4 upscaler")
+            if Path(reference).is_dir():
+                found.update(folder_sha256(Path(reference), up.weights))
+        return found
+
+    def facts(self) -> dict[str, Any]:
+        if not hasattr(self, "vae"):
+            return {}
+        up = self.params.upscaler
+        facts: dict[str, Any] = {"vae": self.vae.facts(), "upscaler": up.model_dump()}
+        if isinstance(up, SpandrelUpscaler):
+            facts["upscaler"].update(architecture=self._spandrel[1], dtype=self._spandrel[2])
+        if "quality_not_applicable" in facts["vae"]:
+            facts["quality_not_applicable"] = facts["vae"]["quality_not_applicable"]
+        return facts

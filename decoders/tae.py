@@ -1,0 +1,268 @@
+"""Tiny autoencoders (TAESD, TAESDXL, TAESD3, TAEF1, TAEF2) — our own implementation.
+
+The architecture follows madebyollin/taesd (MIT): a stack of 3×3 conv + ReLU
+residual blocks with three stride-2 convolutions in the encoder and three
+nearest-neighbour 2× upsamplings in the decoder, 64 channels throughout,
+images in [0, 1], latents directly in the diffusion model's normalized space
+(no scaling factor). The decoder first soft-clamps latents to (-3, 3).
+TAEF2 (FLUX.2) adds a residual 1×1-conv "pool" branch (64 → 256, GroupNorm
+with 4 groups, ReLU, 256 → 64) to the three blocks at the coarsest
+resolution of encoder and decoder; its presence is read from the weights.
+
+Layer indices match the original `.pth` files (`N.…` keys, loaded as they
+are) and diffusers' AutoencoderTiny folders (`encoder.layers.N.…` → `N.…`,
+`decoder.layers.N.…` → `N+1.…`, the clamp having no weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from decoders.base import (
+    Consumes,
+    DecodeBatch,
+    Decoder,
+    DecoderSpec,
+    DecoderUnavailable,
+    Encoder,
+    EncoderSpec,
+)
+from decoders.plugins import Params
+from decoders.spaces import as_space, get_space
+from decoders.weights import file_sha256, is_local, resolve_pretrained, state_dict_sha256
+
+WIDTH = 64
+POOL_WIDTH = 4 * WIDTH
+BLOCKS_PER_STAGE = 3
+STAGES = 3
+RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class TaeVariant:
+    name: str
+    space: str
+    latent_channels: int
+    pooled: bool  # FLUX.2's extra pool branch
+    diffusers_repo: str | None  # madebyollin's diffusers-format repository, where there is one
+
+
+TAE_VARIANTS = {v.name: v for v in (
+    TaeVariant("taesd", "sd", 4, False, "madebyollin/taesd"),
+    TaeVariant("taesdxl", "sdxl", 4, False, "madebyollin/taesdxl"),
+    TaeVariant("taesd3", "sd3", 16, False, "madebyollin/taesd3"),
+    TaeVariant("taef1", "flux1", 16, False, "madebyollin/taef1"),
+    TaeVariant("taef2", "flux2-unpacked", 32, True, None),
+)}
+GITHUB = "https://github.com/madebyollin/taesd"
+
+
+# --------------------------------------------------------------------------- architecture
+
+
+def _conv3(channels_in: int, channels_out: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=bias)
+
+
+class SoftClamp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x / 3) * 3
+
+
+class ResidualBlock(nn.Module):
+    """relu(conv-relu-conv-relu-conv(x) + x), optionally after x += pool(x)."""
+
+    def __init__(self, pooled: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(_conv3(WIDTH, WIDTH), nn.ReLU(), _conv3(WIDTH, WIDTH), nn.ReLU(),
+                                  _conv3(WIDTH, WIDTH))
+        self.skip = nn.Identity()
+        self.fuse = nn.ReLU()
+        self.pool = nn.Sequential(
+            nn.Conv2d(WIDTH, POOL_WIDTH, 1, bias=False), nn.GroupNorm(4, POOL_WIDTH), nn.ReLU(),
+            nn.Conv2d(POOL_WIDTH, WIDTH, 1, bias=False),
+        ) if pooled else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool is not None:
+            x = x + self.pool(x)
+        return self.fuse(self.conv(x) + self.skip(x))
+
+
+def build_encoder(latent_channels: int, pooled: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [_conv3(3, WIDTH), ResidualBlock()]
+    for stage in range(STAGES):
+        deepest = stage == STAGES - 1
+        layers.append(_conv3(WIDTH, WIDTH, stride=2, bias=False))
+        layers.extend(ResidualBlock(pooled and deepest) for _ in range(BLOCKS_PER_STAGE))
+    layers.append(_conv3(WIDTH, latent_channels))
+    return nn.Sequential(*layers)
+
+
+def build_decoder(latent_channels: int, pooled: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [SoftClamp(), _conv3(latent_channels, WIDTH), nn.ReLU()]
+    for stage in range(STAGES):
+        layers.extend(ResidualBlock(pooled and stage == 0) for _ in range(BLOCKS_PER_STAGE))
+        layers.extend([nn.Upsample(scale_factor=2), _conv3(WIDTH, WIDTH, bias=False)])
+    layers.extend([ResidualBlock(), _conv3(WIDTH, 3)])
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- weights
+
+
+class TaeParams(Params):
+    variant: Literal["taesd", "taesdxl", "taesd3", "taef1", "taef2"] = "taef1"
+    weights: str | None = Field(
+        default=None, description="folder with <variant>_encoder.pth / <variant>_decoder.pth, a "
+        "diffusers AutoencoderTiny folder or HF id, or 'random'; default: madebyollin/<variant>")
+    init_seed: int = 0
+
+    @property
+    def info(self) -> TaeVariant:
+        return TAE_VARIANTS[self.variant]
+
+
+def _missing_weights(params: TaeParams, part: str) -> DecoderUnavailable:
+    v = params.info
+    hint = (f"download {v.name}_encoder.pth and {v.name}_decoder.pth from {GITHUB} into a folder and "
+            f"set params.weights to it")
+    if v.diffusers_repo:
+        hint += f", or use the diffusers-format repository {v.diffusers_repo}"
+    return DecoderUnavailable(f"{v.name} {part} weights not found ({params.weights}); {hint}")
+
+
+def _weight_source(params: TaeParams, part: Literal["encoder", "decoder"]) -> tuple[str, Path]:
+    """("pth" | "diffusers", file) for one half of the autoencoder."""
+    v = params.info
+    reference = params.weights or v.diffusers_repo
+    if reference is None:
+        raise _missing_weights(params, part)
+    if is_local(reference):
+        pth = Path(reference).expanduser() / f"{v.name}_{part}.pth"
+        if pth.is_file():
+            return "pth", pth
+    try:
+        folder, _ = resolve_pretrained(reference, None, f"{v.name} {part}")
+    except DecoderUnavailable as exc:
+        raise _missing_weights(params, part) if is_local(reference) else exc from None
+    path = Path(folder) / "diffusion_pytorch_model.safetensors"
+    if not path.is_file():
+        raise _missing_weights(params, part)
+    return "diffusers", path
+
+
+def _state_dict(kind: str, path: Path, part: str) -> dict[str, torch.Tensor]:
+    if kind == "pth":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    from safetensors.torch import load_file
+
+    prefix, shift = f"{part}.layers.", 1 if part == "decoder" else 0
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in load_file(str(path)).items():
+        if key.startswith(prefix):
+            index, _, rest = key.removeprefix(prefix).partition(".")
+            state[f"{int(index) + shift}.{rest}"] = tensor
+    return state
+
+
+def load_half(params: TaeParams, part: Literal["encoder", "decoder"]) -> nn.Sequential:
+    v = params.info
+    build = build_encoder if part == "encoder" else build_decoder
+    if params.weights == RANDOM:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.init_seed)
+            return build(v.latent_channels, v.pooled)
+    kind, path = _weight_source(params, part)
+    state = _state_dict(kind, path, part)
+    pooled = any(".pool." in key for key in state)
+    model = build(v.latent_channels, pooled)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not hold {v.name} {part} weights: {exc}") from None
+    return model
+
+
+def tae_weights(params: TaeParams, part: Literal["encoder", "decoder"]) -> dict[str, str]:
+    if params.weights == RANDOM:
+        recipe = json.dumps({"variant": params.variant, "part": part, "seed": params.init_seed})
+        return {f"random:{params.variant}_{part}": hashlib.sha256(recipe.encode()).hexdigest()}
+    _, path = _weight_source(params, part)
+    return {str(path): file_sha256(path)}
+
+
+def _facts(params: TaeParams, model: nn.Module) -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "variant": params.variant, "space": params.info.space,
+        "pool_branch": any(isinstance(m, ResidualBlock) and m.pool is not None for m in model),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    if params.weights == RANDOM:
+        facts["quality_not_applicable"] = "random weights: performance-only"
+        facts["state_dict_sha256"] = state_dict_sha256(model)
+    return facts
+
+
+# --------------------------------------------------------------------------- components
+
+
+class TaeDecoder(Decoder):
+    Params = TaeParams
+    spec = DecoderSpec(
+        name="tae", consumes=Consumes.LATENT,
+        latent_spaces=("sd", "sdxl", "sd3", "flux1", "flux2", "flux2-unpacked"), native_scale=1.0,
+        summary="tiny autoencoder decoder (TAESD, TAESDXL, TAESD3, TAEF1, TAEF2)")
+
+    @classmethod
+    def spec_for(cls, params: TaeParams) -> DecoderSpec:  # type: ignore[override]
+        space = get_space(params.info.space)
+        spaces = (space.name, space.sibling) if space.sibling else (space.name,)
+        return DecoderSpec(name=cls.spec.name, consumes=Consumes.LATENT, latent_spaces=spaces,
+                           native_scale=1.0, summary=cls.spec.summary)
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.space = get_space(self.params.info.space)
+        self.model = load_half(self.params, "decoder").to(device=device, dtype=dtype).eval()
+        self.model.requires_grad_(False)
+        self.dtype = dtype
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        assert batch.latents is not None
+        latents = as_space(batch.latents, self.space).to(self.dtype)
+        return self.model(latents).float().clamp_(0, 1)
+
+    def weights(self) -> dict[str, str]:
+        return tae_weights(self.params, "decoder")
+
+    def facts(self) -> dict[str, Any]:
+        return _facts(self.params, self.model) if hasattr(self, "model") else {}
+
+
+class TaeEncoder(Encoder):
+    Params = TaeParams
+    spec = EncoderSpec(name="tae", latent_space="flux1",
+                       summary="tiny autoencoder encoder: images in [0, 1] → normalized latents")
+
+    @classmethod
+    def spec_for(cls, params: TaeParams) -> EncoderSpec:  # type: ignore[override]
+        return EncoderSpec(name=cls.spec.name, latent_space=params.info.space, summary=cls.spec.summary)
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = load_half(self.params, "encoder").to(device=device, dtype=dtype).eval()
+        self.model.requires_grad_(False)
+        self.dtype = dtype
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.to(self.dtype)).float()
+
+    def weights(self) -> dict[str, str]:
+        return tae_weights(self.params, "encoder")

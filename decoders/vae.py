@@ -1,0 +1,284 @@
+"""VAE decoders and encoders through diffusers: FLUX.1, FLUX.2, SD3, SDXL (and SD 1.x).
+
+Weights come from a Hugging Face id or a local folder (`from_pretrained`,
+subfolder `vae`), or are random: `weights = "random"` builds the exact
+architecture of the family from its config (VAE_FAMILIES) with a seeded
+random initialisation. Latency and memory do not depend on weight values, so
+random weights give real performance numbers; their quality means nothing and
+is recorded as not applicable (never as a number).
+
+`vae-tiled` decodes the same model tile by tile (decoders.tiling) and records
+its tile grid for seam metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from decoders.base import (
+    Consumes,
+    DecodeBatch,
+    Decoder,
+    DecoderSpec,
+    DecoderUnavailable,
+    Encoder,
+    EncoderSpec,
+)
+from decoders.plugins import Params
+from decoders.spaces import LatentSpace, as_space, fold, get_space, unfold
+from decoders.tiling import TileGrid, decode_tiled, make_grid
+from decoders.weights import dtype_kwargs, folder_sha256, require, resolve_pretrained, state_dict_sha256
+
+RANDOM = "random"
+RANDOM_WEIGHTS_NOTE = "random weights: performance-only"
+DtypeName = Literal["float32", "bfloat16", "float16"]
+
+_KL_BLOCKS = {
+    "in_channels": 3, "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "act_fn": "silu",
+    "norm_num_groups": 32, "mid_block_add_attention": True,
+}
+
+
+@dataclass(frozen=True)
+class VaeFamily:
+    space: str
+    model_class: str  # diffusers class
+    default_weights: str  # Hugging Face repository (subfolder "vae")
+    config: dict[str, Any] = field(default_factory=dict)  # the exact architecture
+
+
+VAE_FAMILIES: dict[str, VaeFamily] = {
+    "flux1": VaeFamily("flux1", "AutoencoderKL", "black-forest-labs/FLUX.1-dev", {
+        **_KL_BLOCKS, "latent_channels": 16, "sample_size": 1024, "scaling_factor": 0.3611,
+        "shift_factor": 0.1159, "use_quant_conv": False, "use_post_quant_conv": False,
+        "force_upcast": True}),
+    "sd3": VaeFamily("sd3", "AutoencoderKL", "stabilityai/stable-diffusion-3-medium-diffusers", {
+        **_KL_BLOCKS, "latent_channels": 16, "sample_size": 1024, "scaling_factor": 1.5305,
+        "shift_factor": 0.0609, "use_quant_conv": False, "use_post_quant_conv": False,
+        "force_upcast": True}),
+    "sdxl": VaeFamily("sdxl", "AutoencoderKL", "stabilityai/stable-diffusion-xl-base-1.0", {
+        **_KL_BLOCKS, "latent_channels": 4, "sample_size": 1024, "scaling_factor": 0.13025,
+        "force_upcast": True}),
+    "sd": VaeFamily("sd", "AutoencoderKL", "stable-diffusion-v1-5/stable-diffusion-v1-5", {
+        **_KL_BLOCKS, "latent_channels": 4, "sample_size": 512, "scaling_factor": 0.18215}),
+    "flux2": VaeFamily("flux2", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-dev", {
+        **_KL_BLOCKS, "latent_channels": 32, "sample_size": 1024, "use_quant_conv": True,
+        "use_post_quant_conv": True, "batch_norm_eps": 1e-4, "batch_norm_momentum": 0.1,
+        "patch_size": [2, 2]}),
+}
+
+
+class VaeParams(Params):
+    space: Literal["flux1", "flux2", "sd3", "sdxl", "sd"] = "flux1"
+    weights: str | None = Field(
+        default=None, description="HF id or local folder; 'random' = exact architecture, random "
+        "weights (performance only); default: the family's official repository")
+    subfolder: str | None = "vae"
+    dtype: DtypeName | None = Field(default=None, description="default: the suite's timing.dtype")
+    init_seed: int = Field(default=0, description="seed of the random initialisation")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="architecture overrides, with random weights only")
+
+    @model_validator(mode="after")
+    def _config_only_random(self) -> VaeParams:
+        if self.config and self.weights != RANDOM:
+            raise ValueError("config overrides need weights = 'random' (real weights bring their config)")
+        return self
+
+    @property
+    def family(self) -> VaeFamily:
+        return VAE_FAMILIES[self.space]
+
+    def describe_weights(self) -> str:
+        if self.weights == RANDOM:
+            return "random"
+        return self.weights or self.family.default_weights
+
+
+class LoadedVae:
+    """A diffusers VAE plus the normalization of its latent space."""
+
+    def __init__(self, params: VaeParams, device: torch.device, dtype: torch.dtype) -> None:
+        require("diffusers")
+        import diffusers
+
+        self.params, self.space = params, get_space(params.space)
+        self.dtype = getattr(torch, params.dtype) if params.dtype else dtype
+        cls = getattr(diffusers, params.family.model_class)
+        what = f"{params.space} VAE"
+        if params.weights == RANDOM:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(params.init_seed)
+                model = cls.from_config({**params.family.config, **params.config})
+        else:
+            reference, subfolder = resolve_pretrained(params.describe_weights(), params.subfolder, what)
+            try:
+                model = cls.from_pretrained(reference, subfolder=subfolder, **dtype_kwargs(self.dtype))
+            except OSError as exc:
+                raise DecoderUnavailable(f"{what}: cannot load {reference}: {exc}") from None
+        if next(model.parameters()).dtype != self.dtype:  # random init is float32
+            model = model.to(dtype=self.dtype)
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+
+    def _batchnorm(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """FLUX.2: the per-channel mean and std of the VAE's BatchNorm running statistics."""
+        bn = self.model.bn
+        std = torch.sqrt(bn.running_var + bn.eps).view(1, -1, 1, 1)
+        return bn.running_mean.view(1, -1, 1, 1).to(self.dtype), std.to(self.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalized latents (this space or its sibling form) → images in [0, 1]."""
+        z = as_space(latents, self.space).to(self.dtype)
+        if self.space.normalization == "batchnorm":
+            mean, std = self._batchnorm()
+            raw = unfold(z * std + mean, self.space.packing)
+        else:
+            raw = self.space.to_raw(z)
+        images = self.model.decode(raw).sample
+        return images.float().add_(1).div_(2).clamp_(0, 1)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → normalized latents (the posterior mean, deterministic)."""
+        x = (images * 2 - 1).to(self.dtype)
+        raw = self.model.encode(x).latent_dist.mode()
+        if self.space.normalization == "batchnorm":
+            mean, std = self._batchnorm()
+            return (fold(raw, self.space.packing) - mean) / std
+        return self.space.from_raw(raw)
+
+    @cached_property
+    def state_dict_sha256(self) -> str:
+        return state_dict_sha256(self.model)
+
+    def facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "space": self.params.space, "architecture": self.params.family.model_class,
+            "parameters": self.parameters, "dtype": str(self.dtype).removeprefix("torch."),
+            "weights": self.params.describe_weights(),
+        }
+        if self.params.weights == RANDOM:
+            facts["quality_not_applicable"] = RANDOM_WEIGHTS_NOTE
+            facts["state_dict_sha256"] = self.state_dict_sha256
+            if self.params.config:
+                facts["config_overrides"] = self.params.config
+        return facts
+
+
+def vae_weights(params: VaeParams) -> dict[str, str]:
+    """sha256 of the weight files (resolved without loading), or the random-init recipe."""
+    if params.weights == RANDOM:
+        recipe = json.dumps({"family": params.space, "config": params.config, "seed": params.init_seed},
+                            sort_keys=True)
+        return {f"random:{params.space}": hashlib.sha256(recipe.encode()).hexdigest()}
+    reference, subfolder = resolve_pretrained(params.describe_weights(), params.subfolder,
+                                              f"{params.space} VAE")
+    folder = Path(reference) / subfolder if subfolder else Path(reference)
+    if not folder.is_dir():  # online and not cached yet: from_pretrained will fetch it
+        return {params.describe_weights(): "not yet downloaded"}
+    return folder_sha256(folder, params.describe_weights())
+
+
+def _vae_spec(name: str, space: LatentSpace, summary: str) -> DecoderSpec:
+    spaces = (space.name, space.sibling) if space.sibling else (space.name,)
+    return DecoderSpec(name=name, consumes=Consumes.LATENT, latent_spaces=spaces, native_scale=1.0,
+                       summary=summary)
+
+
+class VaeDecoder(Decoder):
+    Params = VaeParams
+    spec = DecoderSpec(
+        name="vae", consumes=Consumes.LATENT, latent_spaces=("flux1", "flux2", "flux2-unpacked",
+                                                             "sd3", "sdxl", "sd"),
+        native_scale=1.0, summary="diffusers VAE decoder (flux1, flux2, sd3, sdxl, sd); "
+        "HF id, local folder or random weights")
+
+    @classmethod
+    def spec_for(cls, params: VaeParams) -> DecoderSpec:  # type: ignore[override]
+        return _vae_spec(cls.spec.name, get_space(params.space), cls.spec.summary)
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.vae = LoadedVae(self.params, device, dtype)
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        assert batch.latents is not None
+        return self.vae.decode(batch.latents)
+
+    def weights(self) -> dict[str, str]:
+        return vae_weights(self.params)
+
+    def facts(self) -> dict[str, Any]:
+        return self.vae.facts() if hasattr(self, "vae") else {}
+
+
+class TiledVaeParams(VaeParams):
+    tile_px: int = Field(default=512, gt=0, description="tile side in output pixels")
+    overlap_px: int = Field(default=64, ge=0, description="minimum overlap of neighbours, output pixels")
+
+    @model_validator(mode="after")
+    def _tiles(self) -> TiledVaeParams:
+        factor = get_space(self.space).factor
+        if self.tile_px % factor or self.overlap_px % factor:
+            raise ValueError(f"tile_px and overlap_px must be multiples of the {self.space} latent "
+                             f"factor {factor}")
+        if self.overlap_px >= self.tile_px:
+            raise ValueError("overlap_px must be smaller than tile_px")
+        return self
+
+
+class TiledVaeDecoder(VaeDecoder):
+    Params = TiledVaeParams
+    spec = DecoderSpec(
+        name="vae-tiled", consumes=Consumes.LATENT, latent_spaces=VaeDecoder.spec.latent_spaces,
+        native_scale=1.0, summary="the VAE decoded tile by tile with linear cross-fades; "
+        "records its tile grid")
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        super().load(device, dtype)
+        self.grid: TileGrid | None = None
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        assert batch.latents is not None
+        latents = as_space(batch.latents, self.vae.space)
+        factor = self.vae.space.factor
+        grid = make_grid((latents.shape[-2], latents.shape[-1]), self.params.tile_px // factor,
+                         self.params.overlap_px // factor, factor)
+        self.grid = grid
+        return decode_tiled(self.vae.decode, latents, grid)
+
+    def facts(self) -> dict[str, Any]:
+        facts = super().facts()
+        facts["tiling"] = {"tile_px": self.params.tile_px, "overlap_px": self.params.overlap_px,
+                           "blend": "linear cross-fade"}
+        if getattr(self, "grid", None) is not None:
+            facts["tile_grid"] = self.grid.as_fact()
+        return facts
+
+
+class VaeEncoder(Encoder):
+    Params = VaeParams
+    spec = EncoderSpec(name="vae", latent_space="flux1",
+                       summary="diffusers VAE encoder (posterior mean), normalized to its latent space")
+
+    @classmethod
+    def spec_for(cls, params: VaeParams) -> EncoderSpec:  # type: ignore[override]
+        return EncoderSpec(name=cls.spec.name, latent_space=params.space, summary=cls.spec.summary)
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.vae = LoadedVae(self.params, device, dtype)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(images)
+
+    def weights(self) -> dict[str, str]:
+        return vae_weights(self.params)

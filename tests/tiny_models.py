@@ -1,0 +1,110 @@
+"""Tiny random models built from configs, saved the way users' folders are (no hub).
+
+Import only in tests that need them: transformers and diffusers take seconds to import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# A 4-level diffusers VAE (the /8 factor of the real ones) with a handful of channels.
+TINY_VAE = {"block_out_channels": [8, 8, 16, 16], "layers_per_block": 1, "norm_num_groups": 4}
+
+
+def _byte_characters() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE tokenizers use for bytes (GPT-2 convention)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    characters, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            characters.append(chr(byte))
+        else:
+            characters.append(chr(256 + extra))
+            extra += 1
+    return characters
+
+
+def clip_tokenizer() -> Any:
+    """A character-level CLIP tokenizer: every byte, alone or ending a word; no merges."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for character in _byte_characters():
+            vocab[character + suffix] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _clip_config(vocab_size: int, projection_dim: int | None = None) -> Any:
+    from transformers import CLIPTextConfig
+
+    extra = {"projection_dim": projection_dim} if projection_dim else {}
+    return CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32,
+                          intermediate_size=37, num_attention_heads=4, num_hidden_layers=1,
+                          vocab_size=vocab_size, **extra)
+
+
+def sd3_pipeline(folder: Path) -> Path:
+    """A random SD3 pipeline (two CLIP encoders, no T5) with a 16-channel /8 VAE, saved."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    config = _clip_config(len(tokenizer), projection_dim=32)
+    pipe = StableDiffusion3Pipeline(
+        transformer=SD3Transformer2DModel(
+            sample_size=8, patch_size=2, in_channels=16, num_layers=1, attention_head_dim=8,
+            num_attention_heads=2, caption_projection_dim=16, joint_attention_dim=64,
+            pooled_projection_dim=64, out_channels=16),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=AutoencoderKL(**tiny_vae_config(16), use_quant_conv=False, use_post_quant_conv=False,
+                          scaling_factor=1.5305, shift_factor=0.0609),
+        text_encoder=CLIPTextModelWithProjection(config), tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(config), tokenizer_2=tokenizer,
+        text_encoder_3=None, tokenizer_3=None,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def sd_x4_upscaler(folder: Path) -> Path:
+    """A random Stable Diffusion x4 upscaler pipeline (3-level VAE: 4× decode), saved."""
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    pipe = StableDiffusionUpscalePipeline(
+        vae=AutoencoderKL(block_out_channels=[8, 8, 8], down_block_types=["DownEncoderBlock2D"] * 3,
+                          up_block_types=["UpDecoderBlock2D"] * 3, layers_per_block=1, latent_channels=4,
+                          norm_num_groups=4, scaling_factor=0.08333),
+        text_encoder=CLIPTextModel(_clip_config(len(tokenizer))), tokenizer=tokenizer,
+        unet=UNet2DConditionModel(
+            block_out_channels=(16, 32), layers_per_block=1, sample_size=32, in_channels=7,
+            out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+            attention_head_dim=8, norm_num_groups=8, num_class_embeds=1000),
+        low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(), max_noise_level=350,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def tiny_vae_config(latent_channels: int) -> dict[str, Any]:
+    return {**TINY_VAE, "latent_channels": latent_channels,
+            "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
