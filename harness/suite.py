@@ -28,6 +28,7 @@ from decoders.plugins import Registry, UnknownName
 from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import get_space
+from harness.gatespec import GateSpec, gate_problems
 from harness.metrics import METRICS
 
 Size = tuple[int, int]  # (width, height)
@@ -165,7 +166,7 @@ class SuiteModel(_Strict):
     timing: Timing = Timing()
     evaluation: Evaluation = Evaluation()
     compare: Compare = Compare()
-    gate: list[dict[str, Any]] = Field(default_factory=list)
+    gate: list[GateSpec] = Field(default_factory=list)
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -275,6 +276,7 @@ def validate_raw(
     encoder_params, space = checks.encoder(raw, model)
     decoder_params = checks.decoders(raw, space)
     metric_params = checks.metrics(raw)
+    problems.extend(where.problem(loc, message) for loc, message in gate_problems(raw))
     if problems or model is None or encoder_params is None:
         raise SuiteError(list(dict.fromkeys(problems)))
     return Suite(model, path, texts or {}, decoder_params, encoder_params, metric_params)
