@@ -109,7 +109,7 @@ def snapshot(view: RunView) -> dict[str, Any]:
 
 
 def _metric_entry(view: RunView, decoder: str, metric: str) -> dict[str, Any]:
-    summary = view.per_case(decoder, metric)
+    summary = view.metric_over_sizes(decoder, metric)
     info = view.metric_info.get(metric) or {}
     return {
         "higher_is_better": view.higher_is_better(metric), "protocol_sha256": info.get("protocol_sha256"),

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -49,7 +50,7 @@ class _Images(StrEnum):
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -107,6 +108,9 @@ def check(
             gates = [GateSpec.model_validate(g) for g in view.manifest["suite"]["resolved"].get("gate", [])]
     except (StoreError, BaselineError, SuiteError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    if not gates:
+        raise _fail(f"{suite or 'the suite of ' + str(run_dir)} declares no [[gate]] tables: nothing to "
+                    "check (add gates to the suite, or pass --suite FILE)")
     report = evaluate_gates(snapshot(view), run_dir, base, gates, allow_environment_mismatch, device)
     print_table(report, out)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -154,8 +158,8 @@ def calibrate_(
         table.add_column(column, overflow="fold")
     for p in proposals:
         worst = max(p.per_decoder, key=lambda d: p.per_decoder[d]) if p.per_decoder else "—"
-        table.add_row(p.gate.label, p.key, "—" if p.spread is None else f"{p.spread:.4g}",
-                      "—" if p.value is None else f"{p.value:.4g}", worst, "; ".join(p.notes))
+        table.add_row(escape(p.gate.label), p.key, "—" if p.spread is None else f"{p.spread:.4g}",
+                      "—" if p.value is None else f"{p.value:.4g}", worst, escape("; ".join(p.notes)))
     out.print(table)
     target = write_calibration(root, proposals, k, run_dirs)
     out.print(f"proposed [[gate]] tables → {target}", highlight=False)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.gates import FAIL, PASS, SKIP, Check, GateReport
@@ -29,14 +30,15 @@ def print_table(report: GateReport, console: Console) -> None:
         table.add_column(column, overflow="fold")
     colors = {PASS: "green", FAIL: "bold red", SKIP: "yellow"}
     for check in report.checks:
-        table.add_row(f"[{colors[check.status]}]{check.status}[/]", check.gate, check.name, check.observed,
-                      check.limit, check.message)
+        table.add_row(f"[{colors[check.status]}]{check.status}[/]",
+                      *(escape(text) for text in (check.gate, check.name, check.observed, check.limit,
+                                                  check.message)))
     console.print(table)
     for mismatch in report.mismatches:
-        console.print(f"[yellow]environment:[/] {mismatch.fact}: baseline {mismatch.baseline} → "
-                      f"run {mismatch.run}", highlight=False)
+        console.print(f"[yellow]environment:[/] {escape(mismatch.fact)}: baseline "
+                      f"{escape(str(mismatch.baseline))} → run {escape(str(mismatch.run))}", highlight=False)
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     verdict = "[bold green]all gates hold[/]" if report.passed else "[bold red]gates failed[/]"
     console.print(f"{verdict} ({_counts(report)})")
 

@@ -66,7 +66,10 @@ class GateSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> GateSpec:
         for key, statistics in _ONLY_FOR.items():
-            if key in self.model_fields_set and self.statistic not in statistics:
+            # A key counts as given when it differs from its default, so that a dumped suite
+            # (the run manifest, `run --resume`) validates to the same gates.
+            given = getattr(self, key) != type(self).model_fields[key].default
+            if given and self.statistic not in statistics:
                 raise ValueError(f"{key!r} applies to {' / '.join(statistics)} gates, "
                                  f"not to a {self.statistic} gate")
         if self.statistic == "mean_delta" and (self.tolerance is None) == (self.tolerance_relative is None):

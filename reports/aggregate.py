@@ -36,10 +36,6 @@ class MetricSummary:
     aggregate: float | None = None  # a set-level value (distribution metrics: FID, KID)
 
     @property
-    def values(self) -> list[float]:
-        return list(self.per_case.values())
-
-    @property
     def n(self) -> int:
         return len(self.per_case)
 
@@ -130,7 +126,7 @@ class RunView:
             return bool(info["higher_is_better"])
         return registry_direction(metric)
 
-    def per_case(self, decoder: str, metric: str) -> MetricSummary:
+    def metric_over_sizes(self, decoder: str, metric: str) -> MetricSummary:
         """A decoder's metric over every comparison size (case ids are unique across sizes)."""
         merged = MetricSummary()
         for row in self.rows:

@@ -81,8 +81,9 @@ def choose_crops(image: np.ndarray) -> list[Crop]:
     if factor > 1:
         h, w = height // factor * factor, width // factor * factor
         gray = gray[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-    window = max(1, side // factor)
-    grid = _Grid(window, max(1, window // 4), factor, side, width, height)
+    stride = max(1, side // factor // 4)
+    window = side // factor // stride * stride  # a whole number of strides
+    grid = _Grid(window, stride, factor, window * factor, width, height)
     gradient = _gradient(gray)
     detail = _window_sums(gradient, grid)
     text = _text_scores(gray, gradient, grid)
@@ -103,13 +104,17 @@ def _gradient(gray: np.ndarray) -> np.ndarray:
 
 
 def _window_sums(values: np.ndarray, grid: _Grid) -> np.ndarray:
-    """Sum of `values` over every window×window square on the grid (via an integral image)."""
-    integral = np.pad(values, ((1, 0), (1, 0))).cumsum(axis=0).cumsum(axis=1)
-    window = grid.window
-    top = np.arange(0, values.shape[0] - window + 1, grid.stride)[:, None]
-    left = np.arange(0, values.shape[1] - window + 1, grid.stride)[None, :]
-    return (integral[top + window, left + window] - integral[top, left + window]
-            - integral[top + window, left] + integral[top, left])
+    """Sum of `values` over every window×window square on the grid: sums of stride×stride
+    blocks first, then windows of blocks from an integral image of the (small) block grid."""
+    stride, blocks = grid.stride, grid.window // grid.stride
+    rows, cols = values.shape[0] // stride, values.shape[1] // stride
+    block_sums = values[:rows * stride, :cols * stride].reshape(rows, stride, cols, stride).sum(
+        axis=(1, 3), dtype=np.float64)
+    integral = np.pad(block_sums, ((1, 0), (1, 0))).cumsum(axis=0).cumsum(axis=1)
+    top = np.arange(rows - blocks + 1)[:, None]
+    left = np.arange(cols - blocks + 1)[None, :]
+    return (integral[top + blocks, left + blocks] - integral[top, left + blocks]
+            - integral[top + blocks, left] + integral[top, left])
 
 
 def _text_scores(gray: np.ndarray, gradient: np.ndarray, grid: _Grid) -> np.ndarray | None:

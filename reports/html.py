@@ -24,14 +24,14 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness import __version__
-from reports.aggregate import Row, RunView, Size, format_bytes, load_run
+from reports.aggregate import RunView, Size, format_bytes, load_run
 from reports.facts import RunFacts, run_facts, sweep_facts
 from reports.history import History, build_history
 from reports.judge import JudgeCriterion, load_judge
-from reports.leaderboard import Cell, Leaderboard, build_leaderboards, format_number, status_label
+from reports.leaderboard import Leaderboard, build_leaderboards, format_number, status_label
 from reports.plots import cost_quality_figure, history_figure, ranking_figure, sweep_figure
 from reports.sweep import SweepView, is_sweep, load_sweep
-from reports.viewer import CROP_DISPLAY_PX, CasePage, build_case_pages, safe_name
+from reports.viewer import CROP_DISPLAY_PX, build_case_pages, case_index_rows, safe_name
 
 
 class ReportError(ValueError):
@@ -57,6 +57,7 @@ class SuiteSection:
     history_figures: dict[Size, str] = field(default_factory=dict)
     cases_page: str = ""
     has_artifacts: bool = False
+    note: str = ""
 
     @property
     def slug(self) -> str:
@@ -110,9 +111,11 @@ def render_reports(run_dirs: list[Path], out_dir: Path, metric: str | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     _copy_assets(out_dir)
     sections = [_suite_section(views, out_dir, metric) for views in by_suite.values()]
-    sweep_sections = [SweepSection(s, _relative(sweep_figure(s, out_dir / "figures" /
-                                                             f"sweep-{i}-{safe_name(s.title)}.svg"), out_dir))
-                      for i, s in enumerate(sweeps)]
+    sweep_sections = []
+    for index, sweep in enumerate(sweeps):
+        path, src = _figure(out_dir, f"sweep-{index}-{sweep.title}")
+        sweep_figure(sweep, path)
+        sweep_sections.append(SweepSection(sweep, src))
     facts: list[RunFacts] = [run_facts(v) for views in by_suite.values() for v in views]
     facts += [sweep_facts(s) for s in sweeps]
     names = sorted(by_suite) + [s.title for s in sweeps]
@@ -134,54 +137,57 @@ def _copy_assets(out_dir: Path) -> None:
         (assets / name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
 
 
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+def _figure(out_dir: Path, stem: str) -> tuple[Path, str]:
+    """Where a figure goes, and its link relative to the report root."""
+    path = out_dir / "figures" / f"{safe_name(stem)}.svg"
+    return path, path.relative_to(out_dir).as_posix()
 
 
-def choose_metric(view: RunView, requested: str | None) -> str | None:
-    """The quality metric of the plots: the one asked for, else the suite's first with values."""
-    if requested is not None:
-        return requested if requested in view.metric_names else None
+def choose_metric(view: RunView, requested: str | None) -> tuple[str | None, str]:
+    """The quality metric of the plots — the one asked for, else the suite's first with
+    values — and a note when the one asked for is not in the run."""
+    if requested is not None and requested in view.metric_names:
+        return requested, ""
+    note = (f"{requested} is not measured in this run; the plots use another metric"
+            if requested is not None else "")
     for name in view.metric_names:
         if any(row.metrics.get(name) and row.metrics[name].mean is not None for row in view.rows):
-            return name
-    return None
+            return name, note
+    return None, note
 
 
 def _suite_section(views: list[RunView], out_dir: Path, requested_metric: str | None) -> SuiteSection:
     latest = max(views, key=lambda v: str(v.manifest.get("created", "")))
-    metric = choose_metric(latest, requested_metric)
-    section = SuiteSection(latest.suite_name, latest, metric, build_leaderboards(latest))
+    metric, note = choose_metric(latest, requested_metric)
+    section = SuiteSection(latest.suite_name, latest, metric, build_leaderboards(latest), note=note)
     slug = section.slug
-    figures = out_dir / "figures"
-    if metric is not None:
-        higher = latest.higher_is_better(metric)
+    higher = latest.higher_is_better(metric) if metric is not None else None
+    if metric is not None and higher is not None:
         for board in section.boards:
-            figure = _cost_quality(board, metric, higher, latest.decoders,
-                                   figures / f"cost-{slug}-{board.size[0]}x{board.size[1]}.svg")
-            if figure is not None:
-                figure.src = _relative(Path(figure.src), out_dir)
-                section.cost_quality[board.size] = figure
-        if len(views) > 1:
-            section.histories = build_history(views, metric)
-            for history in section.histories:
-                path = figures / f"history-{slug}-{history.size[0]}x{history.size[1]}.svg"
-                section.history_figures[history.size] = _relative(
-                    history_figure(history, latest.decoders, path), out_dir)
+            points = _cost_quality_points(board, metric)
+            if points is not None:
+                path, src = _figure(out_dir, f"cost-{slug}-{board.size[0]}x{board.size[1]}")
+                cost_quality_figure(points[0], metric, higher, latest.decoders, path)
+                section.cost_quality[board.size] = CostQualityFigure(src, points[1])
+    if metric is not None and len(views) > 1:
+        section.histories = build_history(views, metric)
+        for history in section.histories:
+            path, src = _figure(out_dir, f"history-{slug}-{history.size[0]}x{history.size[1]}")
+            history_figure(history, latest.decoders, path)
+            section.history_figures[history.size] = src
     section.judge = load_judge(latest.run_dir)
     for criterion in section.judge:
         if criterion.ranking:
-            path = figures / f"judge-{slug}-{safe_name(criterion.name)}.svg"
-            section.judge_figures[criterion.name] = _relative(ranking_figure(criterion, path), out_dir)
+            path, src = _figure(out_dir, f"judge-{slug}-{criterion.name}")
+            ranking_figure(criterion, path)
+            section.judge_figures[criterion.name] = src
     section.has_artifacts = bool(latest.artifacts)
     section.cases_page = _render_cases(latest, out_dir, metric)
     return section
 
 
-def _cost_quality(board: Leaderboard, metric: str, higher: bool | None, names: list[str],
-                  path: Path) -> CostQualityFigure | None:
-    if higher is None:
-        return None
+def _cost_quality_points(board: Leaderboard, metric: str) -> tuple[list, list[str]] | None:
+    """Panels of (label, cost, quality) points, and the decoders that cannot be placed."""
     latency, memory, left_out = [], [], []
     column = next(i for i, c in enumerate(board.columns) if c.key == f"metric:{metric}")
     for row, cells in board.rows:
@@ -197,8 +203,7 @@ def _cost_quality(board: Leaderboard, metric: str, higher: bool | None, names: l
     if not latency:
         return None
     panels = [("latency median (ms)", latency)] + ([("peak memory (MiB)", memory)] if memory else [])
-    cost_quality_figure(panels, metric, higher, names, path)
-    return CostQualityFigure(str(path), left_out)
+    return panels, left_out
 
 
 def _render_cases(view: RunView, out_dir: Path, metric: str | None) -> str:
@@ -212,41 +217,10 @@ def _render_cases(view: RunView, out_dir: Path, metric: str | None) -> str:
         html = case_template.render(root="../../", page=page, suite=view.suite_name, crop_px=CROP_DISPLAY_PX)
         (out_dir / page.page).write_text(html, encoding="utf-8")
     higher = view.higher_is_better(metric) if metric else None
-    by_key = {(row.decoder, row.size): row for row in view.rows}
-    rows = [(page, _case_cells(view, page, metric, by_key, higher)) for page in pages]
+    rows = case_index_rows(view, pages, metric, higher)
     html = env.get_template("cases.html.j2").render(
         root="../../", suite=view.suite_name, pages=pages, rows=rows, decoders=view.decoders,
         metric=metric, higher_is_better=higher, has_prompts=any(p.case.get("prompt") for p in pages),
     )
     (folder / "index.html").write_text(html, encoding="utf-8")
     return f"cases/{suite}/index.html"
-
-
-def _case_cells(view: RunView, page: CasePage, metric: str | None,
-                rows: dict[tuple[str, Size], Row], higher: bool | None) -> list[Cell]:
-    cells = []
-    case_id, size = page.case["id"], tuple(page.case["output_size"])
-    for decoder in view.decoders:
-        record = view.decodes.get((decoder, case_id))
-        row = rows.get((decoder, size))  # type: ignore[arg-type]
-        summary = row.metrics.get(metric) if row is not None and metric is not None else None
-        if record is None:
-            cells.append(Cell("not run", state="missing", title="no decode of this case in the run"))
-        elif record["status"] != "ok":
-            cells.append(Cell(status_label(record["status"]), state="failed",
-                              title=record.get("message") or ""))
-        elif summary is not None and case_id in summary.per_case:
-            value = summary.per_case[case_id]
-            cells.append(Cell(format_number(value), sort=value))
-        elif summary is not None:
-            status = summary.unscored.get(case_id, "not measured")
-            cells.append(Cell(status_label(status), state="missing", title="\n".join(summary.messages)))
-        else:
-            cells.append(Cell("not measured", state="missing",
-                              title=f"no {metric or 'quality metric'} values"))
-    scored = [cell for cell in cells if cell.sort is not None]
-    if higher is not None and len(scored) > 1:
-        best = (max if higher else min)(cell.sort for cell in scored)  # type: ignore[type-var]
-        for cell in scored:
-            cell.best = cell.sort == best
-    return cells

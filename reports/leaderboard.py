@@ -69,10 +69,13 @@ def status_label(status: str) -> str:
 
 def decimals_for(magnitude: float) -> int:
     """Digits after the point that give about four significant digits."""
-    for limit, decimals in ((1000, 0), (100, 1), (10, 2), (1, 3)):
-        if magnitude >= limit:
-            return decimals
-    return 4
+    if magnitude >= 1000:
+        return 0
+    if magnitude >= 100:
+        return 1
+    if magnitude >= 10:
+        return 2
+    return 3 if magnitude >= 1 else 4
 
 
 def format_number(value: float, decimals: int | None = None) -> str:

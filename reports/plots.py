@@ -31,6 +31,11 @@ FAILED_COLOR = "#b00020"
 Point = tuple[str, float, float]  # (label, cost, quality)
 
 
+def _plain(text: str) -> str:
+    """Text from run files shown literally (matplotlib would read $...$ as math)."""
+    return text.replace("$", r"\$")
+
+
 def color_of(name: str, names: Sequence[str]) -> str:
     return PALETTE[list(names).index(name) % len(PALETTE)] if name in names else "#444444"
 
@@ -108,7 +113,7 @@ def sweep_figure(sweep: SweepView, path: Path) -> Path:
         axes.set_ylabel(label)
         if index == 0 and names:
             axes.legend(fontsize=7, frameon=False)
-    figure.suptitle(f"memory wall — {sweep.title} (× = did not decode)", fontsize=9)
+    figure.suptitle(f"memory wall — {_plain(sweep.title)} (× = did not decode)", fontsize=9)
     return _save(figure, path)
 
 
@@ -141,5 +146,5 @@ def ranking_figure(criterion: JudgeCriterion, path: Path) -> Path:
                       fmt="o", color=PALETTE[0], capsize=3)
     axes.set_yticks(range(len(ranking)), [entry["decoder"] for entry in ranking])
     axes.set_xlabel("Bradley–Terry strength (95% interval)")
-    axes.set_title(f"{criterion.name} — {criterion.judge_model}", fontsize=9)
+    axes.set_title(_plain(f"{criterion.name} — {criterion.judge_model}"), fontsize=9)
     return _save(figure, path)

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import cli, decoder_tables, suite_text
+from helpers import decoder_tables, invoke, suite_text
 from pydantic import ValidationError
 from synthetic_runs import ENVIRONMENT, SynthDecoder, write_run
 
-from harness.baselines import load_baseline, save_baseline, snapshot
+from harness.baselines import BaselineError, load_baseline, save_baseline, snapshot
 from harness.calibrate import calibrate
 from harness.gate_report import junit_xml, markdown_summary
 from harness.gates import FAIL, PASS, SKIP, GateReport, evaluate_gates
 from harness.gatespec import GateSpec
-from harness.suite import SuiteError, load_suite
+from harness.suite import SuiteError, load_suite, validate_raw
 from reports.aggregate import load_run
 
 METRICS = {"lpips": False, "psnr": True, "musiq": True}  # name → higher is better
@@ -243,6 +243,16 @@ def test_pixel_exact_gates_are_refused_unless_marked(tmp_path: Path, write_suite
     assert check.status == FAIL and check.observed == f"{N}/{N} outputs differ from the baseline"
 
 
+def test_gates_survive_the_run_manifest(write_suite, image_folder) -> None:
+    """The manifest stores the resolved suite; `run --resume` and `gate` validate it again."""
+    gates = '\n[[gate]]\nstatistic = "latency_ratio"\nmax_ratio = 1.1\n'
+    gates += '\n[[gate]]\nmetric = "ssim"\ntolerance = 0.01\n'
+    suite = load_suite(write_suite(suite_text(image_folder, decoder_tables('name = "nearest"')) + gates))
+    again = validate_raw(suite.model.model_dump(mode="json"), suite.path, suite.texts)
+    assert again.sha256 == suite.sha256 and again.model.gate == suite.model.gate
+    assert [g.label for g in again.model.gate] == ["latency_ratio", "ssim mean_delta"]
+
+
 # --------------------------------------------------------------------------- JUnit XML
 
 # Structure of Jenkins' JUnit schema, which Jenkins, GitLab and GitHub test reporters accept:
@@ -351,8 +361,8 @@ def test_junit_xml_validates_against_the_junit_schema(tmp_path: Path) -> None:
 def test_cli_baseline_and_gate(tmp_path: Path) -> None:
     gates = [LPIPS_GATE, {"statistic": "latency_ratio", "max_ratio": 1.2}]
     base = _run(tmp_path / "base", pid(), gates=gates)
-    saved = cli("baseline", "save", str(base), "--name", "golden", "--dir", str(tmp_path / "baselines"))
-    assert saved.returncode == 0, saved.stderr
+    saved = invoke("baseline", "save", str(base), "--name", "golden", "--dir", str(tmp_path / "baselines"))
+    assert saved.exit_code == 0, saved.output
     baseline = tmp_path / "baselines" / "golden.json"
     data = json.loads(baseline.read_text())
     assert data["suite"]["name"] == "synth" and data["environment"]["cpu"] == "Test CPU"
@@ -375,10 +385,14 @@ def test_cli_baseline_and_gate(tmp_path: Path) -> None:
     assert "❌ decoderbench gates failed" in (worse / "gate" / "summary.md").read_text()
     assert summary.read_text().startswith("earlier step\n## ❌ decoderbench gates failed")
 
-    same = cli("gate", str(base), "--baseline", str(baseline), "--junit", str(tmp_path / "j.xml"))
-    assert same.returncode == 0, same.stdout + same.stderr
-    assert "all gates hold (2 passed" in same.stdout and (tmp_path / "j.xml").exists()
-    assert cli("gate", str(base), "--baseline", str(tmp_path / "nope.json")).returncode == 2
+    same = invoke("gate", str(base), "--baseline", str(baseline), "--junit", str(tmp_path / "j.xml"))
+    assert same.exit_code == 0, same.output
+    assert "all gates hold (2 passed" in same.output and (tmp_path / "j.xml").exists()
+    ungated = _run(tmp_path / "ungated", pid())
+    result = invoke("gate", str(ungated), "--baseline", str(baseline))
+    assert result.exit_code == 2 and "declares no [[gate]] tables" in result.output
+    with pytest.raises(BaselineError, match=r"nope\.json not found; create it with `decoderbench baseline"):
+        load_baseline(tmp_path / "nope.json")
 
 
 def test_cli_calibrate_runs_the_suite_and_proposes_gates(tmp_path: Path, write_suite, image_folder) -> None:
@@ -388,7 +402,7 @@ def test_cli_calibrate_runs_the_suite_and_proposes_gates(tmp_path: Path, write_s
         '\n[[gate]]\nstatistic = "latency_ratio"\nmax_ratio = 1.05\n'
     )
     out = tmp_path / "calibration"
-    result = cli(
+    result = invoke(
         "gate",
         "calibrate",
         str(suite),
@@ -400,7 +414,7 @@ def test_cli_calibrate_runs_the_suite_and_proposes_gates(tmp_path: Path, write_s
         str(tmp_path / "cache"),
         "-q",
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("repeat-*")) == ["repeat-1", "repeat-2"]
     proposed = tomllib.loads((out / "proposed-gates.toml").read_text())["gate"]
     ssim, latency = (GateSpec.model_validate(g) for g in proposed)

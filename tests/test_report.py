@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import cli
+from helpers import invoke
 from synthetic_runs import SynthDecoder, write_judge, write_run, write_sweep
 
+from reports import viewer
 from reports.aggregate import load_run
 from reports.crops import choose_crops, crop_side
 from reports.html import render_reports
@@ -171,7 +172,8 @@ class _Links(HTMLParser):
             self.scripts.append(dict(attrs).get("src") or "inline")
 
 
-def test_report_folder_is_static_escaped_and_complete(run: Path, tmp_path: Path) -> None:
+def test_report_folder_is_static_escaped_and_complete(run: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(viewer, "PARALLEL_FROM_CASES", 2)  # crops and thumbnails in worker processes
     write_judge(run, ["pid", "vae"], list(load_run(run).cases)[:1], reason=f"{EVIL} sharper")
     older = write_run(
         tmp_path / "older",
@@ -220,11 +222,12 @@ def test_report_folder_is_static_escaped_and_complete(run: Path, tmp_path: Path)
     assert len(list((out / "figures").glob("*.svg"))) == 4  # cost–quality, history, judge, sweep
     assert list((out / "artifacts").rglob("*.png")), "invention heat-maps are in the folder"
     assert len(list((out / "thumbs").rglob("*.jpg"))) == 6
+    assert all('class="zoomrow"' in p.read_text() for p in case_pages)  # the same crops on every decoder
 
 
 def test_cli_report_of_several_runs_needs_out(run: Path, tmp_path: Path) -> None:
-    result = cli("report", str(run), str(run))
-    assert result.returncode == 2 and "--out" in result.stderr
-    result = cli("report", str(run), "--out", str(tmp_path / "r"), "--metric", "psnr")
-    assert result.returncode == 0, result.stderr
+    result = invoke("report", str(run), str(run))
+    assert result.exit_code == 2 and "--out" in result.output
+    result = invoke("report", str(run), "--out", str(tmp_path / "r"), "--metric", "psnr")
+    assert result.exit_code == 0, result.output
     assert "psnr against latency" in (tmp_path / "r" / "index.html").read_text()
