@@ -3,8 +3,8 @@
 `decoderbench baseline save RUN_DIR --name NAME` writes baselines/NAME.json:
 per decoder its weights digest, decode statuses, latency and peak memory per
 comparison size, and per metric the per-case values, summary, direction and
-protocol hash; plus the suite hash and the environment (the facts that make
-latency and memory comparable). Output images, which distance gates
+protocol hash; plus the suite hash, the run's environment fingerprint and,
+from it, the facts that make latency and memory comparable. Output images, which distance gates
 (fraction_exceeding) and pixel-exact gates need, are copied next to it
 (baselines/NAME/<decoder>/<case>.png), referenced in the source run
 (`--images link`), or left out (`--images none`).
@@ -62,13 +62,14 @@ def environment_facts(view: RunView) -> dict[str, Any]:
                          - {None})
     facts: dict[str, Any] = {
         "device": timing.get("device"), "dtype": timing.get("dtype"),
-        "gpus": worker_gpus or sorted(g.get("name") for g in env.get("gpus") or []),
         "python": env.get("python"), "torch": env.get("torch"), "torch_cuda": env.get("torch_cuda"),
         "cudnn": env.get("cudnn"),
         "packages": {k: v for k, v in (env.get("packages") or {}).items() if k not in NOT_ENVIRONMENT},
     }
-    if str(timing.get("device", "cpu")).startswith("cpu"):
+    if str(timing.get("device", "cpu")).startswith("cpu"):  # what the decoders ran on
         facts["cpu"] = env.get("cpu")
+    else:
+        facts["gpus"] = worker_gpus or sorted(g.get("name") for g in env.get("gpus") or [])
     return facts
 
 
@@ -102,6 +103,7 @@ def snapshot(view: RunView) -> dict[str, Any]:
         "run": {"dir": str(view.run_dir.resolve()), "created": manifest.get("created"),
                 "git": (manifest.get("environment") or {}).get("git")},
         "environment": environment_facts(view),
+        "fingerprint": manifest.get("environment"),
         "evaluation_device": (manifest["suite"]["resolved"].get("evaluation") or {}).get("device")
         or (manifest["suite"]["resolved"].get("timing") or {}).get("device", "cpu"),
         "decoders": decoders,

@@ -21,6 +21,9 @@ from rich.table import Table
 from harness.gates import FAIL, PASS, SKIP, Check, GateReport
 
 ICONS = {PASS: "✅", FAIL: "❌", SKIP: "⏭️"}
+ENVIRONMENT_ADVICE = ("Latency and memory gates fail on these differences unless allowed: re-baseline on "
+                      "this machine, or set allow_environment_mismatch = true on the gate "
+                      "(--allow-environment-mismatch).")
 _XML_INVALID = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -35,8 +38,10 @@ def print_table(report: GateReport, console: Console) -> None:
                                                   check.message)))
     console.print(table)
     for mismatch in report.mismatches:
-        console.print(f"[yellow]environment:[/] {escape(mismatch.fact)}: baseline "
-                      f"{escape(str(mismatch.baseline))} → run {escape(str(mismatch.run))}", highlight=False)
+        console.print(f"[yellow]environment differs from the baseline:[/] {escape(str(mismatch))}",
+                      highlight=False)
+    if report.mismatches:
+        console.print(ENVIRONMENT_ADVICE, highlight=False)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     verdict = "[bold green]all gates hold[/]" if report.passed else "[bold red]gates failed[/]"
@@ -70,7 +75,7 @@ def junit_xml(report: GateReport) -> str:
         ET.SubElement(properties, "property", name="run_dir", value=_xml_text(str(report.run_dir)))
         for mismatch in report.mismatches:
             ET.SubElement(properties, "property", name=_xml_text(f"environment {mismatch.fact}"),
-                          value=_xml_text(f"{mismatch.baseline} -> {mismatch.run}"))
+                          value=_xml_text(str(mismatch).split(": ", 1)[1]))
         for check in checks:
             _testcase(suite, check)
     ET.indent(root)
@@ -108,7 +113,8 @@ def markdown_summary(report: GateReport) -> str:
                      f"{_md(check.observed)} | {_md(check.limit)} | {_md(check.message)} |")
     if report.mismatches:
         lines += ["", "### Environment differs from the baseline", ""]
-        lines += [f"- {_md(m.fact)}: {_md(str(m.baseline))} → {_md(str(m.run))}" for m in report.mismatches]
+        lines += [f"- {_md(str(m))}" for m in report.mismatches]
+        lines += ["", ENVIRONMENT_ADVICE]
     if report.notes:
         lines += ["", "### Notes", ""] + [f"- {_md(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"

@@ -76,6 +76,12 @@ class Mismatch:
     baseline: Any
     run: Any
 
+    def __str__(self) -> str:
+        def shown(value: Any) -> str:
+            return "absent" if value is None else str(value)
+
+        return f"{self.fact}: {shown(self.baseline)} → {shown(self.run)}"
+
 
 @dataclass
 class GateReport:
@@ -162,7 +168,7 @@ def _check(gate: GateSpec, decoder: str, context: _Context, mismatches: list[Mis
 def _holds(gate: GateSpec, measured: Measurement) -> tuple[bool, str]:
     if gate.statistic == "mean_delta":
         tolerance = measured.details["tolerance"]
-        return measured.value <= tolerance, f"bound ≤ {tolerance:.4g}"
+        return measured.value <= tolerance, f"≤ {tolerance:.4g}"
     if gate.statistic == "fraction_exceeding":
         assert gate.max_fraction is not None
         limit = f"≤ {gate.max_fraction:.1%} beyond τ={gate.tau:g}"
@@ -213,8 +219,8 @@ def _mean_delta(gate: GateSpec, base: dict[str, Any], run: dict[str, Any]) -> Me
     base_mean = float(np.mean([base_values[c] for c in cases]))
     tolerance = gate.tolerance if gate.tolerance is not None else \
         (gate.tolerance_relative or 0.0) * abs(base_mean)
-    observed = (f"Δ {float(deltas.mean()):+.4g} ({'↑' if higher else '↓'} better); worsening "
-                f"{float(worsening.mean()):+.4g}, {gate.confidence:.0%} bound {bound:+.4g}, n={len(cases)}")
+    observed = (f"Δ {float(deltas.mean()):+.4g} ({'higher' if higher else 'lower'} is better); "
+                f"{gate.confidence:.0%} bound on worsening {bound:+.4g} (n={len(cases)})")
     return Measurement(bound, observed, {
         "cases": len(cases), "mean_delta": float(deltas.mean()), "mean_worsening": float(worsening.mean()),
         "bound": bound, "confidence": gate.confidence, "tolerance": tolerance, "baseline_mean": base_mean,
@@ -360,14 +366,12 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
     check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL, f"{what} {ratio:.3f}×",
                   limit, size=size, details={"ratio": ratio})
     if mismatches:
-        differences = "; ".join(f"{m.fact}: {m.baseline} → {m.run}" for m in mismatches[:4])
+        differences = "; ".join(str(m) for m in mismatches[:3]) + ("; …" if len(mismatches) > 3 else "")
         if allowed:
             check.message = f"environment differs from the baseline (allowed): {differences}"
         else:
             check.status = FAIL
-            check.message = (f"environment differs from the baseline, so {what} is not comparable "
-                             f"({differences}); re-baseline on this machine, or set "
-                             "allow_environment_mismatch = true on the gate")
+            check.message = f"{what} not comparable, the environment differs: {differences}"
     return check
 
 

@@ -349,7 +349,7 @@ def test_junit_xml_validates_against_the_junit_schema(tmp_path: Path) -> None:
     failure = root.find(".//testsuite[@name='latency_ratio']/testcase/failure")
     assert failure is not None and "latency 3.000×" in failure.text
     properties = {p.get("name"): p.get("value") for p in root.iter("property")}
-    assert properties["environment cpu"].startswith('Test CPU -> CPU <"fast"> & ?[1mbold')
+    assert properties["environment cpu"].startswith('Test CPU → CPU <"fast"> & ?[1mbold')
     markdown = markdown_summary(report)
     assert markdown.startswith("## ❌ decoderbench gates failed · baseline `golden`")
     assert 'CPU &lt;"fast"&gt; &amp;' in markdown and "| ⏭️ skip | lpips optional | pid |" in markdown
