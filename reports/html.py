@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from reports.judge import JudgeCriterion, load_judge
 from reports.leaderboard import Leaderboard, build_leaderboards, format_number, status_label
 from reports.plots import cost_quality_figure, history_figure, ranking_figure, sweep_figure
 from reports.sweep import SweepView, is_sweep, load_sweep
-from reports.viewer import CROP_DISPLAY_PX, build_case_pages, case_index_rows, safe_name
+from reports.viewer import CROP_DISPLAY_PX, CasePage, case_index_rows, safe_name, write_case_pages
 
 
 class ReportError(ValueError):
@@ -206,16 +206,19 @@ def _cost_quality_points(board: Leaderboard, metric: str) -> tuple[list, list[st
     return panels, left_out
 
 
+def _write_case_page(page: CasePage, out_dir: Path, suite: str) -> None:
+    html = _environment().get_template("case.html.j2").render(
+        root="../../", page=page, suite=suite, crop_px=CROP_DISPLAY_PX)
+    (out_dir / page.page).write_text(html, encoding="utf-8")
+
+
 def _render_cases(view: RunView, out_dir: Path, metric: str | None) -> str:
-    pages = build_case_pages(view, out_dir, view.metric_names)
     suite = safe_name(view.suite_name)
     folder = out_dir / "cases" / suite
     folder.mkdir(parents=True, exist_ok=True)
+    pages = write_case_pages(view, out_dir, view.metric_names,
+                             partial(_write_case_page, out_dir=out_dir, suite=view.suite_name))
     env = _environment()
-    case_template = env.get_template("case.html.j2")
-    for page in pages:
-        html = case_template.render(root="../../", page=page, suite=view.suite_name, crop_px=CROP_DISPLAY_PX)
-        (out_dir / page.page).write_text(html, encoding="utf-8")
     higher = view.higher_is_better(metric) if metric else None
     rows = case_index_rows(view, pages, metric, higher)
     html = env.get_template("cases.html.j2").render(

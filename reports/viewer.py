@@ -5,7 +5,9 @@ shown at the same place on every output, so invented detail is visible
 where readers zoom in. Crops are drawn by the browser from the full-size
 image files (CSS), so no crop files are written; outputs and references are
 hard-linked into the report folder (copied across file systems), and each
-reference gets a small thumbnail for the case index.
+reference gets a small thumbnail for the case index. With many cases the
+pages are made in forked worker processes (one per core), which share the
+run view with the parent instead of receiving it pickled.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import pairwise
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -92,33 +92,78 @@ def _inside(relative: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts
 
 
-def build_case_pages(view: RunView, out_dir: Path, metric_names: list[str]) -> list[CasePage]:
+@dataclass(frozen=True)
+class CaseLink:
+    """A case in the case index: the case, its page and its thumbnail (relative to the report)."""
+
+    case: dict[str, Any]
+    page: str
+    thumb: str | None
+
+
+@dataclass
+class _Viewer:
+    """What every case page is made from; forked workers share it instead of pickling it."""
+
+    view: RunView
+    out_dir: Path
+    write: Callable[[CasePage], None]
+    scores: Scores
+    verdicts: dict[str, list[dict[str, Any]]]
+    links: list[CaseLink]
+
+    def complete(self, index: int) -> None:
+        """Link the images, choose the crops, write the thumbnail and the page of one case."""
+        link, view = self.links[index], self.view
+        case, suite = link.case, safe_name(view.suite_name)
+        tiles = [_reference_tile(view, case, self.out_dir, suite)]
+        tiles += [_decoder_tile(view, decoder, case, self.out_dir, suite, self.scores)
+                  for decoder in view.decoders]
+        label, source = _crop_source(view, case)
+        thumb = str(self.out_dir / link.thumb) if link.thumb else None
+        crops = analyse_case(str(view.run_dir / source) if source else None, thumb)
+        self.write(CasePage(
+            case=case, page=link.page, thumb=link.thumb, tiles=tiles, crops=[CaseCrop(c) for c in crops],
+            crops_from=label, judge=self.verdicts.get(case["id"], []),
+            previous=self.links[index - 1].page if index > 0 else None,
+            next=self.links[index + 1].page if index + 1 < len(self.links) else None,
+        ))
+
+
+_SHARED: _Viewer | None = None  # set in the parent just before the workers are forked
+
+
+def _complete_shared(index: int) -> None:
+    assert _SHARED is not None
+    _SHARED.complete(index)
+
+
+def write_case_pages(view: RunView, out_dir: Path, metric_names: list[str],
+                     write: Callable[[CasePage], None]) -> list[CaseLink]:
+    """Build every case's page and hand it to `write`; in forked worker processes when there
+    are many cases. Returns the links for the case index."""
+    global _SHARED
     suite = safe_name(view.suite_name)
-    decoders = view.decoders
-    scores = _per_case_metrics(view, metric_names)
     verdicts: dict[str, list[dict[str, Any]]] = {}
     for record in view.judge_records:
         verdicts.setdefault(record.get("case") or "", []).append(record)
-    sources = {case_id: _crop_source(view, case) for case_id, case in view.cases.items()}
-    thumbs = {case_id: f"thumbs/{suite}/{safe_name(case_id)}.jpg" for case_id in view.cases}
-    jobs = [(str(view.run_dir / path) if path else None, str(out_dir / thumbs[case_id]))
-            for case_id, (_, path) in sources.items()]
-    pages = []
-    with _analysed(jobs) as results:  # crops and thumbnails are computed while the pages are assembled
-        for case_id, case in view.cases.items():
-            tiles = [_reference_tile(view, case, out_dir, suite)]
-            tiles += [_decoder_tile(view, decoder, case, out_dir, suite, scores) for decoder in decoders]
-            label, path = sources[case_id]
-            pages.append(CasePage(
-                case=case, page=f"cases/{suite}/{safe_name(case_id)}.html",
-                thumb=thumbs[case_id] if path else None, tiles=tiles, crops=[], crops_from=label,
-                judge=verdicts.get(case_id, []),
-            ))
-        for page, crops in zip(pages, results, strict=True):
-            page.crops = [CaseCrop(crop) for crop in crops]
-    for before, after in pairwise(pages):
-        before.next, after.previous = after.page, before.page
-    return pages
+    links = [CaseLink(case, f"cases/{suite}/{safe_name(case_id)}.html",
+                      f"thumbs/{suite}/{safe_name(case_id)}.jpg" if _crop_source(view, case)[1] else None)
+             for case_id, case in view.cases.items()]
+    viewer = _Viewer(view, out_dir, write, _per_case_metrics(view, metric_names), verdicts, links)
+    if len(links) < PARALLEL_FROM_CASES or (os.cpu_count() or 1) < 2 or "fork" not in get_all_start_methods():
+        for index in range(len(links)):
+            viewer.complete(index)
+        return links
+    _SHARED = viewer
+    try:
+        workers = min(os.cpu_count() or 2, 8)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as executor:
+            for _ in executor.map(_complete_shared, range(len(links)), chunksize=16):
+                pass  # surfaces a worker's exception here
+    finally:
+        _SHARED = None
+    return links
 
 
 def _crop_source(view: RunView, case: dict[str, Any]) -> tuple[str, str | None]:
@@ -181,21 +226,9 @@ def _per_case_metrics(view: RunView, metric_names: list[str]) -> Scores:
     return scores
 
 
-@contextmanager
-def _analysed(jobs: list[tuple[str | None, str]]) -> Iterator[Iterator[list[Crop]]]:
-    """analyse_case over the jobs, in worker processes when there are many; results in order."""
-    if len(jobs) < PARALLEL_FROM_CASES or (os.cpu_count() or 1) < 2 or "fork" not in get_all_start_methods():
-        yield (analyse_case(*job) for job in jobs)
-        return
-    # fork: the workers need only numpy, scipy and PIL, already imported here.
-    workers = min(os.cpu_count() or 2, 8)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as executor:
-        yield executor.map(analyse_case, *zip(*jobs, strict=True), chunksize=32)
-
-
-def analyse_case(image_path: str | None, thumb_path: str) -> list[Crop]:
+def analyse_case(image_path: str | None, thumb_path: str | None) -> list[Crop]:
     """Choose the crops on one image and write its thumbnail."""
-    if image_path is None:
+    if image_path is None or thumb_path is None:
         return []
     image = Image.fromarray(read_rgb(Path(image_path)))
     crops = choose_crops(np.asarray(image.convert("L")))
@@ -205,14 +238,14 @@ def analyse_case(image_path: str | None, thumb_path: str) -> list[Crop]:
     return crops
 
 
-def case_index_rows(view: RunView, pages: list[CasePage], metric: str | None,
-                    higher: bool | None) -> list[tuple[CasePage, list[Cell]]]:
+def case_index_rows(view: RunView, pages: list[CaseLink], metric: str | None,
+                    higher: bool | None) -> list[tuple[CaseLink, list[Cell]]]:
     """The case index: per case, each decoder's value of `metric` (★ the best of the case)."""
     rows = {(row.decoder, row.size): row for row in view.rows}
     return [(page, _case_cells(view, page, metric, rows, higher)) for page in pages]
 
 
-def _case_cells(view: RunView, page: CasePage, metric: str | None,
+def _case_cells(view: RunView, page: CaseLink, metric: str | None,
                 rows: dict[tuple[str, Size], Row], higher: bool | None) -> list[Cell]:
     cells = []
     case_id, size = page.case["id"], tuple(page.case["output_size"])
