@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.gate_cli import baseline_app, gate_app
 from harness.suite import SuiteError, builtin_suites_dir, load_suite
 
 EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
@@ -257,16 +258,23 @@ def _num(value: float | None, fmt: str) -> str:
 
 @app.command("report")
 def report_(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Default: RUN_DIR/report.")] = None,
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories: runs of one or more suites (several runs of a suite give its history) "
+        "and memory-wall sweep runs.")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Report folder (default: RUN_DIR/report for a single run).")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Quality metric of the cost–quality plots and history (default: the suite's first).")] = None,
 ) -> None:
-    """Render a static HTML report of a run."""
+    """Render a static HTML report (works from file://, no network)."""
     from harness.store import StoreError
-    from reports.html import render_report
+    from reports.html import ReportError, render_reports
 
+    if out_dir is None and len(run_dirs) > 1:
+        raise _fail("give --out DIR when reporting several run directories")
     try:
-        out.print(str(render_report(run_dir, out_dir)))
-    except StoreError as exc:
+        out.print(str(render_reports(run_dirs, out_dir or run_dirs[0] / "report", metric)))
+    except (StoreError, ReportError) as exc:
         raise _fail(str(exc)) from None
 
 
@@ -369,6 +377,10 @@ def sweep(
     console.print(f"plot: {outcome.plot}\nrun directory: {outcome.run_dir}", highlight=False)
     if largest is None:
         raise typer.Exit(EXIT_FAILED_CASES)
+
+
+app.add_typer(gate_app, name="gate")
+app.add_typer(baseline_app, name="baseline")
 
 
 def main() -> None:

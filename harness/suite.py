@@ -37,6 +37,7 @@ from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import SPACES, get_space
 from decoders.t2i import FAMILIES, PipelineParams
+from harness.gatespec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
 
@@ -223,7 +224,7 @@ class SuiteModel(_Strict):
     timing: Timing = Timing()
     evaluation: Evaluation = Evaluation()
     compare: Compare = Compare()
-    gate: list[dict[str, Any]] = Field(default_factory=list)
+    gate: list[GateSpec] = Field(default_factory=list)
     judge: JudgeConfig | None = None
 
     @model_serializer(mode="wrap")
@@ -355,6 +356,7 @@ def validate_raw(
     encoder_params, space = checks.source(raw, model)
     decoder_params = checks.decoders(raw, space, model)
     metric_params = checks.metrics(raw)
+    problems.extend(where.problem(loc, message) for loc, message in gate_problems(raw))
     if problems or model is None or encoder_params is None:
         raise SuiteError(list(dict.fromkeys(problems)))
     return Suite(model, path, texts or {}, decoder_params, encoder_params, metric_params)

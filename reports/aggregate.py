@@ -3,11 +3,16 @@
 Latency pools the timed repeats of every decode call of that decoder at that
 size (a batch counts once); peak memory is the maximum over its calls;
 quality is the mean over cases of each metric with a normal-approximation
-95% interval. Anything that is not a number says why (status counts, notes).
+95% interval, and keeps the per-case values (gates pair them by case).
+Anything that is not a number says why (status counts, notes). The view also
+keeps what the report shows per case: decode records, metric artifacts
+(e.g. invention heat-maps) and judge verdicts.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -19,28 +24,38 @@ import numpy as np
 from harness.store import RunStore
 
 Size = tuple[int, int]
+Unit = tuple[str, str]  # (decoder id, case id)
 
 
 @dataclass
 class MetricSummary:
-    values: list[float] = field(default_factory=list)
+    per_case: dict[str, float] = field(default_factory=dict)
+    unscored: dict[str, str] = field(default_factory=dict)  # case → status, for cases without a value
     statuses: dict[str, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    aggregate: float | None = None  # a set-level value (distribution metrics: FID, KID)
 
     @property
     def n(self) -> int:
-        return len(self.values)
+        return len(self.per_case)
 
     @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.values) if self.values else None
+        if self.per_case:
+            return statistics.fmean(self.per_case.values())
+        return self.aggregate
 
     @property
     def ci95(self) -> float | None:
         """Half-width of a normal-approximation 95% interval of the mean."""
-        if len(self.values) < 2:
+        if len(self.per_case) < 2:
             return None
-        return 1.96 * statistics.stdev(self.values) / math.sqrt(len(self.values))
+        return 1.96 * statistics.stdev(self.per_case.values()) / math.sqrt(len(self.per_case))
+
+    def add_status(self, status: str, message: str | None) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if message and message not in self.messages:
+            self.messages.append(message)
 
 
 @dataclass
@@ -62,6 +77,12 @@ class Row:
     def units(self) -> int:
         return sum(self.statuses.values())
 
+    @property
+    def failure_status(self) -> str | None:
+        """The most frequent non-ok decode status, or None when every unit decoded."""
+        failed = {s: n for s, n in self.statuses.items() if s != "ok"}
+        return max(failed, key=lambda s: failed[s]) if failed else None
+
     def latency(self, quantile: float) -> float | None:
         if not self.latency_samples_ms:
             return None
@@ -76,6 +97,12 @@ class RunView:
     metric_info: dict[str, dict[str, Any]]
     metric_names: list[str]
     warnings: list[str]
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decodes: dict[Unit, dict[str, Any]] = field(default_factory=dict)
+    loads: dict[str, dict[str, Any]] = field(default_factory=dict)  # decoder → first ok load
+    load_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # decoder → last failed load
+    artifacts: dict[Unit, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
+    judge_records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def sizes(self) -> list[Size]:
@@ -83,6 +110,53 @@ class RunView:
 
     def rows_at(self, size: Size) -> list[Row]:
         return [row for row in self.rows if row.size == size]
+
+    @property
+    def suite_name(self) -> str:
+        return self.manifest["suite"]["name"]
+
+    @property
+    def decoders(self) -> list[str]:
+        return list(dict.fromkeys(row.decoder for row in self.rows))
+
+    def higher_is_better(self, metric: str) -> bool | None:
+        """The metric's direction from the run, else from the registry; None when unknown."""
+        info = self.metric_info.get(metric)
+        if info is not None and "higher_is_better" in info:
+            return bool(info["higher_is_better"])
+        return registry_direction(metric)
+
+    def metric_over_sizes(self, decoder: str, metric: str) -> MetricSummary:
+        """A decoder's metric over every comparison size (case ids are unique across sizes)."""
+        merged = MetricSummary()
+        for row in self.rows:
+            summary = row.metrics.get(metric)
+            if row.decoder != decoder or summary is None:
+                continue
+            merged.per_case.update(summary.per_case)
+            merged.unscored.update(summary.unscored)
+            for status, count in summary.statuses.items():
+                merged.statuses[status] = merged.statuses.get(status, 0) + count
+            merged.messages.extend(m for m in summary.messages if m not in merged.messages)
+            merged.aggregate = summary.aggregate if merged.aggregate is None else merged.aggregate
+        return merged
+
+    def checkpoint(self, decoder: str) -> str:
+        """A short digest of the weights a decoder loaded ("no weights" for weight-free ones)."""
+        weights = (self.loads.get(decoder) or {}).get("weights") or {}
+        if not weights:
+            return "no weights"
+        canonical = json.dumps(weights, sort_keys=True).encode()
+        return hashlib.sha256(canonical).hexdigest()[:12]
+
+
+def registry_direction(metric: str) -> bool | None:
+    from harness.metrics import METRICS
+
+    try:
+        return bool(METRICS.get(metric).higher_is_better)
+    except Exception:  # unknown name, or a plug-in that cannot be imported here
+        return None
 
 
 def load_run(run_dir: Path) -> RunView:
@@ -93,7 +167,8 @@ def load_run(run_dir: Path) -> RunView:
     names = {d["label"] or d["name"]: d["name"] for d in manifest["suite"]["resolved"]["decoder"]}
     rows: dict[tuple[str, Size], Row] = {}
     seen_batches: set[tuple[str, str]] = set()
-    decode_size: dict[tuple[str, str], Size] = {}
+    view = RunView(run_dir=run_dir, manifest=manifest, rows=[], metric_info=manifest.get("metrics", {}),
+                   metric_names=[], warnings=[], cases=cases)
 
     def row_for(decoder: str, size: Size) -> Row:
         key = (decoder, size)
@@ -101,46 +176,67 @@ def load_run(run_dir: Path) -> RunView:
             rows[key] = Row(decoder, names.get(decoder, decoder), size)
         return rows[key]
 
-    first_load = _first_loads(records)
+    for record in records:
+        if record["kind"] == "load" and record["status"] == "ok":
+            view.loads.setdefault(record["decoder"], record)
+        elif record["kind"] == "load":
+            view.load_failures[record["decoder"]] = record
+        elif record["kind"] == "judge":
+            view.judge_records.append(record)
     for record in records:
         if record["kind"] != "decode":
             continue
         size = tuple(record.get("output_size") or cases.get(record["case"], {}).get("output_size"))
-        decode_size[(record["decoder"], record["case"])] = size  # type: ignore[assignment]
-        row = row_for(record["decoder"], size)  # type: ignore[arg-type]
-        _add_decode(row, record, seen_batches, first_load)
+        view.decodes[(record["decoder"], record["case"])] = record
+        _add_decode(row_for(record["decoder"], size), record, seen_batches, view.loads)  # type: ignore[arg-type]
+    metric_names = _add_metrics(view, records, row_for)
+    declared = [m["name"] for m in manifest["suite"]["resolved"].get("metrics", [])]
+    ordered = [m for m in declared if m in metric_names] + [m for m in metric_names if m not in declared]
+    view.rows = sorted(rows.values(), key=lambda r: (r.size, _order(manifest, r.decoder)))
+    view.metric_names = ordered or declared
+    view.warnings = [w for w in [warning, *manifest.get("notes", [])] if w]
+    return view
+
+
+def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> list[str]:
     metric_names: list[str] = []
+    aggregates: list[dict[str, Any]] = []
     for record in records:
-        if record["kind"] != "metric" or record["case"] is None:
-            continue
-        size = decode_size.get((record["decoder"], record["case"]))
-        if size is None:
+        if record["kind"] != "metric":
             continue
         if record["metric"] not in metric_names:
             metric_names.append(record["metric"])
-        summary = row_for(record["decoder"], size).metrics.setdefault(
-            record["metric"], MetricSummary())
-        summary.statuses[record["status"]] = summary.statuses.get(record["status"], 0) + 1
-        if record.get("message") and record["message"] not in summary.messages:
-            summary.messages.append(record["message"])
+        if record["case"] is None:
+            aggregates.append(record)
+            continue
+        decode = view.decodes.get((record["decoder"], record["case"]))
+        if decode is None:
+            continue
+        size = tuple(decode.get("output_size") or view.cases[record["case"]]["output_size"])
+        summary = row_for(record["decoder"], size).metrics.setdefault(record["metric"], MetricSummary())
+        message = record.get("message")
+        if record.get("nonfinite"):
+            message = f"non-finite value ({record['nonfinite']}) on some cases"
+        summary.add_status(record["status"], message)
         if record["status"] == "ok" and record.get("value") is not None:
-            summary.values.append(record["value"])
-    declared = [m["name"] for m in manifest["suite"]["resolved"].get("metrics", [])]
-    ordered = [m for m in declared if m in metric_names] + [m for m in metric_names if m not in declared]
-    return RunView(
-        run_dir=run_dir, manifest=manifest,
-        rows=sorted(rows.values(), key=lambda r: (r.size, _order(manifest, r.decoder))),
-        metric_info=manifest.get("metrics", {}), metric_names=ordered or declared,
-        warnings=[w for w in [warning, *manifest.get("notes", [])] if w],
-    )
-
-
-def _first_loads(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    loads: dict[str, dict[str, Any]] = {}
-    for record in records:
-        if record["kind"] == "load" and record["status"] == "ok":
-            loads.setdefault(record["decoder"], record)
-    return loads
+            summary.per_case[record["case"]] = record["value"]
+        else:
+            summary.unscored[record["case"]] = record.get("nonfinite") or record["status"]
+        if record.get("artifact"):
+            view.artifacts.setdefault((record["decoder"], record["case"]), {})[record["metric"]] = \
+                record["artifact"]
+    for record in aggregates:  # set-level values belong to every size the decoder ran at
+        for (decoder, _), decode in view.decodes.items():
+            if decoder != record["decoder"]:
+                continue
+            size = tuple(decode.get("output_size") or ())
+            summary = row_for(decoder, size).metrics.setdefault(record["metric"], MetricSummary())
+            if summary.aggregate is None and record["status"] == "ok":
+                summary.aggregate = record.get("value")
+                summary.add_status("ok", None)
+            elif record["status"] != "ok" and record["status"] not in summary.statuses:
+                summary.add_status(record["status"], record.get("message"))
+    return metric_names
 
 
 def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, str]],

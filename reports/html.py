@@ -1,15 +1,87 @@
-"""Static HTML report of one run (Jinja2, autoescaped, no network)."""
+"""Static HTML report of one or more runs (Jinja2, autoescaped, no network).
+
+    OUT/index.html                 leaderboards, cost–quality, judge, history, memory wall, run facts
+    OUT/cases/<suite>/index.html   case index (reference thumbnails, sortable)
+    OUT/cases/<suite>/<case>.html  side-by-side viewer of one case
+    OUT/assets/                    the stylesheet and script (no CDN)
+    OUT/figures/                   matplotlib SVGs
+    OUT/images/, thumbs/, artifacts/   outputs and references (hard links), thumbnails, heat-maps
+
+Runs are grouped by suite; the newest run of a suite gives its leaderboard
+and viewer, and every run of it its history. Sweep runs ("kind": "sweep")
+give the memory wall. Every link is relative, so the folder works from
+file:// and from any static web server.
+"""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache, partial
+from importlib import resources
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from reports.aggregate import RunView, format_bytes, load_run
+from harness import __version__
+from reports.aggregate import RunView, Size, format_bytes, load_run
+from reports.facts import RunFacts, run_facts, sweep_facts
+from reports.history import History, build_history
+from reports.judge import JudgeCriterion, load_judge
+from reports.leaderboard import Leaderboard, build_leaderboards, format_number, status_label
+from reports.plots import cost_quality_figure, history_figure, ranking_figure, sweep_figure
+from reports.sweep import SweepView, is_sweep, load_sweep
+from reports.viewer import CROP_DISPLAY_PX, CasePage, case_index_rows, safe_name, write_case_pages
 
 
+class ReportError(ValueError):
+    pass
+
+
+@dataclass
+class CostQualityFigure:
+    src: str
+    left_out: list[str]
+
+
+@dataclass
+class SuiteSection:
+    name: str
+    latest: RunView
+    quality_metric: str | None
+    boards: list[Leaderboard]
+    cost_quality: dict[Size, CostQualityFigure] = field(default_factory=dict)
+    judge: list[JudgeCriterion] = field(default_factory=list)
+    judge_figures: dict[str, str] = field(default_factory=dict)
+    histories: list[History] = field(default_factory=list)
+    history_figures: dict[Size, str] = field(default_factory=dict)
+    cases_page: str = ""
+    has_artifacts: bool = False
+    note: str = ""
+
+    @property
+    def slug(self) -> str:
+        return safe_name(self.name)
+
+    @property
+    def description(self) -> str:
+        return self.latest.manifest["suite"]["resolved"].get("description", "")
+
+    @staticmethod
+    def heat(rate: float) -> str:
+        """Background of a win-rate cell: green above 50%, red below."""
+        strength = min(1.0, abs(rate - 0.5) * 2)
+        rgb = "46,160,67" if rate >= 0.5 else "214,39,40"
+        return f"rgba({rgb},{0.08 + 0.32 * strength:.2f})"
+
+
+@dataclass
+class SweepSection:
+    view: SweepView
+    figure: str
+
+
+@cache
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("reports", "templates"),
@@ -17,17 +89,141 @@ def _environment() -> Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["bytes"] = format_bytes
-    env.filters["ms"] = lambda v: "—" if v is None else f"{v:,.2f}"
-    env.filters["num"] = lambda v: "—" if v is None else f"{v:.4f}"
-    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
+    env.globals.update(fmt=format_number, label=status_label)
     return env
 
 
-def render_report(run_dir: Path, out_dir: Path | None = None) -> Path:
-    view: RunView = load_run(run_dir)
-    out_dir = out_dir or run_dir / "report"
+def render_report(run_dir: Path, out_dir: Path | None = None, metric: str | None = None) -> Path:
+    """The report of one run (default folder: RUN_DIR/report)."""
+    return render_reports([run_dir], out_dir or run_dir / "report", metric)
+
+
+def render_reports(run_dirs: list[Path], out_dir: Path, metric: str | None = None) -> Path:
+    """Render every run into one static folder; return its index.html."""
+    if not run_dirs:
+        raise ReportError("give at least one run directory")
+    sweeps = [load_sweep(d) for d in run_dirs if is_sweep(d)]
+    by_suite: dict[str, list[RunView]] = {}
+    for run_dir in run_dirs:
+        if not is_sweep(run_dir):
+            view = load_run(run_dir)
+            by_suite.setdefault(view.suite_name, []).append(view)
     out_dir.mkdir(parents=True, exist_ok=True)
-    html = _environment().get_template("run.html.j2").render(view=view)
+    _copy_assets(out_dir)
+    sections = [_suite_section(views, out_dir, metric) for views in by_suite.values()]
+    sweep_sections = []
+    for index, sweep in enumerate(sweeps):
+        path, src = _figure(out_dir, f"sweep-{index}-{sweep.title}")
+        sweep_figure(sweep, path)
+        sweep_sections.append(SweepSection(sweep, src))
+    facts: list[RunFacts] = [run_facts(v) for views in by_suite.values() for v in views]
+    facts += [sweep_facts(s) for s in sweeps]
+    names = sorted(by_suite) + [s.title for s in sweeps]
+    html = _environment().get_template("index.html.j2").render(
+        root="", title=f"decoderbench report · {', '.join(names)}", suites=sections, sweeps=sweep_sections,
+        run_facts=facts, runs_total=len(run_dirs), version=__version__,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
     target = out_dir / "index.html"
     target.write_text(html, encoding="utf-8")
     return target
+
+
+def _copy_assets(out_dir: Path) -> None:
+    assets = out_dir / "assets"
+    assets.mkdir(exist_ok=True)
+    for name in ("report.css", "report.js"):
+        source = resources.files("reports") / "static" / name
+        (assets / name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+
+
+def _figure(out_dir: Path, stem: str) -> tuple[Path, str]:
+    """Where a figure goes, and its link relative to the report root."""
+    path = out_dir / "figures" / f"{safe_name(stem)}.svg"
+    return path, path.relative_to(out_dir).as_posix()
+
+
+def choose_metric(view: RunView, requested: str | None) -> tuple[str | None, str]:
+    """The quality metric of the plots — the one asked for, else the suite's first with
+    values — and a note when the one asked for is not in the run."""
+    if requested is not None and requested in view.metric_names:
+        return requested, ""
+    note = (f"{requested} is not measured in this run; the plots use another metric"
+            if requested is not None else "")
+    for name in view.metric_names:
+        if any(row.metrics.get(name) and row.metrics[name].mean is not None for row in view.rows):
+            return name, note
+    return None, note
+
+
+def _suite_section(views: list[RunView], out_dir: Path, requested_metric: str | None) -> SuiteSection:
+    latest = max(views, key=lambda v: str(v.manifest.get("created", "")))
+    metric, note = choose_metric(latest, requested_metric)
+    section = SuiteSection(latest.suite_name, latest, metric, build_leaderboards(latest), note=note)
+    slug = section.slug
+    higher = latest.higher_is_better(metric) if metric is not None else None
+    if metric is not None and higher is not None:
+        for board in section.boards:
+            points = _cost_quality_points(board, metric)
+            if points is not None:
+                path, src = _figure(out_dir, f"cost-{slug}-{board.size[0]}x{board.size[1]}")
+                cost_quality_figure(points[0], metric, higher, latest.decoders, path)
+                section.cost_quality[board.size] = CostQualityFigure(src, points[1])
+    if metric is not None and len(views) > 1:
+        section.histories = build_history(views, metric)
+        for history in section.histories:
+            path, src = _figure(out_dir, f"history-{slug}-{history.size[0]}x{history.size[1]}")
+            history_figure(history, latest.decoders, path)
+            section.history_figures[history.size] = src
+    section.judge = load_judge(latest.run_dir)
+    for criterion in section.judge:
+        if criterion.ranking:
+            path, src = _figure(out_dir, f"judge-{slug}-{criterion.name}")
+            ranking_figure(criterion, path)
+            section.judge_figures[criterion.name] = src
+    section.has_artifacts = bool(latest.artifacts)
+    section.cases_page = _render_cases(latest, out_dir, metric)
+    return section
+
+
+def _cost_quality_points(board: Leaderboard, metric: str) -> tuple[list, list[str]] | None:
+    """Panels of (label, cost, quality) points, and the decoders that cannot be placed."""
+    latency, memory, left_out = [], [], []
+    column = next(i for i, c in enumerate(board.columns) if c.key == f"metric:{metric}")
+    for row, cells in board.rows:
+        summary = row.metrics.get(metric)
+        quality = summary.mean if summary is not None else None
+        median = row.latency(0.5)
+        if quality is None or median is None:
+            left_out.append(f"{row.decoder} ({cells[column].text})")
+            continue
+        latency.append((row.decoder, median, quality))
+        if row.peak_memory_bytes is not None:
+            memory.append((row.decoder, row.peak_memory_bytes / 2**20, quality))
+    if not latency:
+        return None
+    panels = [("latency median (ms)", latency)] + ([("peak memory (MiB)", memory)] if memory else [])
+    return panels, left_out
+
+
+def _write_case_page(page: CasePage, out_dir: Path, suite: str) -> None:
+    html = _environment().get_template("case.html.j2").render(
+        root="../../", page=page, suite=suite, crop_px=CROP_DISPLAY_PX)
+    (out_dir / page.page).write_text(html, encoding="utf-8")
+
+
+def _render_cases(view: RunView, out_dir: Path, metric: str | None) -> str:
+    suite = safe_name(view.suite_name)
+    folder = out_dir / "cases" / suite
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = write_case_pages(view, out_dir, view.metric_names,
+                             partial(_write_case_page, out_dir=out_dir, suite=view.suite_name))
+    env = _environment()
+    higher = view.higher_is_better(metric) if metric else None
+    rows = case_index_rows(view, pages, metric, higher)
+    html = env.get_template("cases.html.j2").render(
+        root="../../", suite=view.suite_name, pages=pages, rows=rows, decoders=view.decoders,
+        metric=metric, higher_is_better=higher, has_prompts=any(p.case.get("prompt") for p in pages),
+    )
+    (folder / "index.html").write_text(html, encoding="utf-8")
+    return f"cases/{suite}/index.html"

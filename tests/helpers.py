@@ -45,3 +45,12 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess
         [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def invoke(*args: str):
+    """The command line in this process (fast, no interpreter start); same exit codes."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    return CliRunner(env={"COLUMNS": "200", "GITHUB_STEP_SUMMARY": ""}).invoke(app, list(args))

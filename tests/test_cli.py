@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from helpers import cli, decoder_tables, suite_text
 
-VERBS = ["run", "validate", "list", "show", "report", "export", "judge", "sweep"]
+VERBS = ["run", "validate", "list", "show", "report", "export", "judge", "sweep", "gate",
+         "gate calibrate", "gate check", "baseline save"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_has_help(verb: str) -> None:
-    result = cli(verb, "--help")
+    result = cli(*verb.split(), "--help")
     assert result.returncode == 0
     assert "Usage" in result.stdout
 
@@ -51,7 +52,9 @@ def test_run_show_report_export(write_suite, tmp_path: Path, image_folder) -> No
     assert result.returncode == 0, result.stderr
     assert "lanczos" in result.stdout and "psnr" in result.stdout
     html = (run_dir / "report" / "index.html").read_text()
-    assert "<td>lanczos" in html and "<script>" not in html
+    assert 'data-decoder="lanczos"' in html
+    cases = (run_dir / "report" / "cases" / "t" / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in cases and "<script>" not in cases
 
     shown = cli("show", str(run_dir))
     assert shown.returncode == 0 and "32×32" in shown.stdout and "nearest" in shown.stdout

@@ -1,0 +1,165 @@
+"""The `gate` and `baseline` verbs (registered in harness/cli.py).
+
+    decoderbench baseline save RUN_DIR --name NAME [--dir baselines] [--images copy|link|none]
+    decoderbench gate RUN_DIR --baseline baselines/NAME.json [--junit F] [--markdown F]
+    decoderbench gate calibrate SUITE --repeats N [--k 2] [--out DIR]
+
+`gate` exits 0 when every gate holds, 1 when one fails, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+console = Console(stderr=True)
+out = Console()
+
+
+class _CheckByDefault(TyperGroup):
+    """`gate RUN_DIR ...` runs the hidden `check` command; `gate calibrate ...` the subcommand."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+gate_app = typer.Typer(cls=_CheckByDefault, no_args_is_help=True, add_completion=False,
+                       help="Check a run against a baseline: `gate RUN_DIR --baseline baselines/NAME.json` "
+                       "(exit 0 when every gate holds, 1 when one fails; options: `gate check --help`); "
+                       "or propose tolerances from measured noise: `gate calibrate SUITE --repeats N`.")
+baseline_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                           help="Save a run as the baseline that gates compare against.")
+
+
+class _Images(StrEnum):
+    copy = "copy"
+    link = "link"
+    none = "none"
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+@baseline_app.command("save")
+def save(
+    run_dir: Annotated[Path, typer.Argument(help="The run to keep as the baseline.")],
+    name: Annotated[str, typer.Option(help="Baseline name: writes DIR/NAME.json.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Baselines folder.")] = Path("baselines"),
+    images: Annotated[_Images, typer.Option(
+        help="Output images for distance gates: copy them next to the JSON, link to the run, or none."
+    )] = _Images.copy,
+) -> None:
+    """Write baselines/NAME.json: per decoder and metric the per-case values and summary,
+    latency and memory, the environment fingerprint and the suite hash."""
+    from harness.baselines import BaselineError, save_baseline
+    from harness.store import StoreError
+
+    try:
+        target = save_baseline(run_dir, name, directory, images.value)
+    except (BaselineError, StoreError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"baseline {name!r} → {target}", highlight=False)
+
+
+@gate_app.command("check")
+def check(
+    run_dir: Annotated[Path, typer.Argument(help="The run to check.")],
+    baseline: Annotated[Path, typer.Option(help="baselines/NAME.json")],
+    suite: Annotated[str | None, typer.Option(
+        help="Take the [[gate]] tables from this suite instead of the run's own suite.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="JUnit XML (default RUN_DIR/gate/junit.xml).")] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        help="Markdown summary (default RUN_DIR/gate/summary.md); also appended to "
+        "$GITHUB_STEP_SUMMARY when set.")] = None,
+    allow_environment_mismatch: Annotated[bool, typer.Option(
+        help="Let latency/memory gates pass on a machine that differs from the baseline's.")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="Device for distance metrics (default: the run's evaluation device).")] = None,
+) -> None:
+    """Check RUN_DIR against a baseline with the suite's gates (`decoderbench gate RUN_DIR --baseline F`)."""
+    from harness.baselines import BaselineError, load_baseline, snapshot
+    from harness.gate_report import print_table, write_outputs
+    from harness.gates import evaluate_gates
+    from harness.gatespec import GateSpec
+    from harness.store import StoreError
+    from harness.suite import SuiteError, load_suite
+    from reports.aggregate import load_run
+
+    try:
+        view = load_run(run_dir)
+        base = load_baseline(baseline)
+        if suite is not None:
+            gates = list(load_suite(suite).model.gate)
+        else:
+            gates = [GateSpec.model_validate(g) for g in view.manifest["suite"]["resolved"].get("gate", [])]
+    except (StoreError, BaselineError, SuiteError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if not gates:
+        raise _fail(f"{suite or 'the suite of ' + str(run_dir)} declares no [[gate]] tables: nothing to "
+                    "check (add gates to the suite, or pass --suite FILE)")
+    report = evaluate_gates(snapshot(view), run_dir, base, gates, allow_environment_mismatch, device)
+    print_table(report, out)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    write_outputs(report, junit or run_dir / "gate" / "junit.xml",
+                  markdown or run_dir / "gate" / "summary.md", Path(summary) if summary else None)
+    raise typer.Exit(EXIT_OK if report.passed else EXIT_FAILED)
+
+
+@gate_app.command("calibrate")
+def calibrate_(
+    suite: Annotated[str, typer.Argument(help="Suite file or built-in name.")],
+    repeats: Annotated[int, typer.Option(min=2, help="How many times to run the suite.")] = 3,
+    k: Annotated[float, typer.Option(min=1.0, help="Tolerance = k × observed spread.")] = 2.0,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Where the repeats go (default runs/calibrate-<suite>-<timestamp>).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Latent cache.")] = None,
+    device: Annotated[str | None, typer.Option(help="Override timing.device.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run SUITE N times and propose gate tolerances from the measured run-to-run noise."""
+    from harness.cache import TensorCache, default_cache_dir
+    from harness.calibrate import calibrate, default_gates, write_calibration
+    from harness.cli import RichReporter
+    from harness.runner import Runner
+    from harness.suite import SuiteError, load_suite
+
+    try:
+        loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
+    except SuiteError as exc:
+        raise _fail(f"invalid suite\n{exc}") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    root = out_dir or Path("runs") / f"calibrate-{loaded.name}-{stamp}"
+    cache = TensorCache(cache_dir or default_cache_dir())
+    run_dirs = []
+    with RichReporter(quiet) as reporter:
+        for index in range(1, repeats + 1):
+            reporter.note(f"repeat {index}/{repeats}")
+            run_dirs.append(Runner.new(loaded, root / f"repeat-{index}", cache, reporter).run().run_dir)
+    gates = list(loaded.model.gate) or default_gates([m.name for m in loaded.model.metrics])
+    evaluation = loaded.model.evaluation.device or loaded.model.timing.device
+    proposals = calibrate(run_dirs, gates, k, evaluation)
+    table = Table(title=f"calibration · {loaded.name} · {repeats} repeats · k = {k:g}")
+    for column in ("gate", "sets", "spread", "proposed", "worst decoder", "notes"):
+        table.add_column(column, overflow="fold")
+    for p in proposals:
+        worst = max(p.per_decoder, key=lambda d: p.per_decoder[d]) if p.per_decoder else "—"
+        table.add_row(escape(p.gate.label), p.key, "—" if p.spread is None else f"{p.spread:.4g}",
+                      "—" if p.value is None else f"{p.value:.4g}", worst, escape("; ".join(p.notes)))
+    out.print(table)
+    target = write_calibration(root, proposals, k, run_dirs)
+    out.print(f"proposed [[gate]] tables → {target}", highlight=False)

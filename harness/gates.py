@@ -1,0 +1,387 @@
+"""Regression gates: a run against a baseline, one check per (gate, decoder[, size]).
+
+Statistics (see harness/gatespec.py for the suite syntax):
+- mean_delta: per case, the worsening w = (run − baseline) in the metric's
+  bad direction; the gate holds when the one-sided `confidence` upper bound
+  of mean(w), from a paired bootstrap over cases, is within the tolerance.
+  Noise alone cannot pass a real regression, and cannot fail a run whose
+  bound is inside the tolerance.
+- fraction_exceeding: per case, a full-reference metric (default LPIPS,
+  through the metric registry) between this run's output and the
+  baseline's output; the share of cases worse than `tau` must be at most
+  `max_fraction`.
+- latency_ratio / memory_ratio: median latency and peak memory over the
+  baseline's, per comparison size, within `max_ratio`. When the environment
+  differs (GPU model, dtype, library versions) they fail unless allowed.
+- hash_equal (pixel-exact, opt-in): every output identical to the baseline's.
+
+Baseline cases that lost their value in this run (the decoder failed) are
+regressions. A metric that cannot be evaluated (unavailable, not
+applicable, missing from the baseline) fails the gate with the reason, or
+skips it when the gate is optional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.baselines import Baseline
+from harness.gatespec import COST_STATISTICS, GateSpec
+from harness.metrics import METRICS
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+DISTANCE_BATCH = 8
+
+
+class Unavailable(Exception):
+    """The gate cannot be evaluated (fails, or skips when optional)."""
+
+
+class Regression(Exception):
+    """The run lost something the baseline had (always fails)."""
+
+
+@dataclass
+class Measurement:
+    value: float  # the number compared with the limit
+    observed: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Check:
+    gate: str
+    decoder: str
+    status: str  # pass | fail | skip
+    observed: str = ""
+    limit: str = ""
+    message: str = ""
+    size: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.decoder} @ {self.size}" if self.size else self.decoder
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    fact: str
+    baseline: Any
+    run: Any
+
+    def __str__(self) -> str:
+        def shown(value: Any) -> str:
+            return "absent" if value is None else str(value)
+
+        return f"{self.fact}: {shown(self.baseline)} → {shown(self.run)}"
+
+
+@dataclass
+class GateReport:
+    run_dir: Path
+    baseline: str
+    checks: list[Check]
+    mismatches: list[Mismatch]
+    notes: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.status != FAIL for check in self.checks)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def evaluate_gates(run: dict[str, Any], run_dir: Path, baseline: Baseline, gates: list[GateSpec],
+                   allow_environment_mismatch: bool = False, device: str | None = None) -> GateReport:
+    """`run` is harness.baselines.snapshot() of the run at `run_dir`."""
+    mismatches = environment_mismatches(baseline.data["environment"], run["environment"])
+    notes = []
+    if baseline.data["suite"]["sha256"] != run["suite"]["sha256"]:
+        before, after = baseline.data["suite"]["sha256"][:12], run["suite"]["sha256"][:12]
+        notes.append(f"the suite changed since the baseline (sha256 {before} → {after}); "
+                     "cases are matched by id")
+    if not gates:
+        notes.append("the suite declares no [[gate]] tables: nothing to check")
+    context = _Context(run, run_dir, baseline, device or run.get("evaluation_device") or "cpu")
+    checks = []
+    for gate in gates:
+        allowed = allow_environment_mismatch or gate.allow_environment_mismatch
+        for decoder in gate.decoders or sorted(set(baseline.data["decoders"]) | set(run["decoders"])):
+            checks.extend(_check(gate, decoder, context, mismatches, allowed))
+    return GateReport(run_dir, baseline.name, checks, mismatches, notes)
+
+
+def environment_mismatches(baseline: dict[str, Any], run: dict[str, Any]) -> list[Mismatch]:
+    found = []
+    for fact in sorted(set(baseline) | set(run)):
+        if fact == "packages":
+            continue
+        if baseline.get(fact) != run.get(fact):
+            found.append(Mismatch(fact, baseline.get(fact), run.get(fact)))
+    packages_a, packages_b = baseline.get("packages") or {}, run.get("packages") or {}
+    for package in sorted(set(packages_a) | set(packages_b)):
+        if packages_a.get(package) != packages_b.get(package):
+            found.append(Mismatch(f"package {package}", packages_a.get(package), packages_b.get(package)))
+    return found
+
+
+@dataclass
+class _Context:
+    run: dict[str, Any]
+    run_dir: Path
+    baseline: Baseline
+    device: str
+    metrics: dict[str, Any] = field(default_factory=dict)  # distance metrics, loaded once
+
+
+def _check(gate: GateSpec, decoder: str, context: _Context, mismatches: list[Mismatch],
+           allowed: bool) -> list[Check]:
+    base = context.baseline.data["decoders"].get(decoder)
+    run = context.run["decoders"].get(decoder)
+    if base is None:
+        return [Check(gate.label, decoder, SKIP, message="not in the baseline (a new decoder?)")]
+    if run is None:
+        return [Check(gate.label, decoder, FAIL, message="in the baseline but missing from this run")]
+    if gate.statistic in COST_STATISTICS:
+        return [_cost_check(gate, decoder, size, base, run, mismatches, allowed)
+                for size in sorted(base["sizes"])]
+    try:
+        measured = _measure(gate, decoder, base, run, context)
+    except Unavailable as exc:
+        return [Check(gate.label, decoder, SKIP if gate.optional else FAIL,
+                      message=f"{'optional, skipped' if gate.optional else 'cannot evaluate'}: {exc}")]
+    except Regression as exc:
+        return [Check(gate.label, decoder, FAIL, message=str(exc))]
+    holds, limit = _holds(gate, measured)
+    return [Check(gate.label, decoder, PASS if holds else FAIL, measured.observed, limit,
+                  details=measured.details)]
+
+
+def _holds(gate: GateSpec, measured: Measurement) -> tuple[bool, str]:
+    if gate.statistic == "mean_delta":
+        tolerance = measured.details["tolerance"]
+        return measured.value <= tolerance, f"≤ {tolerance:.4g}"
+    if gate.statistic == "fraction_exceeding":
+        assert gate.max_fraction is not None
+        limit = f"≤ {gate.max_fraction:.1%} beyond τ={gate.tau:g}"
+        return measured.value <= gate.max_fraction, limit
+    return measured.value == 0, "no output differs"
+
+
+def measure(gate: GateSpec, decoder: str, baseline: Baseline, run: dict[str, Any], run_dir: Path,
+            device: str = "cpu", loaded: dict[str, Any] | None = None) -> Measurement:
+    """The gate's statistic for one decoder (calibration reuses it with its own baselines);
+    `loaded` keeps distance metrics loaded across calls."""
+    context = _Context(run, run_dir, baseline, device, loaded if loaded is not None else {})
+    base, current = baseline.data["decoders"][decoder], run["decoders"][decoder]
+    if gate.statistic in COST_STATISTICS:
+        ratios = [_ratio(gate, size, base, current) for size in sorted(base["sizes"])]
+        worst = max(ratios)
+        return Measurement(worst, f"{worst:.3f}×", {"ratios": ratios})
+    return _measure(gate, decoder, base, current, context)
+
+
+def _measure(gate: GateSpec, decoder: str, base: dict[str, Any], run: dict[str, Any],
+             context: _Context) -> Measurement:
+    if gate.statistic == "mean_delta":
+        return _mean_delta(gate, base, run)
+    if gate.statistic == "fraction_exceeding":
+        return _fraction_exceeding(gate, decoder, base, run, context)
+    return _hash_equal(base, run)
+
+
+# --------------------------------------------------------------------------- mean paired delta
+
+
+def _mean_delta(gate: GateSpec, base: dict[str, Any], run: dict[str, Any]) -> Measurement:
+    base_metric, run_metric = _metric(gate.metric, base, "baseline"), _metric(gate.metric, run, "run")
+    if base_metric.get("protocol_sha256") and run_metric.get("protocol_sha256") \
+            and base_metric["protocol_sha256"] != run_metric["protocol_sha256"]:
+        raise Unavailable(f"{gate.metric}'s protocol changed since the baseline; values are not "
+                          "comparable (re-save the baseline)")
+    higher = _direction(gate, base_metric, run_metric)
+    base_values, run_values = base_metric["values"], run_metric["values"]
+    statuses = (f"decode {_statuses(run['decode_statuses'])}; "
+                f"{gate.metric} {_statuses(run_metric['statuses'])}")
+    _require_cases(gate.metric, base_values, run_values, statuses)
+    cases = sorted(base_values)
+    deltas = np.array([run_values[c] - base_values[c] for c in cases], dtype=np.float64)
+    worsening = -deltas if higher else deltas
+    bound = upper_bound(worsening, gate.confidence)
+    base_mean = float(np.mean([base_values[c] for c in cases]))
+    tolerance = gate.tolerance if gate.tolerance is not None else \
+        (gate.tolerance_relative or 0.0) * abs(base_mean)
+    observed = (f"Δ {float(deltas.mean()):+.4g} ({'higher' if higher else 'lower'} is better); "
+                f"{gate.confidence:.0%} bound on worsening {bound:+.4g} (n={len(cases)})")
+    return Measurement(bound, observed, {
+        "cases": len(cases), "mean_delta": float(deltas.mean()), "mean_worsening": float(worsening.mean()),
+        "bound": bound, "confidence": gate.confidence, "tolerance": tolerance, "baseline_mean": base_mean,
+    })
+
+
+def upper_bound(values: np.ndarray, confidence: float) -> float:
+    """One-sided upper confidence bound of the mean by a paired (case) bootstrap."""
+    if len(values) < 2:
+        return float(values.mean())
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = np.empty(BOOTSTRAP_RESAMPLES)
+    chunk = max(1, 2_000_000 // len(values))
+    for start in range(0, BOOTSTRAP_RESAMPLES, chunk):
+        stop = min(BOOTSTRAP_RESAMPLES, start + chunk)
+        picks = rng.integers(0, len(values), size=(stop - start, len(values)))
+        means[start:stop] = values[picks].mean(axis=1)
+    return float(np.quantile(means, confidence))
+
+
+def _metric(name: str, decoder: dict[str, Any], where: str) -> dict[str, Any]:
+    entry = decoder["metrics"].get(name)
+    if entry is None:
+        raise Unavailable(f"the {where} holds no {name} values")
+    if not entry["values"]:
+        if where == "run" and decoder["decode_statuses"].keys() - {"ok"} and not decoder["outputs"]:
+            failures = "; ".join(decoder["failures"][:2])
+            raise Regression(f"no {name} values: the decoder did not decode "
+                             f"({_statuses(decoder['decode_statuses'])}; {failures})")
+        why = "; ".join(entry["messages"][:2]) or _statuses(entry["statuses"])
+        raise Unavailable(f"{name} has no values in the {where} ({_statuses(entry['statuses'])}): {why}")
+    return entry
+
+
+def _direction(gate: GateSpec, *entries: dict[str, Any]) -> bool:
+    if gate.direction is not None:
+        return gate.direction == "higher_is_better"
+    for entry in entries:
+        if entry.get("higher_is_better") is not None:
+            return bool(entry["higher_is_better"])
+    raise Unavailable(f"the direction of {gate.metric} is unknown; set direction on the gate")
+
+
+def _require_cases(what: str, base_values: dict[str, Any], run_values: dict[str, Any], statuses: str) -> None:
+    """Every baseline case must still have its value (or output) in this run."""
+    lost = [case for case in base_values if case not in run_values]
+    if not base_values:
+        raise Unavailable(f"the baseline has no {what} values")
+    if lost:
+        raise Regression(f"{len(lost)} of {len(base_values)} baseline cases have no {what} in this run "
+                         f"({statuses}); e.g. {lost[0]}")
+
+
+def _statuses(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+
+
+# --------------------------------------------------------------------------- distance to the baseline
+
+
+def _fraction_exceeding(gate: GateSpec, decoder: str, base: dict[str, Any], run: dict[str, Any],
+                        context: _Context) -> Measurement:
+    root = context.baseline.images_root
+    if root is None:
+        raise Unavailable(f"baseline {context.baseline.name} holds no output images (saved with "
+                          "--images none); re-save it with --images copy")
+    _require_cases("output", base["outputs"], run["outputs"], f"decode {_statuses(run['decode_statuses'])}")
+    cases = sorted(base["outputs"])
+    pairs = [(case, context.run_dir / run["outputs"][case]["image"], root / base["outputs"][case]["image"])
+             for case in cases]
+    missing = [str(b) for _, _, b in pairs if not b.is_file()]
+    if missing:
+        raise Unavailable(f"{len(missing)} baseline output image(s) are missing, e.g. {missing[0]}")
+    distances, higher = output_distances(gate.metric, pairs, context.device, context.metrics)
+    assert gate.tau is not None
+    tau = gate.tau
+    beyond = [case for case in cases if (distances[case] < tau if higher else distances[case] > tau)]
+    worst = (min if higher else max)(distances.values())
+    fraction = len(beyond) / len(cases)
+    observed = f"{len(beyond)}/{len(cases)} ({fraction:.1%}) beyond τ; worst {gate.metric} {worst:.4g}"
+    return Measurement(fraction, observed, {"cases": len(cases), "beyond": beyond[:20], "worst": worst,
+                                            "distances": distances, "higher_is_better": higher})
+
+
+def output_distances(metric_name: str, pairs: list[tuple[str, Path, Path]], device: str,
+                     loaded: dict[str, Any]) -> tuple[dict[str, float], bool]:
+    """metric(run output, baseline output) per case, through the metric registry."""
+    import torch
+
+    from harness import images
+    from harness.metrics.base import MetricUnavailable
+
+    if metric_name not in loaded:
+        try:
+            metric = METRICS.get(metric_name)()
+            metric.load(torch.device(device))
+        except MetricUnavailable as exc:
+            raise Unavailable(f"metric {metric_name} unavailable: {exc}") from None
+        except Exception as exc:  # unknown name or a plug-in that cannot be imported
+            raise Unavailable(f"metric {metric_name}: {exc}") from None
+        loaded[metric_name] = metric
+    metric = loaded[metric_name]
+    by_size: dict[tuple[int, ...], list[tuple[str, torch.Tensor, torch.Tensor]]] = {}
+    for case, run_path, base_path in pairs:
+        pred, target = images.read_png(run_path), images.read_png(base_path)
+        if pred.shape != target.shape:
+            raise Regression(f"{case}: output size changed from {tuple(target.shape[1:])} to "
+                             f"{tuple(pred.shape[1:])}")
+        by_size.setdefault(tuple(pred.shape), []).append((case, pred, target))
+    metric.reset()
+    for members in by_size.values():
+        for start in range(0, len(members), DISTANCE_BATCH):
+            batch = members[start:start + DISTANCE_BATCH]
+            metric.update([case for case, _, _ in batch],
+                          images.to_float(torch.stack([p for _, p, _ in batch])).to(metric.device),
+                          images.to_float(torch.stack([t for _, _, t in batch])).to(metric.device))
+    return dict(metric.compute().per_key), bool(metric.higher_is_better)
+
+
+def _hash_equal(base: dict[str, Any], run: dict[str, Any]) -> Measurement:
+    _require_cases("output", base["outputs"], run["outputs"], f"decode {_statuses(run['decode_statuses'])}")
+    differ = [case for case, output in base["outputs"].items()
+              if output.get("sha256") != run["outputs"][case].get("sha256")]
+    count = len(base["outputs"])
+    return Measurement(len(differ), f"{len(differ)}/{count} outputs differ from the baseline",
+                       {"differ": differ[:20]})
+
+
+# --------------------------------------------------------------------------- latency and memory
+
+
+def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], run: dict[str, Any],
+                mismatches: list[Mismatch], allowed: bool) -> Check:
+    assert gate.max_ratio is not None
+    limit = f"≤ {gate.max_ratio:.3g}×"
+    try:
+        ratio = _ratio(gate, size, base, run)
+    except (Unavailable, Regression) as exc:
+        optional = isinstance(exc, Unavailable) and gate.optional
+        return Check(gate.label, decoder, SKIP if optional else FAIL, limit=limit, message=str(exc),
+                     size=size)
+    what = "latency" if gate.statistic == "latency_ratio" else "peak memory"
+    check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL, f"{what} {ratio:.3f}×",
+                  limit, size=size, details={"ratio": ratio})
+    if mismatches:
+        differences = "; ".join(str(m) for m in mismatches[:3]) + ("; …" if len(mismatches) > 3 else "")
+        if allowed:
+            check.message = f"environment differs from the baseline (allowed): {differences}"
+        else:
+            check.status = FAIL
+            check.message = f"{what} not comparable, the environment differs: {differences}"
+    return check
+
+
+def _ratio(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> float:
+    key = "latency_median_ms" if gate.statistic == "latency_ratio" else "peak_memory_bytes"
+    before = (base["sizes"].get(size) or {}).get(key)
+    if before is None or before <= 0:
+        raise Unavailable(f"the baseline has no {key} at {size}")
+    entry = run["sizes"].get(size)
+    if entry is None or entry.get(key) is None:
+        statuses = (entry or {}).get("decode_statuses") or {}
+        raise Regression(f"no {key} at {size} in this run (decode statuses: {_statuses(statuses)})")
+    return float(entry[key]) / float(before)

@@ -1,0 +1,84 @@
+"""Memory-wall sweep runs: a run directory whose manifest says "kind": "sweep".
+
+Its results.jsonl holds {"kind": "sweep", "decoder", "size": [w, h],
+"status", "latency": {...}, "memory": {...}, "message"} records, one per
+size tried. The report plots peak memory and latency against output size
+per decoder and marks every size that did not decode (OOM and the rest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.store import MANIFEST, RESULTS, read_jsonl
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    decoder: str
+    size: tuple[int, int]
+    status: str
+    latency_median_ms: float | None
+    peak_memory_bytes: int | None
+    message: str | None
+
+    @property
+    def megapixels(self) -> float:
+        return self.size[0] * self.size[1] / 1e6
+
+
+@dataclass
+class SweepView:
+    run_dir: Path
+    manifest: dict[str, Any]
+    points: list[SweepPoint] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        suite = self.manifest.get("suite")
+        name = suite.get("name") if isinstance(suite, dict) else None
+        return name or self.run_dir.name
+
+    @property
+    def decoders(self) -> list[str]:
+        return list(dict.fromkeys(p.decoder for p in self.points))
+
+    def of(self, decoder: str) -> list[SweepPoint]:
+        return sorted((p for p in self.points if p.decoder == decoder), key=lambda p: p.megapixels)
+
+    def largest_ok(self, decoder: str) -> SweepPoint | None:
+        ok = [p for p in self.of(decoder) if p.status == "ok"]
+        return ok[-1] if ok else None
+
+    def smallest_failure(self, decoder: str) -> SweepPoint | None:
+        failed = [p for p in self.of(decoder) if p.status != "ok"]
+        return failed[0] if failed else None
+
+
+def is_sweep(run_dir: Path) -> bool:
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return manifest.get("kind") == "sweep"
+
+
+def load_sweep(run_dir: Path) -> SweepView:
+    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    records, warning = read_jsonl(run_dir / RESULTS)
+    view = SweepView(run_dir, manifest, warnings=[warning] if warning else [])
+    for record in records:
+        if record.get("kind") != "sweep":
+            continue
+        latency, memory = record.get("latency") or {}, record.get("memory") or {}
+        peak = memory.get("peak_allocated_bytes", memory.get("peak_rss_bytes"))
+        view.points.append(SweepPoint(
+            decoder=record["decoder"], size=(int(record["size"][0]), int(record["size"][1])),
+            status=record["status"], latency_median_ms=latency.get("median_ms"),
+            peak_memory_bytes=peak, message=record.get("message"),
+        ))
+    return view
