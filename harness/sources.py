@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from harness import images
 from harness.cache import TensorCache, cache_key, tensor_sha256
 from harness.cases import Case, Item
 from harness.suite import Suite
-from harness.textchart import render_chart
+from harness.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
 
 REFERENCE_PROTOCOL = {
     "crop": "centre crop to the comparison aspect ratio",
@@ -62,6 +62,9 @@ class SourceError(ValueError):
 class LoadableItem:
     item: Item
     load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    # Facts about the image in its own pixel coordinates (a chart's text lines and boxes);
+    # cases get them mapped onto the reference by `reference_annotations`.
+    annotations: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 # --------------------------------------------------------------------------- listing
@@ -76,22 +79,41 @@ def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
-def _array_item(item_id: str, origin: str, load: Callable[[], np.ndarray]) -> LoadableItem:
+def _array_item(item_id: str, origin: str, load: Callable[[], np.ndarray],
+                annotations: dict[str, Any] | None = None) -> LoadableItem:
     array = load()
-    return LoadableItem(Item(item_id, images.pixels_sha256(array), None, origin), lambda: array)
+    return LoadableItem(Item(item_id, images.pixels_sha256(array), None, origin), lambda: array,
+                        annotations or {})
 
 
 def _builtin_photos() -> list[LoadableItem]:
     return [_array_item(f"photos/{n}", "builtin:photos", _skimage_photo(n)) for n in PHOTOS]
 
 
+def _chart_item(item_id: str, origin: str, **chart: Any) -> LoadableItem:
+    array, lines = render_chart(**chart)
+    size = (array.shape[1], array.shape[0])
+    return _array_item(item_id, origin, lambda: array, line_annotations(lines, size))
+
+
 def _builtin_textchart() -> list[LoadableItem]:
-    return [_array_item("textchart/seed0", "builtin:textchart", lambda: render_chart(0)[0])]
+    return [_chart_item("textchart/seed0", "builtin:textchart", seed=0)]
+
+
+LEGIBILITY_CHARTS = 4
+
+
+def _builtin_legibility() -> list[LoadableItem]:
+    """Charts of seeded random strings at 6–24 px in an OCR-unambiguous alphabet, 512×512."""
+    return [_chart_item(f"legibility/seed{seed}", "builtin:legibility", seed=seed,
+                        font_sizes=LEGIBILITY_FONT_SIZES, alphabet=LEGIBLE_ALPHABET)
+            for seed in range(LEGIBILITY_CHARTS)]
 
 
 BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
     "photos": _builtin_photos,
     "textchart": _builtin_textchart,
+    "legibility": _builtin_legibility,
 }
 
 
@@ -183,12 +205,14 @@ class PreparedCase:
     reference_key: str
     reference_path: Path
     notes: tuple[str, ...] = ()
+    annotations: dict[str, Any] = field(default_factory=dict, compare=False)  # reference pixels
 
     def as_dict(self) -> dict[str, Any]:
         return {
             **self.case.as_dict(), "input_path": str(self.input_path),
             "input_sha256": self.input_sha256, "latent_shape": list(self.latent_shape),
             "reference_key": self.reference_key, "notes": list(self.notes),
+            **({"annotations": self.annotations} if self.annotations else {}),
         }
 
 
@@ -215,6 +239,30 @@ def make_reference(rgb: np.ndarray, size: tuple[int, int]) -> tuple[torch.Tensor
             f"{size[0]}x{size[1]}: fidelity is measured against an interpolated image"
         )
     return images.quantize(resize(image, size, "lanczos"))[0], notes
+
+
+def reference_annotations(annotations: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """Map an item's annotations onto its reference (the crop and resize of `make_reference`).
+
+    Text lines keep their strings; boxes and font sizes are scaled to reference pixels;
+    a line that the crop cuts is dropped.
+    """
+    if "text_lines" not in annotations:
+        return {}
+    width, height = annotations["image_size"]
+    left, top, right, bottom = centre_crop_box(width, height, size[0] / size[1])
+    scale_x, scale_y = size[0] / (right - left), size[1] / (bottom - top)
+    lines = []
+    for line in annotations["text_lines"]:
+        x0, y0, x1, y1 = line["box"]
+        if x0 < left or y0 < top or x1 > right or y1 > bottom:
+            continue
+        lines.append({
+            "text": line["text"], "font_px": round(line["font_px"] * scale_y, 2),
+            "box": [(x0 - left) * scale_x, (y0 - top) * scale_y,
+                    (x1 - left) * scale_x, (y1 - top) * scale_y],
+        })
+    return {"image_size": list(size), "text_lines": lines}
 
 
 def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -255,7 +303,12 @@ class InputPreparer:
             return memo[item_id]
 
         for case in cases:
-            yield self._prepare_case(case, partial(pixels, case.item_id))
+            prepared = self._prepare_case(case, partial(pixels, case.item_id))
+            annotations = by_id[case.item_id].annotations
+            if annotations:
+                prepared = replace(prepared, annotations=reference_annotations(
+                    annotations, case.output_size))
+            yield prepared
 
     def _prepare_case(self, case: Case, pixels: Callable[[], np.ndarray]) -> PreparedCase:
         ref_key = cache_key("reference", {

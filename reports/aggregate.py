@@ -26,6 +26,8 @@ class MetricSummary:
     values: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    aggregate: float | None = None  # the metric's one value for the set (FID, GenEval score, ...)
+    aggregate_details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -41,6 +43,11 @@ class MetricSummary:
         if len(self.values) < 2:
             return None
         return 1.96 * statistics.stdev(self.values) / math.sqrt(len(self.values))
+
+    @property
+    def headline(self) -> float | None:
+        """What a table shows: the set's aggregate when the metric gives one, else the mean."""
+        return self.aggregate if self.aggregate is not None else self.mean
 
 
 @dataclass
@@ -111,18 +118,25 @@ def load_run(run_dir: Path) -> RunView:
         _add_decode(row, record, seen_batches, first_load)
     metric_names: list[str] = []
     for record in records:
-        if record["kind"] != "metric" or record["case"] is None:
+        if record["kind"] != "metric":
             continue
-        size = decode_size.get((record["decoder"], record["case"]))
+        if record["case"] is None:  # one record for a whole (decoder, size) set
+            size = tuple(record["size"]) if record.get("size") else None
+        else:
+            size = decode_size.get((record["decoder"], record["case"]))
         if size is None:
             continue
         if record["metric"] not in metric_names:
             metric_names.append(record["metric"])
-        summary = row_for(record["decoder"], size).metrics.setdefault(
+        summary = row_for(record["decoder"], size).metrics.setdefault(  # type: ignore[arg-type]
             record["metric"], MetricSummary())
-        summary.statuses[record["status"]] = summary.statuses.get(record["status"], 0) + 1
         if record.get("message") and record["message"] not in summary.messages:
             summary.messages.append(record["message"])
+        if record["case"] is None and record["status"] == "ok":
+            summary.aggregate = record.get("value")
+            summary.aggregate_details = record.get("details") or {}
+            continue
+        summary.statuses[record["status"]] = summary.statuses.get(record["status"], 0) + 1
         if record["status"] == "ok" and record.get("value") is not None:
             summary.values.append(record["value"])
     declared = [m["name"] for m in manifest["suite"]["resolved"].get("metrics", [])]
@@ -172,6 +186,13 @@ def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, s
 def _order(manifest: dict[str, Any], decoder: str) -> int:
     ids = [d["label"] or d["name"] for d in manifest["suite"]["resolved"]["decoder"]]
     return ids.index(decoder) if decoder in ids else len(ids)
+
+
+def direction(info: dict[str, Any]) -> str:
+    """↑ higher is better, ↓ lower is better, →x closest to x is best."""
+    if info.get("target") is not None:
+        return f"→{info['target']:g}"
+    return "↑" if info.get("higher_is_better", True) else "↓"
 
 
 def format_bytes(value: int | None) -> str:

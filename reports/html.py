@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from reports.aggregate import RunView, format_bytes, load_run
+from reports.aggregate import RunView, direction, format_bytes, load_run
 
 
 def _environment() -> Environment:
@@ -17,6 +17,7 @@ def _environment() -> Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["bytes"] = format_bytes
+    env.filters["direction"] = direction
     env.filters["ms"] = lambda v: "—" if v is None else f"{v:,.2f}"
     env.filters["num"] = lambda v: "—" if v is None else f"{v:.4f}"
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)

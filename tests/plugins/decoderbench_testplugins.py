@@ -86,3 +86,87 @@ class SeededNoiseDecoder(Decoder):
             for seed in batch.seeds
         ])
         return (0.9 * out + 0.1 * noise.to(out)).clamp(0, 1)
+
+
+class TiledParams(Params):
+    tile_px: int = 16
+    step: float = 0.0
+
+
+class TiledDecoder(Decoder):
+    """Bilinear, decoded in tiles whose brightness is offset by `step` per tile, so seams show."""
+
+    spec = DecoderSpec(name="tiled", consumes=Consumes.LATENT, latent_spaces=("pixels",),
+                       native_scale=2.0, summary="test decoder with a visible tile grid")
+    Params = TiledParams
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self._size = (0, 0)
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        assert batch.latents is not None
+        width, height = batch.output_size
+        self._size = (width, height)
+        out = F.interpolate((batch.latents + 1) / 2, size=(height, width), mode="bilinear")
+        tile = self.params.tile_px
+        for ty, y in enumerate(range(0, height, tile)):
+            for tx, x in enumerate(range(0, width, tile)):
+                out[:, :, y:y + tile, x:x + tile] += self.params.step * ((tx + ty) % 2)
+        return out.clamp(0, 1)
+
+    def facts(self) -> dict[str, object]:
+        width, height = self._size
+        tile = self.params.tile_px
+        return {"tile_grid": {"tile_px": tile, "overlap_px": 0, "native_size": [width, height],
+                              "x_seams": list(range(tile, width, tile)),
+                              "y_seams": list(range(tile, height, tile))}}
+
+
+class ScriptedGenEvalBackend:
+    """GenEval backend that 'detects' what a JSON file lists per image mean colour (tests only).
+
+    Detections are keyed by the rounded mean of the image's red channel, so a test controls what
+    each decoded image contains; colours are the names listed with each detection.
+    """
+
+    script: dict = {}
+
+    def load(self, device: torch.device) -> None:
+        import json
+        import os
+
+        with open(os.environ["DECODERBENCH_TEST_GENEVAL_SCRIPT"]) as handle:
+            self.script = json.load(handle)
+
+    def _entry(self, image) -> list:
+        return self.script.get(str(round(float(image[..., 0].mean()))), [])
+
+    def detect(self, image):
+        from harness.metrics.geneval import Detection
+
+        found: dict = {}
+        for item in self._entry(image):
+            found.setdefault(item["class"], []).append(Detection(tuple(item["box"]), item["score"]))
+        return found
+
+    def colours(self, image, objects, classname):
+        listed = {tuple(i["box"]): i.get("colour") for i in self._entry(image) if i["class"] == classname}
+        return [listed[o.box] for o in objects]
+
+    def weights(self) -> dict[str, str]:
+        return {"scripted": "none"}
+
+
+class ScriptedVQABackend:
+    """Answers 'yes' to every question whose text appears in $DECODERBENCH_TEST_VQA_YES (tests only)."""
+
+    def load(self, device: torch.device) -> None:
+        import os
+
+        self.yes = set(os.environ.get("DECODERBENCH_TEST_VQA_YES", "").split("|"))
+
+    def answer(self, image, questions: list[str]) -> list[str]:
+        return ["yes" if q in self.yes else "no" for q in questions]
+
+    def weights(self) -> dict[str, str]:
+        return {}
