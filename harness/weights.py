@@ -312,6 +312,11 @@ def fetch(entry: WeightFile) -> Path:
     existing = locate(entry)
     if existing is not None:
         return existing
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise WeightsMissing(f"{entry.filename} is missing and HF_HUB_OFFLINE is set: unset it to download "
+                             f"(or copy the file to {expected_path(entry)})")
     if entry.store == Store.HF:
         from huggingface_hub import hf_hub_download
 

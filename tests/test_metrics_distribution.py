@@ -35,7 +35,7 @@ from harness.metrics.patches import PatchParams, extract, patch_protocol, protoc
 from harness.runner import Runner
 from harness.store import RunStore
 from harness.suite import load_suite
-from harness.weights import locate, files_for
+from harness.weights import files_for, locate
 
 
 def scipy_frechet(mu1, sigma1, mu2, sigma2) -> float:
@@ -171,9 +171,9 @@ def test_patch_protocols_are_deterministic_and_shared_between_real_and_generated
     native = patch_protocol(PatchParams(protocol="native_crops", crops_per_image=3))
     a, b = extract(image, "ref-1", native), extract(other, "ref-1", native)
     assert a.shape == (3, 3, 299, 299)
-    # Same key → same positions in a different image: find each crop of `a` in `image`, at b's spot in `other`.
+    # Same key → same positions in another image: find each crop of `a` in `image`, compare `other` there.
     for crop_a, crop_b in zip(a, b, strict=True):
-        ys, xs = np.nonzero((image[0].numpy() == crop_a[0, 0, 0].item()))
+        ys, xs = np.nonzero(image[0].numpy() == crop_a[0, 0, 0].item())
         hit = [(y, x) for y, x in zip(ys, xs, strict=True) if y + 299 <= 300 and x + 299 <= 520
                and torch.equal(image[:, y:y + 299, x:x + 299], crop_a)]
         y, x = hit[0]
@@ -187,7 +187,8 @@ def test_patch_protocol_hash_is_stable() -> None:
     random = patch_protocol(PatchParams(protocol="random_crops"))
     assert random == {"name": "random_crops", "patch_px": 256, "crops_per_image": 8, "seed": 0,
                       "scale": [0.25, 1.0], "resize": "lanczos3 antialiased, 8-bit"}
-    assert protocol_sha256(random) != protocol_sha256(patch_protocol(PatchParams(protocol="random_crops", seed=1)))
+    reseeded = patch_protocol(PatchParams(protocol="random_crops", seed=1))
+    assert protocol_sha256(random) != protocol_sha256(reseeded)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -233,7 +234,8 @@ def test_fid_kid_patch_fid_end_to_end_with_an_injected_network(write_suite, tmp_
     assert all(r["case"] is None and r["size"] == [32, 32] and r["status"] == "ok" for r in sets)
     # The value is the Fréchet distance of the stored outputs vs the stored references.
     cases = RunStore.open(run_dir).cases()
-    outputs = torch.stack([images.read_png(run_dir / RunStore.image_relpath("bilinear", c["id"])) for c in cases])
+    outputs = torch.stack([images.read_png(run_dir / RunStore.image_relpath("bilinear", c["id"]))
+                           for c in cases])
     references = torch.stack([images.read_png(run_dir / c["reference"]) for c in cases])
     features = load_network(network_path, "torchscript:x", "clean", torch.device("cpu"))
     generated, reference = features(outputs).numpy(), features(references).numpy()

@@ -7,6 +7,7 @@ create_metric, pyiqa/archs/piqe_arch.py, pyiqa/archs/musiq_arch.py).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_tile_origins_cover_the_image_with_flush_last_tile() -> None:
     for length, tile in ((3000, 1024), (1025, 1024), (4096, 1000)):
         starts = tile_origins(length, tile)
         assert starts[0] == 0 and starts[-1] + tile == length
-        assert all(b - a <= tile for a, b in zip(starts, starts[1:], strict=False))
+        assert all(b - a <= tile for a, b in itertools.pairwise(starts))
 
 
 def test_policy_shapes() -> None:

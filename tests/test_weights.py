@@ -110,10 +110,16 @@ def test_sha256_memo_rehashes_a_changed_file(empty_caches: Path) -> None:
 
 def test_fetch_downloads_into_the_cache_and_verifies(empty_caches: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
     source = empty_caches / "served.bin"
     source.write_bytes(b"weights")
     digest = hashlib.sha256(b"weights").hexdigest()
     entry = _unlocked(monkeypatch, "brisque_svm_weights.pth", url=source.as_uri(), sha256=digest)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(weights.WeightsMissing, match="HF_HUB_OFFLINE is set"):
+        weights.fetch(entry)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     path = weights.fetch(entry)
     assert path == empty_caches / "torch" / "hub" / "pyiqa" / "brisque_svm_weights.pth"
     assert weights.verify(entry).status == "ok"

@@ -153,7 +153,7 @@ class DPGTally:
 
 class DPGParams(Params):
     questions: str = Field(description="path of DPG-Bench's dpg_bench.csv")
-    backend: str = Field(default="hf-blip-vqa", description="VQA plug-in")
+    backend: str = Field(description="VQA plug-in (entry-point group decoderbench.vqa_backends)")
 
 
 class DPGBench(Metric):

@@ -200,7 +200,8 @@ def read_metadata(path: Path) -> dict[str, dict[str, Any]]:
 
 class GenEvalParams(Params):
     metadata: str = Field(description="path of GenEval's evaluation_metadata.jsonl (553 prompts)")
-    backend: str = Field(default="hf-mask2former-clip", description="detector + colour classifier plug-in")
+    backend: str = Field(description="detector + colour classifier plug-in (entry-point group "
+                                     "decoderbench.geneval_backends)")
     threshold: float = 0.3
     counting_threshold: float = 0.9
     max_objects: int = 16
@@ -269,10 +270,11 @@ class GenEval(Metric):
             overall, tasks = summarise(self._results)
             self._values.aggregate = overall
             self._values.aggregate_details = {"tasks": tasks, "images": len(self._results)}
-            missing = sorted({e["tag"] for e in self.metadata.values()} - set(tasks))
+            every = {e["tag"] for e in self.metadata.values()}
+            missing = sorted(every - set(tasks))
             if missing:
-                self._values.warnings.append(f"GenEval score over {len(tasks)} of 6 tasks; no image of "
-                                             f"{', '.join(missing)} (not comparable with full runs)")
+                self._values.warnings.append(f"GenEval score over {len(tasks)} of {len(every)} tasks; no "
+                                             f"image of {', '.join(missing)} (not comparable with full runs)")
         return self._values
 
     def reset(self) -> None:

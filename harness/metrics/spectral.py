@@ -52,13 +52,14 @@ def power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     power = torch.fft.fft2(gray * window).abs().pow(2) / window.pow(2).sum()
     fy = torch.fft.fftfreq(height, dtype=torch.float64, device=gray.device)[:, None]
     fx = torch.fft.fftfreq(width, dtype=torch.float64, device=gray.device)[None, :]
-    return power, (fy.pow(2) + fx.pow(2)).sqrt()
+    return power, torch.hypot(fy, fx)
 
 
 def radial_profile(images: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Radially averaged power spectrum: (bin centres [bins], power [B, bins])."""
     power, radius = power_spectrum(images)
-    index = torch.floor(radius / 0.5 * bins).long().flatten()
+    edges = torch.arange(bins + 1, dtype=torch.float64, device=radius.device) * 0.5 / bins
+    index = (torch.bucketize(radius.flatten(), edges, right=True) - 1).long()  # edges[i] ≤ r < edges[i+1]
     inside = index < bins
     flat = power.flatten(1)[:, inside]
     index = index[inside]

@@ -122,35 +122,37 @@ class TiledDecoder(Decoder):
                               "y_seams": list(range(tile, height, tile))}}
 
 
+def _script(variable: str) -> dict:
+    import json
+    import os
+
+    with open(os.environ[variable]) as handle:
+        return json.load(handle)
+
+
+def _image_key(image) -> str:
+    """Scripted backends tell test images apart by their rounded mean red value."""
+    return str(round(float(image[..., 0].mean())))
+
+
 class ScriptedGenEvalBackend:
-    """GenEval backend that 'detects' what a JSON file lists per image mean colour (tests only).
-
-    Detections are keyed by the rounded mean of the image's red channel, so a test controls what
-    each decoded image contains; colours are the names listed with each detection.
-    """
-
-    script: dict = {}
+    """GenEval backend that 'detects' what $DECODERBENCH_TEST_GENEVAL_SCRIPT lists per image (tests only):
+    {"<mean red>": [{"class", "box", "score", "colour"}]}."""
 
     def load(self, device: torch.device) -> None:
-        import json
-        import os
-
-        with open(os.environ["DECODERBENCH_TEST_GENEVAL_SCRIPT"]) as handle:
-            self.script = json.load(handle)
-
-    def _entry(self, image) -> list:
-        return self.script.get(str(round(float(image[..., 0].mean()))), [])
+        self.script = _script("DECODERBENCH_TEST_GENEVAL_SCRIPT")
 
     def detect(self, image):
         from harness.metrics.geneval import Detection
 
         found: dict = {}
-        for item in self._entry(image):
+        for item in self.script.get(_image_key(image), []):
             found.setdefault(item["class"], []).append(Detection(tuple(item["box"]), item["score"]))
         return found
 
     def colours(self, image, objects, classname):
-        listed = {tuple(i["box"]): i.get("colour") for i in self._entry(image) if i["class"] == classname}
+        listed = {tuple(i["box"]): i.get("colour") for i in self.script.get(_image_key(image), [])
+                  if i["class"] == classname}
         return [listed[o.box] for o in objects]
 
     def weights(self) -> dict[str, str]:
@@ -158,15 +160,15 @@ class ScriptedGenEvalBackend:
 
 
 class ScriptedVQABackend:
-    """Answers 'yes' to every question whose text appears in $DECODERBENCH_TEST_VQA_YES (tests only)."""
+    """Answers 'yes' to the questions $DECODERBENCH_TEST_VQA_SCRIPT lists per image (tests only):
+    {"<mean red>": ["question", ...]}."""
 
     def load(self, device: torch.device) -> None:
-        import os
-
-        self.yes = set(os.environ.get("DECODERBENCH_TEST_VQA_YES", "").split("|"))
+        self.script = _script("DECODERBENCH_TEST_VQA_SCRIPT")
 
     def answer(self, image, questions: list[str]) -> list[str]:
-        return ["yes" if q in self.yes else "no" for q in questions]
+        yes = set(self.script.get(_image_key(image), []))
+        return [" Yes" if q in yes else "no" for q in questions]
 
     def weights(self) -> dict[str, str]:
         return {}
