@@ -113,10 +113,10 @@ class Feeder:
 
     def pending_sets(self, records: list[dict[str, Any]]) -> list[EvalSet]:
         name, scope = self.metric.name, self.metric.scope
-        scored = {(r["decoder"], r["case"]) for r in records
-                  if r["kind"] == "metric" and r["metric"] == name and r["case"] is not None}
-        aggregated = {(r["decoder"], tuple(r["size"])) for r in records
-                      if r["kind"] == "metric" and r["metric"] == name and r["case"] is None}
+        mine = [r for r in records if r["kind"] == "metric" and r["metric"] == name]
+        scored = {(r["decoder"], r["case"]) for r in mine if r["case"] is not None}
+        scored_ok = {(r["decoder"], r["case"]) for r in mine if r["case"] is not None and r["status"] == "ok"}
+        aggregated = {(r["decoder"], tuple(r["size"])) for r in mine if r["case"] is None}
         by_set: dict[tuple[str, Size], list[Unit]] = {}
         for unit, record in self.decodes.items():
             if record["status"] == "ok" and unit[1] in self.prepared:
@@ -127,9 +127,9 @@ class Feeder:
             keys = [u[1] for u in units] if scope == Scope.IMAGE else self._group_keys(units)
             pending = {key for key in keys if (decoder, key) not in scored}
             wants_aggregate = scope == Scope.SET or (self.metric.aggregates and scope == Scope.IMAGE)
+            # An image-scope aggregate is still due if some image may yet be, or was, scored.
             aggregate_pending = wants_aggregate and (decoder, size) not in aggregated and (
-                scope == Scope.SET or bool(pending) or any(
-                    (decoder, key) in scored for key in keys))
+                scope == Scope.SET or bool(pending) or any((decoder, key) in scored_ok for key in keys))
             if scope == Scope.SET:
                 pending = set()
             if pending or aggregate_pending:
@@ -162,6 +162,9 @@ class Feeder:
             metric.set_reference(self._reference_set(evaluation_set.size))
         if metric.scope == Scope.IMAGE and not evaluation_set.aggregate_pending:
             units = [u for u in units if u[1] in evaluation_set.pending]
+        elif metric.scope == Scope.SEED_GROUP:
+            units = [u for group in self._groups(units) if group[0][1] in evaluation_set.pending
+                     for u in group]
         fed: list[Unit] = []
         for batch in self._batches(units):
             try:

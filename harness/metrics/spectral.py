@@ -16,6 +16,7 @@ value). Float64 throughout.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import torch
@@ -42,17 +43,23 @@ def luma(images: torch.Tensor) -> torch.Tensor:
     return (images.double() * weights).sum(dim=1)
 
 
+@lru_cache(maxsize=8)
+def _window_and_radius(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Separable symmetric Hann window and radial frequency (cycles/px) of an H×W FFT grid."""
+    window = (torch.hann_window(height, periodic=False, dtype=torch.float64, device=device)[:, None]
+              * torch.hann_window(width, periodic=False, dtype=torch.float64, device=device)[None, :])
+    fy = torch.fft.fftfreq(height, dtype=torch.float64, device=device)[:, None]
+    fx = torch.fft.fftfreq(width, dtype=torch.float64, device=device)[None, :]
+    return window, torch.hypot(fy, fx)
+
+
 def power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, 3, H, W] → (power [B, H, W], radial frequency [H, W] in cycles/px)."""
     gray = luma(images)
     gray = gray - gray.mean(dim=(1, 2), keepdim=True)
-    height, width = gray.shape[-2:]
-    window = (torch.hann_window(height, periodic=False, dtype=torch.float64, device=gray.device)[:, None]
-              * torch.hann_window(width, periodic=False, dtype=torch.float64, device=gray.device)[None, :])
+    window, radius = _window_and_radius(*gray.shape[-2:], gray.device)
     power = torch.fft.fft2(gray * window).abs().pow(2) / window.pow(2).sum()
-    fy = torch.fft.fftfreq(height, dtype=torch.float64, device=gray.device)[:, None]
-    fx = torch.fft.fftfreq(width, dtype=torch.float64, device=gray.device)[None, :]
-    return power, torch.hypot(fy, fx)
+    return power, radius
 
 
 def radial_profile(images: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +127,7 @@ class SpectralDistance(PerImageMetric):
 def high_frequency_energy(images: torch.Tensor, cutoff: float) -> torch.Tensor:
     power, radius = power_spectrum(images)
     band = (radius >= cutoff) & (radius <= 0.5)
-    return (power * band).sum(dim=(1, 2))
+    return power[:, band].sum(dim=1)
 
 
 class HFEnergyRatio(PerImageMetric):
