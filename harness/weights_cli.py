@@ -55,6 +55,7 @@ def where(metrics: MetricsArg = None) -> None:
     """The cache directories used, and the path of each file (found, or expected)."""
     out.print(f"torch hub   : {weights.torch_hub_dir()}  (set TORCH_HOME to move it)", highlight=False)
     out.print(f"pyiqa       : {weights.torch_hub_dir() / 'pyiqa'}", highlight=False)
+    out.print(f"clip        : {weights.torch_hub_dir() / 'clip'}", highlight=False)
     out.print(f"huggingface : {weights.hf_cache_dir()}  (set HF_HOME or HF_HUB_CACHE)", highlight=False)
     for entry in _entries(metrics):
         found = weights.locate(entry)

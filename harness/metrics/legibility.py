@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import defaultdict
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
@@ -58,6 +59,15 @@ def line_crops(image: np.ndarray, lines: list[dict[str, Any]], pad: float) -> li
         x0, x1 = max(0, int(np.floor(left - margin))), min(width, int(np.ceil(right + margin)))
         crops.append(np.ascontiguousarray(image[y0:y1, x0:x1]))
     return crops
+
+
+@lru_cache(maxsize=1)
+def ocr_engine() -> Any:
+    """One rapidocr engine per process: its ONNX sessions are costly to create and to warm up."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return RapidOCR()
 
 
 def font_key(font_px: float) -> str:
@@ -108,16 +118,13 @@ class LegibilityCER(Metric):
     def load(self, device: torch.device) -> None:
         super().load(device)
         try:
-            from rapidocr_onnxruntime import RapidOCR
+            import rapidocr_onnxruntime
         except ImportError:
             raise MetricUnavailable("legibility_cer needs rapidocr: pip install 'decoderbench[metrics]' "
                                     "(rapidocr-onnxruntime ships its OCR models)") from None
         from harness.weights import file_sha256
 
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.engine = RapidOCR()
-        import rapidocr_onnxruntime
-
+        self.engine = ocr_engine()
         model = Path(rapidocr_onnxruntime.__file__).parent / REC_MODEL
         self.weights_sha256 = {f"rapidocr-onnxruntime/{REC_MODEL}": file_sha256(model)}
 
