@@ -192,7 +192,9 @@ def _list_metrics() -> None:
         except Exception as exc:
             table.add_row(name, "?", "", entry.origin, f"cannot import: {exc}")
             continue
-        table.add_row(name, str(cls.family), "higher" if cls.higher_is_better else "lower",
+        better = f"closest to {cls.target:g}" if cls.target is not None else (
+            "higher" if cls.higher_is_better else "lower")
+        table.add_row(name, str(cls.family), better,
                       entry.origin, cls.summary)
     out.print(table)
 
@@ -220,7 +222,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
 
 
 def _print_summary(run_dir: Path) -> None:
-    from reports.aggregate import format_bytes, load_run
+    from reports.aggregate import direction, format_bytes, load_run
 
     view = load_run(run_dir)
     for size in view.sizes:
@@ -229,7 +231,7 @@ def _print_summary(run_dir: Path) -> None:
             table.add_column(column, justify="left" if column == "decoder" else "right")
         for metric in view.metric_names:
             info = view.metric_info.get(metric, {})
-            table.add_column(f"{metric} {'↑' if info.get('higher_is_better', True) else '↓'}",
+            table.add_column(f"{metric} {direction(info)}",
                              justify="right")
         for row in view.rows_at(size):
             cells = [row.decoder, f"{row.statuses.get('ok', 0)}/{row.units}",
@@ -239,10 +241,10 @@ def _print_summary(run_dir: Path) -> None:
                 summary = row.metrics.get(metric)
                 if summary is None:
                     cells.append("not measured")
-                elif summary.mean is None:
+                elif summary.headline is None:
                     cells.append(", ".join(summary.statuses))
                 else:
-                    cells.append(_num(summary.mean, ".4f"))
+                    cells.append(_num(summary.headline, ".4f"))
             table.add_row(*cells)
         out.print(table)
         for row in view.rows_at(size):
@@ -381,6 +383,15 @@ def sweep(
 
 app.add_typer(gate_app, name="gate")
 app.add_typer(baseline_app, name="baseline")
+
+
+def _weights_app() -> typer.Typer:
+    from harness.weights_cli import app as weights_app
+
+    return weights_app
+
+
+app.add_typer(_weights_app(), name="weights")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ class LoadableItem:
     item: Item
     load: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)  # image
     load_latent: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    # Facts about the image in its own pixel coordinates (a chart's text lines and boxes);
+    # cases get them mapped onto the reference by `sources.reference_annotations`.
+    annotations: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def _sha256_bytes(data: bytes) -> str:

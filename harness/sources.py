@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from harness.cases import Case, Item
 from harness.source_items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
 from harness.source_worker import SourceModel
 from harness.suite import Suite
-from harness.textchart import render_chart
+from harness.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
 
 __all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
            "source_protocol"]
@@ -90,8 +90,10 @@ def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
-def _array_item(item_id: str, origin: str, array: np.ndarray, prompt: str) -> LoadableItem:
-    return LoadableItem(Item(item_id, images.pixels_sha256(array), prompt, origin), lambda: array)
+def _array_item(item_id: str, origin: str, array: np.ndarray, prompt: str,
+                annotations: dict[str, Any] | None = None) -> LoadableItem:
+    return LoadableItem(Item(item_id, images.pixels_sha256(array), prompt, origin), lambda: array,
+                        annotations=annotations or {})
 
 
 def _builtin_photos() -> list[LoadableItem]:
@@ -99,16 +101,33 @@ def _builtin_photos() -> list[LoadableItem]:
             for name, caption in PHOTOS.items()]
 
 
-def _builtin_textchart() -> list[LoadableItem]:
-    chart, lines = render_chart(0)
+def _chart_item(item_id: str, origin: str, **chart: Any) -> LoadableItem:
+    """A rendered chart, captioned with its text, annotated with its lines for OCR metrics."""
+    array, lines = render_chart(**chart)
     caption = ("A white page with lines of black text in growing font sizes: "
                + " ".join(line.text for line in lines))
-    return [_array_item("textchart/seed0", "builtin:textchart", chart, caption)]
+    size = (array.shape[1], array.shape[0])
+    return _array_item(item_id, origin, array, caption, line_annotations(lines, size))
+
+
+def _builtin_textchart() -> list[LoadableItem]:
+    return [_chart_item("textchart/seed0", "builtin:textchart", seed=0)]
+
+
+LEGIBILITY_CHARTS = 4
+
+
+def _builtin_legibility() -> list[LoadableItem]:
+    """Charts of seeded random strings at 6–24 px in an OCR-unambiguous alphabet, 512×512."""
+    return [_chart_item(f"legibility/seed{seed}", "builtin:legibility", seed=seed,
+                        font_sizes=LEGIBILITY_FONT_SIZES, alphabet=LEGIBLE_ALPHABET)
+            for seed in range(LEGIBILITY_CHARTS)]
 
 
 BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
     "photos": _builtin_photos,
     "textchart": _builtin_textchart,
+    "legibility": _builtin_legibility,
 }
 
 
@@ -215,6 +234,7 @@ class PreparedCase:
     reference_path: Path | None
     input_sigma: float = 0.0  # noise level of the latent (a captured x_t has its own)
     notes: tuple[str, ...] = ()
+    annotations: dict[str, Any] = field(default_factory=dict, compare=False)  # reference pixels
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +243,7 @@ class PreparedCase:
             "latent_shape": list(self.latent_shape) if self.latent_shape else None,
             "input_sigma": self.input_sigma, "reference_key": self.reference_key,
             "notes": list(self.notes),
+            **({"annotations": self.annotations} if self.annotations else {}),
         }
 
 
@@ -249,6 +270,30 @@ def make_reference(rgb: np.ndarray, size: tuple[int, int]) -> tuple[torch.Tensor
             f"{size[0]}x{size[1]}: fidelity is measured against an interpolated image"
         )
     return images.quantize(resize(image, size, "lanczos"))[0], notes
+
+
+def reference_annotations(annotations: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """Map an item's annotations onto its reference (the crop and resize of `make_reference`).
+
+    Text lines keep their strings; boxes and font sizes are scaled to reference pixels;
+    a line that the crop cuts is dropped.
+    """
+    if "text_lines" not in annotations:
+        return {}
+    width, height = annotations["image_size"]
+    left, top, right, bottom = centre_crop_box(width, height, size[0] / size[1])
+    scale_x, scale_y = size[0] / (right - left), size[1] / (bottom - top)
+    lines = []
+    for line in annotations["text_lines"]:
+        x0, y0, x1, y1 = line["box"]
+        if x0 < left or y0 < top or x1 > right or y1 > bottom:
+            continue
+        lines.append({
+            "text": line["text"], "font_px": round(line["font_px"] * scale_y, 2),
+            "box": [(x0 - left) * scale_x, (y0 - top) * scale_y,
+                    (x1 - left) * scale_x, (y1 - top) * scale_y],
+        })
+    return {"image_size": list(size), "text_lines": lines}
 
 
 def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -293,11 +338,15 @@ class InputPreparer:
             reference = (self._reference(case, partial(pixels, case.item_id))
                          if entry.load is not None else None)
             if self.kind == "images":
-                yield self._from_image(case, reference)
+                prepared = self._from_image(case, reference)  # type: ignore[arg-type]
             elif self.kind == "latents":
-                yield self._from_latent(case, entry, reference)
+                prepared = self._from_latent(case, entry, reference)
             else:
-                yield self._from_prompt(case)
+                prepared = self._from_prompt(case)
+            if entry.annotations and prepared.reference_key is not None:
+                prepared = replace(prepared, annotations=reference_annotations(
+                    entry.annotations, case.output_size))
+            yield prepared
 
     # ------------------------------------------------------------------ per kind
 

@@ -19,6 +19,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 ALPHABET = string.ascii_letters + string.digits
 DEFAULT_FONT_SIZES = (8, 10, 12, 14, 16, 20, 24)
+# Legibility charts avoid glyphs that an OCR cannot tell apart even on a clean render
+# (I/l/1, O/0/o, J/], and upper/lower case pairs that differ only in size), so that
+# their character error rate measures what a decoder did to the text, not OCR ambiguity.
+LEGIBLE_ALPHABET = "ABCDEFGHKLMNPQRSTUVWXYZ23456789"
+LEGIBILITY_FONT_SIZES = (6, 8, 10, 12, 16, 20, 24)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ def render_chart(
     size: tuple[int, int] = (512, 512),
     font_sizes: tuple[int, ...] = DEFAULT_FONT_SIZES,
     margin: int = 12,
+    alphabet: str = ALPHABET,
 ) -> tuple[np.ndarray, list[TextLine]]:
     """Render a chart; returns uint8 HxWx3 and the lines drawn (two per font size)."""
     rng = random.Random(seed)
@@ -49,7 +55,7 @@ def render_chart(
         font = ImageFont.truetype(str(font_path()), font_px)
         for _ in range(2):
             length = max(4, (width - 2 * margin) // int(font_px * 0.75))
-            text = "".join(rng.choice(ALPHABET) for _ in range(length))
+            text = "".join(rng.choice(alphabet) for _ in range(length))
             while text and draw.textlength(text, font=font) > width - 2 * margin:
                 text = text[:-1]
             box = draw.textbbox((margin, y), text, font=font)
@@ -59,3 +65,9 @@ def render_chart(
             lines.append(TextLine(font_px, text, box))
             y = box[3] + max(4, font_px // 2)
     return np.asarray(image), lines
+
+
+def line_annotations(lines: list[TextLine], size: tuple[int, int]) -> dict[str, object]:
+    """Source annotations of a chart (in chart pixels), for the legibility metric."""
+    return {"image_size": list(size), "text_lines": [
+        {"text": line.text, "font_px": line.font_px, "box": list(line.box)} for line in lines]}

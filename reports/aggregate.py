@@ -33,7 +33,8 @@ class MetricSummary:
     unscored: dict[str, str] = field(default_factory=dict)  # case → status, for cases without a value
     statuses: dict[str, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
-    aggregate: float | None = None  # a set-level value (distribution metrics: FID, KID)
+    aggregate: float | None = None  # the metric's one value for the set (FID, GenEval score, ...)
+    aggregate_details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -44,6 +45,12 @@ class MetricSummary:
         if self.per_case:
             return statistics.fmean(self.per_case.values())
         return self.aggregate
+
+    @property
+    def headline(self) -> float | None:
+        """What a table shows: the set's own value when the metric gives one (FID, GenEval, CER per
+        font size pooled), else the mean over cases."""
+        return self.aggregate if self.aggregate is not None else self.mean
 
     @property
     def ci95(self) -> float | None:
@@ -225,15 +232,17 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
         if record.get("artifact"):
             view.artifacts.setdefault((record["decoder"], record["case"]), {})[record["metric"]] = \
                 record["artifact"]
-    for record in aggregates:  # set-level values belong to every size the decoder ran at
-        for (decoder, _), decode in view.decodes.items():
-            if decoder != record["decoder"]:
-                continue
-            size = tuple(decode.get("output_size") or ())
-            summary = row_for(decoder, size).metrics.setdefault(record["metric"], MetricSummary())
+    for record in aggregates:  # one value for a (decoder, size) set; without "size": every size
+        sizes = ({tuple(record["size"])} if record.get("size") else
+                 {tuple(d.get("output_size") or ()) for (dec, _), d in view.decodes.items()
+                  if dec == record["decoder"]})
+        for size in sizes:
+            summary = row_for(record["decoder"], size).metrics.setdefault(record["metric"], MetricSummary())
             if summary.aggregate is None and record["status"] == "ok":
                 summary.aggregate = record.get("value")
-                summary.add_status("ok", None)
+                summary.aggregate_details = record.get("details") or {}
+                if not summary.statuses:
+                    summary.add_status("ok", None)
             elif record["status"] != "ok" and record["status"] not in summary.statuses:
                 summary.add_status(record["status"], record.get("message"))
     return metric_names
@@ -268,6 +277,13 @@ def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, s
 def _order(manifest: dict[str, Any], decoder: str) -> int:
     ids = [d["label"] or d["name"] for d in manifest["suite"]["resolved"]["decoder"]]
     return ids.index(decoder) if decoder in ids else len(ids)
+
+
+def direction(info: dict[str, Any]) -> str:
+    """↑ higher is better, ↓ lower is better, →x closest to x is best."""
+    if info.get("target") is not None:
+        return f"→{info['target']:g}"
+    return "↑" if info.get("higher_is_better", True) else "↓"
 
 
 def format_bytes(value: int | None) -> str:

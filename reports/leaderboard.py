@@ -32,9 +32,12 @@ class Column:
     label: str
     higher_is_better: bool | None  # None: no direction, no "best" mark
     description: str = ""
+    target: float | None = None  # closest to this value is best (e.g. an energy ratio to the reference)
 
     @property
     def arrow(self) -> str:
+        if self.target is not None:
+            return f"→{self.target:g}"
         return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
 
 
@@ -109,7 +112,8 @@ def _columns(view: RunView) -> list[Column]:
         info = view.metric_info.get(metric, {})
         summary = info.get("summary", "")
         columns.append(Column(f"metric:{metric}", metric, view.higher_is_better(metric),
-                              f"{summary} · mean over cases ± 95% interval".strip(" ·")))
+                              f"{summary} · mean over cases ± 95% interval".strip(" ·"),
+                              target=info.get("target")))
     return columns
 
 
@@ -152,6 +156,9 @@ def _metric_cell(row: Row, metric: str, summary: MetricSummary | None) -> Cell:
         status = max(failed, key=lambda s: failed[s]) if failed else "not measured"
         title = "\n".join(summary.messages) or f"{metric}: {status_label(status)}"
         return Cell(status_label(status), state="failed" if status == "error" else "missing", title=title)
+    if summary.aggregate is not None:  # the metric's own value for the set (FID, GenEval, ...)
+        return Cell("", sort=summary.aggregate, value=summary.aggregate,
+                    title=f"{metric} over the whole set (one value)")
     cell = Cell("", sort=summary.mean, value=summary.mean, ci_value=summary.ci95)
     if not summary.per_case:
         cell.title = f"{metric} over the whole set (one value)"
@@ -186,12 +193,16 @@ def _format_columns(board: Leaderboard) -> None:
 
 def _mark_best(board: Leaderboard) -> None:
     for index, column in enumerate(board.columns):
-        if column.higher_is_better is None:
+        if column.higher_is_better is None and column.target is None:
             continue
         cells = [cells[index] for _, cells in board.rows if cells[index].sort is not None]
         if len(cells) < 2:
             continue
-        pick = max if column.higher_is_better else min
-        best = pick(cells, key=lambda c: c.sort).text  # type: ignore[arg-type, return-value]
+        if column.target is not None:
+            target = column.target
+            best = min(cells, key=lambda c: abs(c.sort - target)).text  # type: ignore[operator]
+        else:
+            pick = max if column.higher_is_better else min
+            best = pick(cells, key=lambda c: c.sort).text  # type: ignore[arg-type, return-value]
         for cell in cells:
             cell.best = cell.text == best

@@ -3,9 +3,24 @@
 A metric has a name, a family, a direction and a version; it is loaded once
 per run on the evaluation device, fed batches with `update()` and asked for
 its values with `compute()`. Its `protocol()` (everything that determines
-its numbers: data range, resize, crop, weights) is recorded and hashed with
-every value. Metrics know nothing about decoders: they see image tensors in
-[0, 1] and the keys (case ids) those images belong to.
+its numbers: data range, resize, crop, weights sha256) is recorded and
+hashed with every value. Metrics know nothing about decoders: they see image
+tensors in [0, 1], the keys (case ids) those images belong to and, per
+image, an `ImageContext` (prompt, seed group, source annotations such as the
+text lines of a chart, and the decoder's reported facts such as a tile grid).
+
+The evaluation phase feeds a metric one *set* at a time — the images of one
+decoder at one comparison size — and calls `reset()` between sets. What a
+value belongs to is the metric's `scope`:
+
+- `Scope.IMAGE`: one value per image (case); `compute()` may add an
+  aggregate over the set (GenEval's task-averaged score, CER pooled over
+  every text line).
+- `Scope.SEED_GROUP`: one value per group of images that are the same case
+  except for the seed (how much a stochastic decoder invents); every update
+  holds whole groups.
+- `Scope.SET`: one value for the whole set (FID, KID), compared with the
+  `ReferenceSet` given by `set_reference()`.
 """
 
 from __future__ import annotations
@@ -13,8 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -26,22 +43,70 @@ class Family(StrEnum):
     FULL_REFERENCE = "full_reference"
     NO_REFERENCE = "no_reference"
     DISTRIBUTION = "distribution"
+    TEXT_ALIGNMENT = "text_alignment"
+    SEED_VARIATION = "seed_variation"
+
+
+class Scope(StrEnum):
+    IMAGE = "image"
+    SEED_GROUP = "seed_group"
+    SET = "set"
 
 
 class MetricUnavailable(RuntimeError):
     """A dependency or weight file is missing; the message says how to get it."""
 
 
+@dataclass(frozen=True)
+class ImageContext:
+    """What a metric may know about one image besides its pixels."""
+
+    case_id: str
+    item_id: str
+    prompt: str | None
+    seed: int
+    seed_group: str  # equal for cases that differ only in their seed
+    reference_key: str  # content hash of the case's reference image
+    output_size: tuple[int, int]  # comparison size (width, height) of the image fed
+    native_size: tuple[int, int] | None  # the decoder's output size before resampling
+    facts: Mapping[str, Any] = field(default_factory=dict)  # decoder facts, e.g. "tile_grid"
+    annotations: Mapping[str, Any] = field(default_factory=dict)  # source facts, e.g. "text_lines"
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """The reference images of one comparison size, for distribution metrics.
+
+    `dataset_sha256` identifies the set's content (it hashes the content-addressed
+    reference keys), so statistics computed from it can be cached on disk.
+    """
+
+    size: tuple[int, int]
+    dataset_sha256: str
+    count: int
+    # batch size → (reference keys, uint8 [B, 3, H, W]) batches, in a fixed order
+    batches: Callable[[int], Iterator[tuple[list[str], torch.Tensor]]] = field(repr=False)
+    cache_dir: Path | None = None
+
+
 @dataclass
 class MetricValues:
     per_key: dict[str, float] = field(default_factory=dict)
-    aggregate: float | None = None  # distribution metrics: one value for the whole set
+    aggregate: float | None = None  # one value for the whole set (distribution metrics, GenEval, ...)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)  # key → extra record fields
+    aggregate_details: dict[str, Any] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)  # key → why it has no value
+    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)  # key → uint8 [3, H, W] image
+    warnings: list[str] = field(default_factory=list)
 
 
 class Metric(ABC):
     name: ClassVar[str]
     family: ClassVar[Family]
     higher_is_better: ClassVar[bool]
+    target: ClassVar[float | None] = None  # when closest-to-target is best (e.g. a ratio to the reference)
+    scope: ClassVar[Scope] = Scope.IMAGE
+    aggregates: ClassVar[bool] = False  # Scope.IMAGE: compute() also gives one value per set
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = NoParams
@@ -49,6 +114,12 @@ class Metric(ABC):
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()
         self.device = torch.device("cpu")
+        self.weights_sha256: dict[str, str] = {}  # weight file → sha256, filled by load()
+
+    @classmethod
+    def needs_targets(cls) -> bool:
+        """Whether `update()` needs the reference image of every prediction."""
+        return cls.family == Family.FULL_REFERENCE
 
     def load(self, device: torch.device) -> None:
         """Load models once. Raise MetricUnavailable when something is missing."""
@@ -56,14 +127,22 @@ class Metric(ABC):
 
     def protocol(self) -> dict[str, Any]:
         """Everything that determines this metric's numbers."""
-        return {"name": self.name, "version": self.version, "params": self.params.model_dump()}
+        protocol: dict[str, Any] = {"name": self.name, "version": self.version,
+                                    "params": self.params.model_dump(mode="json")}
+        if self.weights_sha256:
+            protocol["weights_sha256"] = dict(sorted(self.weights_sha256.items()))
+        return protocol
 
     def protocol_sha256(self) -> str:
         canonical = json.dumps(self.protocol(), sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    def set_reference(self, reference: ReferenceSet) -> None:  # noqa: B027 (optional hook)
+        """Given the set's reference images before a `Scope.SET` metric is fed; others ignore it."""
+
     @abstractmethod
-    def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None) -> None:
+    def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None,
+               contexts: list[ImageContext] | None = None) -> None:
         """Add a batch: preds (and targets for full-reference) are [B, 3, H, W] in [0, 1]."""
 
     @abstractmethod
@@ -84,8 +163,9 @@ class PerImageMetric(Metric):
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         """Return [B] values."""
 
-    def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None) -> None:
-        if self.family == Family.FULL_REFERENCE and targets is None:
+    def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None,
+               contexts: list[ImageContext] | None = None) -> None:
+        if self.needs_targets() and targets is None:
             raise ValueError(f"{self.name} is full-reference and needs targets")
         values = self.score(preds, targets).double().cpu().tolist()
         self._values.update(zip(keys, values, strict=True))
@@ -95,3 +175,19 @@ class PerImageMetric(Metric):
 
     def reset(self) -> None:
         self._values.clear()
+
+
+def require_weights(metric: Metric) -> dict[str, Path]:
+    """Paths of the weight files `metric` loads (see harness/weights.py); records their sha256.
+
+    Raises MetricUnavailable — without touching the network — when a file is missing
+    or contradicts the lock table.
+    """
+    from harness import weights
+
+    try:
+        paths = weights.require(metric.name)
+        metric.weights_sha256 = weights.checked_sha256(metric.name, paths)
+    except weights.WeightsMissing as exc:
+        raise MetricUnavailable(str(exc)) from None
+    return paths

@@ -91,3 +91,89 @@ class SeededNoiseDecoder(Decoder):
             for seed in batch.seeds
         ])
         return (0.9 * out + 0.1 * noise.to(out)).clamp(0, 1)
+
+
+class TiledParams(Params):
+    tile_px: int = 16
+    step: float = 0.0
+
+
+class TiledDecoder(Decoder):
+    """Bilinear, decoded in tiles whose brightness is offset by `step` per tile, so seams show."""
+
+    spec = DecoderSpec(name="tiled", consumes=Consumes.LATENT, latent_spaces=("pixels",),
+                       native_scale=2.0, summary="test decoder with a visible tile grid")
+    Params = TiledParams
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self._size = (0, 0)
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        assert batch.latents is not None
+        width, height = batch.output_size
+        self._size = (width, height)
+        out = F.interpolate((batch.latents + 1) / 2, size=(height, width), mode="bilinear")
+        tile = self.params.tile_px
+        for ty, y in enumerate(range(0, height, tile)):
+            for tx, x in enumerate(range(0, width, tile)):
+                out[:, :, y:y + tile, x:x + tile] += self.params.step * ((tx + ty) % 2)
+        return out.clamp(0, 1)
+
+    def facts(self) -> dict[str, object]:
+        width, height = self._size
+        tile = self.params.tile_px
+        return {"tile_grid": {"tile_px": tile, "overlap_px": 0, "native_size": [width, height],
+                              "x_seams": list(range(tile, width, tile)),
+                              "y_seams": list(range(tile, height, tile))}}
+
+
+def _script(variable: str) -> dict:
+    import json
+    import os
+
+    with open(os.environ[variable]) as handle:
+        return json.load(handle)
+
+
+def _image_key(image) -> str:
+    """Scripted backends tell test images apart by their rounded mean red value."""
+    return str(round(float(image[..., 0].mean())))
+
+
+class ScriptedGenEvalBackend:
+    """GenEval backend that 'detects' what $DECODERBENCH_TEST_GENEVAL_SCRIPT lists per image (tests only):
+    {"<mean red>": [{"class", "box", "score", "colour"}]}."""
+
+    def load(self, device: torch.device) -> None:
+        self.script = _script("DECODERBENCH_TEST_GENEVAL_SCRIPT")
+
+    def detect(self, image):
+        from harness.metrics.geneval import Detection
+
+        found: dict = {}
+        for item in self.script.get(_image_key(image), []):
+            found.setdefault(item["class"], []).append(Detection(tuple(item["box"]), item["score"]))
+        return found
+
+    def colours(self, image, objects, classname):
+        listed = {tuple(i["box"]): i.get("colour") for i in self.script.get(_image_key(image), [])
+                  if i["class"] == classname}
+        return [listed[o.box] for o in objects]
+
+    def weights(self) -> dict[str, str]:
+        return {"scripted": "none"}
+
+
+class ScriptedVQABackend:
+    """Answers 'yes' to the questions $DECODERBENCH_TEST_VQA_SCRIPT lists per image (tests only):
+    {"<mean red>": ["question", ...]}."""
+
+    def load(self, device: torch.device) -> None:
+        self.script = _script("DECODERBENCH_TEST_VQA_SCRIPT")
+
+    def answer(self, image, questions: list[str]) -> list[str]:
+        yes = set(self.script.get(_image_key(image), []))
+        return [" Yes" if q in yes else "no" for q in questions]
+
+    def weights(self) -> dict[str, str]:
+        return {}

@@ -1,0 +1,146 @@
+"""The evaluation phase through real runs: seed groups with artifacts, decoder facts (tile grids),
+source annotations (text lines), set aggregates, unavailable metrics, and resume without duplicates."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import decoder_tables, suite_text
+
+from harness import images
+from harness.cache import TensorCache
+from harness.runner import Runner
+from harness.store import RunStore
+from harness.suite import load_suite
+from reports.aggregate import load_run
+
+
+def _metric_records(run_dir: Path) -> list[dict]:
+    records, warning = RunStore.open(run_dir).records()
+    assert warning is None
+    return [r for r in records if r["kind"] == "metric"]
+
+
+@pytest.fixture(autouse=True)
+def empty_weight_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def test_groups_facts_unavailable_metrics_and_resume(write_suite, tmp_path, image_folder) -> None:
+    text = suite_text(image_folder, decoder_tables(
+        'name = "seeded-noise"', 'name = "tiled"\nparams = {tile_px = 8, step = 0.2}', 'name = "bilinear"'),
+        seeds="[0, 1]").replace("seeds = [0]\n", "")
+    text = text.replace('metrics = ["psnr", "ssim"]',
+                        'metrics = ["psnr", "invention_std", "seam_score", "lpips"]')
+    suite = load_suite(write_suite(text))
+    cache = TensorCache(tmp_path / "cache")
+    run_dir = Runner.new(suite, tmp_path / "run", cache).run().run_dir
+    records = _metric_records(run_dir)
+    by_metric = Counter(r["metric"] for r in records)
+    assert by_metric == {"psnr": 18, "invention_std": 9, "seam_score": 18, "lpips": 18}
+    invention = {(r["decoder"], r["case"]): r for r in records if r["metric"] == "invention_std"}
+    cases = {c["id"]: c for c in RunStore.open(run_dir).cases()}
+    for (decoder, case), record in invention.items():
+        assert cases[case]["seed"] == 0 and len(record["cases"]) == 2
+        assert {cases[c]["item_id"] for c in record["cases"]} == {cases[case]["item_id"]}
+        heat = images.read_png(run_dir / record["artifact"])
+        assert heat.shape == (3, 32, 32)
+        assert record["artifact"] == f"artifacts/invention_std/{decoder}/{case}.png"
+        if decoder == "seeded-noise":
+            assert record["value"] > 0.01
+        else:
+            assert record["value"] == 0.0  # deterministic decoders invent nothing
+    seams = [r for r in records if r["metric"] == "seam_score"]
+    assert all(r["value"] > 2 for r in seams if r["decoder"] == "tiled")
+    assert {r["status"] for r in seams if r["decoder"] != "tiled"} == {"not_applicable"}
+    lpips = [r for r in records if r["metric"] == "lpips"]
+    assert {r["status"] for r in lpips} == {"unavailable"}
+    assert "alexnet-owt-7be5be79.pth" in lpips[0]["message"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["metrics"]["lpips"]["status"] == "unavailable"
+    assert manifest["metrics"]["invention_std"]["scope"] == "seed_group"
+    assert manifest["metrics"]["seam_score"]["status"] == "ok"
+    # Resume adds nothing; the summary shows the unavailable metric by its status.
+    Runner.resume(run_dir, cache).run()
+    assert _metric_records(run_dir) == records
+    row = next(r for r in load_run(run_dir).rows if r.decoder == "seeded-noise")
+    assert row.metrics["lpips"].statuses == {"unavailable": 6} and row.metrics["lpips"].headline is None
+    assert row.metrics["invention_std"].n == 3
+
+
+def test_text_annotations_reach_the_legibility_metric(write_suite, tmp_path) -> None:
+    pytest.importorskip("rapidocr_onnxruntime")
+    text = """
+name = "legibility"
+metrics = ["legibility_cer"]
+[source]
+kind = "images"
+builtin = ["legibility"]
+limit = 1
+[resolution]
+input = 128
+output_scale = 2
+[[decoder]]
+name = "lanczos"
+[timing]
+warmup = 0
+repeats = 1
+"""
+    suite = load_suite(write_suite(text))
+    run_dir = Runner.new(suite, tmp_path / "run", TensorCache(tmp_path / "c")).run().run_dir
+    records = _metric_records(run_dir)
+    per_case = [r for r in records if r["case"] is not None]
+    aggregate = [r for r in records if r["case"] is None]
+    assert len(per_case) == 1 and len(aggregate) == 1 and aggregate[0]["size"] == [256, 256]
+    case = RunStore.open(run_dir).cases()[0]
+    assert len(case["annotations"]["text_lines"]) == 14
+    details = aggregate[0]["details"]
+    # Font sizes in comparison pixels: the 512² chart is referenced at 256².
+    assert set(details["cer_by_font_px"]) == {"3", "4", "5", "6", "8", "10", "12"}
+    reference_cer = details["reference_cer_by_font_px"]
+    assert reference_cer["12"] < 0.05 < reference_cer["3"]  # the OCR floor: tiny text is unreadable
+    assert per_case[0]["value"] == pytest.approx(aggregate[0]["value"])
+    assert set(per_case[0]["details"]["cer_by_font_px"]) == set(details["cer_by_font_px"])
+
+
+DPG_CSV = """item_id,text,keywords,proposition_id,dependency,category_broad,category_detailed,tuple,\
+question_natural_language
+p0,a red square,,1,0,,,entity - whole (square),Is there a square?
+p0,a red square,,2,1,,,attribute - color (square),Is the square red?
+"""
+
+
+def test_set_aggregates_are_written_once_and_completed_on_resume(write_suite, tmp_path, image_folder,
+                                                                 monkeypatch) -> None:
+    for index, image in enumerate(sorted(image_folder.glob("*.png"))):
+        image.with_suffix(".txt").write_text("a red square" if index < 2 else "not in the benchmark")
+    csv_path = tmp_path / "dpg_bench.csv"
+    csv_path.write_text(DPG_CSV)
+    script = tmp_path / "vqa.json"
+    script.write_text(json.dumps({str(v): ["Is there a square?", "Is the square red?"] for v in range(256)}))
+    monkeypatch.setenv("DECODERBENCH_TEST_VQA_SCRIPT", str(script))
+    text = suite_text(image_folder, decoder_tables('name = "bilinear"'), seeds="[0, 1]")
+    text = text.replace("seeds = [0]\n", "").replace(
+        'metrics = ["psnr", "ssim"]',
+        f'metrics = [{{name = "dpg_bench", params = {{questions = "{csv_path}", backend = "scripted"}}}}]')
+    suite = load_suite(write_suite(text))
+    cache = TensorCache(tmp_path / "cache")
+    run_dir = Runner.new(suite, tmp_path / "run", cache).run().run_dir
+    records = _metric_records(run_dir)
+    assert Counter(r["status"] for r in records if r["case"]) == {"ok": 4, "not_applicable": 2}
+    aggregate = [r for r in records if r["case"] is None]
+    assert len(aggregate) == 1 and aggregate[0]["value"] == 100.0
+    assert aggregate[0]["details"]["images_per_prompt"] == [4]  # 2 images × 2 seeds share one prompt
+    # Killed after the per-case records, before the aggregate: resume adds only the aggregate.
+    results = run_dir / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(line for line in lines if '"case": null' not in line))
+    Runner.resume(run_dir, cache).run()
+    again = _metric_records(run_dir)
+    assert [r for r in again if r["case"]] == [r for r in records if r["case"]]
+    assert [r["value"] for r in again if r["case"] is None] == [100.0]
+    Runner.resume(run_dir, cache).run()
+    assert _metric_records(run_dir) == again

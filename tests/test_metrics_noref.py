@@ -1,0 +1,112 @@
+"""No-reference metrics through pyiqa: same values as pyiqa called directly, and the large-image policy.
+
+Reference: chaofengc/IQA-PyTorch as installed (pyiqa 0.1.16, pyiqa/api_helpers.py
+create_metric, pyiqa/archs/piqe_arch.py, pyiqa/archs/musiq_arch.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from decoders.resample import resize
+from harness import weights
+from harness.metrics.noref import MUSIQ, PIQE, apply_policy, tile_origins
+
+pyiqa = pytest.importorskip("pyiqa")
+
+
+def _photo(name: str, size: tuple[int, int]) -> torch.Tensor:
+    image = getattr(data, name)()
+    image = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image
+    return torch.from_numpy(image[: size[1], : size[0]].copy()).permute(2, 0, 1).float()[None] / 255
+
+
+@pytest.fixture(scope="module")
+def piqe_direct() -> torch.nn.Module:
+    return pyiqa.create_metric("piqe", device=torch.device("cpu"))
+
+
+def test_tile_origins_cover_the_image_with_flush_last_tile() -> None:
+    assert tile_origins(512, 1024) == [0]
+    assert tile_origins(2048, 1024) == [0, 1024]
+    assert tile_origins(2500, 1024) == [0, 738, 1476]  # three tiles, last one ends at 2500
+    for length, tile in ((3000, 1024), (1025, 1024), (4096, 1000)):
+        starts = tile_origins(length, tile)
+        assert starts[0] == 0 and starts[-1] + tile == length
+        assert all(b - a <= tile for a, b in itertools.pairwise(starts))
+
+
+def test_policy_shapes() -> None:
+    images = torch.rand(2, 3, 600, 1300)
+    tiles, per_image = apply_policy(images, "tile", 512)
+    assert tiles.shape == (2 * 6, 3, 512, 512) and per_image == 6
+    torch.testing.assert_close(tiles[1], images[0, :, :512, 394:906])  # second tile of the first image
+    resized, one = apply_policy(images, "resize", 512)
+    assert resized.shape == (2, 3, 236, 512) and one == 1
+    cropped, _ = apply_policy(images, "centre_crop", 512)
+    torch.testing.assert_close(cropped, images[..., 44:556, 394:906])
+    small = torch.rand(1, 3, 100, 200)
+    assert apply_policy(small, "tile", 512)[0] is small
+
+
+def test_piqe_equals_pyiqa_directly(piqe_direct: torch.nn.Module) -> None:
+    metric = PIQE()
+    metric.load(torch.device("cpu"))
+    images = torch.cat([_photo("astronaut", (256, 256)), _photo("camera", (256, 256))])
+    metric.update(["a", "b"], images, None)
+    ours = metric.compute().per_key
+    expected = piqe_direct(images).flatten().tolist()
+    assert [ours["a"], ours["b"]] == pytest.approx(expected, rel=1e-6)
+    assert 0 < ours["a"] < 100
+    protocol = metric.protocol()
+    assert protocol["implementation"] == "pyiqa piqe" and protocol["pyiqa"] == pyiqa.__version__
+    assert protocol["params"] == {"large_image": "tile", "max_side": 1024}
+
+
+@pytest.mark.parametrize("policy", ["tile", "resize", "centre_crop"])
+def test_large_image_policy_on_piqe(policy: str, piqe_direct: torch.nn.Module) -> None:
+    image = _photo("astronaut", (512, 384))
+    metric = PIQE(PIQE.Params(large_image=policy, max_side=256))
+    metric.load(torch.device("cpu"))
+    metric.update(["x"], image, None)
+    value = metric.compute().per_key["x"]
+    if policy == "tile":
+        pieces = [image[..., y:y + 256, x:x + 256] for y in (0, 128) for x in (0, 256)]
+        expected = float(np.mean([piqe_direct(p).item() for p in pieces]))
+    elif policy == "resize":
+        expected = piqe_direct(resize(image.double(), (256, 192), "lanczos").clamp(0, 1).float()).item()
+    else:
+        expected = piqe_direct(image[..., 64:320, 128:384]).item()
+    assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_musiq_loads_through_the_lock_table_and_matches_pyiqa(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weight path end to end, with a random-weight MUSIQ checkpoint in $TORCH_HOME/hub/pyiqa."""
+    from pyiqa.archs.musiq_arch import MUSIQ as MusiqNet
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("DECODERBENCH_CACHE_DIR", str(tmp_path / "db"))
+    filename = "musiq_koniq_ckpt-e95806b9.pth"
+    monkeypatch.setattr(weights, "LOCK", tuple(
+        dataclasses.replace(e, sha256_prefix=None) if e.filename == filename else e for e in weights.LOCK))
+    torch.manual_seed(0)
+    network = MusiqNet(pretrained=False).eval()
+    path = tmp_path / "torch" / "hub" / "pyiqa" / filename
+    path.parent.mkdir(parents=True)
+    torch.save(network.state_dict(), path)
+    metric = MUSIQ()
+    metric.load(torch.device("cpu"))
+    image = _photo("coffee", (224, 160))
+    metric.update(["x"], image, None)
+    with torch.no_grad():
+        expected = network(image).item()
+    assert metric.compute().per_key["x"] == pytest.approx(expected, rel=1e-5)
+    assert metric.protocol()["weights_sha256"] == {filename: weights.file_sha256(path)}
