@@ -1,4 +1,5 @@
-"""The command line as a user runs it (a subprocess per call)."""
+"""The command line as a user runs it: a subprocess per call where the process matters (exit
+codes of real runs, `python -m harness`), in-process where only the text does."""
 
 from __future__ import annotations
 
@@ -7,29 +8,36 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import cli, decoder_tables, suite_text
+from helpers import cli, decoder_tables, invoke, suite_text
 
 VERBS = ["run", "validate", "list", "show", "report", "export", "judge", "sweep", "gate",
-         "gate calibrate", "gate check", "baseline save"]
+         "gate calibrate", "gate check", "baseline save", "weights list", "weights verify",
+         "weights where", "weights fetch"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_has_help(verb: str) -> None:
-    result = cli(*verb.split(), "--help")
+    result = invoke(*verb.split(), "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_python_dash_m_harness_is_the_same_program() -> None:
+    result = cli("--help")
     assert result.returncode == 0
-    assert "Usage" in result.stdout
+    assert all(verb.split()[0] in result.stdout for verb in VERBS)
 
 
 def test_list_decoders_metrics_suites() -> None:
-    decoders = cli("list", "decoders")
-    assert decoders.returncode == 0
+    decoders = invoke("list", "decoders")
+    assert decoders.exit_code == 0
     for name in ("nearest", "bilinear", "bicubic", "lanczos", "fault", "decoderbench-testplugins"):
-        assert name in decoders.stdout
-    metrics = cli("list", "metrics")
-    assert all(name in metrics.stdout for name in ("psnr", "ssim", "ms_ssim", "full_reference"))
-    suites = cli("list", "suites")
-    assert "smoke" in suites.stdout and "Offline demo" in suites.stdout
-    assert cli("list", "nothing").returncode == 2
+        assert name in decoders.output
+    metrics = invoke("list", "metrics")
+    assert all(name in metrics.output for name in ("psnr", "ssim", "ms_ssim", "full_reference"))
+    suites = invoke("list", "suites")
+    assert "smoke" in suites.output and "Offline demo" in suites.output
+    assert invoke("list", "nothing").exit_code == 2
 
 
 def test_validate_exit_codes(write_suite, image_folder) -> None:
