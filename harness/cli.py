@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.console import EXIT_FAILED, EXIT_USAGE, console, fail, out
 from harness.gate_cli import baseline_app, gate_app
 from harness.suite import SuiteError, builtin_suites_dir, load_suite
-
-EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     name="decoderbench",
@@ -32,19 +30,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
 
 
 class _Verb(StrEnum):
     decoders = "decoders"
     metrics = "metrics"
     suites = "suites"
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
 
 
 class RichReporter:
@@ -109,9 +100,9 @@ def run(
                 runner = Runner.new(loaded, run_dir, cache, reporter)
             outcome = runner.run()
     except SuiteError as exc:
-        raise _fail(f"invalid suite\n{exc}") from None
+        raise fail(f"invalid suite\n{exc}") from None
     except (StoreError, SourceError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _print_summary(outcome.run_dir)
     if report:
         from reports.html import render_report
@@ -120,7 +111,7 @@ def run(
     console.print(f"run directory: {outcome.run_dir}", highlight=False)
     if outcome.failed_units:
         console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
-        raise typer.Exit(EXIT_FAILED_CASES)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -218,7 +209,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
     try:
         _print_summary(run_dir)
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _print_summary(run_dir: Path) -> None:
@@ -273,11 +264,11 @@ def report_(
     from reports.html import ReportError, render_reports
 
     if out_dir is None and len(run_dirs) > 1:
-        raise _fail("give --out DIR when reporting several run directories")
+        raise fail("give --out DIR when reporting several run directories")
     try:
         out.print(str(render_reports(run_dirs, out_dir or run_dirs[0] / "report", metric)))
     except (StoreError, ReportError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -292,16 +283,16 @@ def export(
     from harness.store import StoreError
 
     if parquet == csv:
-        raise _fail("choose exactly one of --parquet or --csv")
+        raise fail("choose exactly one of --parquet or --csv")
     try:
         rows = tidy_rows(run_dir)
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     target = out_file or run_dir / ("results.parquet" if parquet else "results.csv")
     try:
         (write_parquet if parquet else write_csv)(rows, target)
     except RuntimeError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"{len(rows)} rows → {target}")
 
 
@@ -327,12 +318,12 @@ def judge(
         with RichReporter(quiet) as reporter:
             outcome = judge_run(run_dir, suite_override, cache_dir, caps, reporter, dry_run)
     except SuiteError as exc:
-        raise _fail(f"invalid judge settings\n{exc}") from None
+        raise fail(f"invalid judge settings\n{exc}") from None
     except (StoreError, JudgeUsageError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     print_outcome(outcome, out)
     if outcome.counts["failed"]:
-        raise typer.Exit(EXIT_FAILED_CASES)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -362,7 +353,7 @@ def sweep(
         run_dir = out_dir or default_run_dir(loaded, decoder)
         outcome = Sweep(loaded, decoder, run_dir, budget, RichReporter(quiet=True)).run(start, stop, step)
     except (SuiteError, SweepError, SourceError, StoreError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     table = Table("output", "status", "median ms", "peak memory", "note", title=f"memory wall: {decoder}")
     from harness.sweep import peak_bytes
     from reports.aggregate import format_bytes
@@ -378,7 +369,7 @@ def sweep(
                   highlight=False)
     console.print(f"plot: {outcome.plot}\nrun directory: {outcome.run_dir}", highlight=False)
     if largest is None:
-        raise typer.Exit(EXIT_FAILED_CASES)
+        raise typer.Exit(EXIT_FAILED)
 
 
 app.add_typer(gate_app, name="gate")

@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-console = Console(stderr=True)
-out = Console()
+from harness.console import EXIT_FAILED, EXIT_OK, fail, out
 
 
 class _CheckByDefault(TyperGroup):
@@ -49,11 +46,6 @@ class _Images(StrEnum):
     none = "none"
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
-
-
 @baseline_app.command("save")
 def save(
     run_dir: Annotated[Path, typer.Argument(help="The run to keep as the baseline.")],
@@ -71,7 +63,7 @@ def save(
     try:
         target = save_baseline(run_dir, name, directory, images.value)
     except (BaselineError, StoreError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"baseline {name!r} → {target}", highlight=False)
 
 
@@ -107,9 +99,9 @@ def check(
         else:
             gates = [GateSpec.model_validate(g) for g in view.manifest["suite"]["resolved"].get("gate", [])]
     except (StoreError, BaselineError, SuiteError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not gates:
-        raise _fail(f"{suite or 'the suite of ' + str(run_dir)} declares no [[gate]] tables: nothing to "
+        raise fail(f"{suite or 'the suite of ' + str(run_dir)} declares no [[gate]] tables: nothing to "
                     "check (add gates to the suite, or pass --suite FILE)")
     report = evaluate_gates(snapshot(view), run_dir, base, gates, allow_environment_mismatch, device)
     print_table(report, out)
@@ -141,7 +133,7 @@ def calibrate_(
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
     except SuiteError as exc:
-        raise _fail(f"invalid suite\n{exc}") from None
+        raise fail(f"invalid suite\n{exc}") from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = out_dir or Path("runs") / f"calibrate-{loaded.name}-{stamp}"
     cache = TensorCache(cache_dir or default_cache_dir())

@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from harness import weights
+from harness.console import EXIT_USAGE, out
+from harness.console import console as err
 
 app = typer.Typer(help="Weight files of the built-in metrics: lock table, cache locations, "
                   "verification, explicit download.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
 MetricsArg = Annotated[list[str] | None, typer.Argument(
     help="Metric names (default: every metric in the lock table).")]
@@ -26,7 +25,7 @@ def _entries(metrics: list[str] | None) -> list[weights.WeightFile]:
     if unknown:
         err.print(f"[red]error:[/] no weight files listed for {', '.join(unknown)}; metrics with "
                   f"weights: {', '.join(weights.users())}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     return [entry for entry in weights.LOCK if set(entry.used_by) & set(metrics)]
 
 
