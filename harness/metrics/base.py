@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from decoders.plugins import NoParams, Params
+from decoders.plugins import NoParams, Params, Registry, UnknownName
 
 
 class Family(StrEnum):
@@ -191,3 +191,14 @@ def require_weights(metric: Metric) -> dict[str, Path]:
     except weights.WeightsMissing as exc:
         raise MetricUnavailable(str(exc)) from None
     return paths
+
+
+def load_backend(registry: Registry, name: str, device: torch.device) -> Any:
+    """Create and load a plug-in backend (a detector, a VQA model) by name; an unknown name or
+    missing plug-in makes the metric unavailable rather than failing the run."""
+    try:
+        backend = registry.get(name)()
+    except UnknownName as exc:
+        raise MetricUnavailable(str(exc)) from None
+    backend.load(device)
+    return backend

@@ -33,9 +33,16 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from decoders.plugins import Params, Registry, UnknownName
+from decoders.plugins import Params, Registry
 from harness.images import quantize
-from harness.metrics.base import Family, ImageContext, Metric, MetricUnavailable, MetricValues
+from harness.metrics.base import (
+    Family,
+    ImageContext,
+    Metric,
+    MetricUnavailable,
+    MetricValues,
+    load_backend,
+)
 
 COLUMNS = ("item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
            "category_detailed", "tuple", "question_natural_language")
@@ -176,13 +183,8 @@ class DPGBench(Metric):
             raise MetricUnavailable(f"DPG-Bench questions not found: {path} (dpg_bench.csv from "
                                     "TencentQQGYLab/ELLA, dpg_bench/)")
         self.prompts = read_questions(path)
-        try:
-            backend = BACKENDS.get(self.params.backend)()
-        except UnknownName as exc:
-            raise MetricUnavailable(str(exc)) from None
-        backend.load(device)
-        self.backend = backend
-        self.weights_sha256 = backend.weights()
+        self.backend = load_backend(BACKENDS, self.params.backend, device)
+        self.weights_sha256 = self.backend.weights()
 
     def protocol(self) -> dict[str, Any]:
         return {**super().protocol(), "answer": "1 iff answer.strip().lower() == 'yes'",

@@ -40,9 +40,16 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from decoders.plugins import Params, Registry, UnknownName
+from decoders.plugins import Params, Registry
 from harness.images import quantize
-from harness.metrics.base import Family, ImageContext, Metric, MetricUnavailable, MetricValues
+from harness.metrics.base import (
+    Family,
+    ImageContext,
+    Metric,
+    MetricUnavailable,
+    MetricValues,
+    load_backend,
+)
 
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 RELATIONS = ("left of", "right of", "above", "below")
@@ -234,13 +241,8 @@ class GenEval(Metric):
             raise MetricUnavailable(f"GenEval metadata not found: {path} (evaluation_metadata.jsonl from "
                                     "djghosh13/geneval, prompts/)")
         self.metadata = read_metadata(path)
-        try:
-            backend = BACKENDS.get(self.params.backend)()
-        except UnknownName as exc:
-            raise MetricUnavailable(str(exc)) from None
-        backend.load(device)
-        self.backend = backend
-        self.weights_sha256 = backend.weights()
+        self.backend = load_backend(BACKENDS, self.params.backend, device)
+        self.weights_sha256 = self.backend.weights()
 
     def protocol(self) -> dict[str, Any]:
         return {**super().protocol(), "rules": "djghosh13/geneval evaluate_images.py",
