@@ -13,6 +13,7 @@ Per-stage times (`vae_decode`, `upscale`) are reported next to the total.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -78,12 +79,8 @@ class Cascade(Decoder):
 
     @classmethod
     def spec_for(cls, params: CascadeParams) -> DecoderSpec:  # type: ignore[override]
-        space = get_space(params.vae.space)
-        return DecoderSpec(
-            name=cls.spec.name, consumes=Consumes.LATENT,
-            latent_spaces=(space.name, space.sibling) if space.sibling else (space.name,),
-            stochastic=params.upscaler.kind == "sd-x4", native_scale=float(params.upscaler.scale),
-            summary=cls.spec.summary)
+        return replace(cls.spec, latent_spaces=get_space(params.vae.space).forms,
+                       stochastic=params.upscaler.kind == "sd-x4", native_scale=float(params.upscaler.scale))
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.device, self.dtype = device, dtype

@@ -26,6 +26,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,12 +119,8 @@ class PidDecoder(Decoder):
 
     @classmethod
     def spec_for(cls, params: PidParams) -> DecoderSpec:  # type: ignore[override]
-        space = get_space(params.space)
-        return DecoderSpec(
-            name=cls.spec.name, consumes=Consumes.LATENT,
-            latent_spaces=(space.name, space.sibling) if space.sibling else (space.name,),
-            stochastic=True, needs_prompt=True, native_scale=4.0 if params.output == "4x" else None,
-            size_multiple=16, summary=cls.spec.summary)
+        return replace(cls.spec, latent_spaces=get_space(params.space).forms,
+                       native_scale=4.0 if params.output == "4x" else None)
 
     # ------------------------------------------------------------------ loading
 

@@ -37,6 +37,11 @@ class LatentSpace:
     sibling: str | None = None  # the same values folded/unfolded (flux2 <-> flux2-unpacked)
     description: str = ""
 
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """The names a decoder of this space accepts: the space and its folded/unfolded sibling."""
+        return (self.name, self.sibling) if self.sibling else (self.name,)
+
     def latent_shape(self, image_size: tuple[int, int]) -> tuple[int, int, int]:
         width, height = image_size
         if width % self.factor or height % self.factor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -224,10 +224,7 @@ class TaeDecoder(Decoder):
 
     @classmethod
     def spec_for(cls, params: TaeParams) -> DecoderSpec:  # type: ignore[override]
-        space = get_space(params.info.space)
-        spaces = (space.name, space.sibling) if space.sibling else (space.name,)
-        return DecoderSpec(name=cls.spec.name, consumes=Consumes.LATENT, latent_spaces=spaces,
-                           native_scale=1.0, summary=cls.spec.summary)
+        return replace(cls.spec, latent_spaces=get_space(params.info.space).forms)
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.space = get_space(self.params.info.space)

@@ -190,8 +190,7 @@ def vae_weights(params: VaeParams) -> dict[str, str]:
 
 
 def _vae_spec(name: str, space: LatentSpace, summary: str) -> DecoderSpec:
-    spaces = (space.name, space.sibling) if space.sibling else (space.name,)
-    return DecoderSpec(name=name, consumes=Consumes.LATENT, latent_spaces=spaces, native_scale=1.0,
+    return DecoderSpec(name=name, consumes=Consumes.LATENT, latent_spaces=space.forms, native_scale=1.0,
                        summary=summary)
 
 
