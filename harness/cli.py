@@ -213,7 +213,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
 
 
 def _print_summary(run_dir: Path) -> None:
-    from reports.aggregate import direction, format_bytes, load_run
+    from reports.aggregate import direction, format_bytes, load_run, time_budget
 
     view = load_run(run_dir)
     for size in view.sizes:
@@ -243,6 +243,13 @@ def _print_summary(run_dir: Path) -> None:
                 console.print(f"[red]{row.decoder}:[/] {failure}", highlight=False)
     for warning in view.warnings:
         console.print(f"[yellow]note:[/] {warning}", highlight=False)
+    budget = time_budget(view)
+    if budget is not None:
+        console.print(
+            f"time: wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
+            f"start-up {budget.worker_startup_s:.1f} s + metrics {budget.metrics_s:.1f} s + judge "
+            f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; overhead (wall − decoder calls "
+            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall", highlight=False)
 
 
 def _num(value: float | None, fmt: str) -> str:

@@ -139,14 +139,13 @@ def _warm_up(
     if key in warmed or job.warmup == 0:
         warmed.add(key)
         return None
-    first_call_ms = None
-    for i in range(job.warmup):
+    calls_ms = []
+    for _ in range(job.warmup):
         output, elapsed_ms = time_call(lambda: decoder.decode(batch), device)
         del output
-        if i == 0:
-            first_call_ms = elapsed_ms
+        calls_ms.append(elapsed_ms)
     warmed.add(key)
-    return {"n": job.warmup, "first_call_ms": first_call_ms}
+    return {"n": job.warmup, "first_call_ms": calls_ms[0], "total_ms": sum(calls_ms)}
 
 
 def _load_inputs(

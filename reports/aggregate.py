@@ -110,6 +110,7 @@ class RunView:
     load_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # decoder → last failed load
     artifacts: dict[Unit, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
     judge_records: list[dict[str, Any]] = field(default_factory=list)
+    load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
 
     @property
     def sizes(self) -> list[Size]:
@@ -184,6 +185,8 @@ def load_run(run_dir: Path) -> RunView:
         return rows[key]
 
     for record in records:
+        if record["kind"] == "load":
+            view.load_records.append(record)
         if record["kind"] == "load" and record["status"] == "ok":
             view.loads.setdefault(record["decoder"], record)
         elif record["kind"] == "load":
@@ -272,6 +275,46 @@ def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, s
         row.cold_start_ms = load["spawn_to_ready_ms"] + warm["first_call_ms"]
     if record.get("resampled"):
         row.resampled_from = record["resampled"]["from"]
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """Where a run's wall time went, summed over its sessions (a run and its resumes)."""
+
+    wall_s: float
+    decoder_calls_s: float  # every decode call: warm-up and timed repeats
+    worker_startup_s: float  # spawn → ready of every worker: process, imports, decoder load
+    metrics_s: float  # the evaluation phase
+    judge_s: float
+
+    @property
+    def harness_s(self) -> float:
+        """Everything else: inputs, IPC, checks, PNG writes, records, the runner itself."""
+        return self.wall_s - self.decoder_calls_s - self.worker_startup_s - self.metrics_s - self.judge_s
+
+    @property
+    def overhead_fraction(self) -> float:
+        """(wall − decoder calls − metrics) / wall: what the harness adds around the measured work."""
+        return (self.wall_s - self.decoder_calls_s - self.metrics_s) / self.wall_s if self.wall_s else 0.0
+
+
+def time_budget(view: RunView) -> TimeBudget | None:
+    phases = view.manifest.get("phases") or []
+    if not phases:
+        return None
+    calls_ms, seen = 0.0, set()
+    for (decoder, case), record in view.decodes.items():
+        batch = (decoder, record.get("batch_id") or case)
+        if batch in seen:
+            continue
+        seen.add(batch)
+        calls_ms += sum((record.get("latency") or {}).get("samples_ms", []))
+        calls_ms += (record.get("warmup") or {}).get("total_ms") or 0.0
+    startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in view.load_records)
+    return TimeBudget(
+        wall_s=sum(p.get("wall_s", 0.0) for p in phases), decoder_calls_s=calls_ms / 1e3,
+        worker_startup_s=startup_ms / 1e3, metrics_s=sum(p.get("evaluate_s", 0.0) for p in phases),
+        judge_s=sum(p.get("judge_s", 0.0) for p in phases))
 
 
 def _order(manifest: dict[str, Any], decoder: str) -> int:

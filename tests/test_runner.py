@@ -255,3 +255,20 @@ def test_decoders_run_without_autograd(write_suite, tmp_path, image_folder) -> N
     _, records = _run(write_suite, tmp_path, text)
     assert {r["status"] for r in _decodes(records).values()} == {"ok"}
     assert {r["facts"]["grad_enabled"] for r in _decodes(records).values()} == {False}
+
+
+def test_time_budget_accounts_for_the_wall_time(write_suite, tmp_path, image_folder) -> None:
+    from reports.aggregate import load_run, time_budget
+
+    sleepy = 'name = "fault"\nparams = {mode = "sleep", sleep_s = 0.2}'
+    text = suite_text(image_folder, decoder_tables(sleepy))
+    run_dir, records = _run(write_suite, tmp_path, text)
+    budget = time_budget(load_run(run_dir))
+    assert budget is not None
+    # (1 warm-up for the one input shape + 3 cases × 2 repeats) × 0.2 s asleep inside decode.
+    assert 1.4 <= budget.decoder_calls_s < 2.4
+    load = next(r for r in records if r["kind"] == "load")
+    assert budget.worker_startup_s == pytest.approx(load["spawn_to_ready_ms"] / 1e3)
+    assert budget.metrics_s > 0 and budget.harness_s > 0
+    assert budget.decoder_calls_s + budget.worker_startup_s + budget.metrics_s < budget.wall_s
+    assert 0 < budget.overhead_fraction < 1
