@@ -39,6 +39,7 @@ from harness.worker import (
     device_facts,
     die_with_parent,
     excerpt,
+    exits_fast,
     redirect_output,
     torch_state,
 )
@@ -70,6 +71,7 @@ def _answer(model: Any, request: Any, device: torch.device) -> SourceOutput:
     raise TypeError(f"unexpected request {type(request).__name__}")
 
 
+@exits_fast
 def source_worker_main(conn: Any, job: SourceJob) -> None:
     redirect_output(Path(job.log_path))
     faulthandler.enable()
