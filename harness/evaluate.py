@@ -35,7 +35,7 @@ import torch
 from harness import images
 from harness.metrics import METRICS
 from harness.metrics.base import ImageContext, Metric, MetricUnavailable, MetricValues, ReferenceSet, Scope
-from harness.sources import PreparedCase
+from harness.sources.prepare import PreparedCase
 from harness.store import RunStore
 from harness.suite import Suite
 

@@ -22,17 +22,18 @@ from typing import Any, Protocol
 from decoders.base import Consumes
 from decoders.registry import DECODERS
 from harness import __version__
-from harness.cache import TensorCache
 from harness.cases import expand
-from harness.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.env import fingerprint
 from harness.evaluate import evaluate
 from harness.images import write_png
 from harness.judge.phase import run_judge
-from harness.sources import InputPreparer, PreparedCase, list_items
+from harness.sources.cache import TensorCache
+from harness.sources.prepare import InputPreparer, PreparedCase, list_items
 from harness.store import RunStore, now_iso
 from harness.suite import DecoderEntry, Suite, validate_raw
-from harness.worker import WorkerGone, WorkerProcess
+from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
+from harness.workers.process import WorkerGone, WorkerProcess
+from harness.workers.worker import worker_main
 
 OK = "ok"
 
@@ -258,7 +259,7 @@ class Runner:
 
     def _start_worker(self, job: WorkerJob, tasks: deque[DecodeTask]) -> WorkerProcess | None:
         """Spawn and load; on failure, every remaining unit gets the failure as its record."""
-        worker = WorkerProcess(job)
+        worker = WorkerProcess(job, worker_main)
         reply = worker.receive(self.suite.model.timing.load_timeout_s)
         spawn_to_ready_ms = (time.perf_counter() - worker.started) * 1e3
         if isinstance(reply, Loaded):

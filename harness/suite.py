@@ -37,7 +37,7 @@ from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import SPACES, get_space
 from decoders.t2i import FAMILIES, PipelineParams
-from harness.gatespec import GateSpec, gate_problems
+from harness.gates.spec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
 

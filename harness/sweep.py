@@ -33,14 +33,15 @@ from decoders.base import Consumes, DecoderSpec
 from decoders.registry import DECODERS
 from decoders.spaces import LatentSpace
 from harness import __version__
-from harness.cache import tensor_sha256
-from harness.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
 from harness.env import fingerprint
 from harness.runner import OK, worker_job
-from harness.sources import list_items, source_space
+from harness.sources.cache import tensor_sha256
+from harness.sources.prepare import list_items, source_space
 from harness.store import RunStore, now_iso
 from harness.suite import Suite
-from harness.worker import WorkerGone, WorkerProcess
+from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
+from harness.workers.process import WorkerGone, WorkerProcess
+from harness.workers.worker import worker_main
 
 OOM = "oom"
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -177,7 +178,7 @@ class Sweep:
             "input_size": list(task.input_size), "latency": None, "memory": None, "message": None,
         }
         timing = self.suite.model.timing
-        worker = WorkerProcess(job)
+        worker = WorkerProcess(job, worker_main)
         try:
             loaded = worker.receive(timing.load_timeout_s)
             if not isinstance(loaded, Loaded):

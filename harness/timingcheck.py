@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 from decoders.base import DecodeBatch
 from decoders.registry import DECODERS
-from harness.cache import TensorCache
 from harness.runner import Runner
+from harness.sources.cache import TensorCache
 from harness.store import RunStore
 from harness.suite import validate_raw
 

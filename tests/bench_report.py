@@ -31,8 +31,8 @@ def _pool() -> list[np.ndarray]:
     import skimage.data
 
     from harness.images import to_rgb_array
-    from harness.sources import PHOTOS
-    from harness.textchart import render_chart
+    from harness.sources.prepare import PHOTOS
+    from harness.sources.textchart import render_chart
 
     arrays = [to_rgb_array(getattr(skimage.data, name)()) for name in PHOTOS]
     arrays.append(to_rgb_array(render_chart(0)[0]))

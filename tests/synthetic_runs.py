@@ -2,7 +2,7 @@
 
 A run is described by its decoders (latency, memory, failures, per-case metric
 values) and written as manifest.json, cases.jsonl, results.jsonl, images and
-references exactly as harness/store.py, worker.py and evaluate.py write them,
+references exactly as harness/store.py, harness/workers/worker.py and harness/evaluate.py write them,
 plus the formats other parts produce (metric "artifact" heat-maps, judge
 records and judge.json, memory-wall sweep runs).
 """

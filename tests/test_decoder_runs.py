@@ -15,8 +15,8 @@ from tiny_models import TINY_VAE, sd3_pipeline
 
 from decoders.t2i import PipelineParams, TextToLatent
 from decoders.tae import TaeParams, load_half
-from harness.cache import TensorCache, tensor_sha256
 from harness.runner import Runner
+from harness.sources.cache import TensorCache, tensor_sha256
 from harness.store import RunStore
 from harness.suite import load_suite
 

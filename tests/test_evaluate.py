@@ -11,8 +11,8 @@ import pytest
 from helpers import decoder_tables, suite_text
 
 from harness import images
-from harness.cache import TensorCache
 from harness.runner import Runner
+from harness.sources.cache import TensorCache
 from harness.store import RunStore
 from harness.suite import load_suite
 from reports.aggregate import load_run

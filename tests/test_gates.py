@@ -18,11 +18,11 @@ from helpers import decoder_tables, invoke, suite_text
 from pydantic import ValidationError
 from synthetic_runs import ENVIRONMENT, SynthDecoder, write_run
 
-from harness.baselines import BaselineError, load_baseline, save_baseline, snapshot
-from harness.calibrate import calibrate
-from harness.gate_report import junit_xml, markdown_summary
-from harness.gates import FAIL, PASS, SKIP, GateReport, evaluate_gates
-from harness.gatespec import GateSpec
+from harness.gates.baselines import BaselineError, load_baseline, save_baseline, snapshot
+from harness.gates.calibrate import calibrate
+from harness.gates.checks import FAIL, PASS, SKIP, GateReport, evaluate_gates
+from harness.gates.report import junit_xml, markdown_summary
+from harness.gates.spec import GateSpec
 from harness.suite import SuiteError, load_suite, validate_raw
 from reports.aggregate import load_run
 

@@ -27,12 +27,12 @@ from PIL import Image
 
 from decoders.resample import resize
 from harness import images
-from harness.cache import TensorCache
+from harness.cli.judge import judge_run
 from harness.judge.aggregate import wilson_interval
-from harness.judge.command import judge_run
 from harness.judge.phase import JUDGE_JSON, run_judge
 from harness.judge.prompts import ANSWER_SCHEMA, BUILTIN_CRITERIA, CORRECTION
 from harness.runner import Runner, SilentReporter
+from harness.sources.cache import TensorCache
 from harness.store import RunStore
 from harness.suite import Suite, load_suite
 

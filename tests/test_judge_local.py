@@ -20,13 +20,13 @@ import torch
 from judge_runs import judge_records, make_run
 
 from harness.images import write_png
-from harness.judge.backends import BackendUnavailable
 from harness.judge.budget import Budget, Pricing
 from harness.judge.config import JudgeConfig
 from harness.judge.local_vlm import LocalVLMBackend
 from harness.judge.media import JudgeImage, load_for_judge
 from harness.judge.phase import JUDGE_JSON, run_judge
 from harness.judge.prompts import BUILTIN_CRITERIA, build_prompt
+from harness.judge.protocol import BackendUnavailable
 from harness.judge.retry import BackoffPolicy, StopSignal, execute
 from harness.runner import SilentReporter
 

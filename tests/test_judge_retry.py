@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from harness.judge.backends import Reply, RequestFailed, TransientError
 from harness.judge.budget import Budget, Pricing
 from harness.judge.media import JudgeImage
 from harness.judge.prompts import BUILTIN_CRITERIA, build_prompt
+from harness.judge.protocol import Reply, RequestFailed, TransientError
 from harness.judge.retry import BackoffPolicy, StopSignal, execute
 
 IMAGE = JudgeImage(b"", (8, 8))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.measure import MemoryProbe, is_oom, measure, summarize
+from harness.workers.measure import MemoryProbe, is_oom, measure, summarize
 
 
 def test_summarize_matches_numpy() -> None:

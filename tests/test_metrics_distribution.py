@@ -22,7 +22,6 @@ from PIL import Image
 from scipy import linalg
 
 from harness import images
-from harness.cache import TensorCache
 from harness.metrics import inception
 from harness.metrics.distribution import (
     FID,
@@ -32,10 +31,11 @@ from harness.metrics.distribution import (
 )
 from harness.metrics.inception import INCEPTION, load_network, resize_for_features
 from harness.metrics.patches import PatchParams, extract, patch_protocol, protocol_sha256
+from harness.metrics.weights import files_for, locate
 from harness.runner import Runner
+from harness.sources.cache import TensorCache
 from harness.store import RunStore
 from harness.suite import load_suite
-from harness.weights import files_for, locate
 
 
 def scipy_frechet(mu1, sigma1, mu2, sigma2) -> float:

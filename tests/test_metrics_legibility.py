@@ -9,8 +9,8 @@ from PIL import Image, ImageFilter
 
 from harness.metrics.base import ImageContext
 from harness.metrics.legibility import LegibilityCER, Tally, levenshtein, line_crops
-from harness.sources import BUILTIN_SETS, LEGIBILITY_CHARTS, reference_annotations
-from harness.textchart import LEGIBLE_ALPHABET, line_annotations, render_chart
+from harness.sources.prepare import BUILTIN_SETS, LEGIBILITY_CHARTS, reference_annotations
+from harness.sources.textchart import LEGIBLE_ALPHABET, line_annotations, render_chart
 
 pytest.importorskip("rapidocr_onnxruntime")
 

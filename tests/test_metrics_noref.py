@@ -16,7 +16,7 @@ import torch
 from skimage import data
 
 from decoders.resample import resize
-from harness import weights
+from harness.metrics import weights
 from harness.metrics.noref import MUSIQ, PIQE, apply_policy, tile_origins
 
 pyiqa = pytest.importorskip("pyiqa")

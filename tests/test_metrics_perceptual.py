@@ -19,7 +19,7 @@ import pytest
 import torch
 from skimage import data
 
-from harness import weights
+from harness.metrics import weights
 from harness.metrics.perceptual import LPIPS, LPIPSVGG, LPIPSNetwork
 
 lpips = pytest.importorskip("lpips")

@@ -133,7 +133,7 @@ def test_detail_crop_lands_on_texture_and_texture_is_not_text(where: tuple[int, 
 def test_text_crop_lands_on_text_in_a_photo() -> None:
     import skimage.data
 
-    from harness.textchart import render_chart
+    from harness.sources.textchart import render_chart
 
     photo = skimage.data.camera().copy()  # 512×512, no text: no text crop
     assert [c.reason for c in choose_crops(photo)] == ["detail"]

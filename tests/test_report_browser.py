@@ -21,8 +21,8 @@ from conftest import REPO
 from helpers import decoder_tables, suite_text
 from synthetic_runs import write_judge, write_sweep
 
-from harness.cache import TensorCache
 from harness.runner import Runner
+from harness.sources.cache import TensorCache
 from harness.suite import load_suite
 from reports.html import render_reports
 

@@ -17,8 +17,8 @@ import torch
 from helpers import decoder_tables, suite_text
 from safetensors.torch import load_file
 
-from harness.cache import TensorCache, tensor_sha256
 from harness.runner import Runner
+from harness.sources.cache import TensorCache, tensor_sha256
 from harness.store import RunStore
 from harness.suite import load_suite
 

@@ -12,9 +12,9 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from decoders.spaces import fold
-from harness.cache import TensorCache, tensor_sha256
 from harness.cases import expand
-from harness.sources import InputPreparer, SourceError, list_items, source_protocol
+from harness.sources.cache import TensorCache, tensor_sha256
+from harness.sources.prepare import InputPreparer, SourceError, list_items, source_protocol
 from harness.suite import SuiteError, load_suite
 
 LATENTS_SUITE = """

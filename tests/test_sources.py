@@ -12,9 +12,9 @@ from helpers import decoder_tables, suite_text
 from PIL import Image
 from safetensors.torch import load_file
 
-from harness.cache import TensorCache, cache_key, tensor_sha256
 from harness.cases import Item, expand
-from harness.sources import (
+from harness.sources.cache import TensorCache, cache_key, tensor_sha256
+from harness.sources.prepare import (
     InputPreparer,
     SourceError,
     centre_crop_box,
@@ -23,8 +23,8 @@ from harness.sources import (
     make_reference,
     source_protocol,
 )
+from harness.sources.textchart import render_chart
 from harness.suite import load_suite
-from harness.textchart import render_chart
 
 PROTOCOL = {"encoder": "pixels"}
 
@@ -66,7 +66,7 @@ def test_centre_crop_and_reference_protocol() -> None:
 
 
 def test_builtin_photos_and_textchart() -> None:
-    from harness.sources import BUILTIN_SETS
+    from harness.sources.prepare import BUILTIN_SETS
 
     photos = BUILTIN_SETS["photos"]()
     assert len(photos) >= 10

@@ -12,9 +12,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from harness import weights
 from harness.cli import app
-from harness.metrics import METRICS
+from harness.metrics import METRICS, weights
 from harness.metrics.base import MetricUnavailable
 
 WEIGHT_FREE = {"psnr", "ssim", "ms_ssim", "piqe", "spectral_distance", "hf_energy_ratio", "seam_score",

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.cache import cache_key
+from harness.sources.cache import cache_key
 from harness.store import atomic_write_text
 
 

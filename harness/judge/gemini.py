@@ -13,7 +13,10 @@ import importlib
 import re
 from typing import Any
 
-from harness.judge.backends import (
+from harness.judge.config import JudgeConfig
+from harness.judge.media import JudgeImage
+from harness.judge.prompts import ANSWER_SCHEMA, Prompt
+from harness.judge.protocol import (
     BackendUnavailable,
     Reply,
     RequestFailed,
@@ -21,9 +24,6 @@ from harness.judge.backends import (
     api_key_from_env,
     redact,
 )
-from harness.judge.config import JudgeConfig
-from harness.judge.media import JudgeImage
-from harness.judge.prompts import ANSWER_SCHEMA, Prompt
 
 FATAL_CODES = {401: "auth", 403: "auth", 404: "not_found"}  # every further request would fail too
 

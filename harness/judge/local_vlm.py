@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.judge.backends import BackendUnavailable, Reply, RequestFailed
 from harness.judge.config import JudgeConfig
 from harness.judge.media import JudgeImage
 from harness.judge.prompts import Prompt
+from harness.judge.protocol import BackendUnavailable, Reply, RequestFailed
 
 
 class LocalVLMBackend:

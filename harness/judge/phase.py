@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.judge.aggregate import summarize
-from harness.judge.backends import Backend, create_backend
+from harness.judge.backends import create_backend
 from harness.judge.budget import Budget, Pricing
 from harness.judge.cache import VerdictCache
 from harness.judge.config import JudgeConfig
 from harness.judge.media import RESIZE_PROTOCOL, JudgeImage, load_for_judge
 from harness.judge.prompts import ANSWER_SCHEMA, Criterion, build_prompt, template_version
+from harness.judge.protocol import Backend
 from harness.judge.scheduler import Done, Job, Scheduler
 from harness.store import RunStore, atomic_write_text
 from harness.suite import Suite

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.judge.backends import Backend, RequestFailed, TransientError, redact
 from harness.judge.budget import Budget, Pricing
 from harness.judge.prompts import MalformedAnswer, Prompt, parse_answer
+from harness.judge.protocol import Backend, RequestFailed, TransientError, redact
 
 MALFORMED_RETRIES = 1
 

@@ -15,11 +15,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harness.judge.backends import Backend, BackendUnavailable
 from harness.judge.budget import Budget, Pricing
 from harness.judge.cache import VerdictCache
 from harness.judge.config import JudgeConfig
 from harness.judge.prompts import Prompt
+from harness.judge.protocol import Backend, BackendUnavailable
 from harness.judge.retry import BackoffPolicy, Outcome, StopSignal, execute
 
 

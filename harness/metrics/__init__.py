@@ -1,5 +1,6 @@
-"""Metric registry. One file per metric family; third parties use the
-`decoderbench.metrics` entry-point group."""
+"""Phase 5 — metrics: the registry. One file per metric family (base.py: the protocol, scopes,
+directions); weights.py: the lock table of every weight file a built-in metric loads. Third
+parties register under the `decoderbench.metrics` entry-point group."""
 
 from decoders.plugins import Registry
 

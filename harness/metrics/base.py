@@ -178,12 +178,12 @@ class PerImageMetric(Metric):
 
 
 def require_weights(metric: Metric) -> dict[str, Path]:
-    """Paths of the weight files `metric` loads (see harness/weights.py); records their sha256.
+    """Paths of the weight files `metric` loads (see harness/metrics/weights.py); records their sha256.
 
     Raises MetricUnavailable — without touching the network — when a file is missing
     or contradicts the lock table.
     """
-    from harness import weights
+    from harness.metrics import weights
 
     try:
         paths = weights.require(metric.name)

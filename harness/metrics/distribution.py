@@ -35,7 +35,6 @@ import torch
 from pydantic import Field
 
 from decoders.plugins import Params
-from harness.cache import TensorCache, cache_key
 from harness.images import quantize
 from harness.metrics.base import (
     Family,
@@ -49,6 +48,7 @@ from harness.metrics.base import (
 )
 from harness.metrics.inception import INCEPTION, TORCHSCRIPT_PREFIX, FeatureNetwork, ResizeMode, load_network
 from harness.metrics.patches import PatchParams, extract, patch_protocol, protocol_sha256
+from harness.sources.cache import TensorCache, cache_key
 
 
 class FeatureParams(Params):
@@ -132,7 +132,7 @@ class DistributionMetric(Metric):
         if spec == INCEPTION:
             path = next(iter(require_weights(self).values()))
         elif spec.startswith(TORCHSCRIPT_PREFIX):
-            from harness.weights import file_sha256
+            from harness.metrics.weights import file_sha256
 
             path = Path(spec.removeprefix(TORCHSCRIPT_PREFIX)).expanduser()
             if not path.is_file():

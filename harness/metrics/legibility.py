@@ -122,7 +122,7 @@ class LegibilityCER(Metric):
         except ImportError:
             raise MetricUnavailable("legibility_cer needs rapidocr: pip install 'decoderbench[metrics]' "
                                     "(rapidocr-onnxruntime ships its OCR models)") from None
-        from harness.weights import file_sha256
+        from harness.metrics.weights import file_sha256
 
         self.engine = ocr_engine()
         model = Path(rapidocr_onnxruntime.__file__).parent / REC_MODEL

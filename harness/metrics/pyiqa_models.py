@@ -20,7 +20,7 @@ def create_pyiqa_metric(name: str, device: torch.device, **options: object) -> t
     import pyiqa
     from pyiqa.utils import download_util
 
-    from harness.weights import hub_offline, torch_hub_dir
+    from harness.metrics.weights import hub_offline, torch_hub_dir
 
     download_util.DEFAULT_CACHE_DIR = str(torch_hub_dir() / "pyiqa")
     with hub_offline(), contextlib.redirect_stdout(io.StringIO()):

@@ -47,7 +47,7 @@ class CLIPScoreParams(Params):
 
 def load_clip(model: str, metric: Metric) -> tuple[Any, Any]:
     """(CLIPModel, CLIPProcessor) from local files only; records the weights' sha256 on `metric`."""
-    from harness.weights import file_sha256, hub_offline
+    from harness.metrics.weights import file_sha256, hub_offline
 
     local = Path(model).expanduser()
     if model == DEFAULT_CLIP:

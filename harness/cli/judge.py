@@ -10,18 +10,46 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.cli.console import EXIT_FAILED, RichReporter, fail, out
 from harness.judge.phase import JudgeOutcome, run_judge
-from harness.store import RunStore
+from harness.store import RunStore, StoreError
 from harness.suite import Suite, SuiteError, validate_raw
 
 
 class JudgeUsageError(ValueError):
     pass
+
+
+def judge(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory that has decoded.")],
+    suite_override: Annotated[Path | None, typer.Option(
+        help="TOML file whose \\[judge] table is merged over the run's (a suite file works).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Cache holding judge verdicts (default: the run's cache directory).")] = None,
+    max_requests: Annotated[int | None, typer.Option(help="Override judge.max_requests.")] = None,
+    cost_cap_usd: Annotated[float | None, typer.Option(help="Override judge.cost_cap_usd.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="Only count what would be asked and its worst-case cost.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Judge (or resume judging) a run pairwise with a multimodal model; writes RUN_DIR/judge.json."""
+    caps = {"max_requests": max_requests, "cost_cap_usd": cost_cap_usd}
+    try:
+        with RichReporter(quiet) as reporter:
+            outcome = judge_run(run_dir, suite_override, cache_dir, caps, reporter, dry_run)
+    except SuiteError as exc:
+        raise fail(f"invalid judge settings\n{exc}") from None
+    except (StoreError, JudgeUsageError) as exc:
+        raise fail(str(exc)) from None
+    print_outcome(outcome, out)
+    if outcome.counts["failed"]:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def judge_run(run_dir: Path, override: Path | None, cache_dir: Path | None, caps: dict[str, Any],

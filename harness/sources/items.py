@@ -1,4 +1,4 @@
-"""Items of the `latents` and `prompts` sources (the `images` source lists in harness.sources).
+"""Items of the `latents` and `prompts` sources (the `images` source lists in harness.sources.prepare).
 
 latents: safetensors files holding a tensor "latent" ([C, h, w] or [1, C, h, w],
 normalized, in the declared space or its folded/unfolded sibling), from a

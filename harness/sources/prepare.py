@@ -10,7 +10,7 @@ where there is one, a reference image):
   the reference area-downsampled to the input size; (3) the latent: the
   input through the suite's encoder, then noised to the case's sigma with
   the latent space's noise form and a generator seeded by the case seed.
-- `latents`: latents users bring (harness.source_items), noised the same way;
+- `latents`: latents users bring (harness.sources.items), noised the same way;
   a reference image only where the manifest names one.
 - `prompts` ("from text"): each prompt and seed through the suite's
   text-to-image pipeline, run to the end or stopped early (x_t and its sigma
@@ -19,7 +19,7 @@ where there is one, a reference image):
 References and latents go to the content-addressed cache, keyed by
 everything that determines them; every decoder reads the same bytes from
 there. Learned encoders and pipelines run once per cache miss in a spawned
-source worker on the suite's device (harness.source_worker): the runner
+source worker on the suite's device (harness.sources.worker): the runner
 process never initialises CUDA.
 """
 
@@ -39,12 +39,12 @@ from decoders.registry import ENCODERS
 from decoders.resample import resize
 from decoders.spaces import LatentSpace, get_space
 from harness import images
-from harness.cache import TensorCache, cache_key, tensor_sha256
 from harness.cases import Case, Item
-from harness.source_items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
-from harness.source_worker import SourceModel
+from harness.sources.cache import TensorCache, cache_key, tensor_sha256
+from harness.sources.items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
+from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
+from harness.sources.worker import SourceModel
 from harness.suite import Suite
-from harness.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
 
 __all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
            "source_protocol"]

@@ -1,6 +1,6 @@
 """Regression gates: a run against a baseline, one check per (gate, decoder[, size]).
 
-Statistics (see harness/gatespec.py for the suite syntax):
+Statistics (see harness/gates/spec.py for the suite syntax):
 - mean_delta: per case, the worsening w = (run − baseline) in the metric's
   bad direction; the gate holds when the one-sided `confidence` upper bound
   of mean(w), from a paired bootstrap over cases, is within the tolerance.
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.baselines import Baseline
-from harness.gatespec import COST_STATISTICS, GateSpec
+from harness.gates.baselines import Baseline
+from harness.gates.spec import COST_STATISTICS, GateSpec
 from harness.metrics import METRICS
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -101,7 +101,7 @@ class GateReport:
 
 def evaluate_gates(run: dict[str, Any], run_dir: Path, baseline: Baseline, gates: list[GateSpec],
                    allow_environment_mismatch: bool = False, device: str | None = None) -> GateReport:
-    """`run` is harness.baselines.snapshot() of the run at `run_dir`."""
+    """`run` is harness.gates.baselines.snapshot() of the run at `run_dir`."""
     mismatches = environment_mismatches(baseline.data["environment"], run["environment"])
     notes = []
     if baseline.data["suite"]["sha256"] != run["suite"]["sha256"]:

@@ -1,6 +1,6 @@
 """The process that makes a suite's inputs: a learned encoder or a text-to-image pipeline.
 
-It runs spawned, on the suite's device, like a decoder worker (harness.worker):
+It runs spawned, on the suite's device, like a decoder worker (harness.workers.worker):
 the runner process never initialises CUDA, and the model is gone before any
 decoder is measured. The parent side (`SourceWorker`) starts it only when
 the cache misses, sends one request at a time and turns every failure into
@@ -21,7 +21,9 @@ from decoders.base import DecoderUnavailable
 from decoders.plugins import Params
 from decoders.registry import ENCODERS
 from decoders.t2i import PipelineParams, TextToLatent, pipeline_weights
-from harness.channel import (
+from harness.sources.items import SourceError
+from harness.suite import Suite
+from harness.workers.channel import (
     EncodeRequest,
     GenerateRequest,
     Loaded,
@@ -30,10 +32,8 @@ from harness.channel import (
     SourceJob,
     SourceOutput,
 )
-from harness.measure import time_call
-from harness.source_items import SourceError
-from harness.suite import Suite
-from harness.worker import (
+from harness.workers.measure import time_call
+from harness.workers.process import (
     WorkerGone,
     WorkerProcess,
     device_facts,

@@ -210,7 +210,7 @@ def require(metric: str) -> dict[str, Path]:
 
 
 def _memo_path() -> Path:
-    from harness.cache import default_cache_dir
+    from harness.sources.cache import default_cache_dir
 
     return default_cache_dir() / "weights-sha256.json"
 

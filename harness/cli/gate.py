@@ -1,4 +1,4 @@
-"""The `gate` and `baseline` verbs (registered in harness/cli.py).
+"""The `gate` and `baseline` verbs.
 
     decoderbench baseline save RUN_DIR --name NAME [--dir baselines] [--images copy|link|none]
     decoderbench gate RUN_DIR --baseline baselines/NAME.json [--junit F] [--markdown F]
@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from harness.console import EXIT_FAILED, EXIT_OK, fail, out
+from harness.cli.console import EXIT_FAILED, EXIT_OK, RichReporter, fail, out
 
 
 class _CheckByDefault(TyperGroup):
@@ -57,7 +57,7 @@ def save(
 ) -> None:
     """Write baselines/NAME.json: per decoder and metric the per-case values and summary,
     latency and memory, the environment fingerprint and the suite hash."""
-    from harness.baselines import BaselineError, save_baseline
+    from harness.gates.baselines import BaselineError, save_baseline
     from harness.store import StoreError
 
     try:
@@ -83,10 +83,10 @@ def check(
         help="Device for distance metrics (default: the run's evaluation device).")] = None,
 ) -> None:
     """Check RUN_DIR against a baseline with the suite's gates (`decoderbench gate RUN_DIR --baseline F`)."""
-    from harness.baselines import BaselineError, load_baseline, snapshot
-    from harness.gate_report import print_table, write_outputs
-    from harness.gates import evaluate_gates
-    from harness.gatespec import GateSpec
+    from harness.gates.baselines import BaselineError, load_baseline, snapshot
+    from harness.gates.checks import evaluate_gates
+    from harness.gates.report import print_table, write_outputs
+    from harness.gates.spec import GateSpec
     from harness.store import StoreError
     from harness.suite import SuiteError, load_suite
     from reports.aggregate import load_run
@@ -124,10 +124,9 @@ def calibrate_(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run SUITE N times and propose gate tolerances from the measured run-to-run noise."""
-    from harness.cache import TensorCache, default_cache_dir
-    from harness.calibrate import calibrate, default_gates, write_calibration
-    from harness.cli import RichReporter
+    from harness.gates.calibrate import calibrate, default_gates, write_calibration
     from harness.runner import Runner
+    from harness.sources.cache import TensorCache, default_cache_dir
     from harness.suite import SuiteError, load_suite
 
     try:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.gates import FAIL, PASS, SKIP, Check, GateReport
+from harness.gates.checks import FAIL, PASS, SKIP, Check, GateReport
 
 ICONS = {PASS: "✅", FAIL: "❌", SKIP: "⏭️"}
 ENVIRONMENT_ADVICE = ("Latency and memory gates fail on these differences unless allowed: re-baseline on "

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness import weights
-from harness.console import EXIT_USAGE, out
-from harness.console import console as err
+from harness.cli.console import EXIT_USAGE, out
+from harness.cli.console import console as err
+from harness.metrics import weights
 
 app = typer.Typer(help="Weight files of the built-in metrics: lock table, cache locations, "
                   "verification, explicit download.", no_args_is_help=True)

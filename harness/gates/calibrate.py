@@ -24,9 +24,9 @@ from itertools import permutations
 from pathlib import Path
 from typing import Any
 
-from harness.baselines import Baseline, snapshot
-from harness.gates import Regression, Unavailable, measure
-from harness.gatespec import COST_STATISTICS, PIXEL_EXACT_METRICS, GateSpec
+from harness.gates.baselines import Baseline, snapshot
+from harness.gates.checks import Regression, Unavailable, measure
+from harness.gates.spec import COST_STATISTICS, PIXEL_EXACT_METRICS, GateSpec
 from harness.store import atomic_write_text
 from reports.aggregate import load_run
 

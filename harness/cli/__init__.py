@@ -1,0 +1,56 @@
+"""The `decoderbench` command line: one module per verb group, assembled here.
+
+    run, validate        harness/cli/run.py
+    list                 harness/cli/listing.py
+    show                 harness/cli/show.py
+    report, export       harness/cli/report.py
+    judge                harness/cli/judge.py
+    sweep                harness/cli/sweep.py
+    gate, baseline       harness/cli/gate.py
+    weights              harness/cli/weights.py
+    (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter
+
+Exit codes: 0 everything ran and every case decoded; 1 a case failed (OOM,
+error, timeout, crash, invalid output, unavailable decoder); 2 a usage,
+suite or run-directory error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from harness.cli import gate, judge, listing, report, run, show, sweep, weights
+from harness.cli.console import console
+
+app = typer.Typer(
+    name="decoderbench",
+    help="Benchmark latent-to-pixel image decoders on identical inputs: "
+    "latency, memory and quality, stored per case, with reports and gates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command()(run.run)
+app.command()(run.validate)
+app.command("list")(listing.list_)
+app.command()(show.show)
+app.command("report")(report.report)
+app.command()(report.export)
+app.command()(judge.judge)
+app.command()(sweep.sweep)
+app.add_typer(gate.gate_app, name="gate")
+app.add_typer(gate.baseline_app, name="baseline")
+app.add_typer(weights.app, name="weights")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted; resume with `decoderbench run --resume RUN_DIR`")
+        sys.exit(130)

@@ -1,0 +1,53 @@
+"""What every command-line module shares: the two consoles, exit codes, usage failures and the
+progress reporter the runner, the judge and calibration report to."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+console = Console(stderr=True)  # progress, notes, errors
+out = Console()  # tables and results
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a usage/suite/run-directory error (markup-safe) and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def num(value: float | None, fmt: str) -> str:
+    """A number for a table cell; an em dash where there is none."""
+    return "—" if value is None else format(value, fmt)
+
+
+class RichReporter:
+    """Progress bars on stderr; notes printed above them."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, disable=quiet,
+        )
+        self._task: int | None = None
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def phase(self, name: str, total: int) -> None:
+        self._task = self.progress.add_task(name, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self.progress.advance(self._task, n)
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]note:[/] {message}", highlight=False)

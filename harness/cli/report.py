@@ -1,0 +1,55 @@
+"""`decoderbench report` (static HTML) and `decoderbench export` (the tidy table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.console import fail, out
+
+
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories: runs of one or more suites (several runs of a suite give its history) "
+        "and memory-wall sweep runs.")],
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Report folder (default: RUN_DIR/report for a single run).")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="Quality metric of the cost–quality plots and history (default: the suite's first).")] = None,
+) -> None:
+    """Render a static HTML report (works from file://, no network)."""
+    from harness.store import StoreError
+    from reports.html import ReportError, render_reports
+
+    if out_dir is None and len(run_dirs) > 1:
+        raise fail("give --out DIR when reporting several run directories")
+    try:
+        out.print(str(render_reports(run_dirs, out_dir or run_dirs[0] / "report", metric)))
+    except (StoreError, ReportError) as exc:
+        raise fail(str(exc)) from None
+
+
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    parquet: Annotated[bool, typer.Option("--parquet", help="Write Parquet (needs pyarrow).")] = False,
+    csv: Annotated[bool, typer.Option("--csv", help="Write CSV.")] = False,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Default: RUN_DIR/results.<ext>.")] = None,
+) -> None:
+    """Export the tidy results table: one row per (decoder, case, variable)."""
+    from harness.store import StoreError
+    from reports.export import tidy_rows, write_csv, write_parquet
+
+    if parquet == csv:
+        raise fail("choose exactly one of --parquet or --csv")
+    try:
+        rows = tidy_rows(run_dir)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    target = out_file or run_dir / ("results.parquet" if parquet else "results.csv")
+    try:
+        (write_parquet if parquet else write_csv)(rows, target)
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"{len(rows)} rows → {target}")

@@ -1,0 +1,89 @@
+"""`decoderbench run` (a suite, or resume a run) and `decoderbench validate`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
+from harness.cli.show import print_summary
+from harness.suite import SuiteError, load_suite
+
+
+def run(
+    suite: Annotated[str, typer.Argument(
+        help="Suite file, or a built-in suite name (default: the offline demo 'smoke')."
+    )] = "smoke",
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Run directory to create (default: runs/<suite>-<timestamp>).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Resume this run directory: finished (decoder, case) units are skipped.")] = None,
+    device: Annotated[str | None, typer.Option(help="Override timing.device (cpu, cuda, cuda:N).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Latent cache (default: $DECODERBENCH_CACHE_DIR or ~/.cache/decoderbench).")] = None,
+    report: Annotated[bool, typer.Option(help="Write RUN_DIR/report/index.html at the end.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run a suite (or resume a run) and print the summary table."""
+    from harness.runner import Runner
+    from harness.sources.cache import TensorCache, default_cache_dir
+    from harness.sources.prepare import SourceError
+    from harness.store import StoreError
+
+    cache = TensorCache(cache_dir or default_cache_dir())
+    try:
+        with RichReporter(quiet) as reporter:
+            if resume is not None:
+                runner = Runner.resume(resume, cache if cache_dir else None, reporter)
+            else:
+                loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
+                runner = Runner.new(loaded, run_dir, cache, reporter)
+            outcome = runner.run()
+    except SuiteError as exc:
+        raise fail(f"invalid suite\n{exc}") from None
+    except (StoreError, SourceError) as exc:
+        raise fail(str(exc)) from None
+    print_summary(outcome.run_dir)
+    if report:
+        from reports.html import render_report
+
+        console.print(f"report: {render_report(outcome.run_dir)}", highlight=False)
+    console.print(f"run directory: {outcome.run_dir}", highlight=False)
+    if outcome.failed_units:
+        console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def validate(
+    suites: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")],
+) -> None:
+    """Check suite files: schema, registries, sources. Prints what each would run."""
+    from harness.cases import expand
+    from harness.sources.prepare import SourceError, list_items, source_protocol
+
+    failed = False
+    for spec in suites:
+        try:
+            loaded = load_suite(spec)
+            items = [entry.item for entry in list_items(loaded)]
+            model = loaded.model
+            cases = expand(items, model.resolution.pairs(), model.sigmas, model.seeds,
+                           source_protocol(loaded))
+        except (SuiteError, SourceError) as exc:
+            console.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        out.print(
+            f"[green]✓[/] {loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
+            f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
+            f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
+            highlight=False,
+        )
+    if failed:
+        raise typer.Exit(EXIT_USAGE)

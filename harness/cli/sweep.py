@@ -1,0 +1,55 @@
+"""`decoderbench sweep`: the memory wall of one decoder (bisection on the output size)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from harness.cli.console import EXIT_FAILED, RichReporter, console, fail, num, out
+from harness.suite import SuiteError, load_suite
+
+
+def sweep(
+    suite: Annotated[str, typer.Argument(help="Suite file or built-in name holding the decoder.")],
+    decoder: Annotated[str, typer.Option("--decoder", help="Decoder id (label) in the suite.")],
+    start: Annotated[int, typer.Option("--from", help="Smallest output side (px).")] = 512,
+    stop: Annotated[int, typer.Option("--to", help="Largest output side (px).")] = 4096,
+    step: Annotated[int | None, typer.Option(
+        help="Coarser search: sizes are multiples of this too (default: what the decoder accepts).")] = None,
+    device: Annotated[str | None, typer.Option(help="Override timing.device.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
+    memory_budget: Annotated[str | None, typer.Option(
+        "--memory-budget", help="Sizes whose peak memory exceeds this count as out of memory "
+        "(bytes, or 24GiB, 512MB, ...).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Run directory (default: runs/sweep-<suite>-<decoder>-<timestamp>).")] = None,
+) -> None:
+    """Memory wall: bisect on output size for the largest one that decodes; plot memory vs size."""
+    from harness.sources.prepare import SourceError
+    from harness.store import StoreError
+    from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes, peak_bytes
+    from reports.aggregate import format_bytes
+
+    try:
+        loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
+        budget = parse_bytes(memory_budget) if memory_budget else None
+        run_dir = out_dir or default_run_dir(loaded, decoder)
+        outcome = Sweep(loaded, decoder, run_dir, budget, RichReporter(quiet=True)).run(start, stop, step)
+    except (SuiteError, SweepError, SourceError, StoreError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    table = Table("output", "status", "median ms", "peak memory", "note", title=f"memory wall: {decoder}")
+    for record in sorted(outcome.records, key=lambda r: r["size"][0]):
+        latency = (record.get("latency") or {}).get("median_ms")
+        table.add_row(f"{record['size'][0]}×{record['size'][1]}", record["status"], num(latency, ".1f"),
+                      format_bytes(peak_bytes(record.get("memory"))), (record.get("message") or "")[:70])
+    out.print(table)
+    largest = outcome.largest_ok
+    console.print(f"largest size that decodes: {f'{largest}×{largest}' if largest else 'none'}"
+                  + (f"; smallest that failed: {outcome.smallest_failed}" if outcome.smallest_failed else ""),
+                  highlight=False)
+    console.print(f"plot: {outcome.plot}\nrun directory: {outcome.run_dir}", highlight=False)
+    if largest is None:
+        raise typer.Exit(EXIT_FAILED)
