@@ -199,4 +199,6 @@ timeout_s = 120
         "no reference image: the source has none for this case (latents or prompts)"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["source_model"]["component"] == "pipeline"
+    assert manifest["source_model"]["facts"]["generator_device"] == "cpu"  # the pipeline's device
+    assert manifest["source_model"]["facts"]["capture"] == "x_t"
     assert any(key.startswith(f"{sd3_folder}/transformer/") for key in manifest["source_model"]["weights"])
