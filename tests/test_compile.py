@@ -124,5 +124,5 @@ def test_compile_time_is_excluded_from_the_timed_latency(write_suite, tmp_path: 
     # The compile time sits inside the warm-up call; the timed calls 2-4 had no compile event at all.
     assert decode["warmup"]["first_call_ms"] >= compiled["compile_ms"] > 0
     assert decode["latency"]["n"] == 3
-    with pytest.raises(SuiteError, match=r"decoder\[0\].params.compile: compile = true needs timing.warmup >= 1"):
+    with pytest.raises(SuiteError, match=r"decoder\[0\]\.params\.compile: compile = true needs timing"):
         load_suite(write_suite(SUITE.format(warmup=0)))

@@ -312,7 +312,7 @@ def test_semantic_rae_backbones(fake_pid) -> None:
     assert set(dinov2.weights()) - {f"checkpoints/{REGISTRY[('dinov2', '2k')][0]}/model_ema_bf16.pth"} == set(
         RAE_FILES[:2])
     (fake_pid.root / RAE_FILES[1]).unlink()
-    with pytest.raises(DecoderUnavailable, match="PiD file missing: .*imagenet1k_512/stat.pt"):
+    with pytest.raises(DecoderUnavailable, match=r"PiD file missing: .*imagenet1k_512/stat\.pt"):
         _loaded(backbone="dinov2", root=str(fake_pid.root))
     with pytest.raises(ValueError, match=r"Unknown \(backbone, ckpt_type\)=\('siglip', '2kto4k_v1pt5'\)"):
         _loaded(backbone="siglip", variant="2kto4k_v1pt5", root=str(fake_pid.root))
@@ -398,11 +398,12 @@ def test_gemma_must_be_cached_before_loading_offline(fake_pid, monkeypatch) -> N
         _loaded(root=str(fake_pid.root))
     assert time.perf_counter() - began < 1.0 and fake_pid.loads == []
     message = str(info.value)
-    assert "PiD's text encoder (Gemma-2-2B), which PiD loads from the Hugging Face Hub at load time" in message
+    assert ("PiD's text encoder (Gemma-2-2B), which PiD loads from the Hugging Face Hub at load "
+            "time") in message
     assert "hf download Efficient-Large-Model/gemma-2-2b-it" in message
     shutil.rmtree(fake_pid.cache / "models--facebook--dinov2-with-registers-base")
     _cache_repo(fake_pid.cache, "Efficient-Large-Model/gemma-2-2b-it")
-    with pytest.raises(DecoderUnavailable, match="the dinov2 RAE encoder.*facebook/dinov2-with-registers"):
+    with pytest.raises(DecoderUnavailable, match=r"the dinov2 RAE encoder.*facebook/dinov2-with-registers"):
         _loaded(backbone="dinov2", root=str(fake_pid.root))
 
 

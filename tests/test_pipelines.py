@@ -38,12 +38,12 @@ def qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pipeline(family: str, folder: Path, **params: Any) -> TextToLatent:
-    return TextToLatent(PipelineParams(family=family, weights=str(folder), dtype="float32", steps=3, **params),
-                        CPU)
+    params = PipelineParams(family=family, weights=str(folder), dtype="float32", steps=3, **params)
+    return TextToLatent(params, CPU)
 
 
 def _tokens_to_grid(packed: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """FLUX.2's token order is row-major over the (h, w) grid (its position ids): [B, h·w, C] → [B, C, h, w]."""
+    """FLUX.2's tokens are row-major over the (h, w) grid (its position ids): [B, h·w, C] → [B, C, h, w]."""
     return packed.transpose(1, 2).reshape(packed.shape[0], packed.shape[2], height, width)
 
 
@@ -114,7 +114,7 @@ def test_qwenimage_latents_are_unpacked(qwen: Path) -> None:
     run = {"call": _call(seed=2, true_cfg_scale=4.0, negative_prompt=" ")}
     _watch(pipeline.pipe, run)
     packed = run["final"]  # [B, (h/2)(w/2), C·4] with the 2×2 patch innermost
-    batch, tokens, channels = packed.shape
+    batch, _, channels = packed.shape
     expected = packed.view(batch, 4, 4, channels // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(
         batch, channels // 4, 8, 8)
     assert latents.shape == (1, 4, 8, 8) and sigma == 0.0 and torch.allclose(latents, expected)
@@ -127,12 +127,12 @@ def test_generator_device_and_params(klein: Path) -> None:
     on_pipeline = _pipeline("flux2-klein-9b", klein).generate(["a cat"], seed=1, size=(32, 32))[0]
     on_cpu = _pipeline("flux2-klein-9b", klein, generator_device="cpu").generate(["a cat"], 1, (32, 32))[0]
     assert torch.equal(on_pipeline, on_cpu)  # on a CPU pipeline both draw on the CPU
-    with pytest.raises(ValidationError, match="capture = 'x0' is defined for flow-matching pipelines, not sdxl"):
+    with pytest.raises(ValidationError, match="capture = 'x0' is defined for flow-matching pipelines"):
         PipelineParams(family="sdxl", stop_at_step=4, capture="x0")
     with pytest.raises(ValidationError, match="capture = 'x0' needs stop_at_step"):
         PipelineParams(family="flux1", capture="x0")
-    assert [FAMILIES[f].recommended_stop for f in ("flux1", "sd3", "sdxl", "flux2", "qwenimage", "zimage")] == [
-        24, 24, 26, 46, 44, 46]
+    families = ("flux1", "sd3", "sdxl", "flux2", "qwenimage", "zimage")
+    assert [FAMILIES[f].recommended_stop for f in families] == [24, 24, 26, 46, 44, 46]
 
 
 class _StubPipe:

@@ -94,11 +94,12 @@ def test_qwenimage_and_semantic_spaces() -> None:
     assert list(qwen.channel_std) == defaults["latents_std"].default
     raw = torch.randn(2, 16, 4, 4)
     z = qwen.from_raw(raw)
-    mean, std = torch.tensor(qwen.channel_mean).view(1, -1, 1, 1), torch.tensor(qwen.channel_std).view(1, -1, 1, 1)
+    mean = torch.tensor(qwen.channel_mean).view(1, -1, 1, 1)
+    std = torch.tensor(qwen.channel_std).view(1, -1, 1, 1)
     assert torch.allclose(z, (raw - mean) / std) and torch.allclose(qwen.to_raw(z), raw, atol=1e-5)
     assert get_space("dinov2").latent_shape((512, 512)) == (768, 32, 32)
     assert get_space("siglip").latent_shape((256, 256)) == (1152, 16, 16)
-    with pytest.raises(ValueError, match="the dinov2 space has one image size, 512x512 .* not 1024x1024"):
+    with pytest.raises(ValueError, match=r"the dinov2 space has one image size, 512x512 .* not 1024x1024"):
         get_space("dinov2").latent_shape((1024, 1024))
     with pytest.raises(ValueError, match="holds encoder features normalized by the encoder itself"):
         get_space("siglip").to_raw(torch.randn(1, 1152, 16, 16))

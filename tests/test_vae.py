@@ -224,9 +224,9 @@ def test_diffusers_tiling_records_the_grid_it_decodes_with() -> None:
         out = tiled.decode(DecodeBatch(latents=latents, input_size=(208, 160), output_size=(208, 160),
                                        seeds=[0], sigmas=[0.0]))
     grid = tiled.facts()["tile_grid"]
-    assert grid == {"tile_px": 64, "overlap_px": 16, "x_seams": [56, 104, 152, 200], "y_seams": [56, 104, 152],
-                    "x_blend_px": [16, 16, 16, 16], "y_blend_px": [16, 16, 16], "native_size": [208, 160],
-                    "tiled": True}
+    assert grid == {"tile_px": 64, "overlap_px": 16, "x_seams": [56, 104, 152, 200],
+                    "y_seams": [56, 104, 152], "x_blend_px": [16, 16, 16, 16], "y_blend_px": [16, 16, 16],
+                    "native_size": [208, 160], "tiled": True}
     assert out.shape == (1, 3, 160, 208) and model.decoder.calls == 4 * 5
     constants = {round(k / 100 - 0.5, 6) for k in range(1, 21)}
     column = ((out[0, 0, :, 0] * 2 - 1) * 1e6).round() / 1e6  # first tile column: vertical blends only
@@ -239,7 +239,7 @@ def test_diffusers_tiling_records_the_grid_it_decodes_with() -> None:
         small.decode(DecodeBatch(latents=torch.randn(1, 16, 8, 8), input_size=(64, 64), output_size=(64, 64),
                                  seeds=[0], sigmas=[0.0]))
     assert small.facts()["tile_grid"]["tiled"] is False  # one tile: diffusers decodes it whole
-    with pytest.raises(ValidationError, match="the qwenimage VAE \\(AutoencoderKLQwenImage\\) tiles differently"):
+    with pytest.raises(ValidationError, match=r"the qwenimage VAE \(AutoencoderKLQwenImage\) tiles"):
         TiledVaeParams(space="qwenimage", tiling="diffusers")
     custom = TiledVaeParams(space="flux1", weights="random", config=TINY_VAE, tiling="diffusers", tile_px=128)
     assert _loaded(TiledVaeDecoder, **custom.model_dump()).vae.model.tile_latent_min_size == 16
@@ -256,11 +256,12 @@ def test_qwenimage_vae_per_channel_latents() -> None:
     with torch.no_grad():
         z = vae.encode(images)
         raw = vae.model.encode((images * 2 - 1)[:, :, None]).latent_dist.mode()[:, :, 0]
-        mean, std = torch.tensor(QWENIMAGE_MEAN).view(1, -1, 1, 1), torch.tensor(QWENIMAGE_STD).view(1, -1, 1, 1)
+        mean = torch.tensor(QWENIMAGE_MEAN).view(1, -1, 1, 1)
+        std = torch.tensor(QWENIMAGE_STD).view(1, -1, 1, 1)
         assert z.shape == (1, 16, 4, 4) and torch.allclose(z, (raw - mean) / std, atol=1e-5)
         direct = ((vae.model.decode((z * std + mean)[:, :, None]).sample[:, :, 0] + 1) / 2).clamp(0, 1)
         assert torch.allclose(vae.decode(z), direct, atol=1e-5)
-    with pytest.raises(ValueError, match="latents_mean .* differs from the qwenimage latent space's"):
+    with pytest.raises(ValueError, match=r"latents_mean .* differs from the qwenimage latent space's"):
         LoadedVae(VaeParams(space="qwenimage", weights="random", config={**tiny, "latents_mean": [0.0] * 16}),
                   CPU, torch.float32)
     assert VaeDecoder.spec_for(VaeDecoder.Params(space="qwenimage")).latent_spaces == ("qwenimage",)

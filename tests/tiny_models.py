@@ -133,8 +133,12 @@ def qwen_tokenizer() -> Any:
 def flux2_klein_pipeline(folder: Path) -> Path:
     """A random FLUX.2-klein pipeline (Qwen3 text encoder with 28 layers for its (9, 18, 27) read-out,
     a 1-channel AutoencoderKLFlux2 with non-trivial BatchNorm statistics), saved."""
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, \
-        Flux2Transformer2DModel
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(0)
@@ -160,8 +164,12 @@ def flux2_klein_pipeline(folder: Path) -> Path:
 
 def qwenimage_pipeline(folder: Path) -> Path:
     """A random Qwen-Image pipeline (tiny Qwen2.5-VL text encoder, 4-channel video VAE at /4), saved."""
-    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, \
-        QwenImageTransformer2DModel
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(0)
