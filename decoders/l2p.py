@@ -25,9 +25,10 @@ are refused before loading. (The 1K pipeline's source was not available to
 read here; its patch and token rule are as the issue that introduced them
 states, and are checked against the loaded pipeline's `height_division_factor`.)
 
-The two packages cannot be told apart by name: the HR pipeline's source derives
-its division factor from the loaded DiT, the 1K one's does not; the adapter
-reads the installed `z_image_L2P.py` and refuses the wrong package. The noise
+The two packages cannot be told apart by name: the HR pipeline's source sets
+its division factor from the loaded DiT after loading, the 1K one's does not;
+the adapter reads the installed `z_image_L2P.py` and refuses the wrong package
+(and checks the loaded pipeline's factor against the variant's patch). The noise
 is drawn on the full device (`rand_device="cuda:N"`), as upstream's batch
 script does. The text encoder (Qwen3 of Z-Image) runs inside the call; forward
 hooks on `pipe.text_encoder` time it apart from generation.
@@ -35,6 +36,7 @@ hooks on `pipe.text_encoder` time it apart from generation.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +52,9 @@ from decoders.stages import StageClock
 from decoders.weights import file_sha256, is_local, resolve_file, resolve_pretrained
 
 PIPELINE_MODULE = "diffsynth.pipelines.z_image_L2P"
-HR_MARKER = "all_patch_size"  # only the HR pipeline derives its patch from the loaded DiT
+# Only the HR pipeline sets its size factor after loading, from the DiT's patch
+# (`pipe.height_division_factor = patch_size`); both pipelines' model_fn read `dit.all_patch_size`.
+HR_MARKER = re.compile(r"\.height_division_factor\s*=(?!=)")
 TOKEN_MULTIPLE = 32  # the 1K DiT: (H/16)·(W/16) must be a multiple of this
 
 
@@ -136,7 +140,8 @@ def installed_package(module: Any) -> tuple[str | None, str | None]:
     source = getattr(module, "__file__", None)
     if not source or not Path(source).is_file():
         return None, source
-    return ("hr" if HR_MARKER in Path(source).read_text(encoding="utf-8", errors="replace") else "1k"), source
+    text = Path(source).read_text(encoding="utf-8", errors="replace")
+    return ("hr" if HR_MARKER.search(text) else "1k"), source
 
 
 def _noise_device(device: torch.device) -> str:

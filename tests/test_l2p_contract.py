@@ -74,7 +74,8 @@ class FakePipe:
 
 
 HR_SOURCE = "pipe.height_division_factor = pipe.dit.all_patch_size[0]\n"  # PixVerve's HR pipeline
-ONE_K_SOURCE = "class ZImagePipeline(BasePipeline): ...\n"
+ONE_K_SOURCE = ("super().__init__(device=device, torch_dtype=torch_dtype, height_division_factor=16, "
+                "width_division_factor=16)\n    patch_size=dit.all_patch_size[0],\n")  # model_fn reads it too
 
 
 @pytest.fixture
