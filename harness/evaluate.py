@@ -140,7 +140,7 @@ class Feeder:
         return [members[0][1] for members in self._groups(units)]
 
     def _groups(self, units: list[Unit]) -> list[list[Unit]]:
-        """Units that differ only in the seed, lowest seed first."""
+        """Units that differ only in the decoder seed, lowest seed first."""
         groups: dict[str, list[Unit]] = {}
         for unit in units:
             groups.setdefault(seed_group(self.prepared[unit[1]]), []).append(unit)
@@ -238,6 +238,7 @@ class Feeder:
                 output_size=case.case.output_size,
                 native_size=tuple(native) if native else None,  # type: ignore[arg-type]
                 facts=decode.get("facts") or {}, annotations=case.annotations,
+                input_sha256=decode.get("input_sha256"),
             ))
         return contexts
 
@@ -333,7 +334,7 @@ class Feeder:
 
 
 def seed_group(prepared: PreparedCase) -> str:
-    """Identity of a case without its seed: item, sizes and noise level."""
+    """Identity of a case without its decoder seed: item, sizes, noise level and input seed."""
     case = prepared.case
     return "|".join(map(str, (case.item_id, case.item_sha256[:16], list(case.input_size),
-                              list(case.output_size), case.sigma)))
+                              list(case.output_size), case.sigma, case.input_seed)))

@@ -37,6 +37,7 @@ from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import SPACES, get_space
 from decoders.t2i import FAMILIES, PipelineParams
+from harness.cases import Case, Item, expand
 from harness.gates.spec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
@@ -217,7 +218,10 @@ class SuiteModel(_Strict):
     description: str = ""
     source: Source
     resolution: Resolution
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: list[int] = Field(default=[0], min_length=1, description="decoder seeds")
+    input_seeds: list[int] = Field(
+        default=[0], min_length=1,
+        description="source seeds: latent noise at sigma > 0, text-to-image generation")
     sigmas: list[float] = Field(default=[0.0], min_length=1)
     decoder: list[DecoderEntry] = Field(min_length=1)
     metrics: list[ComponentEntry] = Field(default_factory=list)
@@ -292,6 +296,12 @@ class Suite:
         """Hash of the resolved configuration (formatting and include layout do not count)."""
         canonical = json.dumps(self.model.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def expand(self, items: list[Item], source_protocol: dict[str, Any]) -> list[Case]:
+        """The suite's cases for these items (harness.cases.expand with its sizes, sigmas, seeds)."""
+        model = self.model
+        return expand(items, model.resolution.pairs(), model.sigmas, model.seeds, source_protocol,
+                      model.input_seeds)
 
     def resolve_path(self, relative: str) -> Path:
         path = Path(relative).expanduser()

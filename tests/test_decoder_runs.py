@@ -141,7 +141,7 @@ def test_prompts_source_feeds_every_decoder_the_same_latents(
                    weights / f"taesd3_{part}.pth")
     text = f"""
 name = "from-text"
-seeds = [0, 1]
+input_seeds = [0, 1]
 metrics = ["psnr"]
 
 [source]
@@ -177,7 +177,7 @@ timeout_s = 120
     run_dir, records = _run(write_suite, tmp_path, text)
     decodes = _decodes(records)
     cases = RunStore.open(run_dir).cases()
-    assert len(cases) == 4 and len({c["input_sha256"] for c in cases}) == 4  # prompt × seed
+    assert len(cases) == 4 and len({c["input_sha256"] for c in cases}) == 4  # prompt × input seed
     for case in cases:
         received = {decodes[(d, case["id"])]["input_sha256"] for d in ("tae-random", "tae")}
         assert received == {case["input_sha256"]}
@@ -187,7 +187,7 @@ timeout_s = 120
     direct = TextToLatent(PipelineParams(family="sd3", weights=str(sd3_folder), steps=4, stop_at_step=2,
                                          dtype="float32", without=["text_encoder_3", "tokenizer_3"]),
                           torch.device("cpu"))
-    first = next(c for c in cases if c["prompt"] == "a red cat" and c["seed"] == 1)
+    first = next(c for c in cases if c["prompt"] == "a red cat" and c["input_seed"] == 1)
     latents, sigma = direct.generate(["a red cat"], seed=1, size=(64, 64))
     assert torch.allclose(load_file(first["input_path"])["latent"], latents[0], atol=1e-5)
     assert first["input_sigma"] == pytest.approx(sigma)

@@ -107,12 +107,12 @@ def test_invention_std_is_the_mean_per_pixel_std_with_a_heat_map() -> None:
     values = metric.compute()
     assert values.per_key["c0"] == pytest.approx(group.numpy().std(axis=0, ddof=1).mean())
     assert values.per_key["e0"] == 0.0
-    assert "needs ≥ 2 seeds" in values.not_applicable["d0"]
+    assert "needs ≥ 2 decoder seeds" in values.not_applicable["d0"]
     heat = values.artifacts["c0"]
     assert heat.dtype == torch.uint8 and heat.shape == (3, 32, 48)
     flat = values.artifacts["e0"]
     assert torch.equal(flat, flat[:, :1, :1].expand(3, 32, 48))  # no variation: one colour
-    assert values.details["c0"] == {"seeds": [0, 1, 2]}
+    assert values.details["c0"] == {"seeds": [0, 1, 2], "input_sha256": None}
 
 
 def test_invention_lpips_is_the_mean_over_all_pairs() -> None:

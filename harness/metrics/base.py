@@ -17,8 +17,8 @@ value belongs to is the metric's `scope`:
   aggregate over the set (GenEval's task-averaged score, CER pooled over
   every text line).
 - `Scope.SEED_GROUP`: one value per group of images that are the same case
-  except for the seed (how much a stochastic decoder invents); every update
-  holds whole groups.
+  except for the decoder seed (how much a stochastic decoder invents); every
+  update holds whole groups.
 - `Scope.SET`: one value for the whole set (FID, KID), compared with the
   `ReferenceSet` given by `set_reference()`.
 """
@@ -64,13 +64,14 @@ class ImageContext:
     case_id: str
     item_id: str
     prompt: str | None
-    seed: int
-    seed_group: str  # equal for cases that differ only in their seed
+    seed: int  # the decoder seed
+    seed_group: str  # equal for cases that differ only in their decoder seed
     reference_key: str  # content hash of the case's reference image
     output_size: tuple[int, int]  # comparison size (width, height) of the image fed
     native_size: tuple[int, int] | None  # the decoder's output size before resampling
     facts: Mapping[str, Any] = field(default_factory=dict)  # decoder facts, e.g. "tile_grid"
     annotations: Mapping[str, Any] = field(default_factory=dict)  # source facts, e.g. "text_lines"
+    input_sha256: str | None = None  # what the decoder's worker received (None: a prompt only)
 
 
 @dataclass(frozen=True)
