@@ -95,6 +95,7 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
 def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
     """What the manifest records about a metric: its kind, direction and protocol."""
     return {"family": str(metric.family), "scope": str(metric.scope),
+            "direction": metric.direction().as_dict(), "group": metric.group(),
             "higher_is_better": metric.higher_is_better, "target": metric.target,
             "version": metric.version, "protocol": metric.protocol(),
             "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, **extra}

@@ -56,6 +56,7 @@ def seam_ratio(image: torch.Tensor, x_seams: list[float], y_seams: list[float], 
 class SeamScore(Metric):
     name = "seam_score"
     family = Family.NO_REFERENCE
+    summary_group = None  # a diagnostic of tiled decoders, not a quality ranking
     higher_is_better = False
     summary = "gradient energy on tile seams ÷ off seams (1 = invisible); tiled decoders only"
     Params: ClassVar = SeamParams
