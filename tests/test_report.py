@@ -237,3 +237,29 @@ def test_cli_report_of_several_runs_needs_out(run: Path, tmp_path: Path) -> None
     result = invoke("report", str(run), "--out", str(tmp_path / "r"), "--metric", "psnr")
     assert result.exit_code == 0, result.output
     assert "psnr against latency" in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_failed_outputs_stay_out_of_costs_and_set_values_show_their_coverage(tmp_path: Path) -> None:
+    """An invalid output keeps its timings in its record, but they are no measurement; a set-level
+    value computed from 10 of 12 cases says so."""
+    import json
+
+    decoder = SynthDecoder("d", latency_ms=10, metrics={"fid": lambda i: 0.0},
+                           failures={0: ("invalid_output", "NaN in output"), 1: ("oom", "out of memory")})
+    run = write_run(tmp_path / "r", [decoder], 12, {"fid": False})
+    results = run / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    for record in records:  # the invalid output was timed (the worker keeps measurements) ...
+        if record["kind"] == "decode" and record["status"] == "invalid_output":
+            record["latency"] = {"samples_ms": [500.0] * 3, "median_ms": 500.0}
+            record["memory"] = {"method": "linux_vmhwm_reset", "peak_rss_bytes": 50 * 2**30}
+    records = [r for r in records if r.get("metric") != "fid"]
+    records.append({"kind": "metric", "decoder": "d", "case": None, "metric": "fid", "size": [48, 48],
+                    "status": "ok", "value": 12.5, "n": 10, "version": "1", "protocol_sha256": "f"})
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (row,) = load_run(run).rows
+    assert sorted(row.calls_ms) == [1] and len(row.calls_ms[1]) == 3 * 10  # ... but is not pooled
+    assert row.call_latency(1.0) < 20 and row.memory["peak_rss_bytes"] < 2**30
+    (board,) = build_leaderboards(load_run(run))
+    cell = _cells(board)[("d", "metric:fid")]
+    assert cell.text == "12.50" and cell.note == "10/12" and "10 of 12 cases" in cell.title
