@@ -6,7 +6,8 @@ border to border (so all overlaps of an axis are equal up to rounding). Every
 tile is decoded on its own; inside each overlap the two tiles are cross-faded
 with complementary linear ramps, and the sum is divided by the summed
 weights. A seam is the centre line of an overlap, in output pixels: that is
-what `TileGrid.as_fact()` records for seam metrics.
+what `TileGrid.as_fact()` records for seam metrics, with each overlap's width
+(the band a mismatch between two tiles is spread over).
 """
 
 from __future__ import annotations
@@ -41,10 +42,16 @@ class TileGrid:
         """Centre lines of the overlaps between consecutive tiles, in output pixels."""
         return [round((b + a + size) * self.factor / 2) for a, b in itertools.pairwise(starts)]
 
+    def overlaps(self, starts: tuple[int, ...], size: int) -> list[int]:
+        """Width of each overlap (the cross-fade band around a seam), in output pixels."""
+        return [(a + size - b) * self.factor for a, b in itertools.pairwise(starts)]
+
     def as_fact(self) -> dict[str, object]:
         return {
             "tile_px": self.tile * self.factor, "overlap_px": self.overlap * self.factor,
             "x_seams": self.seams(self.xs, self.tile_w), "y_seams": self.seams(self.ys, self.tile_h),
+            "x_overlaps": self.overlaps(self.xs, self.tile_w),
+            "y_overlaps": self.overlaps(self.ys, self.tile_h),
             "native_size": [self.width * self.factor, self.height * self.factor],
         }
 

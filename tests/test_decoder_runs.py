@@ -91,7 +91,8 @@ timeout_s = 120
     assert "git clone https://github.com/TencentYoutuResearch/T2I-L2P" in l2p_message
     tiled = next(r for (d, _), r in decodes.items() if d == "vae-tiled")
     assert tiled["facts"]["tile_grid"] == {"tile_px": 16, "overlap_px": 8, "x_seams": [12, 20],
-                                           "y_seams": [12, 20], "native_size": [32, 32]}
+                                           "y_seams": [12, 20], "x_overlaps": [8, 8], "y_overlaps": [8, 8],
+                                           "native_size": [32, 32]}
     assert tiled["native_size"] == [32, 32] and tiled["resampled"] == {"from": [32, 32], "method": "lanczos"}
     metrics = [r for r in records if r["kind"] == "metric"]
     assert len(metrics) == 8 and {r["status"] for r in metrics} == {"not_applicable"}
