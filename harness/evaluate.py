@@ -109,6 +109,9 @@ class Feeder:
         self.metric, self.store, self.decodes, self.prepared = metric, store, decodes, prepared
         self.reporter, self.batch_size = reporter, batch_size
         self.notes: list[str] = []
+        # A random-weight encoder or pipeline upstream spoils every decoder's quality alike.
+        source = store.manifest().get("source_model") or {}
+        self.source_not_applicable = source.get("quality_not_applicable")
 
     # ------------------------------------------------------------------ what is left to do
 
@@ -201,6 +204,8 @@ class Feeder:
         """Random-weight decoders have no meaningful quality; without a reference (latents and
         prompts sources) or for a generator whose output is no decoding of it (L2P),
         full-reference metrics do not apply."""
+        if self.source_not_applicable:
+            return self.source_not_applicable
         facts = self.decodes[unit].get("facts") or {}
         if facts.get("quality_not_applicable"):
             return facts["quality_not_applicable"]
