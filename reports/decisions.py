@@ -11,7 +11,10 @@ margin that run-to-run timing and RSS noise stay under). Everything else is
 a tie. So:
 
 - the best mark goes to the best decoder and to every decoder tied with it
-  ("tied within noise"); identical runs give identical marks;
+  ("tied within noise"); identical runs give identical marks (quality values
+  are reproducible; a latency difference must also exceed the decoders' own
+  timing spread, p10–p90 of their calls relative to the median, which is what
+  moves between runs on a busy machine);
 - a criterion on which no two decoders differ, or that its metric declares
   uninformative (legibility when OCR cannot read the reference itself), is
   flagged and left out of the win rates, its reference value shown;
@@ -55,12 +58,13 @@ class Criterion:
     group: str | None  # summary group; None: shown, not ranked
     weight: float = 1.0
 
-    def margin(self, best_value: float) -> float:
-        """Differences at or below this are ties whatever the interval says."""
+    def margin(self, value: float, spread: float = 0.0) -> float:
+        """Differences at or below this are ties whatever the interval says; `value` is the
+        better of the two headlines, `spread` the larger relative timing spread of the two."""
         if self.key == "cost:latency":
-            return LATENCY_MARGIN * abs(best_value)
+            return max(LATENCY_MARGIN, spread) * abs(value)
         if self.key == "cost:memory":
-            return max(MEMORY_MARGIN * abs(best_value), MEMORY_FLOOR_BYTES)
+            return max(MEMORY_MARGIN * abs(value), MEMORY_FLOOR_BYTES)
         return 0.0
 
 
@@ -169,6 +173,14 @@ def _per_case(row: Row, criterion: Criterion) -> tuple[float | None, dict[str, f
 # --------------------------------------------------------------------------- comparisons
 
 
+def _timing_spread(row: Row) -> float:
+    """(p90 − p10) / median of a row's calls: how much its latency moves within one run."""
+    median = row.call_latency(0.5)
+    if not median:
+        return 0.0
+    return (row.call_latency(0.9) - row.call_latency(0.1)) / median  # type: ignore[operator]
+
+
 @lru_cache(maxsize=16)
 def _resamples(n: int) -> np.ndarray:
     rng = np.random.default_rng(BOOTSTRAP_SEED)
@@ -212,9 +224,11 @@ def decide(view: RunView, size: Size, criterion: Criterion) -> Decision:
     decision.best = criterion.direction.best(headline)
     if decision.best is None:
         return decision
-    margin = criterion.margin(headline[decision.best])
+    spread = {d: _timing_spread(rows[d]) for d in headline} if criterion.key == "cost:latency" else {}
     decision.paired = any(len(v) >= 2 for v in per_case.values())
     for a, b in combinations(headline, 2):
+        better = min(headline[a], headline[b], key=criterion.direction.badness)
+        margin = criterion.margin(better, max(spread.get(a, 0.0), spread.get(b, 0.0)))
         pairing = pair(criterion, per_case[a], per_case[b], headline[a], headline[b], margin)
         decision.outcomes[(a, b)], decision.outcomes[(b, a)] = pairing.outcome, -pairing.outcome
         if b == decision.best:
