@@ -6,7 +6,8 @@ border to border (so all overlaps of an axis are equal up to rounding). Every
 tile is decoded on its own; inside each overlap the two tiles are cross-faded
 with complementary linear ramps, and the sum is divided by the summed
 weights. A seam is the centre line of an overlap, in output pixels: that is
-what `TileGrid.as_fact()` records for seam metrics.
+what `TileGrid.as_fact()` records for seam metrics, with each overlap's width
+(the band a mismatch between two tiles is spread over).
 
 `diffusers_grid` records the grid of diffusers' own `AutoencoderKL.tiled_decode`
 (diffusers 0.42.1, models/autoencoders/autoencoder_kl.py): tiles of
@@ -49,10 +50,16 @@ class TileGrid:
         """Centre lines of the overlaps between consecutive tiles, in output pixels."""
         return [round((b + a + size) * self.factor / 2) for a, b in itertools.pairwise(starts)]
 
+    def overlaps(self, starts: tuple[int, ...], size: int) -> list[int]:
+        """Width of each overlap (the cross-fade band around a seam), in output pixels."""
+        return [(a + size - b) * self.factor for a, b in itertools.pairwise(starts)]
+
     def as_fact(self) -> dict[str, object]:
         return {
             "tile_px": self.tile * self.factor, "overlap_px": self.overlap * self.factor,
             "x_seams": self.seams(self.xs, self.tile_w), "y_seams": self.seams(self.ys, self.tile_h),
+            "x_overlaps": self.overlaps(self.xs, self.tile_w),
+            "y_overlaps": self.overlaps(self.ys, self.tile_h),
             "native_size": [self.width * self.factor, self.height * self.factor],
         }
 
@@ -88,7 +95,7 @@ def diffusers_grid(latent_hw: tuple[int, int], tile: int, tile_sample: int, over
     x_seams, x_widths, out_w = _diffusers_axis(width, tile, tile_sample, overlap, factor)
     y_seams, y_widths, out_h = _diffusers_axis(height, tile, tile_sample, overlap, factor)
     return {"tile_px": tile_sample, "overlap_px": blend, "x_seams": x_seams, "y_seams": y_seams,
-            "x_blend_px": x_widths, "y_blend_px": y_widths, "native_size": [out_w, out_h], "tiled": True}
+            "x_overlaps": x_widths, "y_overlaps": y_widths, "native_size": [out_w, out_h], "tiled": True}
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:

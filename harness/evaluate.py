@@ -95,6 +95,7 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
 def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
     """What the manifest records about a metric: its kind, direction and protocol."""
     return {"family": str(metric.family), "scope": str(metric.scope),
+            "direction": metric.direction().as_dict(), "group": metric.group(),
             "higher_is_better": metric.higher_is_better, "target": metric.target,
             "version": metric.version, "protocol": metric.protocol(),
             "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, **extra}
@@ -108,6 +109,9 @@ class Feeder:
         self.metric, self.store, self.decodes, self.prepared = metric, store, decodes, prepared
         self.reporter, self.batch_size = reporter, batch_size
         self.notes: list[str] = []
+        # A random-weight encoder or pipeline upstream spoils every decoder's quality alike.
+        source = store.manifest().get("source_model") or {}
+        self.source_not_applicable = source.get("quality_not_applicable")
 
     # ------------------------------------------------------------------ what is left to do
 
@@ -140,7 +144,7 @@ class Feeder:
         return [members[0][1] for members in self._groups(units)]
 
     def _groups(self, units: list[Unit]) -> list[list[Unit]]:
-        """Units that differ only in the seed, lowest seed first."""
+        """Units that differ only in the decoder seed, lowest seed first."""
         groups: dict[str, list[Unit]] = {}
         for unit in units:
             groups.setdefault(seed_group(self.prepared[unit[1]]), []).append(unit)
@@ -200,6 +204,8 @@ class Feeder:
         """Random-weight decoders have no meaningful quality; without a reference (latents and
         prompts sources) or for a generator whose output is no decoding of it (L2P),
         full-reference metrics do not apply."""
+        if self.source_not_applicable:
+            return self.source_not_applicable
         facts = self.decodes[unit].get("facts") or {}
         if facts.get("quality_not_applicable"):
             return facts["quality_not_applicable"]
@@ -238,6 +244,7 @@ class Feeder:
                 output_size=case.case.output_size,
                 native_size=tuple(native) if native else None,  # type: ignore[arg-type]
                 facts=decode.get("facts") or {}, annotations=case.annotations,
+                input_sha256=decode.get("input_sha256"),
             ))
         return contexts
 
@@ -333,7 +340,7 @@ class Feeder:
 
 
 def seed_group(prepared: PreparedCase) -> str:
-    """Identity of a case without its seed: item, sizes and noise level."""
+    """Identity of a case without its decoder seed: item, sizes, noise level and input seed."""
     case = prepared.case
     return "|".join(map(str, (case.item_id, case.item_sha256[:16], list(case.input_size),
-                              list(case.output_size), case.sigma)))
+                              list(case.output_size), case.sigma, case.input_seed)))

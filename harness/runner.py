@@ -22,7 +22,6 @@ from typing import Any, Protocol
 from decoders.base import Consumes
 from decoders.registry import DECODERS
 from harness import __version__
-from harness.cases import expand
 from harness.env import fingerprint
 from harness.evaluate import evaluate
 from harness.images import write_png
@@ -169,8 +168,7 @@ class Runner:
         model = self.suite.model
         items = list_items(self.suite)
         preparer = InputPreparer(self.suite, self.cache, self.store.root / "logs")
-        cases = expand([entry.item for entry in items], model.resolution.pairs(),
-                       model.sigmas, model.seeds, preparer.protocol)
+        cases = self.suite.expand([entry.item for entry in items], preparer.protocol)
         self._check_against_stored(cases)
         self.reporter.phase("inputs", len(cases))
         prepared: dict[str, PreparedCase] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +39,7 @@ from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import SPACES, get_space
 from decoders.t2i import FAMILIES, PipelineParams
+from harness.cases import Case, Item, expand
 from harness.gates.spec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
@@ -213,12 +215,23 @@ class Evaluation(_Strict):
     batch_size: int = Field(default=8, ge=1)
 
 
+COST_CRITERIA = ("latency", "memory")  # what a [summary] group may rank besides the suite's metrics
+
+
+class SummaryEntry(_Strict):
+    metric: str = Field(description="a metric of the suite, or latency / memory")
+    weight: float = Field(default=1.0, gt=0)
+
+
 class SuiteModel(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     description: str = ""
     source: Source
     resolution: Resolution
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: list[int] = Field(default=[0], min_length=1, description="decoder seeds")
+    input_seeds: list[int] = Field(
+        default=[0], min_length=1,
+        description="source seeds: latent noise at sigma > 0, text-to-image generation")
     sigmas: list[float] = Field(default=[0.0], min_length=1)
     decoder: list[DecoderEntry] = Field(min_length=1)
     metrics: list[ComponentEntry] = Field(default_factory=list)
@@ -227,14 +240,41 @@ class SuiteModel(_Strict):
     compare: Compare = Compare()
     gate: list[GateSpec] = Field(default_factory=list)
     judge: JudgeConfig | None = None
+    summary: dict[str, list[SummaryEntry]] | None = Field(
+        default=None, description="summary groups: group name → metrics (optionally weighted); "
+        "default: one group per metric family plus cost")
 
     @model_serializer(mode="wrap")
-    def _omit_absent_judge(self, handler: Any) -> Any:
-        """A suite without [judge] dumps (and hashes) exactly as before the table existed."""
+    def _omit_absent_tables(self, handler: Any) -> Any:
+        """A suite without [judge] or [summary] dumps (and hashes) as before the tables existed."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("judge") is None:
-            data.pop("judge", None)
+        if isinstance(data, dict):
+            for table in ("judge", "summary"):
+                if data.get(table) is None:
+                    data.pop(table, None)
         return data
+
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _summary_entries(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {group: [{"metric": e} if isinstance(e, str) else e for e in entries]
+                    if isinstance(entries, list) else entries for group, entries in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _summary_names_suite_metrics(self) -> SuiteModel:
+        known = {m.name for m in self.metrics} | set(COST_CRITERIA)
+        for group, entries in (self.summary or {}).items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", group):
+                raise ValueError(f"summary group {group!r}: use letters, digits, '_' and '-'")
+            if not entries:
+                raise ValueError(f"summary group {group!r} lists no metrics")
+            unknown = [e.metric for e in entries if e.metric not in known]
+            if unknown:
+                raise ValueError(f"summary group {group!r} names {unknown}, which the suite does not "
+                                 f"measure; known: {', '.join(sorted(known))}")
+        return self
 
     @model_validator(mode="after")
     def _judge_pairs_name_decoders(self) -> SuiteModel:
@@ -299,6 +339,12 @@ class Suite:
         """Hash of the resolved configuration (formatting and include layout do not count)."""
         canonical = json.dumps(self.model.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def expand(self, items: list[Item], source_protocol: dict[str, Any]) -> list[Case]:
+        """The suite's cases for these items (harness.cases.expand with its sizes, sigmas, seeds)."""
+        model = self.model
+        return expand(items, model.resolution.pairs(), model.sigmas, model.seeds, source_protocol,
+                      model.input_seeds)
 
     def resolve_path(self, relative: str) -> Path:
         path = Path(relative).expanduser()

@@ -42,6 +42,7 @@ from harness.suite import Suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
 from harness.workers.process import WorkerGone, WorkerProcess
 from harness.workers.worker import worker_main
+from reports.sweep import deciding_memory
 
 OOM = "oom"
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -270,9 +271,7 @@ class Sweep:
 
 def peak_bytes(memory: dict[str, Any] | None) -> int | None:
     """The peak that decides whether a size fits: CUDA reserved bytes, or CPU peak RSS."""
-    if not memory:
-        return None
-    return memory.get("peak_reserved_bytes") or memory.get("peak_rss_bytes")
+    return deciding_memory(memory)[1]
 
 
 def default_run_dir(suite: Suite, decoder_id: str) -> Path:

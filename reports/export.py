@@ -1,24 +1,46 @@
-"""Tidy export of a run: one row per (decoder, case, variable)."""
+"""Tidy export of a run: one row per (decoder, case, variable).
+
+The summary comes first: each decoder's win rate per summary group and
+overall (reports/decisions.py), one row per (comparison size, decoder,
+group), `scope` "summary". Then every decode and metric record. Every row
+says which way its value is better (`better`: higher, lower, closest to t)
+and what it describes (`scope`: summary, call, image, seed_group, set).
+Latency comes per call (`latency_*`, of `batch_size` images) and per image
+(`latency_per_image_*`); each memory figure under its own name.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from harness.metrics.direction import Direction
 from harness.store import RunStore
 
 LATENCY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms")
-MEMORY_FIELDS = ("peak_allocated_bytes", "peak_reserved_bytes", "peak_rss_bytes")
+PER_IMAGE_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "min_ms", "max_ms")
+MEMORY_FIELDS = ("peak_allocated_bytes", "peak_reserved_bytes", "device_used_bytes", "peak_rss_bytes",
+                 "rss_increment_bytes")
 
 
 def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
+    from reports.aggregate import load_run
+    from reports.decisions import summary_rows
+
     store = RunStore.open(run_dir)
     manifest = store.manifest()
     cases = {c["id"]: c for c in store.cases()}
     records, _ = store.records()
     statuses = {(r["decoder"], r["case"]): r["status"] for r in records if r["kind"] == "decode"}
     base = {"suite": manifest["suite"]["name"], "suite_sha256": manifest["suite"]["sha256"]}
-    rows: list[dict[str, Any]] = []
+    info = manifest.get("metrics") or {}
+    rows: list[dict[str, Any]] = [
+        {**base, "decoder": row["decoder"], "case": None, "output_width": row["size"][0],
+         "output_height": row["size"][1], "variable": f"win_rate:{row['group']}", "value": row["win_rate"],
+         "better": "higher", "scope": "summary", "status": "ok", "protocol_sha256": None,
+         "criteria": ", ".join(row["criteria"])}
+        for row in summary_rows(load_run(run_dir))
+    ]
     for record in records:
         if record["kind"] not in ("decode", "metric"):
             continue
@@ -34,25 +56,37 @@ def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
         }
         if record["kind"] == "decode":
             rows.extend(_decode_rows(record, common))
-        else:
-            rows.append({**common, "variable": record["metric"], "value": record.get("value"),
-                         "status": record["status"], "protocol_sha256": record["protocol_sha256"]})
+            continue
+        metric = info.get(record["metric"]) or {}
+        direction = Direction.from_info(metric)
+        scope = "set" if record["case"] is None else metric.get("scope", "image")
+        if record["case"] is None and record.get("size"):
+            common.update(output_width=record["size"][0], output_height=record["size"][1])
+        rows.append({**common, "variable": record["metric"], "value": record.get("value"),
+                     "better": direction.label if direction else None, "scope": scope,
+                     "status": record["status"], "protocol_sha256": record["protocol_sha256"]})
     return rows
 
 
 def _decode_rows(record: dict[str, Any], common: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     latency, memory = record.get("latency") or {}, record.get("memory") or {}
+    batch = int(record.get("batch_size") or 1)
     for name in LATENCY_FIELDS:
         if name in latency:
             rows.append({**common, "variable": f"latency_{name}", "value": latency[name]})
+    for name in PER_IMAGE_FIELDS:
+        if name in latency:
+            rows.append({**common, "variable": f"latency_per_image_{name}", "value": latency[name] / batch})
     for name in MEMORY_FIELDS:
         if memory.get(name) is not None:
             rows.append({**common, "variable": name, "value": float(memory[name])})
-    if not rows:
-        rows.append({**common, "variable": "status", "value": None})
     for row in rows:
-        row.update(status=record["status"], protocol_sha256=None)
+        row["better"] = "lower"
+    if not rows:
+        rows.append({**common, "variable": "status", "value": None, "better": None})
+    for row in rows:
+        row.update(status=record["status"], protocol_sha256=None, scope="call", batch_size=batch)
     return rows
 
 

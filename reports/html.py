@@ -24,7 +24,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness import __version__
-from reports.aggregate import RunView, Size, format_bytes, load_run
+from reports.aggregate import MEMORY_KINDS, RunView, Size, format_bytes, load_run
 from reports.facts import RunFacts, run_facts, sweep_facts
 from reports.history import History, build_history
 from reports.judge import JudgeCriterion, load_judge
@@ -121,7 +121,7 @@ def render_reports(run_dirs: list[Path], out_dir: Path, metric: str | None = Non
     names = sorted(by_suite) + [s.title for s in sweeps]
     html = _environment().get_template("index.html.j2").render(
         root="", title=f"decoderbench report · {', '.join(names)}", suites=sections, sweeps=sweep_sections,
-        run_facts=facts, runs_total=len(run_dirs), version=__version__,
+        run_facts=facts, runs_total=len(run_dirs), version=__version__, memory_kinds=MEMORY_KINDS,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     target = out_dir / "index.html"
@@ -161,13 +161,13 @@ def _suite_section(views: list[RunView], out_dir: Path, requested_metric: str | 
     metric, note = choose_metric(latest, requested_metric)
     section = SuiteSection(latest.suite_name, latest, metric, build_leaderboards(latest), note=note)
     slug = section.slug
-    higher = latest.higher_is_better(metric) if metric is not None else None
-    if metric is not None and higher is not None:
+    direction = latest.direction(metric) if metric is not None else None
+    if metric is not None and direction is not None:
         for board in section.boards:
             points = _cost_quality_points(board, metric)
             if points is not None:
                 path, src = _figure(out_dir, f"cost-{slug}-{board.size[0]}x{board.size[1]}")
-                cost_quality_figure(points[0], metric, higher, latest.decoders, path)
+                cost_quality_figure(points[0], metric, direction, latest.decoders, path)
                 section.cost_quality[board.size] = CostQualityFigure(src, points[1])
     if metric is not None and len(views) > 1:
         section.histories = build_history(views, metric)
@@ -193,7 +193,7 @@ def _cost_quality_points(board: Leaderboard, metric: str) -> tuple[list, list[st
     for row, cells in board.rows:
         summary = row.metrics.get(metric)
         quality = summary.mean if summary is not None else None
-        median = row.latency(0.5)
+        median = row.image_latency(0.5)
         if quality is None or median is None:
             left_out.append(f"{row.decoder} ({cells[column].text})")
             continue
@@ -202,7 +202,10 @@ def _cost_quality_points(board: Leaderboard, metric: str) -> tuple[list, list[st
             memory.append((row.decoder, row.peak_memory_bytes / 2**20, quality))
     if not latency:
         return None
-    panels = [("latency median (ms)", latency)] + ([("peak memory (MiB)", memory)] if memory else [])
+    kinds = {row.memory_headline_kind for row, _ in board.rows} - {None}
+    memory_label = MEMORY_KINDS[kinds.pop()][0] if len(kinds) == 1 else "peak memory"
+    panels = [("latency per image, median (ms)", latency)] + (
+        [(f"{memory_label} (MiB)", memory)] if memory else [])
     return panels, left_out
 
 
@@ -219,11 +222,11 @@ def _render_cases(view: RunView, out_dir: Path, metric: str | None) -> str:
     pages = write_case_pages(view, out_dir, view.metric_names,
                              partial(_write_case_page, out_dir=out_dir, suite=view.suite_name))
     env = _environment()
-    higher = view.higher_is_better(metric) if metric else None
-    rows = case_index_rows(view, pages, metric, higher)
+    direction = view.direction(metric) if metric else None
+    rows = case_index_rows(view, pages, metric, direction)
     html = env.get_template("cases.html.j2").render(
         root="../../", suite=view.suite_name, pages=pages, rows=rows, decoders=view.decoders,
-        metric=metric, higher_is_better=higher, has_prompts=any(p.case.get("prompt") for p in pages),
+        metric=metric, direction=direction, has_prompts=any(p.case.get("prompt") for p in pages),
     )
     (folder / "index.html").write_text(html, encoding="utf-8")
     return f"cases/{suite}/index.html"

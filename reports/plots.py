@@ -16,6 +16,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from harness.metrics.direction import Direction
+from reports.aggregate import MEMORY_KINDS
 from reports.history import History
 from reports.judge import JudgeCriterion
 from reports.sweep import SweepView
@@ -40,13 +42,14 @@ def color_of(name: str, names: Sequence[str]) -> str:
     return PALETTE[list(names).index(name) % len(PALETTE)] if name in names else "#444444"
 
 
-def pareto_front(points: Sequence[Point], higher_is_better: bool) -> list[str]:
-    """Labels of the points no other point dominates (cost ≤ and quality ≥, one strictly)."""
-    sign = 1 if higher_is_better else -1
+def pareto_front(points: Sequence[Point], direction: Direction) -> list[str]:
+    """Labels of the points no other point dominates (cost ≤ and quality at least as good, one
+    strictly); quality is compared in the metric's direction (closest to a target included)."""
     front = []
     for label, cost, quality in points:
+        bad = direction.badness(quality)
         dominated = any(
-            c <= cost and sign * q >= sign * quality and (c < cost or sign * q > sign * quality)
+            c <= cost and direction.badness(q) <= bad and (c < cost or direction.badness(q) < bad)
             for other, c, q in points if other != label
         )
         if not dominated:
@@ -61,12 +64,12 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def cost_quality_figure(panels: Sequence[tuple[str, Sequence[Point]]], metric: str,
-                        higher_is_better: bool, names: Sequence[str], path: Path) -> Path:
+                        direction: Direction, names: Sequence[str], path: Path) -> Path:
     """panels: (cost axis label, points) — e.g. latency and peak memory."""
     figure = Figure(figsize=(4.2 * len(panels), 3.4))
     for index, (cost_label, points) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), index + 1)
-        front = set(pareto_front(points, higher_is_better))
+        front = set(pareto_front(points, direction))
         for label, cost, quality in points:
             on_front = label in front
             axes.scatter([cost], [quality], s=46 if on_front else 30, color=color_of(label, names),
@@ -76,7 +79,7 @@ def cost_quality_figure(panels: Sequence[tuple[str, Sequence[Point]]], metric: s
         if len(line) > 1:
             axes.plot(*zip(*line, strict=True), color="#555555", linewidth=1, linestyle="--", zorder=2)
         axes.set_xlabel(f"{cost_label} (lower is better)")
-        axes.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
+        axes.set_ylabel(f"{metric} ({direction.label} is better)")
         if points and min(c for _, c, _ in points) > 0 and _spread(points) > 20:
             axes.set_xscale("log")
     figure.suptitle(f"cost vs {metric} — Pareto front dashed, front points outlined", fontsize=9)
@@ -91,7 +94,8 @@ def _spread(points: Sequence[Point]) -> float:
 def sweep_figure(sweep: SweepView, path: Path) -> Path:
     figure = Figure(figsize=(8.6, 3.4))
     names = sweep.decoders
-    panels = (("peak memory (GiB)", lambda p: p.peak_memory_bytes and p.peak_memory_bytes / 2**30),
+    deciding = MEMORY_KINDS[sweep.deciding_kind][0] if sweep.deciding_kind else "peak memory"
+    panels = ((f"{deciding} (GiB)", lambda p: p.peak_memory_bytes and p.peak_memory_bytes / 2**30),
               ("latency median (ms)", lambda p: p.latency_median_ms))
     for index, (label, value_of) in enumerate(panels):
         axes = figure.add_subplot(1, 2, index + 1)

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from harness.images import read_rgb
+from harness.metrics.direction import Direction
 from harness.store import link_or_copy
 from reports.aggregate import Row, RunView, Size
 from reports.crops import Crop, choose_crops
@@ -239,14 +240,14 @@ def analyse_case(image_path: str | None, thumb_path: str | None) -> list[Crop]:
 
 
 def case_index_rows(view: RunView, pages: list[CaseLink], metric: str | None,
-                    higher: bool | None) -> list[tuple[CaseLink, list[Cell]]]:
+                    direction: Direction | None) -> list[tuple[CaseLink, list[Cell]]]:
     """The case index: per case, each decoder's value of `metric` (★ the best of the case)."""
     rows = {(row.decoder, row.size): row for row in view.rows}
-    return [(page, _case_cells(view, page, metric, rows, higher)) for page in pages]
+    return [(page, _case_cells(view, page, metric, rows, direction)) for page in pages]
 
 
 def _case_cells(view: RunView, page: CaseLink, metric: str | None,
-                rows: dict[tuple[str, Size], Row], higher: bool | None) -> list[Cell]:
+                rows: dict[tuple[str, Size], Row], direction: Direction | None) -> list[Cell]:
     cells = []
     case_id, size = page.case["id"], tuple(page.case["output_size"])
     for decoder in view.decoders:
@@ -260,7 +261,7 @@ def _case_cells(view: RunView, page: CaseLink, metric: str | None,
                               title=record.get("message") or ""))
         elif summary is not None and case_id in summary.per_case:
             value = summary.per_case[case_id]
-            cells.append(Cell(format_number(value), sort=value))
+            cells.append(Cell(format_number(value), sort=direction.badness(value) if direction else value))
         elif summary is not None:
             status = summary.unscored.get(case_id, "not measured")
             cells.append(Cell(status_label(status), state="missing", title="\n".join(summary.messages)))
@@ -268,8 +269,8 @@ def _case_cells(view: RunView, page: CaseLink, metric: str | None,
             cells.append(Cell("not measured", state="missing",
                               title=f"no {metric or 'quality metric'} values"))
     scored = [cell for cell in cells if cell.sort is not None]
-    if higher is not None and len(scored) > 1:
-        best = (max if higher else min)(cell.sort for cell in scored)  # type: ignore[type-var]
+    if direction is not None and len(scored) > 1:
+        best = min(cell.sort for cell in scored)  # type: ignore[type-var]  # sort keys: smaller is better
         for cell in scored:
             cell.best = cell.sort == best
     return cells

@@ -72,9 +72,14 @@ def test_run_show_report_export(write_suite, tmp_path: Path, image_folder) -> No
     with (run_dir / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     variables = {row["variable"] for row in rows}
-    assert {"latency_median_ms", "peak_rss_bytes", "psnr", "ssim"} <= variables
+    assert {"latency_median_ms", "latency_per_image_median_ms", "peak_rss_bytes", "rss_increment_bytes",
+            "psnr", "ssim", "win_rate:fidelity", "win_rate:overall"} <= variables
     assert {row["decoder"] for row in rows} == {"nearest", "lanczos"}
     assert len([r for r in rows if r["variable"] == "psnr"]) == 6
+    assert rows[0]["scope"] == "summary"  # the summary comes first
+    better = {row["variable"]: row["better"] for row in rows}
+    assert better["psnr"] == "higher" and better["latency_per_image_median_ms"] == "lower"
+    assert better["win_rate:overall"] == "higher"
 
     pytest.importorskip("pyarrow")
     exported = cli("export", str(run_dir), "--parquet")

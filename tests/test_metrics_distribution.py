@@ -110,7 +110,7 @@ def test_resize_modes_follow_clean_fid() -> None:
     for index in range(2):
         for channel in range(3):
             pil = Image.fromarray(batch[index, channel].numpy().astype(np.float32), mode="F")
-            expected = np.asarray(pil.resize((299, 299), resample=Image.BICUBIC))
+            expected = np.asarray(pil.resize((299, 299), resample=Image.BICUBIC)).clip(0, 255)
             np.testing.assert_array_equal(clean[index, channel].numpy(), expected)
     legacy = resize_for_features(batch, "legacy_pytorch")
     expected = F.interpolate(batch.float(), size=(299, 299), mode="bilinear", align_corners=False)
@@ -118,6 +118,39 @@ def test_resize_modes_follow_clean_fid() -> None:
     assert torch.equal(resize_for_features(batch, "legacy_tensorflow"), batch.float())
     with pytest.raises(TypeError, match="8-bit"):
         resize_for_features(batch.float(), "clean")
+
+
+def test_resize_frechet_and_kernel_distance_equal_clean_fid_itself() -> None:
+    """Against the clean-fid package (test extra), on the same inputs: the text chart at 512² has
+    sharp edges where bicubic overshoots [0, 255] (clean-fid clips; ours did not before)."""
+    cleanfid = pytest.importorskip("cleanfid", reason="clean-fid is not installed (test extra)")
+    from cleanfid import fid as cleanfid_fid
+    from cleanfid.resize import build_resizer
+
+    from harness.sources.textchart import render_chart
+
+    chart, _ = render_chart(0, (512, 512))
+    batch = torch.from_numpy(chart).permute(2, 0, 1)[None].contiguous()
+    for mode in ("clean", "legacy_pytorch"):
+        theirs = build_resizer(mode)(chart)  # HWC float32
+        ours = resize_for_features(batch, mode)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(ours, theirs, atol=1e-4, err_msg=mode)
+        assert ours.min() >= 0 and ours.max() <= 255
+    unclipped = Image.fromarray(chart[..., 0].astype(np.float32), mode="F").resize((299, 299), Image.BICUBIC)
+    assert ((np.asarray(unclipped) < 0) | (np.asarray(unclipped) > 255)).mean() > 0.01  # clipping matters
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(120, 24)) @ rng.normal(size=(24, 24))
+    b = rng.normal(0.2, 1.1, size=(90, 24)) @ rng.normal(size=(24, 24))
+    (mu1, s1), (mu2, s2) = mean_and_covariance(a), mean_and_covariance(b)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+        cleanfid_fid.frechet_distance(mu1, s1, mu2, s2), rel=1e-6)
+    # One subset holding every sample: clean-fid's random subsets and ours are the same sets.
+    mean, _, used = kernel_inception_distance(a[:90], b, subsets=1, subset_size=90, seed=0)
+    assert used == 90
+    assert mean == pytest.approx(cleanfid_fid.kernel_distance(a[:90], b, num_subsets=1, max_subset_size=90),
+                                 rel=1e-9)
+    assert cleanfid.__name__ == "cleanfid"
 
 
 class _Layers(torch.nn.Module):

@@ -171,7 +171,8 @@ def test_latents_are_prepared_noised_and_cached(tmp_path: Path, write_suite) -> 
     assert clean.latent_shape == (128, 4, 4) and clean.input_sigma == 0.0
     assert clean.reference_key is not None and clean.reference_path.exists()
     noisy = prepared[(0.5, 1)]
-    eps = torch.randn((128, 4, 4), generator=torch.Generator().manual_seed(1))
+    assert noisy.input_path == prepared[(0.5, 0)].input_path  # decoder seeds share the input
+    eps = torch.randn((128, 4, 4), generator=torch.Generator().manual_seed(noisy.case.input_seed))
     assert torch.allclose(load_file(str(noisy.input_path))["latent"], 0.5 * stored["latent"] + 0.5 * eps)
     assert noisy.input_sigma == 0.5 and noisy.input_sha256 == tensor_sha256(
         load_file(str(noisy.input_path))["latent"])

@@ -66,8 +66,9 @@ def test_exact_flux1_architecture_untiled_and_tiled() -> None:
         out = tiled.decode(_batch(latents, 64))
     assert full.shape == (1, 3, 64, 64) and float(full.min()) >= 0 and float(full.max()) <= 1
     grid = tiled.facts()["tile_grid"]
+    # Tiles spread evenly: the actual overlap (32 px) exceeds the declared minimum (16 px).
     assert grid == {"tile_px": 48, "overlap_px": 16, "x_seams": [32], "y_seams": [32],
-                    "native_size": [64, 64]}
+                    "x_overlaps": [32], "y_overlaps": [32], "native_size": [64, 64]}
     report = seam_difference(out, full, grid, band_px=16)
     print("exact FLUX.1 architecture, random weights, tiled vs untiled:", report)
     assert out.shape == full.shape and report["near_seams_max_abs"] > 0
@@ -196,6 +197,31 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path: Path, monkeypatch
         require("a_package_that_is_not_installed")
 
 
+def test_seam_score_sees_the_real_tiled_vae_path() -> None:
+    """Tiles of a VAE disagree (GroupNorm and attention see only their tile). Against the untiled
+    decode of the same latent as the reference, the seam score of the tiled output stands far above
+    the steps across lines inside the tiles; the untiled output scores 0 by construction."""
+    from harness.metrics.base import ImageContext
+    from harness.metrics.seam import SeamScore
+
+    cfg = {"space": "flux1", "weights": "random", "config": TINY_VAE}
+    vae = _loaded(VaeDecoder, **cfg)
+    tiled = _loaded(TiledVaeDecoder, **cfg, tile_px=192, overlap_px=64)
+    latents = torch.randn(1, 16, 40, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full, out = vae.decode(_batch(latents, 320)), tiled.decode(_batch(latents, 320))
+    grid = tiled.facts()["tile_grid"]
+    context = ImageContext(case_id="t", item_id="i", prompt=None, seed=0, seed_group="g", reference_key="r",
+                           output_size=(320, 320), native_size=(320, 320), facts={"tile_grid": grid})
+    metric = SeamScore()
+    metric.update(["tiled", "untiled"], torch.cat([out, full]), torch.cat([full, full]), [context, context])
+    values = metric.compute()
+    print("tiny VAE, random weights, seam score (8-bit levels):", values.per_key, values.details["tiled"])
+    assert values.per_key["untiled"] == 0.0
+    assert values.details["tiled"]["control_levels"] is not None
+    assert values.per_key["tiled"] > 3 * values.details["tiled"]["control_levels"]
+
+
 class _TileStub(torch.nn.Module):
     """Stands for a VAE's decoder: every tile decodes to one constant, its call number."""
 
@@ -225,7 +251,7 @@ def test_diffusers_tiling_records_the_grid_it_decodes_with() -> None:
                                        seeds=[0], sigmas=[0.0]))
     grid = tiled.facts()["tile_grid"]
     assert grid == {"tile_px": 64, "overlap_px": 16, "x_seams": [56, 104, 152, 200],
-                    "y_seams": [56, 104, 152], "x_blend_px": [16, 16, 16, 16], "y_blend_px": [16, 16, 16],
+                    "y_seams": [56, 104, 152], "x_overlaps": [16, 16, 16, 16], "y_overlaps": [16, 16, 16],
                     "native_size": [208, 160], "tiled": True}
     assert out.shape == (1, 3, 160, 208) and model.decoder.calls == 4 * 5
     constants = {round(k / 100 - 0.5, 6) for k in range(1, 21)}

@@ -64,7 +64,6 @@ def validate(
     suites: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")],
 ) -> None:
     """Check suite files: schema, registries, sources. Prints what each would run."""
-    from harness.cases import expand
     from harness.sources.prepare import SourceError, list_items, source_protocol
 
     failed = False
@@ -73,8 +72,7 @@ def validate(
             loaded = load_suite(spec)
             items = [entry.item for entry in list_items(loaded)]
             model = loaded.model
-            cases = expand(items, model.resolution.pairs(), model.sigmas, model.seeds,
-                           source_protocol(loaded))
+            cases = loaded.expand(items, source_protocol(loaded))
         except (SuiteError, SourceError) as exc:
             console.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
             failed = True

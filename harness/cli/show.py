@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.console import console, fail, num, out
+
+if TYPE_CHECKING:
+    from reports.decisions import Decision
+
+
+def _rate(rate: float | None) -> str:
+    return "—" if rate is None else f"{100 * rate:.0f}%"
+
+
+def _marked(text: str, decision: Decision | None, decoder: str) -> str:
+    """A ★ on the best value and on every value tied with it within noise."""
+    if decision is None or decision.uninformative or len(decision.values) < 2:
+        return text
+    return f"★ {text}" if decoder in decision.marked else text
 
 
 def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
@@ -22,21 +37,41 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
 
 
 def print_summary(run_dir: Path) -> None:
-    from reports.aggregate import direction, format_bytes, load_run, time_budget
+    from reports.aggregate import MEMORY_KINDS, format_bytes, load_run, time_budget
+    from reports.decisions import decide_size
 
     view = load_run(run_dir)
     for size in view.sizes:
-        table = Table(title=f"{view.manifest['suite']['name']} · {size[0]}×{size[1]}")
-        for column in ("decoder", "ok", "median ms", "p90 ms", "peak memory", "cold start ms"):
+        decided = decide_size(view, size)
+        rows = view.rows_at(size)
+        title = f"{view.manifest['suite']['name']} · {size[0]}×{size[1]}"
+        if decided.group_names:
+            summary = Table(title=f"{title} · summary: win rate per group (ties count ½)")
+            summary.add_column("decoder")
+            for group in decided.group_names:
+                summary.add_column(group, justify="right")
+            for row in rows:
+                summary.add_row(row.decoder, *(_rate(decided.win_rates[g].get(row.decoder)) for g in
+                                               decided.group_names))
+            out.print(summary)
+        table = Table(title=f"{title} · ★ best, and tied with it within noise")
+        memory_kind = next((row.memory_headline_kind for row in rows if row.memory_headline_kind), None)
+        memory_label = MEMORY_KINDS[memory_kind][0] if memory_kind else "peak memory"
+        for column in ("decoder", "ok", "ms / image", "p90", "batch", memory_label, "first call ms"):
             table.add_column(column, justify="left" if column == "decoder" else "right")
+        metric_decisions = {m: decided.decisions.get(f"metric:{m}") for m in view.metric_names}
         for metric in view.metric_names:
-            info = view.metric_info.get(metric, {})
-            table.add_column(f"{metric} {direction(info)}",
-                             justify="right")
-        for row in view.rows_at(size):
-            cells = [row.decoder, f"{row.statuses.get('ok', 0)}/{row.units}",
-                     num(row.latency(0.5), ".2f"), num(row.latency(0.9), ".2f"),
-                     format_bytes(row.peak_memory_bytes), num(row.cold_start_ms, ".1f")]
+            direction = view.direction(metric)
+            flag = " (uninformative)" if (metric_decisions[metric] and
+                                         metric_decisions[metric].uninformative) else ""
+            table.add_column(f"{metric} {direction.symbol if direction else ''}{flag}", justify="right")
+        latency, memory = decided.decisions["cost:latency"], decided.decisions["cost:memory"]
+        for row in rows:
+            cells = [row.decoder, f"{row.ok}/{row.units}",
+                     _marked(num(row.image_latency(0.5), ".3g"), latency, row.decoder),
+                     num(row.image_latency(0.9), ".3g"), num(row.batch_size, "d"),
+                     _marked(format_bytes(row.peak_memory_bytes), memory, row.decoder),
+                     num(row.first_call_ms, ".1f")]
             for metric in view.metric_names:
                 summary = row.metrics.get(metric)
                 if summary is None:
@@ -44,14 +79,20 @@ def print_summary(run_dir: Path) -> None:
                 elif summary.headline is None:
                     cells.append(", ".join(summary.statuses))
                 else:
-                    cells.append(num(summary.headline, ".4f"))
+                    cells.append(_marked(num(summary.headline, ".4f"), metric_decisions[metric], row.decoder))
             table.add_row(*cells)
         out.print(table)
-        for row in view.rows_at(size):
+        for metric, decision in metric_decisions.items():
+            if decision is not None and decision.uninformative:
+                reference = (f"; the reference itself scores {decision.reference_value:.4g}"
+                             if decision.reference_value is not None else "")
+                console.print(f"[yellow]note:[/] {escape(metric)} is uninformative here: "
+                              f"{escape(decision.uninformative)}{reference}", highlight=False)
+        for row in rows:
             for failure in row.failures:
-                console.print(f"[red]{row.decoder}:[/] {failure}", highlight=False)
+                console.print(f"[red]{escape(row.decoder)}:[/] {escape(failure)}", highlight=False)
     for warning in view.warnings:
-        console.print(f"[yellow]note:[/] {warning}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
     budget = time_budget(view)
     if budget is not None:
         console.print(

@@ -11,6 +11,8 @@ from rich.table import Table
 from harness.cli.console import EXIT_FAILED, RichReporter, console, fail, num, out
 from harness.suite import SuiteError, load_suite
 
+DECIDING_LABEL = "peak reserved (CUDA) or peak RSS (CPU)"
+
 
 def sweep(
     suite: Annotated[str, typer.Argument(help="Suite file or built-in name holding the decoder.")],
@@ -30,8 +32,8 @@ def sweep(
     """Memory wall: bisect on output size for the largest one that decodes; plot memory vs size."""
     from harness.sources.prepare import SourceError
     from harness.store import StoreError
-    from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes, peak_bytes
-    from reports.aggregate import format_bytes
+    from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes
+    from reports.aggregate import MEMORY_KINDS, format_bytes
 
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
@@ -40,11 +42,14 @@ def sweep(
         outcome = Sweep(loaded, decoder, run_dir, budget, RichReporter(quiet=True)).run(start, stop, step)
     except (SuiteError, SweepError, SourceError, StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
-    table = Table("output", "status", "median ms", "peak memory", "note", title=f"memory wall: {decoder}")
+    kinds = [k for k in MEMORY_KINDS if any(k in (r.get("memory") or {}) for r in outcome.records)]
+    table = Table("output", "status", "median ms", *(MEMORY_KINDS[k][0] for k in kinds), "note",
+                  title=f"memory wall: {decoder} (a size fits when its {DECIDING_LABEL} fits)")
     for record in sorted(outcome.records, key=lambda r: r["size"][0]):
         latency = (record.get("latency") or {}).get("median_ms")
+        memory = record.get("memory") or {}
         table.add_row(f"{record['size'][0]}×{record['size'][1]}", record["status"], num(latency, ".1f"),
-                      format_bytes(peak_bytes(record.get("memory"))), (record.get("message") or "")[:70])
+                      *(format_bytes(memory.get(k)) for k in kinds), (record.get("message") or "")[:70])
     out.print(table)
     largest = outcome.largest_ok
     console.print(f"largest size that decodes: {f'{largest}×{largest}' if largest else 'none'}"

@@ -88,8 +88,11 @@ def snapshot(view: RunView) -> dict[str, Any]:
             "decode_statuses": statuses,
             "failures": [message for row in rows for message in row.failures],
             "sizes": {f"{row.size[0]}x{row.size[1]}": {
-                "latency_median_ms": row.latency(0.5), "latency_p90_ms": row.latency(0.9),
-                "peak_memory_bytes": row.peak_memory_bytes, "memory_method": row.memory_method,
+                # per image, from calls of `batch_size` images only
+                "latency_median_ms": row.image_latency(0.5), "latency_p90_ms": row.image_latency(0.9),
+                "call_latency_median_ms": row.call_latency(0.5), "batch_size": row.batch_size,
+                "peak_memory_bytes": row.peak_memory_bytes, "memory_kind": row.memory_headline_kind,
+                "memory": row.memory, "memory_method": row.memory_method,
                 "decode_statuses": row.statuses,
             } for row in rows},
             "metrics": {name: _metric_entry(view, decoder, name) for name in view.metric_names},
@@ -113,8 +116,10 @@ def snapshot(view: RunView) -> dict[str, Any]:
 def _metric_entry(view: RunView, decoder: str, metric: str) -> dict[str, Any]:
     summary = view.metric_over_sizes(decoder, metric)
     info = view.metric_info.get(metric) or {}
+    direction = view.direction(metric)
     return {
-        "higher_is_better": view.higher_is_better(metric), "protocol_sha256": info.get("protocol_sha256"),
+        "direction": direction.as_dict() if direction else None,
+        "protocol_sha256": info.get("protocol_sha256"),
         "n": summary.n, "mean": summary.mean, "ci95": summary.ci95, "values": summary.per_case,
         "statuses": summary.statuses, "messages": summary.messages,
     }

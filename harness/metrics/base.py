@@ -17,8 +17,8 @@ value belongs to is the metric's `scope`:
   aggregate over the set (GenEval's task-averaged score, CER pooled over
   every text line).
 - `Scope.SEED_GROUP`: one value per group of images that are the same case
-  except for the seed (how much a stochastic decoder invents); every update
-  holds whole groups.
+  except for the decoder seed (how much a stochastic decoder invents); every
+  update holds whole groups.
 - `Scope.SET`: one value for the whole set (FID, KID), compared with the
   `ReferenceSet` given by `set_reference()`.
 """
@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import torch
 
 from decoders.plugins import NoParams, Params, Registry, UnknownName
+from harness.metrics.direction import Direction
 
 
 class Family(StrEnum):
@@ -45,6 +46,15 @@ class Family(StrEnum):
     DISTRIBUTION = "distribution"
     TEXT_ALIGNMENT = "text_alignment"
     SEED_VARIATION = "seed_variation"
+
+
+# The summary group a family's metrics count towards by default (HELM-style win rates per group);
+# a metric class may name another group, or None for a diagnostic that is shown but not ranked.
+FAMILY_GROUPS: dict[str, str | None] = {
+    "full_reference": "fidelity", "no_reference": "no_reference", "distribution": "distribution",
+    "text_alignment": "text", "seed_variation": None,
+}
+FROM_FAMILY = "<the family's group>"
 
 
 class Scope(StrEnum):
@@ -64,13 +74,14 @@ class ImageContext:
     case_id: str
     item_id: str
     prompt: str | None
-    seed: int
-    seed_group: str  # equal for cases that differ only in their seed
+    seed: int  # the decoder seed
+    seed_group: str  # equal for cases that differ only in their decoder seed
     reference_key: str  # content hash of the case's reference image
     output_size: tuple[int, int]  # comparison size (width, height) of the image fed
     native_size: tuple[int, int] | None  # the decoder's output size before resampling
     facts: Mapping[str, Any] = field(default_factory=dict)  # decoder facts, e.g. "tile_grid"
     annotations: Mapping[str, Any] = field(default_factory=dict)  # source facts, e.g. "text_lines"
+    input_sha256: str | None = None  # what the decoder's worker received (None: a prompt only)
 
 
 @dataclass(frozen=True)
@@ -103,9 +114,12 @@ class MetricValues:
 class Metric(ABC):
     name: ClassVar[str]
     family: ClassVar[Family]
+    # The direction is declared with these two (plug-ins written for earlier releases keep working);
+    # everything that compares values asks `direction()`.
     higher_is_better: ClassVar[bool]
     target: ClassVar[float | None] = None  # when closest-to-target is best (e.g. a ratio to the reference)
     scope: ClassVar[Scope] = Scope.IMAGE
+    summary_group: ClassVar[str | None] = FROM_FAMILY  # None: a diagnostic, shown but not ranked
     aggregates: ClassVar[bool] = False  # Scope.IMAGE: compute() also gives one value per set
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = ""
@@ -115,6 +129,20 @@ class Metric(ABC):
         self.params = params if params is not None else self.Params()
         self.device = torch.device("cpu")
         self.weights_sha256: dict[str, str] = {}  # weight file → sha256, filled by load()
+
+    @classmethod
+    def direction(cls) -> Direction:
+        direction = Direction.of(getattr(cls, "higher_is_better", None), cls.target)
+        if direction is None:
+            raise TypeError(f"metric {cls.__name__} declares no direction (higher_is_better or target)")
+        return direction
+
+    @classmethod
+    def group(cls) -> str | None:
+        """The summary group this metric counts towards (None: a diagnostic, not ranked)."""
+        if cls.summary_group == FROM_FAMILY:
+            return FAMILY_GROUPS.get(str(cls.family))
+        return cls.summary_group
 
     @classmethod
     def needs_targets(cls) -> bool:

@@ -46,7 +46,14 @@ from harness.metrics.base import (
     Scope,
     require_weights,
 )
-from harness.metrics.inception import INCEPTION, TORCHSCRIPT_PREFIX, FeatureNetwork, ResizeMode, load_network
+from harness.metrics.inception import (
+    INCEPTION,
+    RESIZE_VERSION,
+    TORCHSCRIPT_PREFIX,
+    FeatureNetwork,
+    ResizeMode,
+    load_network,
+)
 from harness.metrics.patches import PatchParams, extract, patch_protocol, protocol_sha256
 from harness.sources.cache import TensorCache, cache_key
 
@@ -115,6 +122,7 @@ class DistributionMetric(Metric):
     """Features of the generated set (fed by update) against those of the reference set."""
 
     family = Family.DISTRIBUTION
+    version = "2"  # 2: the `clean` resize clips to [0, 255] as clean-fid does
     scope = Scope.SET
     higher_is_better = False
     Params: ClassVar = FeatureParams
@@ -146,7 +154,8 @@ class DistributionMetric(Metric):
     def feature_protocol(self) -> dict[str, Any]:
         """What determines a feature vector: network and its weights, resize mode, patches."""
         return {"network": self.params.feature_network, "network_sha256": self.weights_sha256,
-                "resize_mode": self.params.resize_mode, "features": "float32, as the network returns them"}
+                "resize_mode": self.params.resize_mode, "features": "float32, as the network returns them",
+                "resize_version": RESIZE_VERSION}
 
     def protocol(self) -> dict[str, Any]:
         return {**super().protocol(), "features": self.feature_protocol(),

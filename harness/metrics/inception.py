@@ -7,7 +7,9 @@ to 299×299 by the resize mode, exactly as clean-fid does
 (GaParmar/clean-fid cleanfid/resize.py and features.py):
 
 - `clean`: PIL bicubic (antialiased) on each channel in float mode "F",
-  no quantisation; then (x − 128) / 128 into the network's layers.
+  clipped to [0, 255] (bicubic overshoots at edges: 12.7 % of a text chart's
+  values at 512→299), no quantisation; then (x − 128) / 128 into the
+  network's layers.
 - `legacy_pytorch`: torch bilinear interpolation, align_corners=False, no
   antialiasing, clipped to [0, 255]; then as above.
 - `legacy_tensorflow`: no resize outside; the TorchScript model's own
@@ -31,6 +33,7 @@ from PIL import Image
 ResizeMode = Literal["clean", "legacy_tensorflow", "legacy_pytorch"]
 INCEPTION = "inception-v3-tf"
 INPUT_PX = 299
+RESIZE_VERSION = 2  # part of cached feature keys; 2: `clean` clips to [0, 255] like clean-fid
 TORCHSCRIPT_PREFIX = "torchscript:"
 
 
@@ -55,7 +58,7 @@ def _pil_bicubic(image: torch.Tensor) -> torch.Tensor:
     channels = []
     for channel in image.numpy().astype(np.float32):
         resized = Image.fromarray(channel).resize((INPUT_PX, INPUT_PX), resample=Image.BICUBIC)
-        channels.append(np.asarray(resized, dtype=np.float32))
+        channels.append(np.asarray(resized, dtype=np.float32).clip(0, 255))
     return torch.from_numpy(np.stack(channels))
 
 

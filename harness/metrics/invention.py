@@ -1,6 +1,10 @@
 """Invention: how much a stochastic decoder's output depends on the seed alone.
 
-A group is the same case (item, sizes, noise level, so the same latent) decoded with K ≥ 2 seeds.
+A group is the same case (item, sizes, noise level and input seed, so the same latent) decoded
+with K ≥ 2 decoder seeds. Only outputs of byte-identical inputs are compared: the sha256 of the
+tensor each decoder worker received must be equal across the group (prompt-only decoders receive
+the same prompt), otherwise the group is not applicable — differing inputs would measure the input
+noise, not invention.
 Where the decoder reproduces what the latent determines, the K outputs agree;
 where it invents detail, they disagree. Two scores per group:
 
@@ -32,8 +36,18 @@ from harness.metrics.perceptual import load_lpips, to_signed
 
 
 def single_seed_reason(contexts: list[ImageContext]) -> str:
-    return (f"needs ≥ 2 seeds of the same case; this case has seed {contexts[0].seed} only "
+    return (f"needs ≥ 2 decoder seeds of the same case; this case has seed {contexts[0].seed} only "
             "(list several seeds in the suite's `seeds`)")
+
+
+def differing_inputs_reason(contexts: list[ImageContext]) -> str | None:
+    """Why a group cannot measure invention (its inputs are not byte-identical), or None."""
+    hashes = {c.input_sha256 for c in contexts}
+    if len(hashes) == 1:
+        return None
+    listed = ", ".join(f"seed {c.seed}: {(c.input_sha256 or 'none')[:12]}" for c in contexts)
+    return (f"the decoder received different inputs for the seeds of this case ({listed}); "
+            "invention compares only outputs of byte-identical inputs")
 
 
 class GroupMetric(Metric):
@@ -42,6 +56,7 @@ class GroupMetric(Metric):
     family = Family.SEED_VARIATION
     higher_is_better = False
     scope = Scope.SEED_GROUP
+    version = "2"  # 2: groups compare only byte-identical inputs (input seeds apart)
 
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
@@ -53,8 +68,15 @@ class GroupMetric(Metric):
         if len(keys) < 2:
             self._values.not_applicable[keys[0]] = single_seed_reason(contexts)
             return
+        differing = differing_inputs_reason(contexts)
+        if differing is not None:
+            self._values.not_applicable[keys[0]] = differing
+            return
         self._values.per_key[keys[0]] = self.score_group(keys[0], preds)
-        self._values.details[keys[0]] = {"seeds": [c.seed for c in contexts]}
+        self._values.details[keys[0]] = {
+            "seeds": [c.seed for c in contexts],
+            "input_sha256": contexts[0].input_sha256,  # identical for every seed (checked)
+        }
 
     @abstractmethod
     def score_group(self, key: str, group: torch.Tensor) -> float:
@@ -107,6 +129,7 @@ class InventionStd(GroupMetric):
 
     def protocol(self) -> dict[str, Any]:
         return {**super().protocol(), "std": "sample std over seeds (K − 1), mean over pixels and channels",
+                "inputs": "byte-identical (equal input_sha256) across the seeds of a group",
                 "heatmap": "channel-mean std, magma, 0 … heatmap_max"}
 
 
@@ -126,4 +149,5 @@ class InventionLPIPS(GroupMetric):
         return float(self.network(first, second).double().mean())
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "lpips": "v0.1 alex, inputs mapped to [-1, 1]", "pairs": "all K(K-1)/2"}
+        return {**super().protocol(), "lpips": "v0.1 alex, inputs mapped to [-1, 1]", "pairs": "all K(K-1)/2",
+                "inputs": "byte-identical (equal input_sha256) across the seeds of a group"}

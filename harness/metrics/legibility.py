@@ -14,6 +14,10 @@ over all its lines; the set's aggregate pools every line of the set, and
 its details give the CER per font size (px at the comparison size), next
 to the same numbers for the reference image — the OCR floor, which shows
 where the font is too small for the OCR rather than spoiled by the decoder.
+The set's `reference_value` is the pooled CER of the references; when the
+OCR misreads more than `uninformative_above` of the references' own
+characters, the set is declared uninformative (the CER then measures the
+OCR, not the decoders) and reports leave it out of their rankings.
 Images without text lines are not applicable.
 """
 
@@ -76,6 +80,8 @@ def font_key(font_px: float) -> str:
 
 class LegibilityParams(Params):
     pad: float = Field(default=0.5, ge=0, le=2, description="crop padding around a line box, × its height")
+    uninformative_above: float = Field(
+        default=0.25, gt=0, le=1, description="reference CER above which the set is declared uninformative")
 
 
 class Tally:
@@ -105,6 +111,7 @@ class Tally:
 class LegibilityCER(Metric):
     name = "legibility_cer"
     family = Family.FULL_REFERENCE
+    summary_group = "text"
     higher_is_better = False
     aggregates = True
     summary = "OCR character error rate on rendered text lines (rapidocr); per font size in details"
@@ -165,11 +172,18 @@ class LegibilityCER(Metric):
         values = self._values
         if values.per_key:
             values.aggregate = self._tally.cer()
+            floor = self._reference.cer()
             values.aggregate_details = {
                 "cer_by_font_px": self._tally.by_font(),
                 "reference_cer_by_font_px": self._reference.by_font(),
                 "characters_by_font_px": {k: self._tally.chars[k] for k in self._tally.by_font()},
+                "reference_value": floor,
             }
+            if floor > self.params.uninformative_above:
+                values.aggregate_details["uninformative"] = (
+                    f"the OCR misreads {floor:.0%} of the reference's own characters (above "
+                    f"{self.params.uninformative_above:.0%}): at this size the CER measures the OCR, "
+                    "not the decoder")
         return values
 
     def reset(self) -> None:

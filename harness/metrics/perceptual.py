@@ -118,6 +118,7 @@ def to_signed(images: torch.Tensor) -> torch.Tensor:
 class LPIPS(PerImageMetric):
     name = "lpips"
     family = Family.FULL_REFERENCE
+    summary_group = "perceptual"
     higher_is_better = False
     summary = "LPIPS v0.1, AlexNet backbone (inputs mapped [0,1] → [-1,1]); 0 = identical"
     backbone: ClassVar[Backbone] = "alex"
@@ -145,6 +146,7 @@ class LPIPSVGG(LPIPS):
 class DISTS(PerImageMetric):
     name = "dists"
     family = Family.FULL_REFERENCE
+    summary_group = "perceptual"
     higher_is_better = False
     summary = "DISTS structure and texture similarity distance (pyiqa, authors' weights)"
 

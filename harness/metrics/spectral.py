@@ -86,6 +86,7 @@ def profiles_db(preds: torch.Tensor, targets: torch.Tensor, bins: int) -> tuple[
 class SpectralDistance(PerImageMetric):
     name = "spectral_distance"
     family = Family.FULL_REFERENCE
+    summary_group = None  # a diagnostic (blur or ringing), not a quality ranking
     higher_is_better = False
     summary = "mean |dB difference| of radially averaged power spectra vs the reference (luma, Hann)"
     Params: ClassVar = SpectrumParams
@@ -133,6 +134,7 @@ def high_frequency_energy(images: torch.Tensor, cutoff: float) -> torch.Tensor:
 class HFEnergyRatio(PerImageMetric):
     name = "hf_energy_ratio"
     family = Family.FULL_REFERENCE
+    summary_group = None  # a diagnostic (blur or ringing), not a quality ranking
     higher_is_better = True
     target = 1.0
     summary = "high-frequency power (≥ cutoff cycles/px) of the output ÷ the reference's; 1 = same"

@@ -9,10 +9,12 @@ where there is one, a reference image):
   comparison size with antialiased Lanczos-3, 8-bit; (2) the input image:
   the reference area-downsampled to the input size; (3) the latent: the
   input through the suite's encoder, then noised to the case's sigma with
-  the latent space's noise form and a generator seeded by the case seed.
+  the latent space's noise form and a generator seeded by the case's input
+  seed (never by the decoder seed: cases that differ only in the decoder
+  seed get byte-identical latents).
 - `latents`: latents users bring (harness.sources.items), noised the same way;
   a reference image only where the manifest names one.
-- `prompts` ("from text"): each prompt and seed through the suite's
+- `prompts` ("from text"): each prompt and input seed through the suite's
   text-to-image pipeline, run to the end or stopped early (x_t and its sigma
   captured); no reference. Without a pipeline only text-to-pixel decoders run.
 
@@ -367,7 +369,7 @@ class InputPreparer:
         fields: dict[str, Any] = {
             "reference": ref_key, "input": list(case.input_size), "source": self.protocol,
             "encoder_weights": self.model.weights(),
-            "sigma": case.sigma, "seed": case.seed if case.sigma > 0 else None,
+            "sigma": case.sigma, "seed": case.input_seed if case.sigma > 0 else None,
         }
         if not self.model.in_process:
             fields["device"] = self.model.device_type
@@ -382,7 +384,7 @@ class InputPreparer:
     def _from_latent(self, case: Case, entry: LoadableItem, reference: Reference | None) -> PreparedCase:
         key = cache_key("latent", {
             "item_sha256": case.item_sha256, "input": list(case.input_size), "source": self.protocol,
-            "sigma": case.sigma, "seed": case.seed if case.sigma > 0 else None,
+            "sigma": case.sigma, "seed": case.input_seed if case.sigma > 0 else None,
         })
 
         def make() -> tuple[torch.Tensor, float]:
@@ -396,14 +398,14 @@ class InputPreparer:
             return PreparedCase(case=case, input_path=None, input_sha256=None, latent_shape=None,
                                 reference_key=None, reference_path=None, input_sigma=case.sigma)
         key = cache_key("latent", {
-            "prompt_sha256": case.item_sha256, "input": list(case.input_size), "seed": case.seed,
+            "prompt_sha256": case.item_sha256, "input": list(case.input_size), "seed": case.input_seed,
             "sigma": case.sigma, "source": self.protocol, "pipeline_weights": self.model.weights(),
             "device": self.model.device_type,
         })
         stopped_early = self.suite.model.source.pipeline.stop_at_step is not None  # type: ignore[union-attr]
 
         def make() -> tuple[torch.Tensor, float]:
-            latent, sigma = self.model.generate(case.prompt or "", case.seed, case.input_size)
+            latent, sigma = self.model.generate(case.prompt or "", case.input_seed, case.input_size)
             latent = self._noised(self._checked(latent[0].float(), case), case)
             return latent, sigma if stopped_early else case.sigma
 
@@ -422,7 +424,7 @@ class InputPreparer:
 
     def _noised(self, latent: torch.Tensor, case: Case) -> torch.Tensor:
         assert self.space is not None
-        generator = torch.Generator().manual_seed(case.seed)
+        generator = torch.Generator().manual_seed(case.input_seed)
         return self.space.add_noise(latent, case.sigma, generator).contiguous()
 
     def _prepared(self, case: Case, key: str, make: Callable[[], tuple[torch.Tensor, float]],

@@ -186,12 +186,17 @@ class SourceModel:
         return self._weights
 
     def describe(self) -> dict[str, Any]:
-        return {"component": self.component, "name": self.name,
-                "params": self.params.model_dump(mode="json"), "weights": self.weights(),
-                "device": "cpu" if self.in_process else self._job.device,
-                "process": "runner" if self.in_process else "source worker",
-                "pid": self._worker.loaded.pid if self._worker is not None else None,
-                "facts": self._worker.loaded.facts if self._worker is not None else {}}
+        facts = {"component": self.component, "name": self.name,
+                 "params": self.params.model_dump(mode="json"), "weights": self.weights(),
+                 "device": "cpu" if self.in_process else self._job.device,
+                 "process": "runner" if self.in_process else "source worker",
+                 "pid": self._worker.loaded.pid if self._worker is not None else None,
+                 "facts": self._worker.loaded.facts if self._worker is not None else {}}
+        if facts["params"].get("weights") == "random":
+            facts["quality_not_applicable"] = (
+                f"random-weight {self.component} {self.name!r} upstream: the inputs are not those of a "
+                "trained model, so no decoder's quality on them means anything (performance only)")
+        return facts
 
     def _remote(self) -> SourceWorker:
         if self._worker is None:

@@ -36,7 +36,7 @@ from harness.workers.channel import (
     TaskDone,
     WorkerJob,
 )
-from harness.workers.measure import is_oom, measure, release_memory, time_call
+from harness.workers.measure import is_oom, measure, release_memory, resident_bytes, time_call
 from harness.workers.process import (
     device_facts,
     die_with_parent,
@@ -66,6 +66,7 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
         begin = time.perf_counter()
         decoder.load(device, dtype)
         load_ms = (time.perf_counter() - begin) * 1e3
+        loaded_rss_bytes = resident_bytes() if device.type == "cpu" else None
     except DecoderUnavailable as exc:
         conn.send(LoadFailed(pid, "unavailable", str(exc)))
         return
@@ -87,12 +88,13 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
         if task is None:
             return
         with torch.inference_mode():  # no autograd graph: it would inflate memory and latency
-            records = run_task(decoder, job, task, warmed)
+            records = run_task(decoder, job, task, warmed, loaded_rss_bytes)
         conn.send(TaskDone(tuple(records)))
 
 
 def run_task(
-    decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[Any]
+    decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[Any],
+    loaded_rss_bytes: int | None = None,
 ) -> list[dict[str, Any]]:
     device, dtype = torch.device(job.device), getattr(torch, job.dtype)
     records = [_record(case, task, job) for case in task.cases]
@@ -110,7 +112,7 @@ def run_task(
     )
     try:
         warm = _warm_up(decoder, batch, job, device, warmed)
-        measured = measure(lambda: decoder.decode(batch), job.repeats, device)
+        measured = measure(lambda: decoder.decode(batch), job.repeats, device, loaded_rss_bytes)
     except Exception as exc:
         del batch, latents
         release_memory(device)
@@ -135,6 +137,7 @@ def _warm_up(
 ) -> dict[str, Any] | None:
     shape = tuple(batch.latents.shape) if batch.latents is not None else batch.size
     key = (shape, batch.output_size)
+    worker_first_call = not warmed  # the first call this process makes: part of its cold start
     if key in warmed or job.warmup == 0:
         warmed.add(key)
         return None
@@ -144,7 +147,8 @@ def _warm_up(
         del output
         calls_ms.append(elapsed_ms)
     warmed.add(key)
-    return {"n": job.warmup, "first_call_ms": calls_ms[0], "total_ms": sum(calls_ms)}
+    return {"n": job.warmup, "first_call_ms": calls_ms[0], "total_ms": sum(calls_ms),
+            "worker_first_call": worker_first_call}
 
 
 def _load_inputs(

@@ -22,6 +22,8 @@ class FaultParams(Params):
                   "load_crash", "grad_probe"] = "ok"
     fail_seeds: list[int] | None = None  # None: every case
     sleep_s: float = 0.0
+    sleep_per_image_s: float = 0.0  # a known decode time: this × the batch size, in every mode
+    slow_facts_s: float = 0.0  # time spent in facts(), which the worker calls outside the timed region
     set_global_state: bool = False
     hog_bytes_per_pixel: int = 0  # touch this much memory per output pixel (memory-wall tests)
 
@@ -61,6 +63,8 @@ class FaultDecoder(Decoder):
             ctypes.string_at(0)  # segmentation fault
         if mode == "sleep":
             time.sleep(self.params.sleep_s)
+        if self.params.sleep_per_image_s:
+            time.sleep(self.params.sleep_per_image_s * batch.latents.shape[0])
         if mode == "raise":
             raise ValueError("decoder exploded on purpose")
         if self.params.hog_bytes_per_pixel:
@@ -70,6 +74,7 @@ class FaultDecoder(Decoder):
         return out
 
     def facts(self) -> dict[str, object]:
+        time.sleep(self.params.slow_facts_s)
         return {"mode": self.params.mode, "grad_enabled": getattr(self, "_grad_enabled", None)}
 
 
