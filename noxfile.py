@@ -21,7 +21,7 @@ nox.options.sessions = ["lint", "tests"]
 
 # GPU suites run by the bench sessions (weights from the HF cache or the paths the suites declare;
 # a decoder whose weights are missing is recorded as unavailable and the suite goes on).
-GPU_SUITES = ["smoke", "flux-vae-wall", "pid-paper", "pid-4k", "l2p-1k"]
+GPU_SUITES = ["smoke", "flux-vae-wall", "pid-paper", "pid-4k", "l2p-1k", "pid-rae-dinov2", "pid-rae-siglip"]
 
 
 def _install(session: nox.Session, extras: str = "dev") -> None:

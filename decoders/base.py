@@ -104,6 +104,12 @@ class Decoder(_Component):
         """The spec as configured by `params` (latent space, native scale); default: `spec`."""
         return cls.spec
 
+    @classmethod
+    def size_problem(cls, params: Params, size: tuple[int, int]) -> str | None:
+        """Why this decoder cannot make an output of `size` = (width, height), beyond its spec's
+        size multiple; None when it can. Suites check it before anything loads."""
+        return None
+
     @abstractmethod
     def decode(self, batch: DecodeBatch) -> torch.Tensor:
         """Return [B, 3, H, W] floats in [0, 1] on the decoder's device."""

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from decoders.base import Consumes
+from decoders.compiled import requests_compile
 from decoders.plugins import NoParams, Registry, UnknownName
 from decoders.plugins import Params as ComponentParams
 from decoders.registry import DECODERS, ENCODERS
@@ -303,6 +304,12 @@ class SuiteModel(_Strict):
             raise ValueError("source.pipeline.stop_at_step captures x_t with its own sigma; "
                              "set sigmas = [0.0]")
         return self
+
+
+def _requested_sizes(spec: Any, model: SuiteModel) -> list[tuple[float, float]]:
+    """The output sizes a decoder will be asked for: its native scale's, else the comparison size."""
+    return [output if spec.native_scale is None else (w * spec.native_scale, h * spec.native_scale)
+            for (w, h), output in model.resolution.pairs()]
 
 
 # --------------------------------------------------------------------------- loading
@@ -608,11 +615,11 @@ class _ComponentChecks:
     def _check_factor(self, model: SuiteModel | None, space: str | None) -> None:
         if space is None or model is None:
             return
-        factor = get_space(space).factor
-        for i, (w, h) in enumerate(model.resolution.input):
-            if w % factor or h % factor:
-                self._report(("resolution", "input", i), f"{w}x{h} is not a multiple of the "
-                             f"{space} latent factor {factor}")
+        for i, size in enumerate(model.resolution.input):
+            try:
+                get_space(space).latent_shape(size)
+            except ValueError as exc:
+                self._report(("resolution", "input", i), str(exc))
 
     def decoders(self, raw: dict[str, Any], space: str | None,
                  model: SuiteModel | None = None) -> dict[str, ComponentParams]:
@@ -637,6 +644,8 @@ class _ComponentChecks:
             if spec.consumes == Consumes.LATENT:
                 self._check_space(loc, spec, space, source)
             self._check_multiple(loc, spec, model)
+            if validated is not None:
+                self._check_decoder_params(loc, cls, spec, validated, model)
             if validated is not None and isinstance(decoder_id, str):
                 params[decoder_id] = validated
         return params
@@ -645,11 +654,24 @@ class _ComponentChecks:
         """Output sides the decoder will be asked for must be multiples it accepts."""
         if model is None or spec.size_multiple == 1:
             return
-        for (w, h), output in model.resolution.pairs():
-            size = output if spec.native_scale is None else (w * spec.native_scale, h * spec.native_scale)
+        for size in _requested_sizes(spec, model):
             if size[0] % spec.size_multiple or size[1] % spec.size_multiple:
                 self._report((*loc, "name"), f"decoder {spec.name!r} makes sides in multiples of "
                              f"{spec.size_multiple}, not {size[0]:g}x{size[1]:g}")
+                return
+
+    def _check_decoder_params(self, loc: Loc, cls: Any, spec: Any, params: ComponentParams,
+                              model: SuiteModel | None) -> None:
+        """The decoder's own size rules, and compilation only where there is a warm-up to hold it."""
+        if model is None:
+            return
+        if requests_compile(params) and model.timing.warmup == 0:
+            self._report((*loc, "params", "compile"), "compile = true needs timing.warmup >= 1: "
+                         "compilation happens in the warm-up calls, never in timed ones")
+        for size in _requested_sizes(spec, model):
+            problem = cls.size_problem(params, (int(size[0]), int(size[1])))
+            if problem is not None:
+                self._report((*loc, "name"), problem)
                 return
 
     def _check_space(self, loc: Loc, spec: Any, space: str | None, source: dict[str, Any]) -> None:

@@ -109,6 +109,15 @@ class Sweep:
                 raise SweepError(f"{self.entry.id}: latent factor {self.space.factor} × scale "
                                  f"{self.scale:g} is not whole pixels")
             step = math.lcm(step, int(latent_step))
+        return self._accepted_step(step)
+
+    def _accepted_step(self, step: int) -> int:
+        """The smallest multiple of `step` whose squares the decoder's own size rule accepts
+        (L2P 1K: (side/16)² must be a multiple of 32, so its squares step by 128)."""
+        cls, params = DECODERS.get(self.entry.name), self.suite.decoder_params[self.entry.id]
+        for multiple in range(1, 65):
+            if cls.size_problem(params, (multiple * step, multiple * step)) is None:
+                return multiple * step
         return step
 
     def input_size(self, side: int) -> tuple[int, int]:

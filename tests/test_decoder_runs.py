@@ -77,6 +77,7 @@ name = "pid"
 
 [[decoder]]
 name = "l2p"
+params = {{variant = "4k"}}     # 64×64: a multiple of its patch (the 1K DiT needs (H/16)·(W/16) % 32 = 0)
 
 [timing]
 warmup = 1
@@ -98,7 +99,7 @@ timeout_s = 120
     pid_message = next(r["message"] for (d, _), r in decodes.items() if d == "pid")
     assert "PiD runs on CUDA only" in pid_message
     l2p_message = next(r["message"] for (d, _), r in decodes.items() if d == "l2p")
-    assert "git clone https://github.com/TencentYoutuResearch/T2I-L2P" in l2p_message
+    assert "git clone https://github.com/HaojunChen663/PixVerve-95K" in l2p_message
     tiled = next(r for (d, _), r in decodes.items() if d == "vae-tiled")
     assert tiled["facts"]["tile_grid"] == {"tile_px": 16, "overlap_px": 8, "x_seams": [12, 20],
                                            "y_seams": [12, 20], "x_overlaps": [8, 8], "y_overlaps": [8, 8],
@@ -213,4 +214,6 @@ timeout_s = 120
         "no reference image: the source has none for this case (latents or prompts)"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["source_model"]["component"] == "pipeline"
+    assert manifest["source_model"]["facts"]["generator_device"] == "cpu"  # the pipeline's device
+    assert manifest["source_model"]["facts"]["capture"] == "x_t"
     assert any(key.startswith(f"{sd3_folder}/transformer/") for key in manifest["source_model"]["weights"])

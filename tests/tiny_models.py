@@ -108,3 +108,89 @@ def sd_x4_upscaler(folder: Path) -> Path:
 def tiny_vae_config(latent_channels: int) -> dict[str, Any]:
     return {**TINY_VAE, "latent_channels": latent_channels,
             "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def qwen_tokenizer() -> Any:
+    """A byte-level BPE tokenizer without merges, with Qwen's special tokens and a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {token: index for index, token in enumerate([*specials, *_byte_characters()])}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<|endoftext|>",
+                                        eos_token="<|im_end|>", additional_special_tokens=specials[1:])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def flux2_klein_pipeline(folder: Path) -> Path:
+    """A random FLUX.2-klein pipeline (Qwen3 text encoder with 28 layers for its (9, 18, 27) read-out,
+    a 1-channel AutoencoderKLFlux2 with non-trivial BatchNorm statistics), saved."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLFlux2(sample_size=32, down_block_types=("DownEncoderBlock2D",) * 2,
+                             up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(4, 4),
+                             layers_per_block=1, latent_channels=1, norm_num_groups=1, use_quant_conv=False,
+                             use_post_quant_conv=False)
+    vae.bn.running_mean.copy_(torch.randn(4))
+    vae.bn.running_var.copy_(torch.rand(4) + 0.5)
+    pipe = Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, tokenizer=qwen_tokenizer(),
+        text_encoder=Qwen3ForCausalLM(Qwen3Config(
+            hidden_size=16, intermediate_size=16, num_hidden_layers=28, num_attention_heads=2,
+            num_key_value_heads=2, vocab_size=512, max_position_embeddings=1024)),
+        transformer=Flux2Transformer2DModel(
+            patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=256,
+            axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def qwenimage_pipeline(folder: Path) -> Path:
+    """A random Qwen-Image pipeline (tiny Qwen2.5-VL text encoder, 4-channel video VAE at /4), saved."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = Qwen2_5_VLConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 512,
+                     "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+                     "rope_theta": 1000000.0},
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                       "out_hidden_size": 16},
+        hidden_size=16, vocab_size=512, vision_start_token_id=509, vision_end_token_id=510,
+        vision_token_id=511, image_token_id=508, video_token_id=507)
+    pipe = QwenImagePipeline(
+        transformer=QwenImageTransformer2DModel(
+            patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=16,
+            num_attention_heads=3, joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4)),
+        vae=AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1,
+                                   temperal_downsample=[False, True], latents_mean=[0.0] * 4,
+                                   latents_std=[1.0] * 4),
+        scheduler=FlowMatchEulerDiscreteScheduler(), tokenizer=qwen_tokenizer(),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
+    )
+    pipe.save_pretrained(folder)
+    return folder

@@ -87,7 +87,8 @@ def source_worker_main(conn: Any, job: SourceJob) -> None:
     except Exception as exc:
         conn.send(LoadFailed(pid, "error", f"{type(exc).__name__}: {exc}", excerpt(exc)))
         return
-    conn.send(Loaded(pid=pid, import_ms=0.0, load_ms=load_ms, weights={}, facts={},
+    facts = model.facts() if isinstance(model, TextToLatent) else {}
+    conn.send(Loaded(pid=pid, import_ms=0.0, load_ms=load_ms, weights={}, facts=facts,
                      device=device_facts(device), torch_state=torch_state()))
     while True:
         try:
@@ -189,7 +190,8 @@ class SourceModel:
                  "params": self.params.model_dump(mode="json"), "weights": self.weights(),
                  "device": "cpu" if self.in_process else self._job.device,
                  "process": "runner" if self.in_process else "source worker",
-                 "pid": self._worker.loaded.pid if self._worker is not None else None}
+                 "pid": self._worker.loaded.pid if self._worker is not None else None,
+                 "facts": self._worker.loaded.facts if self._worker is not None else {}}
         if facts["params"].get("weights") == "random":
             facts["quality_not_applicable"] = (
                 f"random-weight {self.component} {self.name!r} upstream: the inputs are not those of a "
