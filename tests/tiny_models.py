@@ -108,3 +108,84 @@ def sd_x4_upscaler(folder: Path) -> Path:
 def tiny_vae_config(latent_channels: int) -> dict[str, Any]:
     return {**TINY_VAE, "latent_channels": latent_channels,
             "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
+
+
+# --------------------------------------------------------------------------- benchmark backends
+
+
+def tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A random CLIP (1-layer towers, 224² input) with the character-level tokenizer, saved."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPVisionConfig
+
+    tokenizer = clip_tokenizer()
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                              num_hidden_layers=1, image_size=224, patch_size=32)
+    config = CLIPConfig(text_config=_clip_config(len(tokenizer)).to_dict(), vision_config=vision.to_dict(),
+                        projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def tiny_mask2former(folder: Path, labels: list[str], seed: int = 0, queries: int = 12) -> Path:
+    """A random Mask2Former (tiny Swin backbone) over `labels`, saved like a user's checkpoint."""
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
+
+    torch.manual_seed(seed)
+    backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(
+        backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
+        encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
+        num_attention_heads=2, num_queries=queries,
+        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    Mask2FormerForUniversalSegmentation(config).save_pretrained(folder)
+    return folder
+
+
+def word_tokenizer(words: list[str]) -> Any:
+    """A BERT-style word-level tokenizer over `words` (BLIP's tokenizer class), no files needed."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    vocab = {word: i for i, word in enumerate([*specials, *words])}
+    model = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    model.pre_tokenizer = pre_tokenizers.Whitespace()
+    names = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+             "mask_token": "[MASK]", "bos_token": "[DEC]"}
+    return PreTrainedTokenizerFast(tokenizer_object=model, **names)
+
+
+def tiny_blip_vqa(folder: Path, words: list[str], answer: str) -> Path:
+    """A random BLIP VQA whose decoder always says `answer` (then [SEP]): its output layer is zero
+    except biases that rank `answer` first and [SEP] second, so greedy decoding emits both."""
+    from transformers import (
+        BlipConfig,
+        BlipForQuestionAnswering,
+        BlipImageProcessor,
+        BlipProcessor,
+        BlipTextConfig,
+        BlipVisionConfig,
+    )
+
+    tokenizer = word_tokenizer(words)
+    torch.manual_seed(0)
+    text = BlipTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+                          num_hidden_layers=1, num_attention_heads=2, encoder_hidden_size=32, pad_token_id=0,
+                          sep_token_id=3, bos_token_id=5, max_position_embeddings=64)
+    vision = BlipVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                              num_attention_heads=2, image_size=64, patch_size=16)
+    model = BlipForQuestionAnswering(BlipConfig(text_config=text.to_dict(), vision_config=vision.to_dict()))
+    head = model.text_decoder.cls.predictions
+    with torch.no_grad():
+        head.decoder.weight.zero_()
+        head.bias.zero_()
+        head.bias[tokenizer.convert_tokens_to_ids(answer)] = 2.0
+        head.bias[3] = 1.0
+    model.save_pretrained(folder)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 64, "width": 64}),
+                              tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    return folder
