@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from harness.cli.console import console, fail, num, out
+
+if TYPE_CHECKING:
+    from reports.aggregate import RunView
 
 
 def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
@@ -19,6 +22,22 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
         print_summary(run_dir)
     except StoreError as exc:
         raise fail(str(exc)) from None
+
+
+def print_benchmark_tables(view: RunView) -> None:
+    """GenEval / DPG-Bench tables as their papers print them, and the published numbers rows name."""
+    from reports.benchmarks import benchmark_tables, published_table
+
+    tables = benchmark_tables(view)
+    published = published_table(view)
+    for found in [*tables, *([published] if published else [])]:
+        table = Table(title=found.title)
+        for index, column in enumerate(found.columns):
+            left = index == 0 or column in ("what", "source")
+            table.add_column(column, justify="left" if left else "right")
+        for cells in found.rows:
+            table.add_row(*cells)
+        out.print(table)
 
 
 def print_summary(run_dir: Path) -> None:
@@ -50,6 +69,7 @@ def print_summary(run_dir: Path) -> None:
         for row in view.rows_at(size):
             for failure in row.failures:
                 console.print(f"[red]{row.decoder}:[/] {failure}", highlight=False)
+    print_benchmark_tables(view)
     for warning in view.warnings:
         console.print(f"[yellow]note:[/] {warning}", highlight=False)
     budget = time_budget(view)

@@ -219,10 +219,16 @@ def backend_params(cls: type, name: str, options: Mapping[str, Any]) -> Params |
         if options:
             raise ValueError(f"backend {name!r} takes no options, got {sorted(options)}")
         return None
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(dict(options))
-    except Exception as exc:  # pydantic's ValidationError, listed field by field
-        raise ValueError(f"backend {name!r} options: {exc}") from None
+    except ValidationError as exc:
+        known = ", ".join(model.model_fields)
+        problems = [f"unknown key {'.'.join(map(str, e['loc']))!r} (known: {known})"
+                    if e["type"] == "extra_forbidden" else f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                    for e in exc.errors()]
+        raise ValueError(f"backend {name!r} options: {'; '.join(problems)}") from None
 
 
 def check_backend_options(params: Any, registry: Registry) -> Any:

@@ -137,6 +137,8 @@ def instances(class_logits: torch.Tensor, mask_logits: torch.Tensor, padded: tup
     keep = scores > floor
     scores, flat = scores[keep], flat[keep]
     labels, queries = flat % num_classes, flat // num_classes
+    if not len(flat):
+        return labels, scores, torch.zeros(0, 4), torch.zeros(0, *original, dtype=torch.bool)
     logits = mask_logits[queries].float()[None]
     logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
     logits = logits[..., :resized[0], :resized[1]]
