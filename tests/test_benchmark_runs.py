@@ -146,3 +146,21 @@ published = {{geneval = 0.55, dpg_bench = 60.0, source = "a made-up paper, Table
     assert "protocol ella" in shown.output
     published = next(line for line in lines if "a made-up paper" in line and "geneval" in line)
     assert "0.5833 @ 32×32" in published and "0.55" in published
+
+
+def test_offline_runs_name_everything_they_miss_before_starting(tmp_path: Path, write_suite,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DECODERBENCH_BENCHMARKS_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    suite = write_suite('name = "offline"\nmetrics = ["geneval", {name = "dpg_bench", params = {backend = '
+                        '"vlm", backend_options = {model = "someone/vl"}}}]\n[source]\nkind = "prompts"\n'
+                        'benchmark = "geneval"\npipeline = {family = "sd3", weights = "someone/absent-sd3"}\n'
+                        '[resolution]\ninput = 64\noutput_scale = 1\n[[decoder]]\nname = "prompt-painter"\n')
+    result = invoke("run", str(suite), "--out", str(tmp_path / "run"), "-q")
+    assert result.exit_code == 2
+    missing = [line for line in result.output.splitlines() if line.startswith("missing: ")]
+    assert len(missing) == 3, result.output
+    assert missing[0].startswith(f"missing: geneval benchmark data missing: {tmp_path / 'data/geneval'}")
+    assert "someone/absent-sd3 is not in the Hugging Face cache" in missing[1]
+    assert missing[2].startswith("missing: metric geneval: missing weight file config.json") and \
+        "decoderbench weights fetch geneval" in missing[2] and "9 more missing" in missing[2]

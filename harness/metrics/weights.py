@@ -209,14 +209,15 @@ def missing_message(entry: WeightFile, metric: str | None = None) -> str:
 
 
 def require(metric: str) -> dict[str, Path]:
-    """Every weight file `metric` needs → its path; WeightsMissing (without any network) if not."""
-    found: dict[str, Path] = {}
-    for entry in files_for(metric):
-        path = locate(entry)
-        if path is None:
-            raise WeightsMissing(missing_message(entry))
-        found[entry.key] = path
-    return found
+    """Every weight file `metric` needs → its path; WeightsMissing (without any network) if not,
+    naming the first missing file and listing the others."""
+    located = {entry: locate(entry) for entry in files_for(metric)}
+    missing = [entry for entry, path in located.items() if path is None]
+    if missing:
+        more = f"; {len(missing) - 1} more missing: {', '.join(e.key for e in missing[1:])}" \
+            if len(missing) > 1 else ""
+        raise WeightsMissing(missing_message(missing[0], metric) + more)
+    return {entry.key: path for entry, path in located.items() if path is not None}
 
 
 def pretrained(reference: str, metric: str, what: str) -> tuple[str, dict[str, str]]:
