@@ -1,11 +1,15 @@
 """GenEval: compositional prompt following, scored from object detections.
 
-The rules are GenEval's (djghosh13/geneval, evaluation/evaluate_images.py
-and summary_scores.py); the detector and colour classifier are a pluggable
-backend (the reference: Mask2Former Swin-S COCO through mmdet, colours by
-CLIP ViT-L/14 zero-shot on masked crops).
+The rules are GenEval's (djghosh13/geneval @ af4902f, evaluation/
+evaluate_images.py and summary_scores.py); the detector and colour
+classifier are a pluggable backend (GenEval's own: Mask2Former Swin-S COCO
+through mmdet, colours by CLIP ViT-L/14 zero-shot on masked crops; built in:
+the same through transformers, geneval_detector.py). Numbers from different
+backends are not comparable: the backend is part of the protocol hash.
 
-Per image, given the case prompt's metadata entry
+A case's metadata entry comes with the case (a `benchmark = "geneval"`
+source annotates each prompt with it) or, for other prompts sources, from
+`metadata` by prompt. Per image, given the entry
 {"tag", "include": [{"class", "count", "color"?, "position"?: [relation, index]}],
  "exclude": [{"class", "count"}]}:
 
