@@ -32,7 +32,8 @@ CPU_SECONDS: list[float] = []  # process CPU time of the last _timed call, per r
 def _timed(call: Any, repeats: int, device: torch.device) -> float:
     """Wall seconds per call (CPU seconds of all threads per call go to CPU_SECONDS: on a shared
     machine wall time grows with the load, CPU time much less)."""
-    call()  # warm-up
+    call()  # warm-up: twice, as oneDNN settles its kernels for a new shape over more than one call
+    call()
     began, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         call()
