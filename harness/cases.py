@@ -47,6 +47,13 @@ class Case:
     output_size: Size
     input_seed: int = 0  # seeds the source: latent noise, text-to-image generation
 
+    @property
+    def generation_seed(self) -> int:
+        """The seed of a decoder that generates from the prompt itself (text-to-pixel, e.g. L2P):
+        both seeds folded into one, so the source's images per prompt (input seeds) and decoder
+        seeds both give distinct generations; it is the decoder seed when the input seed is 0."""
+        return self.seed + (self.input_seed << 32)
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_size"], data["output_size"] = list(self.input_size), list(self.output_size)

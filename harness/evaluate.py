@@ -244,7 +244,7 @@ class Feeder:
                 output_size=case.case.output_size,
                 native_size=tuple(native) if native else None,  # type: ignore[arg-type]
                 facts=decode.get("facts") or {}, annotations=case.annotations,
-                input_sha256=decode.get("input_sha256"),
+                input_sha256=decode.get("input_sha256"), input_seed=case.case.input_seed,
             ))
         return contexts
 

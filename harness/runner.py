@@ -325,7 +325,8 @@ class Runner:
             case_id=p.case.id,
             input_path=str(p.input_path) if latent else None,
             input_sha256=p.input_sha256 if latent else None,
-            seed=p.case.seed, sigma=p.input_sigma, prompt=p.case.prompt,
+            seed=p.case.generation_seed if consumes == Consumes.PROMPT else p.case.seed,
+            sigma=p.input_sigma, prompt=p.case.prompt,
             image_path=RunStore.image_relpath(entry.id, p.case.id),
         )
 

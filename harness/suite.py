@@ -82,6 +82,17 @@ class DecoderEntry(ComponentEntry):
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64,
         description="unique id of this decoder row; defaults to name",
     )
+    published: dict[str, float | str] = Field(
+        default_factory=dict, description="published numbers this row compares with: metric name (or "
+        "latency_ms, peak_memory) → value or a sentence; `source` names where they were published")
+
+    @model_serializer(mode="wrap")
+    def _omit_no_published(self, handler: Any) -> Any:
+        """A row without published numbers dumps (and hashes) exactly as before the key existed."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("published"):
+            data.pop("published", None)
+        return data
 
     @property
     def id(self) -> str:
@@ -140,15 +151,31 @@ class PromptsSource(_Strict):
     kind: Literal["prompts"]
     prompts: list[str] = Field(default_factory=list)
     file: str | None = None  # one prompt per line, or JSON lines {"prompt", "id"}
+    benchmark: list[Literal["geneval", "dpg-bench"]] = Field(
+        default_factory=list, description="official prompt sets by name, each prompt annotated with its "
+        "benchmark metadata for the geneval / dpg_bench metrics (`decoderbench benchmarks fetch NAME`)")
     limit: int | None = Field(default=None, ge=1)
     pipeline: PipelineParams | None = Field(
         default=None, description="the text-to-image pipeline producing latents; without one, only "
         "decoders that take the prompt themselves (text-to-pixel) can run")
 
+    @model_serializer(mode="wrap")
+    def _omit_no_benchmark(self, handler: Any) -> Any:
+        """A source without benchmarks dumps (and hashes) exactly as before the key existed."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("benchmark"):
+            data.pop("benchmark", None)
+        return data
+
+    @field_validator("benchmark", mode="before")
+    @classmethod
+    def _one_benchmark(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _some_prompts(self) -> PromptsSource:
-        if not (self.prompts or self.file):
-            raise ValueError("a prompts source needs prompts and/or file")
+        if not (self.prompts or self.file or self.benchmark):
+            raise ValueError("a prompts source needs prompts, file and/or benchmark")
         return self
 
 

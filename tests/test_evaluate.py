@@ -126,7 +126,8 @@ def test_set_aggregates_are_written_once_and_completed_on_resume(write_suite, tm
     text = suite_text(image_folder, decoder_tables('name = "bilinear"'), seeds="[0, 1]")
     text = text.replace("seeds = [0]\n", "").replace(
         'metrics = ["psnr", "ssim"]',
-        f'metrics = [{{name = "dpg_bench", params = {{questions = "{csv_path}", backend = "scripted"}}}}]')
+        f'metrics = [{{name = "dpg_bench", params = {{questions = "{csv_path}", backend = "scripted", '
+        f'protocol = "corrected"}}}}]')
     suite = load_suite(write_suite(text))
     cache = TensorCache(tmp_path / "cache")
     run_dir = Runner.new(suite, tmp_path / "run", cache).run().run_dir

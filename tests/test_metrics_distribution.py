@@ -306,3 +306,51 @@ def test_real_inception_features() -> None:
     assert features.shape == (4, 2048) and torch.isfinite(features).all() and (features >= 0).all()
     one_by_one = torch.cat([metric.network(image[None]) for image in batch])
     torch.testing.assert_close(one_by_one, features, rtol=1e-4, atol=1e-4)  # batch size does not matter
+
+
+def test_fid_of_a_text_to_image_run_against_a_folder_of_real_images(write_suite, tmp_path,
+                                                                    image_folder) -> None:
+    """A prompts source has no references: FID and patch-FID compare with `reference_folder`, each image
+    made a reference of the comparison size as the images source makes them."""
+    from harness.sources.prepare import make_reference
+
+    torch.manual_seed(0)
+    network_path = tmp_path / "features.pt"
+    torch.jit.script(_TinyFeatures()).save(str(network_path))
+    spec = f'feature_network = "torchscript:{network_path}", reference_folder = "{image_folder}"'
+    patches = 'protocol = "native_crops", patch_px = 16, crops_per_image = 4'
+    text = f"""
+name = "t2i"
+seeds = [0, 1]
+metrics = [{{name = "fid", params = {{{spec}}}}},
+           {{name = "patch_fid", params = {{{spec}, {patches}}}}},
+           {{name = "kid", params = {{{spec.replace(str(image_folder), str(tmp_path / "nowhere"))}}}}}]
+[source]
+kind = "prompts"
+prompts = ["a", "b", "c"]
+[resolution]
+input = 32
+output_scale = 1
+[timing]
+repeats = 1
+[[decoder]]
+name = "prompt-painter"
+params = {{reds = {{a = 10, b = 120, c = 240}}}}
+"""
+    suite = load_suite(write_suite(text))
+    run_dir = Runner.new(suite, tmp_path / "run", TensorCache(tmp_path / "cache")).run().run_dir
+    records = {r["metric"]: r for r in RunStore.open(run_dir).records()[0] if r["kind"] == "metric"}
+    features = load_network(network_path, "torchscript:x", "clean", torch.device("cpu"))
+    cases = RunStore.open(run_dir).cases()
+    outputs = torch.stack([images.read_png(run_dir / RunStore.image_relpath("prompt-painter", c["id"]))
+                           for c in cases])
+    real = torch.stack([make_reference(images.read_rgb(p), (32, 32))[0]
+                        for p in sorted(image_folder.iterdir())])
+    expected = scipy_frechet(*mean_and_covariance(features(outputs).numpy()),
+                             *mean_and_covariance(features(real).numpy()))
+    assert records["fid"]["status"] == "ok" and records["fid"]["value"] == pytest.approx(expected, rel=1e-6)
+    assert records["fid"]["details"] == {"generated_samples": 6, "reference_samples": 3, "feature_dims": 4}
+    assert records["patch_fid"]["details"]["generated_samples"] == 6 * 4
+    assert records["kid"]["status"] == "unavailable" and "holds no images" in records["kid"]["message"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "reference_folder" in manifest["metrics"]["fid"]["protocol"]["reference"]

@@ -110,7 +110,7 @@ def test_prompts_inline_text_and_jsonl(tmp_path: Path, write_suite) -> None:
     ('[source]\nkind = "videos"', "source.kind", "expected one of 'images', 'latents', 'prompts'"),
     ('[source]\nkind = "latents"\nspace = "flux3"\nsynthetic = 1', "source.space", "unknown latent space"),
     ('[source]\nkind = "latents"\nspace = "flux1"', "source", "folder and/or manifest, or synthetic"),
-    ('[source]\nkind = "prompts"', "source", "needs prompts and/or file"),
+    ('[source]\nkind = "prompts"', "source", "needs prompts, file and/or benchmark"),
     ('[source]\nkind = "prompts"\nprompts = ["a"]\n[source.pipeline]\nfamily = "sd3"\nsteps = 4\n'
      'stop_at_step = 9', "source.pipeline", "stop_at_step 9 is after the last step (4)"),
     ('[source]\nkind = "prompts"\nprompts = ["a"]', "decoder[0].name",

@@ -171,3 +171,13 @@ def test_grayscale_and_alpha_images_become_rgb(tmp_path: Path) -> None:
     assert read_rgb(tmp_path / "g.png").shape == (4, 4, 3)
     assert read_rgb(tmp_path / "g.png")[0, 0].tolist() == [100, 100, 100]
     assert read_rgb(tmp_path / "a.png")[0, 0].tolist() == [255, 255, 255]
+
+
+def test_text_to_pixel_decoders_fold_both_seeds_into_their_generation_seed() -> None:
+    """A decoder that generates from the prompt itself (L2P) is the whole text-to-image chain: input
+    seeds (a benchmark's images per prompt) and decoder seeds (invention) must both vary it."""
+    cases = expand([Item("p", "1" * 64, "a cat", "t")], [((16, 16), (16, 16))], [0.0], [0, 1], PROTOCOL,
+                   input_seeds=[0, 1])
+    seeds = {(c.input_seed, c.seed): c.generation_seed for c in cases}
+    assert seeds[(0, 0)] == 0 and seeds[(0, 1)] == 1  # unchanged where no input seed is declared
+    assert len(set(seeds.values())) == 4

@@ -193,4 +193,124 @@ def qwenimage_pipeline(folder: Path) -> Path:
         text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
     )
     pipe.save_pretrained(folder)
+
+# --------------------------------------------------------------------------- benchmark backends
+
+
+def tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A random CLIP (1-layer towers, 224² input) with the character-level tokenizer, saved."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPVisionConfig
+
+    tokenizer = clip_tokenizer()
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                              num_hidden_layers=1, image_size=224, patch_size=32)
+    config = CLIPConfig(text_config=_clip_config(len(tokenizer)).to_dict(), vision_config=vision.to_dict(),
+                        projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def tiny_mask2former(folder: Path, labels: list[str], seed: int = 0, queries: int = 12) -> Path:
+    """A random Mask2Former (tiny Swin backbone) over `labels`, saved like a user's checkpoint."""
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
+
+    torch.manual_seed(seed)
+    backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(
+        backbone_config=backbone, feature_size=32, mask_feature_size=32, hidden_dim=32,
+        encoder_feedforward_dim=64, dim_feedforward=64, encoder_layers=1, decoder_layers=2,
+        num_attention_heads=2, num_queries=queries,
+        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    Mask2FormerForUniversalSegmentation(config).save_pretrained(folder)
+    return folder
+
+
+def word_tokenizer(words: list[str]) -> Any:
+    """A BERT-style word-level tokenizer over `words` (BLIP's tokenizer class), no files needed."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    vocab = {word: i for i, word in enumerate([*specials, *words])}
+    model = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    model.pre_tokenizer = pre_tokenizers.Whitespace()
+    names = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+             "mask_token": "[MASK]", "bos_token": "[DEC]"}
+    return PreTrainedTokenizerFast(tokenizer_object=model, **names)
+
+
+def tiny_blip_vqa(folder: Path, words: list[str], answer: str) -> Path:
+    """A random BLIP VQA whose decoder always says `answer` (then [SEP]): its output layer is zero
+    except biases that rank `answer` first and [SEP] second, so greedy decoding emits both."""
+    from transformers import (
+        BlipConfig,
+        BlipForQuestionAnswering,
+        BlipImageProcessor,
+        BlipProcessor,
+        BlipTextConfig,
+        BlipVisionConfig,
+    )
+
+    tokenizer = word_tokenizer(words)
+    torch.manual_seed(0)
+    text = BlipTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+                          num_hidden_layers=1, num_attention_heads=2, encoder_hidden_size=32, pad_token_id=0,
+                          sep_token_id=3, bos_token_id=5, max_position_embeddings=64)
+    vision = BlipVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                              num_attention_heads=2, image_size=64, patch_size=16)
+    model = BlipForQuestionAnswering(BlipConfig(text_config=text.to_dict(), vision_config=vision.to_dict()))
+    head = model.text_decoder.cls.predictions
+    with torch.no_grad():
+        head.decoder.weight.zero_()
+        head.bias.zero_()
+        head.bias[tokenizer.convert_tokens_to_ids(answer)] = 2.0
+        head.bias[3] = 1.0
+    model.save_pretrained(folder)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 64, "width": 64}),
+                              tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    return folder
+
+
+LLAVA_WORDS = ["<unk>", "<pad>", "<s>", "</s>", "user", "assistant", ":"]
+
+
+def tiny_llava(folder: Path, first_token: str) -> Path:
+    """A random LLaVA (1-layer CLIP tower, 1-layer Llama) with a word-level tokenizer and a chat
+    template. Its lm_head is all zeros, so greedy decoding always emits vocabulary id 0:
+    `first_token`, which the caller chooses (a valid answer, or junk)."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {word: i for i, word in enumerate([first_token, *LLAVA_WORDS])}
+    tokenizer_model = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer_model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_model, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+        eos_token="</s>")
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    template = ("{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}{% if c['type'] == "
+                "'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}{% endfor %}"
+                "{% if add_generation_prompt %}assistant : {% endif %}")
+    processor = transformers.LlavaProcessor(
+        image_processor=transformers.CLIPImageProcessor(size={"shortest_edge": 28},
+                                                        crop_size={"height": 28, "width": 28}),
+        tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default", chat_template=template,
+        image_token="<image>", num_additional_image_tokens=1)
+    config = transformers.LlavaConfig(
+        vision_config=transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                    num_attention_heads=2, image_size=28, patch_size=14),
+        text_config=transformers.LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=2, pad_token_id=2, bos_token_id=3, eos_token_id=4),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForImageTextToText.from_config(config)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder

@@ -8,6 +8,7 @@
     sweep                harness/cli/sweep.py
     gate, baseline       harness/cli/gate.py
     weights              harness/cli/weights.py
+    benchmarks           harness/cli/benchmarks.py
     (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter
 
 Exit codes: 0 everything ran and every case decoded; 1 a case failed (OOM,
@@ -22,7 +23,7 @@ import sys
 
 import typer
 
-from harness.cli import gate, judge, listing, report, run, show, sweep, weights
+from harness.cli import benchmarks, gate, judge, listing, report, run, show, sweep, weights
 from harness.cli.console import console
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ app.command()(sweep.sweep)
 app.add_typer(gate.gate_app, name="gate")
 app.add_typer(gate.baseline_app, name="baseline")
 app.add_typer(weights.app, name="weights")
+app.add_typer(benchmarks.app, name="benchmarks")
 
 
 def main() -> None:

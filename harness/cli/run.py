@@ -10,7 +10,7 @@ import typer
 
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
-from harness.suite import SuiteError, load_suite
+from harness.suite import Suite, SuiteError, load_suite
 
 
 def run(
@@ -41,6 +41,8 @@ def run(
                 runner = Runner.resume(resume, cache if cache_dir else None, reporter)
             else:
                 loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
+                for problem in missing_before_run(loaded):
+                    console.print(f"[yellow]missing:[/] {problem}", highlight=False, soft_wrap=True)
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter)
@@ -58,6 +60,38 @@ def run(
     if outcome.failed_units:
         console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
         raise typer.Exit(EXIT_FAILED)
+
+
+def missing_before_run(suite: Suite) -> list[str]:
+    """What a run of `suite` will find missing, known without loading a model: benchmark data,
+    the source pipeline's checkpoint, and the lock-table weight files of metrics left at their
+    default models. Decoders report their own missing weights as `unavailable` results."""
+    from decoders.base import DecoderUnavailable
+    from decoders.weights import resolve_pretrained
+    from harness.metrics import METRICS, weights
+    from harness.sources import benchmarks
+
+    problems = []
+    source = suite.model.source
+    for name in getattr(source, "benchmark", []):
+        try:
+            benchmarks.require(name)
+        except benchmarks.BenchmarkDataMissing as exc:
+            problems.extend(str(exc).splitlines())
+    pipeline = getattr(source, "pipeline", None)
+    if pipeline is not None:
+        try:
+            resolve_pretrained(pipeline.reference, None, f"source pipeline {pipeline.family}")
+        except DecoderUnavailable as exc:
+            problems.append(str(exc))
+    for name, params in suite.metric_params.items():
+        if params != METRICS.get(name).Params():
+            continue  # other models than the lock table's: the metric checks them when it loads
+        try:
+            weights.require(name)
+        except weights.WeightsMissing as exc:
+            problems.append(f"metric {name}: {exc}")
+    return problems
 
 
 def validate(

@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.cli.console import console, fail, num, out
 
 if TYPE_CHECKING:
+    from reports.aggregate import RunView
     from reports.decisions import Decision
 
 
@@ -34,6 +35,22 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> N
         print_summary(run_dir)
     except StoreError as exc:
         raise fail(str(exc)) from None
+
+
+def print_benchmark_tables(view: RunView) -> None:
+    """GenEval / DPG-Bench tables as their papers print them, and the published numbers rows name."""
+    from reports.benchmarks import benchmark_tables, published_table
+
+    tables = benchmark_tables(view)
+    published = published_table(view)
+    for found in [*tables, *([published] if published else [])]:
+        table = Table(title=found.title)
+        for index, column in enumerate(found.columns):
+            left = index == 0 or column in ("what", "source")
+            table.add_column(column, justify="left" if left else "right")
+        for cells in found.rows:
+            table.add_row(*cells)
+        out.print(table)
 
 
 def print_summary(run_dir: Path) -> None:
@@ -91,6 +108,7 @@ def print_summary(run_dir: Path) -> None:
         for row in rows:
             for failure in row.failures:
                 console.print(f"[red]{escape(row.decoder)}:[/] {escape(failure)}", highlight=False)
+    print_benchmark_tables(view)
     for warning in view.warnings:
         console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
     budget = time_budget(view)

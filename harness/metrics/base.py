@@ -82,6 +82,7 @@ class ImageContext:
     facts: Mapping[str, Any] = field(default_factory=dict)  # decoder facts, e.g. "tile_grid"
     annotations: Mapping[str, Any] = field(default_factory=dict)  # source facts, e.g. "text_lines"
     input_sha256: str | None = None  # what the decoder's worker received (None: a prompt only)
+    input_seed: int = 0  # the source's seed (latent noise, text-to-image generation)
 
 
 @dataclass(frozen=True)
@@ -221,12 +222,50 @@ def require_weights(metric: Metric) -> dict[str, Path]:
     return paths
 
 
-def load_backend(registry: Registry, name: str, device: torch.device) -> Any:
+def load_backend(registry: Registry, name: str, device: torch.device,
+                 options: Mapping[str, Any] | None = None) -> Any:
     """Create and load a plug-in backend (a detector, a VQA model) by name; an unknown name or
-    missing plug-in makes the metric unavailable rather than failing the run."""
+    missing plug-in makes the metric unavailable rather than failing the run. A backend with a
+    `Params` model gets the metric's `backend_options` validated by it (see `backend_params`)."""
     try:
-        backend = registry.get(name)()
+        cls = registry.get(name)
     except UnknownName as exc:
         raise MetricUnavailable(str(exc)) from None
+    try:
+        params = backend_params(cls, name, options or {})
+    except ValueError as exc:
+        raise MetricUnavailable(str(exc)) from None
+    backend = cls(params) if params is not None else cls()
     backend.load(device)
     return backend
+
+
+def backend_params(cls: type, name: str, options: Mapping[str, Any]) -> Params | None:
+    """A backend's validated options (None for a backend without a `Params` model); ValueError
+    with every problem when they do not fit."""
+    model = getattr(cls, "Params", None)
+    if model is None:
+        if options:
+            raise ValueError(f"backend {name!r} takes no options, got {sorted(options)}")
+        return None
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        known = ", ".join(model.model_fields)
+        problems = [f"unknown key {'.'.join(map(str, e['loc']))!r} (known: {known})"
+                    if e["type"] == "extra_forbidden" else f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                    for e in exc.errors()]
+        raise ValueError(f"backend {name!r} options: {'; '.join(problems)}") from None
+
+
+def check_backend_options(params: Any, registry: Registry) -> Any:
+    """For a metric's Params validator: `backend_options` must fit the named backend's Params
+    where the backend can be imported (an unknown backend is reported when the metric loads)."""
+    try:
+        cls = registry.get(params.backend)
+    except Exception:  # unknown, or a plug-in that fails to import: load() says so
+        return params
+    backend_params(cls, params.backend, params.backend_options)
+    return params

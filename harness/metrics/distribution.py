@@ -63,6 +63,9 @@ class FeatureParams(Params):
     feature_network: str = Field(
         default=INCEPTION, description=f"'{INCEPTION}' or 'torchscript:/path/to/network.pt'")
     feature_batch_size: int = Field(default=32, ge=1)
+    reference_folder: str | None = Field(
+        default=None, description="real images to compare with instead of the run's references (text-to-"
+        "image runs have none); each is centre-cropped and resized to the set's size as references are")
 
 
 class KIDParams(FeatureParams):
@@ -150,6 +153,10 @@ class DistributionMetric(Metric):
             raise MetricUnavailable(f"unknown feature network {spec!r}; use '{INCEPTION}' or "
                                     f"'{TORCHSCRIPT_PREFIX}/path/to/network.pt'")
         self.network = load_network(path, spec, self.params.resize_mode, device)
+        if self.params.reference_folder:
+            from harness.metrics.reference_folder import reference_images
+
+            reference_images(self.params.reference_folder)  # MetricUnavailable when it holds none
 
     def feature_protocol(self) -> dict[str, Any]:
         """What determines a feature vector: network and its weights, resize mode, patches."""
@@ -158,8 +165,10 @@ class DistributionMetric(Metric):
                 "resize_version": RESIZE_VERSION}
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "features": self.feature_protocol(),
-                "reference": "every reference image of the run at the set's comparison size"}
+        reference = ("every image of params.reference_folder, as a reference of the set's comparison size"
+                     if self.params.reference_folder else
+                     "every reference image of the run at the set's comparison size")
+        return {**super().protocol(), "features": self.feature_protocol(), "reference": reference}
 
     def features(self, images: torch.Tensor, keys: list[str]) -> torch.Tensor:
         """uint8 [B, 3, H, W] → float32 [N, D] (N = B for whole-image metrics)."""
@@ -169,12 +178,17 @@ class DistributionMetric(Metric):
         return torch.cat(chunks).float().cpu()
 
     def set_reference(self, reference: ReferenceSet) -> None:
+        if self.params.reference_folder:
+            from harness.metrics.reference_folder import folder_reference
+
+            reference = folder_reference(self.params.reference_folder, reference.size, reference.cache_dir)
         self._reference = reference
 
     def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None,
                contexts: list[ImageContext] | None = None) -> None:
         # Patches of a generated image are cut like those of its reference: keyed by the reference.
-        feature_keys = [c.reference_key for c in contexts] if contexts else keys
+        # (An image without a reference, from a text-to-image source, is keyed by its case.)
+        feature_keys = [c.reference_key or c.case_id for c in contexts] if contexts else keys
         self._generated.append(self.features(quantize(preds), feature_keys))
 
     def reference_features(self) -> np.ndarray:

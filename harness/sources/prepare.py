@@ -42,6 +42,7 @@ from decoders.resample import resize
 from decoders.spaces import LatentSpace, get_space
 from harness import images
 from harness.cases import Case, Item
+from harness.sources.benchmarks import benchmark_items
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
 from harness.sources.items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
@@ -193,6 +194,8 @@ def list_items(suite: Suite) -> list[LoadableItem]:
             suite.model.resolution.input)
     else:
         found = prompt_items(source.prompts, suite.resolve_path(source.file) if source.file else None)
+        for name in source.benchmark:
+            found.extend(benchmark_items(name))
     ids = [entry.item.id for entry in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -298,6 +301,15 @@ def reference_annotations(annotations: dict[str, Any], size: tuple[int, int]) ->
     return {"image_size": list(size), "text_lines": lines}
 
 
+def case_annotations(annotations: dict[str, Any], prepared: PreparedCase) -> dict[str, Any]:
+    """What a case's metrics learn from its item: benchmark metadata as it is, geometric
+    annotations mapped onto the reference (when there is one)."""
+    found = {"benchmark": annotations["benchmark"]} if "benchmark" in annotations else {}
+    if prepared.reference_key is not None:
+        found.update(reference_annotations(annotations, prepared.case.output_size))
+    return found
+
+
 def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 [3, H, W] reference → float32 [1, 3, h, w] in [0, 1] by area downsampling."""
     return resize(images.to_float(reference)[None].double(), size, "area").float()
@@ -345,9 +357,8 @@ class InputPreparer:
                 prepared = self._from_latent(case, entry, reference)
             else:
                 prepared = self._from_prompt(case)
-            if entry.annotations and prepared.reference_key is not None:
-                prepared = replace(prepared, annotations=reference_annotations(
-                    entry.annotations, case.output_size))
+            if entry.annotations:
+                prepared = replace(prepared, annotations=case_annotations(entry.annotations, prepared))
             yield prepared
 
     # ------------------------------------------------------------------ per kind

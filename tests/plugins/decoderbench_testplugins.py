@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
 from decoders.plugins import Params
@@ -132,6 +133,28 @@ class TiledDecoder(Decoder):
                               "y_seams": list(range(tile, height, tile))}}
 
 
+class PainterParams(Params):
+    reds: dict[str, int] = Field(default_factory=dict)  # prompt → red of seed 0; seed s paints red + s
+
+
+class PromptPainter(Decoder):
+    """Text-to-pixel stand-in: a flat image whose red value says which prompt and seed it is for."""
+
+    spec = DecoderSpec(name="prompt-painter", consumes=Consumes.PROMPT, stochastic=True, needs_prompt=True,
+                       summary="test text-to-pixel decoder: a flat colour per prompt and seed")
+    Params = PainterParams
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device = device
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        width, height = batch.output_size
+        out = torch.zeros(batch.size, 3, height, width, device=self.device)
+        for index, (prompt, seed) in enumerate(zip(batch.prompts, batch.seeds, strict=True)):
+            out[index, 0] = (self.params.reds.get(prompt or "", 100) + seed) / 255
+        return out
+
+
 def _script(variable: str) -> dict:
     import json
     import os
@@ -170,15 +193,18 @@ class ScriptedGenEvalBackend:
 
 
 class ScriptedVQABackend:
-    """Answers 'yes' to the questions $DECODERBENCH_TEST_VQA_SCRIPT lists per image (tests only):
-    {"<mean red>": ["question", ...]}."""
+    """Answers what $DECODERBENCH_TEST_VQA_SCRIPT says per image (tests only): {"<mean red>":
+    ["question", ...]} answers " Yes" to the listed questions, {"<mean red>": {"question": "answer"}}
+    answers exactly that; anything else is "no"."""
 
     def load(self, device: torch.device) -> None:
         self.script = _script("DECODERBENCH_TEST_VQA_SCRIPT")
 
     def answer(self, image, questions: list[str]) -> list[str]:
-        yes = set(self.script.get(_image_key(image), []))
-        return [" Yes" if q in yes else "no" for q in questions]
+        listed = self.script.get(_image_key(image), [])
+        if isinstance(listed, dict):
+            return [listed.get(q, "no") for q in questions]
+        return [" Yes" if q in set(listed) else "no" for q in questions]
 
     def weights(self) -> dict[str, str]:
         return {}
