@@ -289,7 +289,8 @@ class Feeder:
             self.notes.append(f"{self.metric.name} · {decoder} at {evaluation_set.size[0]}x"
                               f"{evaluation_set.size[1]}: {warning}")
         if evaluation_set.aggregate_pending and values.aggregate is not None:
-            self._append_set(evaluation_set, "ok", value=values.aggregate, n=len(fed),
+            scored = [u for u in fed if u[1] not in values.not_applicable]  # n: images the value rests on
+            self._append_set(evaluation_set, "ok", value=values.aggregate, n=len(scored),
                              details=values.aggregate_details or None, warnings=values.warnings or None)
 
     def _write_artifact(self, decoder: str, key: str, image: torch.Tensor) -> str:
