@@ -394,19 +394,35 @@ class TimeBudget:
 
     wall_s: float
     decoder_calls_s: float  # every decode call: warm-up and timed repeats
-    worker_startup_s: float  # spawn → ready of every worker: process, imports, decoder load
+    worker_startup_s: float  # start → ready of every worker: process, imports, decoder load
     metrics_s: float  # the evaluation phase
     judge_s: float
+    sources_s: float = 0.0  # inputs: references, encoders, text-to-image pipelines (a phase of its own)
+    writing_s: float = 0.0  # time decoding waited for the image writer (PNG encoding, fsync)
+    writer_background_s: float = 0.0  # writer time spent while workers decoded (not on the wall)
+    slots: int = 1  # workers at once: their calls and start-ups are shared over this many
+
+    @property
+    def decoding_s(self) -> float:
+        """Decoder calls as wall time: summed calls ÷ slots (exact for one slot)."""
+        return self.decoder_calls_s / self.slots
+
+    @property
+    def startup_wall_s(self) -> float:
+        return self.worker_startup_s / self.slots
 
     @property
     def harness_s(self) -> float:
-        """Everything else: inputs, IPC, checks, PNG writes, records, the runner itself."""
-        return self.wall_s - self.decoder_calls_s - self.worker_startup_s - self.metrics_s - self.judge_s
+        """Everything else: IPC, checks, records, scheduling, the runner itself (and idle slots)."""
+        return (self.wall_s - self.sources_s - self.decoding_s - self.startup_wall_s - self.writing_s
+                - self.metrics_s - self.judge_s)
 
     @property
     def overhead_fraction(self) -> float:
-        """(wall − decoder calls − metrics) / wall: what the harness adds around the measured work."""
-        return (self.wall_s - self.decoder_calls_s - self.metrics_s) / self.wall_s if self.wall_s else 0.0
+        """(wall − sources − decoder calls − metrics − judge) / wall: the share of the wall the
+        harness adds around the work it runs (worker start-up, writing and the rest)."""
+        work = self.sources_s + self.decoding_s + self.metrics_s + self.judge_s
+        return (self.wall_s - work) / self.wall_s if self.wall_s else 0.0
 
 
 def time_budget(view: RunView) -> TimeBudget | None:
@@ -422,10 +438,16 @@ def time_budget(view: RunView) -> TimeBudget | None:
         calls_ms += sum((record.get("latency") or {}).get("samples_ms", []))
         calls_ms += (record.get("warmup") or {}).get("total_ms") or 0.0
     startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in view.load_records)
+
+    def total(key: str) -> float:
+        return sum(p.get(key, 0.0) for p in phases)
+
     return TimeBudget(
-        wall_s=sum(p.get("wall_s", 0.0) for p in phases), decoder_calls_s=calls_ms / 1e3,
-        worker_startup_s=startup_ms / 1e3, metrics_s=sum(p.get("evaluate_s", 0.0) for p in phases),
-        judge_s=sum(p.get("judge_s", 0.0) for p in phases))
+        wall_s=total("wall_s"), decoder_calls_s=calls_ms / 1e3, worker_startup_s=startup_ms / 1e3,
+        metrics_s=total("evaluate_s"), judge_s=total("judge_s"), sources_s=total("sources_s"),
+        writing_s=total("writing_s"),
+        writer_background_s=max(0.0, total("writer_busy_s") - total("writing_s")),
+        slots=max(int(p.get("slots", 1)) for p in phases))
 
 
 def _order(manifest: dict[str, Any], decoder: str) -> int:

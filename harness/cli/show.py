@@ -12,7 +12,7 @@ from rich.table import Table
 from harness.cli.console import console, fail, num, out
 
 if TYPE_CHECKING:
-    from reports.aggregate import RunView
+    from reports.aggregate import RunView, TimeBudget
     from reports.decisions import Decision
 
 
@@ -113,8 +113,16 @@ def print_summary(run_dir: Path) -> None:
         console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
     budget = time_budget(view)
     if budget is not None:
-        console.print(
-            f"time: wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
-            f"start-up {budget.worker_startup_s:.1f} s + metrics {budget.metrics_s:.1f} s + judge "
-            f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; overhead (wall − decoder calls "
-            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall", highlight=False)
+        console.print(time_line(budget), highlight=False)
+
+
+def time_line(budget: TimeBudget) -> str:
+    """wall = sources + worker start-up + decoding + writing + metrics + judge + harness."""
+    shared = f" (over {budget.slots} concurrent workers)" if budget.slots > 1 else ""
+    background = (f" (+{budget.writer_background_s:.1f} s while decoding)"
+                  if budget.writer_background_s >= 0.05 else "")
+    return (f"time: wall {budget.wall_s:.1f} s = sources {budget.sources_s:.1f} s + worker start-up "
+            f"{budget.startup_wall_s:.1f} s + decoder calls {budget.decoding_s:.1f} s{shared} + writing "
+            f"{budget.writing_s:.1f} s{background} + metrics {budget.metrics_s:.1f} s + judge "
+            f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; harness overhead (wall − sources − "
+            f"decoder calls − metrics − judge) {100 * budget.overhead_fraction:.1f}% of wall")
