@@ -98,20 +98,20 @@ def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
 
 class Runner:
     def __init__(self, suite: Suite, store: RunStore, cache: TensorCache,
-                 reporter: Reporter | None = None, executor: str = "local",
-                 address: str | None = None) -> None:
+                 reporter: Reporter | None = None, executor: Executor | None = None) -> None:
         self.suite, self.store, self.cache = suite, store, cache
         self.reporter = reporter or SilentReporter()
         self.notes: list[str] = []
         start_forkserver(preload_modules(suite))  # imports in the background from now on
-        self.executor = make_executor(suite, executor, address)
+        self.executor = executor or make_executor(suite)
 
     # ------------------------------------------------------------------ entry points
 
     @classmethod
     def new(cls, suite: Suite, run_dir: Path, cache: TensorCache,
             reporter: Reporter | None = None, **execution: Any) -> Runner:
-        """`execution`: executor ("local" | "ray") and address (Ray), as Runner takes them."""
+        """`execution`: `executor` ("local" | "ray") and `address` (Ray), as make_executor takes them."""
+        executor = make_executor(suite, **execution)  # a usage error leaves no run directory behind
         manifest = {
             "decoderbench": __version__,
             "status": "running",
@@ -122,11 +122,12 @@ class Runner:
             "environment": fingerprint(),
             "cache_dir": str(cache.root),
         }
-        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter, **execution)
+        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter, executor)
 
     @classmethod
     def resume(cls, run_dir: Path, cache: TensorCache | None = None,
-               reporter: Reporter | None = None, gpus: str | None = None, **execution: Any) -> Runner:
+               reporter: Reporter | None = None, gpus: str | list[int] | None = None,
+               **execution: Any) -> Runner:
         """`gpus` chooses where the rest runs (not part of the stored suite's identity)."""
         store = RunStore.open(run_dir)
         store.lock()
@@ -138,8 +139,9 @@ class Runner:
                 f"{run_dir}: the stored suite no longer validates to the same hash "
                 "(decoderbench or a plug-in changed its defaults); start a new run"
             )
-        runner = cls(suite.with_overrides(gpus=gpus), store,
-                     cache or TensorCache(Path(manifest["cache_dir"])), reporter, **execution)
+        suite = suite.with_overrides(gpus=gpus)
+        runner = cls(suite, store, cache or TensorCache(Path(manifest["cache_dir"])), reporter,
+                     make_executor(suite, **execution))
         store.remove_temp_files()
         repaired = store.repair()
         if repaired:
@@ -330,17 +332,17 @@ class Runner:
 # =========================================================================== execution
 
 
-def make_executor(suite: Suite, name: str = "local", address: str | None = None) -> Executor:
+def make_executor(suite: Suite, executor: str = "local", address: str | None = None) -> Executor:
     """The local executor (the suite's device, or one slot per GPU of `timing.gpus`) or Ray."""
     timing = suite.model.timing
-    if name == "ray":
+    if executor == "ray":
         if timing.gpus is not None:
             raise ExecutorError("--gpus is for the local executor: Ray places units on the cluster's GPUs")
         from harness.workers.ray_executor import RayExecutor
 
         return RayExecutor(address, timing.device, timing.threads)
-    if name != "local":
-        raise ExecutorError(f"unknown executor {name!r}; known: local, ray")
+    if executor != "local":
+        raise ExecutorError(f"unknown executor {executor!r}; known: local, ray")
     if address is not None:
         raise ExecutorError("--address is for --executor ray")
     return LocalExecutor(local_slots(timing.gpus, timing.device))

@@ -92,7 +92,7 @@ def plan_units(groups: Sequence[tuple[WorkerJob, Size, Sequence[DecodeTask]]], s
     units: list[Unit] = []
     for job, size, tasks in nonempty:
         shards = shard_count(slots, len(nonempty), len(tasks))
-        bounds = [round(i * len(tasks) / shards) for i in range(shards + 1)]
+        bounds = [i * len(tasks) // shards for i in range(shards + 1)]
         units.extend(Unit(job, size, i, shards, tuple(tasks[bounds[i]:bounds[i + 1]])) for i in range(shards))
     return units
 
