@@ -1,13 +1,16 @@
-"""Run a suite: sources → cache → one worker per decoder → store → metrics.
+"""Run a suite: sources → cache → one worker per decoder unit → store → metrics.
 
 The runner is the only module that knows decoders, sources, the store and
 metrics at once. Phases are strictly ordered: all inputs are prepared before
-any decoder runs; every decoder runs in its own spawned worker, one after
-the other (never two measured at once); metrics run after all decoding, so
-no metric model is resident while a decoder is measured; the pairwise judge
-(suites with a [judge] table) runs last, over the stored outputs. Every
-(decoder, case) unit ends as exactly one record — ok, or the failure that
-happened — and a resumed run only does the units that have none.
+any decoder runs; decoders run in worker processes through an executor
+(harness.workers.executor: by default one after the other on the suite's
+device; with `gpus` one worker per GPU at once, stated in the manifest; or
+on Ray), and the runner alone writes the run directory; metrics run after
+all decoding, once every worker has exited, so no metric model is resident
+while a decoder is measured; the pairwise judge (suites with a [judge]
+table) runs last, over the stored outputs. Every (decoder, case) unit ends
+as exactly one record — ok, or the failure that happened — and a resumed
+run only does the units that have none.
 """
 
 from __future__ import annotations
