@@ -383,8 +383,9 @@ def concurrency_notes(units: list[dict[str, Any]], device: str) -> list[str]:
     notes = []
     if ran_concurrently(units):
         slots = sorted({u["slot"] for u in units})
-        shared = ("other workers shared this CPU: latencies are not those of a run alone"
-                  if not device.startswith("cuda") else "other units ran on the node's other GPUs")
+        shared = ("other workers ran at the same time and may have shared its CPU cores: latencies are "
+                  "not those of a run alone" if not device.startswith("cuda")
+                  else "other units ran on the node's other GPUs")
         notes.append(f"decode units ran concurrently on {len(slots)} slots ({', '.join(slots)}): "
                      f"while a decoder was timed, {shared}")
     where: dict[str, set[str]] = {}

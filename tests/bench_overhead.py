@@ -202,7 +202,7 @@ def _comparable(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    walls: dict[str, list[tuple[float, float]]] = {c: [] for c in args.checkouts}
+    rows: dict[str, list[dict[str, float]]] = {c: [] for c in args.checkouts}
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
             for checkout in args.checkouts:
@@ -210,17 +210,23 @@ def cmd_demo(args: argparse.Namespace) -> None:
                 out = Path(tmp) / f"{root.name}-{index}"
                 env = {**os.environ, "PYTHONPATH": str(root)}
                 begin = time.perf_counter()
-                subprocess.run([args.python, "-m", "harness", "run", "--out", str(out), "-q", "--no-report"],
-                               cwd=root, env=env, capture_output=True, check=False)
-                process = time.perf_counter() - begin
-                numbers = budget(out)
-                walls[checkout].append((process, numbers["wall_s"]))
-                print(f"{root.name} round {index}: process {process:.1f} s, runner wall "
-                      f"{numbers['wall_s']:.1f} s, worker start-up {numbers['worker_startup_s']:.1f} s, "
-                      f"metrics {numbers['evaluate_s']:.1f} s")
-    for checkout, values in walls.items():
-        print(f"{checkout}: median process {statistics.median(v[0] for v in values):.1f} s, median runner "
-              f"wall {statistics.median(v[1] for v in values):.1f} s ({len(values)} rounds)")
+                done = subprocess.run([args.python, "-m", "harness", "run", "--out", str(out), "-q",
+                                       "--no-report"], cwd=root, env=env, capture_output=True, text=True)
+                if not (out / "manifest.json").is_file():
+                    print(f"{root.name} round {index} failed:\n{done.stderr[-2000:]}")
+                    continue
+                numbers = {**budget(out), "process_s": time.perf_counter() - begin}
+                numbers["wall_less_metrics_s"] = numbers["wall_s"] - numbers["evaluate_s"]
+                rows[checkout].append(numbers)
+                print(f"{root.name} round {index}: " + ", ".join(f"{k} {numbers[k]:.1f}" for k in DEMO_KEYS))
+    for checkout, values in rows.items():
+        medians = {k: statistics.median(v[k] for v in values) for k in DEMO_KEYS} if values else {}
+        text = ", ".join(f"{k} {v:.1f}" for k, v in medians.items())
+        print(f"{checkout} medians of {len(values)}: {text}")
+
+
+DEMO_KEYS = ("process_s", "wall_s", "wall_less_metrics_s", "worker_startup_s", "decoder_calls_s",
+             "evaluate_s")
 
 
 def main() -> None:

@@ -294,8 +294,8 @@ def test_qwenimage_vae_per_channel_latents() -> None:
 
 
 def test_random_weights_are_built_on_the_decoders_device(monkeypatch) -> None:
-    """weights = "random" creates and initialises the parameters where the model will live (on a
-    GPU: milliseconds instead of CPU seconds): every init call of the exact FLUX.1 VAE runs on the
+    """weights = "random" creates and initialises the parameters where the model will live (no CPU
+    initialisation before the move to a GPU): every init call of the exact FLUX.1 VAE runs on the
     decoder's device — here the meta device, which has no storage — and the architecture keeps its
     83,819,683 parameters."""
     seen: list[str] = []
