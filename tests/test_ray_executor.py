@@ -3,6 +3,7 @@ byte-identical images as the local executor, and a Ray worker killed mid-unit is
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -68,3 +69,13 @@ def test_a_ray_worker_killed_mid_unit_is_retried_once(local_ray, write_suite, tm
     units = {r["unit"] for r in decodes.values()}  # the 3 cases in 2 shards, one per Ray slot
     assert len(loads) == len(units) + 1 == len({r["pid"] for r in loads})  # a fresh actor took over
     assert any("unit retried once" in note for note in store.manifest()["notes"])
+    # Resume works the same: a unit without its record is decoded again, once, by a Ray actor.
+    lost = retried[0]
+    lines = (store.root / "results.jsonl").read_text().splitlines()
+    (store.root / "results.jsonl").write_text("".join(
+        line + "\n" for line in lines if json.loads(line) != lost))
+    Runner.resume(store.root, TensorCache(tmp_path / "cache"), executor="ray").run()
+    again = [r for r in RunStore.open(store.root).records()[0]
+             if r["kind"] == "decode" and r["case"] == lost["case"]]
+    assert len(again) == 1 and again[0]["status"] == "ok" and again[0]["slot"].startswith("ray")
+    assert again[0]["image_sha256"] == lost["image_sha256"]
