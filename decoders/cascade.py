@@ -17,15 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import Field
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.resample import Method, resize
 from decoders.spaces import get_space
 from decoders.stages import StageClock
-from decoders.vae import LoadedVae, VaeParams, vae_weights
+from decoders.vae import LoadedVae, VaeParams, check_vae, vae_weights
 from decoders.weights import (
     dtype_kwargs,
     file_sha256,
@@ -89,6 +89,17 @@ class Cascade(Decoder):
         up = self.params.upscaler
         self._upscale = {"sd-x4": self._load_sd_x4, "spandrel": self._load_spandrel,
                          "resample": self._load_resample}[up.kind]()
+
+    def check(self) -> None:
+        check_vae(self.params.vae)
+        up = self.params.upscaler
+        if isinstance(up, SdX4Upscaler):
+            require("diffusers")
+            require("transformers")
+            resolve_pretrained(up.weights, None, "SD x4 upscaler")
+        elif isinstance(up, SpandrelUpscaler):
+            require("spandrel")
+            resolve_file(up.weights, "spandrel upscaler")
 
     # ------------------------------------------------------------------ upscalers
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.stages import StageClock
 from decoders.weights import file_sha256, is_local, resolve_file, resolve_pretrained
@@ -84,6 +84,15 @@ class L2pDecoder(Decoder):
     spec = DecoderSpec(
         name="l2p", consumes=Consumes.PROMPT, stochastic=True, needs_prompt=True, native_scale=None,
         size_multiple=PATCH, summary="Tencent L2P text-to-pixel generation (Z-Image, no VAE), 1K or 4K")
+
+    def check(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("diffsynth") is None:
+            raise DecoderUnavailable(f"L2P {self.params.variant} is not installed (no diffsynth package); "
+                                     f"run `{INSTALL[self.params.variant]}`")
+        resolve_file(self.params.setting("checkpoint"), f"L2P {self.params.variant} model")
+        _text_encoder_files(self.params.setting("text_encoder"))
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         try:

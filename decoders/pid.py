@@ -30,10 +30,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.spaces import as_space, get_space
 from decoders.stages import StageClock
@@ -114,7 +114,7 @@ class PidDecoder(Decoder):
     spec = DecoderSpec(
         name="pid", consumes=Consumes.LATENT,
         latent_spaces=("flux1", "flux2", "flux2-unpacked", "sd3", "sdxl"), stochastic=True,
-        needs_prompt=True, native_scale=4.0, size_multiple=16,
+        needs_prompt=True, native_scale=4.0, size_multiple=16, requires_cuda=True,
         summary="NVIDIA PiD: 4× pixel-diffusion decoder (distilled 1-4 steps, or the teacher)")
 
     @classmethod
@@ -168,6 +168,16 @@ class PidDecoder(Decoder):
             if not (root / relative).is_file():
                 raise DecoderUnavailable(f"PiD file missing: {root / relative}; run `hf download "
                                          f"{HF_REPO} --local-dir {root} --include '{include}'`")
+
+    def check(self) -> None:
+        """The checkout and its VAE file (the checkpoint's name needs PiD's registry: load checks it)."""
+        root = self._root()
+        if not (root / "pid" / "__init__.py").is_file() and not (root / "pid").is_dir():
+            raise DecoderUnavailable(f"{root} is not a PiD checkout (no pid/ package); {INSTALL}")
+        vae = VAE_FILES[self.params.space]
+        if not (root / vae).is_file():
+            raise DecoderUnavailable(f"PiD file missing: {root / vae}; run `hf download {HF_REPO} "
+                                     f"--local-dir {root} --include '{vae}'`")
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         _require_cuda(device)

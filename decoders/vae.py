@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from decoders.base import (
@@ -32,6 +31,7 @@ from decoders.base import (
     Encoder,
     EncoderSpec,
 )
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.spaces import LatentSpace, as_space, fold, get_space, unfold
 from decoders.tiling import TileGrid, decode_tiled, make_grid
@@ -175,6 +175,13 @@ class LoadedVae:
         return facts
 
 
+def check_vae(params: VaeParams) -> None:
+    """What LoadedVae needs, checked without loading: diffusers, and the weights (unless random)."""
+    require("diffusers")
+    if params.weights != RANDOM:
+        resolve_pretrained(params.describe_weights(), params.subfolder, f"{params.space} VAE")
+
+
 def vae_weights(params: VaeParams) -> dict[str, str]:
     """sha256 of the weight files (resolved without loading), or the random-init recipe."""
     if params.weights == RANDOM:
@@ -208,6 +215,9 @@ class VaeDecoder(Decoder):
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.vae = LoadedVae(self.params, device, dtype)
+
+    def check(self) -> None:
+        check_vae(self.params)
 
     def decode(self, batch: DecodeBatch) -> torch.Tensor:
         assert batch.latents is not None
@@ -275,6 +285,9 @@ class VaeEncoder(Encoder):
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.vae = LoadedVae(self.params, device, dtype)
+
+    def check(self) -> None:
+        check_vae(self.params)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(images)

@@ -12,7 +12,7 @@ from skimage import data
 
 from harness.metrics.base import ImageContext
 from harness.metrics.invention import InventionLPIPS, InventionStd
-from harness.metrics.perceptual import LPIPSNetwork
+from harness.metrics.lpips_network import LPIPSNetwork
 from harness.metrics.seam import SeamScore
 from harness.metrics.spectral import HFEnergyRatio, SpectralDistance, radial_profile
 
@@ -94,7 +94,7 @@ def test_seam_score_sees_tile_boundaries_scaled_to_the_comparison_size() -> None
     assert wrong.compute().per_key["x"] < values.per_key["seamed"] / 2
 
 
-def _photo(name: str, size: int) -> torch.Tensor:
+def _named_photo(name: str, size: int) -> torch.Tensor:
     import skimage.data
     from PIL import Image
 
@@ -113,7 +113,7 @@ def test_cross_faded_seams_score_far_above_invisible_ones(overlap: int, photo: s
 
     tile = max(192, 3 * overlap)
     size = 2 * tile - overlap  # two tiles per axis, overlapping by exactly `overlap`
-    reference = _photo(photo, size)
+    reference = _named_photo(photo, size)
     decoded = reference + torch.from_numpy(np.random.default_rng(1).normal(0, 0.02, reference.shape))
     grid = make_grid((size, size), tile=tile, overlap=overlap, factor=1)
     fact = grid.as_fact()

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params, Registry
 from harness.images import quantize
 from harness.metrics.base import (
@@ -165,6 +165,7 @@ class DPGParams(Params):
 
 class DPGBench(Metric):
     name = "dpg_bench"
+    unit = "0–100"
     family = Family.TEXT_ALIGNMENT
     higher_is_better = True
     aggregates = True
@@ -175,6 +176,15 @@ class DPGBench(Metric):
         super().__init__(params)
         self.backend: VQABackend | None = None
         self.reset()
+
+    def check(self) -> None:
+        path = Path(self.params.questions).expanduser()
+        if not path.is_file():
+            raise MetricUnavailable(
+                f"DPG-Bench questions not found: {path} (dpg_bench.csv from TencentQQGYLab/ELLA, dpg_bench/)")
+        if self.params.backend not in BACKENDS.names():
+            names = BACKENDS.names()
+            raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, names))
 
     def load(self, device: torch.device) -> None:
         super().load(device)

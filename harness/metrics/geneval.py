@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params, Registry
 from harness.images import quantize
 from harness.metrics.base import (
@@ -218,6 +218,7 @@ class GenEvalParams(Params):
 
 class GenEval(Metric):
     name = "geneval"
+    unit = "0–1"
     family = Family.TEXT_ALIGNMENT
     higher_is_better = True
     aggregates = True
@@ -233,6 +234,16 @@ class GenEval(Metric):
     def rules(self) -> Rules:
         p = self.params
         return Rules(p.threshold, p.counting_threshold, p.max_objects, p.max_overlap, p.position_margin)
+
+    def check(self) -> None:
+        path = Path(self.params.metadata).expanduser()
+        if not path.is_file():
+            raise MetricUnavailable(
+                f"GenEval metadata not found: {path} (evaluation_metadata.jsonl from djghosh13/geneval, "
+                "prompts/)")
+        if self.params.backend not in BACKENDS.names():
+            names = BACKENDS.names()
+            raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, names))
 
     def load(self, device: torch.device) -> None:
         super().load(device)

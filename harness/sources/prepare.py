@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from decoders.lazy import torch
 from decoders.registry import ENCODERS
 from decoders.resample import resize
 from decoders.spaces import LatentSpace, get_space
@@ -45,7 +45,6 @@ from harness.cases import Case, Item
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
 from harness.sources.items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
-from harness.sources.worker import SourceModel
 from harness.suite import Suite
 
 __all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
@@ -303,7 +302,7 @@ def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(images.to_float(reference)[None].double(), size, "area").float()
 
 
-Reference = tuple[str, torch.Tensor, list[str]]  # cache key, uint8 [3, H, W], notes
+Reference = tuple[str, "torch.Tensor", list[str]]  # cache key, uint8 [3, H, W], notes
 
 
 class InputPreparer:
@@ -314,6 +313,8 @@ class InputPreparer:
         self.kind = suite.model.source.kind
         self.protocol = source_protocol(suite)
         self.space = source_space(suite)
+        from harness.sources.worker import SourceModel  # the process machinery: only to prepare
+
         self.model = SourceModel.for_suite(suite, log_dir or cache.root / "logs")
 
     def describe(self) -> dict[str, Any]:
