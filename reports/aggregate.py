@@ -215,6 +215,14 @@ class RunView:
         """The metric's direction as the run recorded it, else from the registry; None: unknown."""
         return Direction.from_info(self.metric_info.get(metric)) or registry_direction(metric)
 
+    def unit(self, metric: str) -> str:
+        """What the metric's values are measured in ("dB", "0–1", ...; "" when unknown)."""
+        recorded = (self.metric_info.get(metric) or {}).get("unit")
+        if recorded is not None:
+            return recorded
+        cls = registry_metric(metric)
+        return getattr(cls, "unit", "") if cls is not None else ""
+
     def metric_over_sizes(self, decoder: str, metric: str) -> MetricSummary:
         """A decoder's metric over every comparison size (case ids are unique across sizes)."""
         merged = MetricSummary()
@@ -239,12 +247,21 @@ class RunView:
         return hashlib.sha256(canonical).hexdigest()[:12]
 
 
-def registry_direction(metric: str) -> Direction | None:
+def registry_metric(metric: str) -> Any:
+    """The registered metric class (its module imports no tensor library), None when unknown."""
     from harness.metrics import METRICS
 
     try:
-        return METRICS.get(metric).direction()
+        return METRICS.get(metric)
     except Exception:  # unknown name, or a plug-in that cannot be imported here
+        return None
+
+
+def registry_direction(metric: str) -> Direction | None:
+    cls = registry_metric(metric)
+    try:
+        return cls.direction() if cls is not None else None
+    except TypeError:  # a plug-in that declares no direction
         return None
 
 

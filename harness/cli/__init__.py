@@ -8,7 +8,12 @@
     sweep                harness/cli/sweep.py
     gate, baseline       harness/cli/gate.py
     weights              harness/cli/weights.py
-    (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter
+    doctor               harness/cli/doctor.py
+    (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter;
+                         harness/cli/tables.py: tables that fit any width, notes, Markdown
+
+Help is plain text (no rich markup: `[[gate]]` prints as written, nothing is cut at 80 columns).
+Importing this package imports no tensor library: the verbs that touch no tensor start fast.
 
 Exit codes: 0 everything ran and every case decoded; 1 a case failed (OOM,
 error, timeout, crash, invalid output, unavailable decoder); 2 a usage,
@@ -19,11 +24,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
-from harness.cli import gate, judge, listing, report, run, show, sweep, weights
-from harness.cli.console import console
+from harness.cli import doctor, gate, judge, listing, report, run, show, sweep, weights
+from harness.cli.console import console, out
 
 app = typer.Typer(
     name="decoderbench",
@@ -32,7 +38,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from harness import __version__
+
+        out.print(f"decoderbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_version)] = False,
+) -> None:
+    """Benchmark latent-to-pixel image decoders on identical inputs: latency, memory and quality,
+    stored per case, with reports and gates."""
 
 app.command()(run.run)
 app.command()(run.validate)
@@ -42,6 +66,7 @@ app.command("report")(report.report)
 app.command()(report.export)
 app.command()(judge.judge)
 app.command()(sweep.sweep)
+app.command()(doctor.doctor)
 app.add_typer(gate.gate_app, name="gate")
 app.add_typer(gate.baseline_app, name="baseline")
 app.add_typer(weights.app, name="weights")
