@@ -65,18 +65,18 @@ def _list_decoders() -> None:
     plugins = any(entry.origin != "builtin" for entry in entries.values())
     columns = [Column("consumes"), Column("latent spaces", text=True), Column("stochastic"),
                Column("prompt"), Column("native scale"), Column("available here")]
-    columns += [Column("from")] if plugins else []
+    columns += [Column("plug-in from")] if plugins else []
     grid = Grid("decoders", Column("name"), [*columns, Column("summary", text=True)], field_name="property",
                 legend="available here: its packages, checkout and weight files are present (`decoderbench "
                 "doctor` says more); the reasons follow")
     reasons = []
     for name, entry in entries.items():
-        origin = [entry.origin] if plugins else []
+        origin = [("—" if entry.origin == "builtin" else entry.origin)] if plugins else []
         try:
             cls = DECODERS.get(name)
             spec = cls.spec
         except Exception as exc:  # a plug-in that cannot be imported here
-            grid.add(name, ["?", "", "", "", "", "no", *origin, f"cannot import: {exc}"])
+            grid.add(name, ["?", "—", "—", "—", "—", "no", *origin, f"cannot import: {exc}"])
             continue
         ok, why = decoder_availability(cls)
         if why:

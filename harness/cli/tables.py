@@ -27,6 +27,7 @@ from typing import Literal
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console
+from rich.segment import Segments
 from rich.table import Table
 from rich.text import Text
 
@@ -135,19 +136,19 @@ def _min_width(column: Column, texts: list[str]) -> int:
     return max(word, min(longest, TEXT_MIN_WIDTH))
 
 
-def _rich_table(shaped: _Shaped, layout: Layout, plain: bool, squeeze: int = 0) -> Table:
-    """`squeeze`: columns' worth of width to take from the free-text columns (their long words then
-    fold onto the next line: only when no layout fits, and still never an ellipsis)."""
+def _rich_table(shaped: _Shaped, layout: Layout, plain: bool, cap: int | None = None) -> Table:
+    """`cap`: the widest a free-text column may be (only when no layout fits: a word longer than
+    that folds onto the next line; still never an ellipsis)."""
     table = Table(box=LOG_BOX if plain else box.ROUNDED, show_edge=not plain, pad_edge=not plain,
                   header_style="" if plain else "bold", highlight=False)
-    text_columns = sum(c.text for c in shaped.columns) or 1
     for index, column in enumerate(shaped.columns):
         texts = [column.name] + [_text_of(row[index], layout, index) for row in shaped.rows]
         minimum = _min_width(column, texts)
-        if column.text and squeeze:
-            minimum = max(8, minimum - -(-squeeze // text_columns))
+        if column.text and cap is not None:
+            minimum = min(minimum, cap)
         table.add_column(column.name, justify="right" if column.numeric else "left",
-                         no_wrap=not column.text, overflow="fold", min_width=minimum)
+                         no_wrap=not column.text, overflow="fold", min_width=minimum,
+                         max_width=cap if column.text else None)
     for number, row in enumerate(shaped.rows):
         table.add_row(*(Text(_text_of(cell, layout, i), style="" if plain else cell.style)
                         for i, cell in enumerate(row)),
@@ -160,10 +161,15 @@ def choose(grid: Grid, console: Console, width: int, plain: bool) -> tuple[Layou
     layouts = [layout for layout in grid.layouts if not (plain and layout == "transposed")]
     for layout in layouts:
         table = _rich_table(SHAPES[layout](grid), layout, plain)
-        needed = _needed(console, table)
-        if needed <= width:
+        if _needed(console, table) <= width:
             return layout, table
-    return layout, _rich_table(SHAPES[layout](grid), layout, plain, squeeze=needed - width)
+    shaped = SHAPES[layout](grid)
+    texts = sum(c.text for c in shaped.columns)
+    if not texts:
+        return layout, table
+    floor = 12
+    others = _needed(console, _rich_table(shaped, layout, plain, cap=floor)) - floor * texts
+    return layout, _rich_table(shaped, layout, plain, cap=max(floor, (width - others) // texts))
 
 
 def _needed(console: Console, table: Table) -> int:
@@ -177,9 +183,12 @@ def print_grid(grid: Grid, console: Console, plain: bool | None = None) -> Layou
     layout, table = choose(grid, console, width, plain)
     for line in textwrap.wrap(grid.title, width, break_long_words=False, break_on_hyphens=False):
         console.print(Text(line, style="" if plain else "bold"), soft_wrap=True)
-    # A table of names and numbers alone wider than the console is printed whole: the terminal
-    # folds its lines, nothing is cut.
-    console.print(table, width=max(width, _needed(console, table)), crop=False)
+    needed = _needed(console, table)
+    if needed <= width:
+        console.print(table, width=width)
+    else:  # names and numbers alone wider than the console: printed whole, the terminal folds lines
+        console.print(Segments(list(console.render(table, console.options.update_width(needed)))),
+                      soft_wrap=True, crop=False)
     if grid.legend:
         print_wrapped(console, grid.legend, width, style="" if plain else "dim")
     return layout

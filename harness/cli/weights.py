@@ -34,7 +34,7 @@ def _hash_label(entry: weights.WeightFile) -> str:
     if entry.sha256:
         return entry.sha256
     if entry.sha256_prefix:
-        return f"{entry.sha256_prefix}… (prefix from the file name)"
+        return f"{entry.sha256_prefix} (a prefix, from the file name)"
     return "unknown (run verify)"
 
 
