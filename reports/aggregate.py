@@ -39,6 +39,7 @@ class MetricSummary:
     aggregate: float | None = None  # the metric's one value for the set (FID, GenEval score, ...)
     aggregate_details: dict[str, Any] = field(default_factory=dict)
     aggregate_n: int | None = None  # images the set value was computed from
+    references: dict[str, float] = field(default_factory=dict)  # case → the reference's own value
 
     @property
     def n(self) -> int:
@@ -329,6 +330,9 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
         summary.add_status(record["status"], message)
         if record["status"] == "ok" and record.get("value") is not None:
             summary.per_case[record["case"]] = record["value"]
+            reference = _reference_value(record.get("details") or {})
+            if reference is not None:
+                summary.references[record["case"]] = reference
         else:
             summary.unscored[record["case"]] = record.get("nonfinite") or record["status"]
         if record.get("artifact"):
@@ -349,6 +353,15 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
             elif record["status"] != "ok" and record["status"] not in summary.statuses:
                 summary.add_status(record["status"], record.get("message"))
     return metric_names
+
+
+def _reference_value(details: dict[str, Any]) -> float | None:
+    """What the metric scored on the reference itself for this case (legibility: the OCR's CER on
+    the reference, the floor a decoder is read against), when the record says."""
+    for key in ("reference_cer", "reference_value"):
+        if isinstance(details.get(key), int | float):
+            return float(details[key])
+    return None
 
 
 def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, str]]) -> None:

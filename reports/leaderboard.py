@@ -66,6 +66,7 @@ class Cell:
     ci_value: float | None = None
     raw: float | None = None  # the number shown, unformatted, in the column's unit (exports, JSON)
     n: int | None = None  # values the number stands on (cases, timed calls)
+    footnote: int | None = None  # the number of its reason under the table (readable without hover)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Leaderboard:
     columns: list[Column]
     rows: list[tuple[Row, list[Cell]]] = field(default_factory=list)
     decisions: SizeDecisions | None = None
+    reasons: list[str] = field(default_factory=list)  # footnotes: why a cell holds no number
 
     @property
     def anchor(self) -> str:
@@ -112,8 +114,20 @@ def build_leaderboards(view: RunView) -> list[Leaderboard]:
             board.rows.append((row, _cells(view, row, columns, decided)))
         _format_columns(board)
         _mark_best(board)
+        _footnotes(board)
         boards.append(board)
     return boards
+
+
+def _footnotes(board: Leaderboard) -> None:
+    """Number the reasons of failed and missing cells (one note per distinct reason), so that a
+    phone, which has no hover, shows them under the table."""
+    numbers: dict[str, int] = {}
+    for _, cells in board.rows:
+        for cell in cells:
+            if cell.state in ("failed", "missing") and cell.title:
+                cell.footnote = numbers.setdefault(cell.title, len(numbers) + 1)
+    board.reasons = list(numbers)
 
 
 def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Column]:
