@@ -13,6 +13,7 @@ import csv
 import difflib
 import io
 import json
+import math
 import re
 import sys
 from enum import StrEnum
@@ -188,11 +189,15 @@ def result_records(view: RunView, metrics: list[str], summary_only: bool = False
                     "suite": board.suite, "width": board.size[0], "height": board.size[1],
                     "decoder": row.decoder, "column": column.key, "label": column.label,
                     "better": column.direction.label if column.direction else None, "unit": column.unit,
-                    "value": cell.raw, "text": cell.text, "interval": cell.ci, "ci95": cell.ci_value,
+                    "value": _finite(cell.raw), "text": cell.text, "interval": cell.ci, "ci95": cell.ci_value,
                     "n": cell.n, "coverage": cell.note, "best": cell.best, "state": cell.state,
                     "reason": cell.title or None,
                 })
     return records
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
 
 
 def _json(view: RunView, records: list[dict[str, Any]]) -> str:
