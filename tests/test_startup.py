@@ -76,16 +76,25 @@ def test_lazy_torch_imports_on_first_use_and_then_is_the_module() -> None:
 
 
 def test_torch_hub_dir_without_torch_is_the_one_torch_uses(tmp_path: Path) -> None:
-    code = textwrap.dedent('''
-        import sys
+    settings = [{"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "xdg")}, {}]
+    code = textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
         from harness.metrics.weights import torch_hub_dir
-        ours = torch_hub_dir()
+        ours = []
+        for env in {settings!r}:
+            for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+                os.environ.pop(name, None)
+            os.environ.update(env)
+            ours.append(torch_hub_dir())
         assert "torch" not in sys.modules
         import torch.hub
-        print(ours == __import__("pathlib").Path(torch.hub.get_dir()), ours)
-    ''')
-    for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "xdg")}, {}):
-        clean = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "XDG_CACHE_HOME")}
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                                env={**clean, **env})
-        assert result.stdout.startswith("True"), (env, result.stdout, result.stderr[-2000:])
+        for env, found in zip({settings!r}, ours):
+            for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+                os.environ.pop(name, None)
+            os.environ.update(env)
+            assert found == Path(torch.hub.get_dir()), (env, found, torch.hub.get_dir())
+        print("same")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "same", result.stderr[-2000:]
