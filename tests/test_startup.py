@@ -98,3 +98,12 @@ def test_torch_hub_dir_without_torch_is_the_one_torch_uses(tmp_path: Path) -> No
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "same", result.stderr[-2000:]
+
+
+def test_the_chart_font_is_matplotlibs_own() -> None:
+    import matplotlib
+
+    from harness.sources.textchart import font_path
+
+    assert font_path() == Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    assert font_path().is_file()
