@@ -54,6 +54,7 @@ class MetricLine:
     title: str = ""
     best: bool = False
     reference: str = ""  # what the reference itself scores (legibility: the OCR floor)
+    reason: str = ""  # why there is no value (numbered under the outputs: a phone has no hover)
 
 
 Scores = dict[tuple[str, str], list[MetricLine]]  # (decoder, case) → its metric lines
@@ -137,6 +138,11 @@ class CasePage:
     @property
     def gain(self) -> int:
         return DIFFERENCE_GAIN
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why metrics have no value here, once each, in order (numbered on the tiles)."""
+        return list(dict.fromkeys(m.reason for t in self.tiles for m in t.metrics if m.reason))
 
 
 def safe_name(text: str) -> str:
@@ -288,8 +294,9 @@ def _per_case_metrics(view: RunView, metric_names: list[str]) -> Scores:
             for case, value in summary.per_case.items():
                 values.setdefault(case, {})[row.decoder] = value
             for case, status in summary.unscored.items():
+                why = "\n".join(summary.messages) or f"{metric}: {status_label(status)}"
                 scores.setdefault((row.decoder, case), []).append(
-                    MetricLine(metric, arrow, status_label(status), "\n".join(summary.messages)))
+                    MetricLine(metric, arrow, status_label(status), why, reason=f"{metric}: {why}"))
         for row in view.rows:
             summary = row.metrics.get(metric)
             for case, value in (summary.per_case.items() if summary else ()):

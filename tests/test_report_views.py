@@ -101,9 +101,10 @@ def test_outputs_show_at_a_size_that_follows_their_resolution() -> None:
 
 
 def test_case_pages_mark_the_best_with_its_direction_and_show_the_reference_value(tmp_path: Path) -> None:
-    decoders = [SynthDecoder("a", metrics={"legibility_cer": lambda i: 0.2, "psnr": lambda i: 30.0}),
+    decoders = [SynthDecoder("a", metrics={"legibility_cer": lambda i: 0.2, "psnr": lambda i: 30.0,
+                                           "lpips": lambda i: "unavailable"}),
                 SynthDecoder("b", metrics={"legibility_cer": lambda i: 0.5, "psnr": lambda i: 30.0})]
-    run = write_run(tmp_path / "r", decoders, 2, {"legibility_cer": False, "psnr": True})
+    run = write_run(tmp_path / "r", decoders, 2, {"legibility_cer": False, "psnr": True, "lpips": False})
     records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     for record in records:
         if record.get("metric") == "legibility_cer":
@@ -117,6 +118,7 @@ def test_case_pages_mark_the_best_with_its_direction_and_show_the_reference_valu
     cer = lines[("a", "legibility_cer")]
     assert cer.arrow == "↓" and cer.reference == "0.0500"  # what the OCR reads on the reference
     assert lines[("a", "psnr")].best and lines[("b", "psnr")].best  # a tie shares the mark
+    assert "weights not found" in lines[("a", "lpips")].reason  # numbered under the outputs
 
 
 def test_reasons_are_footnotes_and_one_decoder_gets_no_pareto_plot(tmp_path: Path) -> None:
