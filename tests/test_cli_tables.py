@@ -114,7 +114,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("args", [["list", "decoders"], ["list", "metrics"], ["list", "suites"],
                                   ["weights", "list"], ["doctor", "smoke"], ["--help"], ["run", "--help"],
-                                  ["gate", "check", "--help"]])
+                                  ["gate", "check", "--help"], ["gate", "--help"], ["weights", "--help"],
+                                  ["baseline", "--help"]])
 def test_every_listing_is_whole_at_80_columns(args: list[str]) -> None:
     text = _no_ellipsis(cli(*args, columns=80))
     if args == ["list", "decoders"]:
@@ -124,6 +125,7 @@ def test_every_listing_is_whole_at_80_columns(args: list[str]) -> None:
         assert "[[gate]]" in text and "--allow-environment-mismatch" in text
     if "--help" in args:
         assert "<bool>" not in text
+        assert all("..." not in line for line in text.splitlines() if not line.startswith("Usage"))
 
 
 @pytest.mark.parametrize("form", ["table", "markdown", "csv", "json"])

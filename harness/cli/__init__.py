@@ -67,9 +67,9 @@ app.command()(report.export)
 app.command()(judge.judge)
 app.command()(sweep.sweep)
 app.command()(doctor.doctor)
-app.add_typer(gate.gate_app, name="gate")
-app.add_typer(gate.baseline_app, name="baseline")
-app.add_typer(weights.app, name="weights")
+app.add_typer(gate.gate_app, name="gate", short_help="Check a run against a baseline, or calibrate gates.")
+app.add_typer(gate.baseline_app, name="baseline", short_help="Save a run as a baseline for gates.")
+app.add_typer(weights.app, name="weights", short_help="Metric weight files: list, where, verify, fetch.")
 
 
 def main() -> None:

@@ -98,8 +98,9 @@ def doctor(
     suite: Annotated[str | None, typer.Argument(
         help="Suite file or built-in name (default: every registered decoder and metric).")] = None,
 ) -> None:
-    """What can run on this machine: device, CUDA, each decoder's and metric's packages and weight
-    files, the benchmarks' data — with the command that fixes each gap."""
+    """What can run here, and how to fix each gap.
+
+    Device, CUDA, each decoder's and metric's packages and weight files, the benchmarks' data."""
     from harness.suite import SuiteError, load_suite
 
     try:

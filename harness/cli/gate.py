@@ -58,8 +58,10 @@ def save(
         help="Output images for distance gates: copy them next to the JSON, link to the run, or none."
     )] = _Images.copy,
 ) -> None:
-    """Write baselines/NAME.json: per decoder and metric the per-case values and summary,
-    latency and memory, the environment fingerprint and the suite hash."""
+    """Save a run as baselines/NAME.json.
+
+    Per decoder and metric the per-case values and summary, latency and memory, the environment
+    fingerprint and the suite hash."""
     from harness.gates.baselines import BaselineError, save_baseline
     from harness.store import StoreError
 
@@ -85,7 +87,9 @@ def check(
     device: Annotated[str | None, typer.Option(
         help="Device for distance metrics (default: the run's evaluation device).")] = None,
 ) -> None:
-    """Check RUN_DIR against a baseline with the suite's gates (`decoderbench gate RUN_DIR --baseline F`)."""
+    """Check a run against a baseline with the suite's gates.
+
+    Also `decoderbench gate RUN_DIR --baseline F`."""
     from harness.gates.baselines import BaselineError, load_baseline, snapshot
     from harness.gates.checks import evaluate_gates
     from harness.gates.report import write_outputs
@@ -150,7 +154,9 @@ def calibrate_(
     dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Run SUITE N times and propose gate tolerances from the measured run-to-run noise."""
+    """Propose gate tolerances from measured run-to-run noise.
+
+    Runs SUITE N times."""
     from harness.gates.calibrate import calibrate, default_gates, write_calibration
     from harness.runner import Runner
     from harness.sources.cache import TensorCache, default_cache_dir

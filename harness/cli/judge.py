@@ -39,7 +39,9 @@ def judge(
         help="Only count what would be asked and its worst-case cost.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Judge (or resume judging) a run pairwise with a multimodal model; writes RUN_DIR/judge.json."""
+    """Judge a run pairwise with a multimodal model.
+
+    Judges, re-judges or resumes judging; writes RUN_DIR/judge.json."""
     from harness.store import StoreError
 
     caps = {"max_requests": max_requests, "cost_cap_usd": cost_cap_usd}

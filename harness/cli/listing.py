@@ -18,7 +18,7 @@ class _Verb(StrEnum):
 
 
 def list_(what: Annotated[_Verb, typer.Argument(help="decoders, metrics or suites")]) -> None:
-    """List registered decoders (and whether each can run here), metrics, or the built-in suites."""
+    """List decoders (what runs here), metrics or suites."""
     if what == _Verb.decoders:
         _list_decoders()
     elif what == _Verb.metrics:

@@ -54,7 +54,9 @@ def show(
     summary: Annotated[bool, typer.Option(
         "--summary", help="Only the summary: win rates per summary group and overall.")] = False,
 ) -> None:
-    """Print the results of a run: the summary, then every criterion per decoder."""
+    """Print a run's results: the summary, then every criterion.
+
+    Tables fit the width (a long form when piped); --format markdown pastes into a pull request."""
     from harness.store import StoreError
     from reports.aggregate import load_run
 

@@ -28,7 +28,9 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Run directory (default: runs/sweep-<suite>-<decoder>-<timestamp>).")] = None,
 ) -> None:
-    """Memory wall: bisect on output size for the largest one that decodes; plot memory vs size."""
+    """Memory wall: the largest output size a decoder can decode.
+
+    Bisects on the output size; plots memory and latency against size."""
     from harness.sources.prepare import SourceError
     from harness.store import StoreError
     from harness.suite import SuiteError, load_suite

@@ -40,7 +40,9 @@ def _hash_label(entry: weights.WeightFile) -> str:
 
 @app.command("list")
 def list_(metrics: MetricsArg = None) -> None:
-    """Every weight file: used by, source, sha256, size, licence, present or not."""
+    """The lock table: every weight file, and whether it is here.
+
+    Used by, source, sha256, size, licence."""
     grid = Grid("metric weight files (lock table)", Column("file"), [
         Column("present"), Column("used by", text=True), Column("size", numeric=True),
         Column("sha256", text=True), Column("licence", text=True), Column("source", text=True)])
@@ -54,7 +56,7 @@ def list_(metrics: MetricsArg = None) -> None:
 
 @app.command()
 def where(metrics: MetricsArg = None) -> None:
-    """The cache directories used, and the path of each file (found, or expected)."""
+    """Cache directories, and where each file is or would be."""
     out.print(f"torch hub   : {weights.torch_hub_dir()}  (set TORCH_HOME to move it)", highlight=False)
     out.print(f"pyiqa       : {weights.torch_hub_dir() / 'pyiqa'}", highlight=False)
     out.print(f"clip        : {weights.torch_hub_dir() / 'clip'}", highlight=False)
@@ -70,7 +72,9 @@ def verify(
     metrics: MetricsArg = None,
     strict: Annotated[bool, typer.Option(help="Also fail when a file is missing.")] = False,
 ) -> None:
-    """Hash every present file and compare it with the lock table (exit 1 on a mismatch)."""
+    """Hash present files against the lock table.
+
+    Exit 1 on a mismatch."""
     failed = False
     grid = Grid("metric weight files, hashed", Column("file"), [
         Column("status"), Column("size", numeric=True), Column("sha256 (computed)", text=True),
@@ -89,7 +93,9 @@ def verify(
 
 @app.command()
 def fetch(metrics: MetricsArg = None) -> None:
-    """Download missing files into their cache locations (needs network), then verify them."""
+    """Download missing files (needs network), then verify.
+
+    Files go to their cache locations."""
     failed = False
     for entry in _entries(metrics):
         try:
