@@ -107,3 +107,16 @@ def test_the_chart_font_is_matplotlibs_own() -> None:
 
     assert font_path() == Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     assert font_path().is_file()
+
+
+def test_the_builtin_photographs_read_without_skimage_io_are_skimages_arrays() -> None:
+    import numpy as np
+    import skimage.data
+
+    from harness import images
+    from harness.sources.prepare import PHOTO_FILES, PHOTOS, _skimage_photo
+
+    assert set(PHOTO_FILES) == set(PHOTOS)
+    for name in PHOTOS:  # item ids hash these pixels: they must not move
+        ours, theirs = _skimage_photo(name)(), images.to_rgb_array(getattr(skimage.data, name)())
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), name
