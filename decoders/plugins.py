@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +43,13 @@ class Entry:
     origin: str  # "builtin" or the distribution that declared the entry point
 
 
+@cache
+def _entry_points(group: str) -> tuple[EntryPoint, ...]:
+    """A group's entry points, read once per process (installed distributions do not change
+    while it runs; reading them costs ~10 ms, and a suite's validation asks dozens of times)."""
+    return tuple(entry_points(group=group))
+
+
 class Registry(Generic[T]):
     """A lazily-imported name → class table with entry-point plug-ins."""
 
@@ -50,7 +58,7 @@ class Registry(Generic[T]):
 
     def entries(self) -> dict[str, Entry]:
         found = {name: Entry(name, target, "builtin") for name, target in self._builtins.items()}
-        for ep in entry_points(group=self.group):
+        for ep in _entry_points(self.group):
             if ep.name in found:
                 continue  # built-ins cannot be shadowed by plug-ins
             origin = ep.dist.name if ep.dist is not None else "entry point"

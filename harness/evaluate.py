@@ -98,7 +98,8 @@ def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
             "direction": metric.direction().as_dict(), "group": metric.group(),
             "higher_is_better": metric.higher_is_better, "target": metric.target,
             "version": metric.version, "protocol": metric.protocol(),
-            "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, **extra}
+            "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, "unit": metric.unit,
+            **extra}
 
 
 class Feeder:

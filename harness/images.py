@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
+
+from decoders.lazy import torch
 
 
 def to_rgb_array(array: np.ndarray) -> np.ndarray:
@@ -49,7 +50,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def pixels_sha256(chw_uint8: torch.Tensor | np.ndarray) -> str:
-    array = chw_uint8.cpu().numpy() if isinstance(chw_uint8, torch.Tensor) else chw_uint8
+    array = chw_uint8 if isinstance(chw_uint8, np.ndarray) else chw_uint8.cpu().numpy()
     digest = hashlib.sha256(repr((array.shape, str(array.dtype))).encode())
     digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()

@@ -412,6 +412,12 @@ def resolve_suite_path(spec: str, relative_to: Path | None = None) -> Path:
 
 def load_suite(spec: str | Path) -> Suite:
     path = resolve_suite_path(str(spec))
+    if not path.exists() and "/" not in str(spec) and not str(spec).endswith(".toml"):
+        names = sorted(p.stem for p in builtin_suites_dir().glob("*.toml"))
+        close = difflib.get_close_matches(str(spec).removeprefix(BUILTIN_PREFIX), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SuiteError([(str(spec), "", f"no suite file and no built-in suite of this name; {hint}"
+                                          f"built-in suites: {', '.join(names)}")])
     texts: dict[str, str] = {}
     raw, origins = _read_with_includes(path, texts, chain=())
     return validate_raw(raw, path, texts, origins)

@@ -39,6 +39,7 @@ class MetricSummary:
     aggregate: float | None = None  # the metric's one value for the set (FID, GenEval score, ...)
     aggregate_details: dict[str, Any] = field(default_factory=dict)
     aggregate_n: int | None = None  # images the set value was computed from
+    references: dict[str, float] = field(default_factory=dict)  # case → the reference's own value
 
     @property
     def n(self) -> int:
@@ -215,6 +216,14 @@ class RunView:
         """The metric's direction as the run recorded it, else from the registry; None: unknown."""
         return Direction.from_info(self.metric_info.get(metric)) or registry_direction(metric)
 
+    def unit(self, metric: str) -> str:
+        """What the metric's values are measured in ("dB", "0–1", ...; "" when unknown)."""
+        recorded = (self.metric_info.get(metric) or {}).get("unit")
+        if recorded is not None:
+            return recorded
+        cls = registry_metric(metric)
+        return getattr(cls, "unit", "") if cls is not None else ""
+
     def metric_over_sizes(self, decoder: str, metric: str) -> MetricSummary:
         """A decoder's metric over every comparison size (case ids are unique across sizes)."""
         merged = MetricSummary()
@@ -239,12 +248,21 @@ class RunView:
         return hashlib.sha256(canonical).hexdigest()[:12]
 
 
-def registry_direction(metric: str) -> Direction | None:
+def registry_metric(metric: str) -> Any:
+    """The registered metric class (its module imports no tensor library), None when unknown."""
     from harness.metrics import METRICS
 
     try:
-        return METRICS.get(metric).direction()
+        return METRICS.get(metric)
     except Exception:  # unknown name, or a plug-in that cannot be imported here
+        return None
+
+
+def registry_direction(metric: str) -> Direction | None:
+    cls = registry_metric(metric)
+    try:
+        return cls.direction() if cls is not None else None
+    except TypeError:  # a plug-in that declares no direction
         return None
 
 
@@ -312,6 +330,9 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
         summary.add_status(record["status"], message)
         if record["status"] == "ok" and record.get("value") is not None:
             summary.per_case[record["case"]] = record["value"]
+            reference = _reference_value(record.get("details") or {})
+            if reference is not None:
+                summary.references[record["case"]] = reference
         else:
             summary.unscored[record["case"]] = record.get("nonfinite") or record["status"]
         if record.get("artifact"):
@@ -332,6 +353,15 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
             elif record["status"] != "ok" and record["status"] not in summary.statuses:
                 summary.add_status(record["status"], record.get("message"))
     return metric_names
+
+
+def _reference_value(details: dict[str, Any]) -> float | None:
+    """What the metric scored on the reference itself for this case (legibility: the OCR's CER on
+    the reference, the floor a decoder is read against), when the record says."""
+    for key in ("reference_cer", "reference_value"):
+        if isinstance(details.get(key), int | float):
+            return float(details[key])
+    return None
 
 
 def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, str]]) -> None:

@@ -50,4 +50,7 @@ class RichReporter:
             self.progress.advance(self._task, n)
 
     def note(self, message: str) -> None:
-        self.progress.console.print(f"[yellow]note:[/] {message}", highlight=False)
+        """Printed once, above the bars; long words (URLs, paths) on a line of their own, unbroken."""
+        from harness.cli.tables import print_note
+
+        print_note(self.progress.console, message)

@@ -37,7 +37,10 @@ def export(
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="Default: RUN_DIR/results.<ext>.")] = None,
 ) -> None:
-    """Export the tidy results table: one row per (decoder, case, variable)."""
+    """Export the tidy table: a row per decoder, case and variable.
+
+    Every row carries the run's context (device, GPU, dtype, git sha, weights digest) and its
+    value's unit, direction, scope and sample count."""
     from harness.store import StoreError
     from reports.export import tidy_rows, write_csv, write_parquet
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
+from harness.cli.tables import print_note, print_wrapped
 from harness.suite import Suite, SuiteError, load_suite
 
 
@@ -42,7 +43,7 @@ def run(
             else:
                 loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
                 for problem in missing_before_run(loaded):
-                    console.print(f"[yellow]missing:[/] {problem}", highlight=False, soft_wrap=True)
+                    print_note(console, problem, label="missing")
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter)
@@ -51,7 +52,7 @@ def run(
         raise fail(f"invalid suite\n{exc}") from None
     except (StoreError, SourceError) as exc:
         raise fail(str(exc)) from None
-    print_summary(outcome.run_dir)
+    print_summary(outcome.run_dir, notes=False)
     if report:
         from reports.html import render_report
 
@@ -94,10 +95,31 @@ def missing_before_run(suite: Suite) -> list[str]:
     return problems
 
 
+def _not_runnable_here(loaded: Any, spec: str) -> None:
+    """A valid suite is not a runnable one: name its decoders that cannot run here (cheap checks)."""
+    from decoders.registry import DECODERS
+    from harness.cli.listing import cuda_driver_present, decoder_availability
+
+    device = loaded.model.timing.device
+    if device.startswith("cuda") and not cuda_driver_present():
+        missing = [entry.id for entry in loaded.model.decoder]
+        why = f"it runs on {device} and this machine has no NVIDIA driver"
+    else:
+        params = loaded.decoder_params
+        missing = [entry.id for entry in loaded.model.decoder
+                   if not decoder_availability(DECODERS.get(entry.name), params.get(entry.id))[0]]
+        why = "something they need is missing"
+    if missing:
+        print_note(console, f"valid, but {len(missing)} of {len(loaded.model.decoder)} decoder(s) cannot "
+                   f"run on this machine ({', '.join(missing)}): {why}; `decoderbench doctor {spec}` says "
+                   "what to install or fetch", label="note")
+
+
 def validate(
     suites: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")],
 ) -> None:
-    """Check suite files: schema, registries, sources. Prints what each would run."""
+    """Check suite files: schema, registries, sources. Prints what each would run, and which of
+    its decoders cannot run on this machine (`decoderbench doctor SUITE` says why and how to fix)."""
     from harness.sources.prepare import SourceError, list_items, source_protocol
 
     failed = False
@@ -111,11 +133,10 @@ def validate(
             console.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
             failed = True
             continue
-        out.print(
-            f"[green]✓[/] {loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
-            f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
-            f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
-            highlight=False,
-        )
+        print_wrapped(out, f"{loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
+                      f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
+                      f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
+                      prefix="✓ ", prefix_style="green")
+        _not_runnable_here(loaded, spec)
     if failed:
         raise typer.Exit(EXIT_USAGE)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from harness.cli.console import EXIT_USAGE, out
 from harness.cli.console import console as err
+from harness.cli.tables import Cell, Column, Grid, print_grid
 from harness.metrics import weights
 
-app = typer.Typer(help="Weight files of the built-in metrics: lock table, cache locations, "
-                  "verification, explicit download.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                  help="Weight files of the built-in metrics: lock table, cache locations, "
+                  "verification, explicit download.")
 
 MetricsArg = Annotated[list[str] | None, typer.Argument(
     help="Metric names (default: every metric in the lock table).")]
@@ -33,25 +34,29 @@ def _hash_label(entry: weights.WeightFile) -> str:
     if entry.sha256:
         return entry.sha256
     if entry.sha256_prefix:
-        return f"{entry.sha256_prefix}… (prefix from the file name)"
+        return f"{entry.sha256_prefix} (a prefix, from the file name)"
     return "unknown (run verify)"
 
 
 @app.command("list")
 def list_(metrics: MetricsArg = None) -> None:
-    """Every weight file: used by, source, sha256, size, licence, present or not."""
-    table = Table("file", "used by", "source", "sha256", "size", "licence", "present")
+    """The lock table: every weight file, and whether it is here.
+
+    Used by, source, sha256, size, licence."""
+    grid = Grid("metric weight files (lock table)", Column("file"), [
+        Column("present"), Column("used by", text=True), Column("size", numeric=True),
+        Column("sha256", text=True), Column("licence", text=True), Column("source", text=True)])
     for entry in _entries(metrics):
         present = weights.locate(entry) is not None
-        table.add_row(entry.key, ", ".join(entry.used_by), entry.url, _hash_label(entry),
-                      "—" if entry.size is None else str(entry.size), entry.licence,
-                      "[green]yes[/]" if present else "[red]no[/]")
-    out.print(table)
+        grid.add(entry.key, [Cell("yes", style="green") if present else Cell("no", style="red"),
+                             ", ".join(entry.used_by), "—" if entry.size is None else f"{entry.size:,}",
+                             _hash_label(entry), entry.licence, entry.url])
+    print_grid(grid, out)
 
 
 @app.command()
 def where(metrics: MetricsArg = None) -> None:
-    """The cache directories used, and the path of each file (found, or expected)."""
+    """Cache directories, and where each file is or would be."""
     out.print(f"torch hub   : {weights.torch_hub_dir()}  (set TORCH_HOME to move it)", highlight=False)
     out.print(f"pyiqa       : {weights.torch_hub_dir() / 'pyiqa'}", highlight=False)
     out.print(f"clip        : {weights.torch_hub_dir() / 'clip'}", highlight=False)
@@ -67,24 +72,30 @@ def verify(
     metrics: MetricsArg = None,
     strict: Annotated[bool, typer.Option(help="Also fail when a file is missing.")] = False,
 ) -> None:
-    """Hash every present file and compare it with the lock table (exit 1 on a mismatch)."""
+    """Hash present files against the lock table.
+
+    Exit 1 on a mismatch."""
     failed = False
-    table = Table("file", "status", "sha256 (computed)", "size", "path")
+    grid = Grid("metric weight files, hashed", Column("file"), [
+        Column("status"), Column("size", numeric=True), Column("sha256 (computed)", text=True),
+        Column("path", text=True)])
     for entry in _entries(metrics):
         result = weights.verify(entry)
         colour = {"ok": "green", "unverified": "yellow", "mismatch": "red", "missing": "red"}[result.status]
-        table.add_row(entry.key, f"[{colour}]{result.status}[/]", result.sha256 or "—",
-                      "—" if result.size is None else str(result.size),
-                      str(result.path or weights.expected_path(entry)))
+        grid.add(entry.key, [Cell(result.status, style=colour),
+                             "—" if result.size is None else f"{result.size:,}", result.sha256 or "—",
+                             str(result.path or weights.expected_path(entry))])
         failed |= result.problem or (strict and result.status == "missing")
-    out.print(table)
+    print_grid(grid, out)
     if failed:
         raise typer.Exit(1)
 
 
 @app.command()
 def fetch(metrics: MetricsArg = None) -> None:
-    """Download missing files into their cache locations (needs network), then verify them."""
+    """Download missing files (needs network), then verify.
+
+    Files go to their cache locations."""
     failed = False
     for entry in _entries(metrics):
         try:

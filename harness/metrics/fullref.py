@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
+from decoders.lazy import F, torch
 from decoders.plugins import Params
 from harness.metrics.base import Family, PerImageMetric
 
@@ -35,6 +34,7 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 class PSNR(PerImageMetric):
     name = "psnr"
+    unit = "dB"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "peak signal-to-noise ratio (dB), data range 1.0, per image"
@@ -86,6 +86,7 @@ def _check_size(images: torch.Tensor, needed: int, what: str) -> None:
 
 class SSIM(PerImageMetric):
     name = "ssim"
+    unit = "0–1"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "structural similarity (scikit-image convention), data range 1.0"
@@ -99,6 +100,7 @@ class SSIM(PerImageMetric):
 
 class MSSSIM(PerImageMetric):
     name = "ms_ssim"
+    unit = "0–1"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "multi-scale SSIM, 5 scales (pytorch_msssim definition), data range 1.0"

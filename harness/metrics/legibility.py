@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
 from harness.images import pixels_sha256, quantize
 from harness.metrics.base import Family, ImageContext, Metric, MetricUnavailable, MetricValues
@@ -110,6 +110,8 @@ class Tally:
 
 class LegibilityCER(Metric):
     name = "legibility_cer"
+    unit = "character error rate (0–1)"
+    requires = ("rapidocr_onnxruntime",)
     family = Family.FULL_REFERENCE
     summary_group = "text"
     higher_is_better = False

@@ -7,7 +7,7 @@ import io
 from importlib.metadata import version
 from typing import Any
 
-import torch
+from decoders.lazy import torch
 
 
 def create_pyiqa_metric(name: str, device: torch.device, **options: object) -> torch.nn.Module:

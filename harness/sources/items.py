@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
+from decoders.lazy import torch
 from decoders.spaces import SPACES, LatentSpace, as_space, get_space
 from harness import images
 from harness.cases import Item, Size
@@ -83,6 +82,8 @@ def _latent_item(item_id: str, path: Path, prompt: str | None, reference: Path |
         digest.update(reference.read_bytes())
 
     def load_latent() -> torch.Tensor:
+        from safetensors.torch import load_file  # imports torch: not at module import
+
         tensor = load_file(str(path))[LATENT_KEY].float()
         return as_space(tensor.reshape(1, *shape), space)[0].contiguous()
 

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from decoders.lazy import torch
 from decoders.registry import ENCODERS
 from decoders.resample import resize
 from decoders.spaces import LatentSpace, get_space
@@ -46,7 +46,6 @@ from harness.sources.benchmarks import benchmark_items
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
 from harness.sources.items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
-from harness.sources.worker import SourceModel
 from harness.suite import Suite
 
 __all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
@@ -84,8 +83,28 @@ PHOTOS = {
 # --------------------------------------------------------------------------- listing
 
 
+# The files behind skimage.data.<name>() (each function only reads its file; tests check the
+# arrays are equal). Read with PIL they cost no import of skimage.io (~0.4 s), which `validate`
+# of the demo suite would otherwise pay to hash the photographs.
+PHOTO_FILES = {
+    "astronaut": "astronaut.png", "coffee": "coffee.png", "chelsea": "chelsea.png", "rocket": "rocket.jpg",
+    "hubble_deep_field": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png",
+    "retina": "retina.jpg", "camera": "camera.png", "brick": "brick.png", "grass": "grass.png",
+    "gravel": "gravel.png", "coins": "coins.png",
+}
+
+
 def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
+        import importlib.util
+
+        from PIL import Image
+
+        spec = importlib.util.find_spec("skimage")
+        folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "data" if spec else None
+        if folder is not None and (folder / PHOTO_FILES[name]).is_file():
+            with Image.open(folder / PHOTO_FILES[name]) as image:
+                return images.to_rgb_array(np.asarray(image))
         import skimage.data
 
         return images.to_rgb_array(getattr(skimage.data, name)())
@@ -315,7 +334,7 @@ def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(images.to_float(reference)[None].double(), size, "area").float()
 
 
-Reference = tuple[str, torch.Tensor, list[str]]  # cache key, uint8 [3, H, W], notes
+Reference = tuple[str, "torch.Tensor", list[str]]  # cache key, uint8 [3, H, W], notes
 
 
 class InputPreparer:
@@ -326,6 +345,8 @@ class InputPreparer:
         self.kind = suite.model.source.kind
         self.protocol = source_protocol(suite)
         self.space = source_space(suite)
+        from harness.sources.worker import SourceModel  # the process machinery: only to prepare
+
         self.model = SourceModel.for_suite(suite, log_dir or cache.root / "logs")
 
     def describe(self) -> dict[str, Any]:
