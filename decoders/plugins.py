@@ -23,7 +23,8 @@ T = TypeVar("T")
 class Params(BaseModel):
     """Base for component parameter models: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `steps = true` or `steps = 4.0` is an error, not a silent 1 or 4
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NoParams(Params):

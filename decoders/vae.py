@@ -230,6 +230,9 @@ class TiledVaeParams(VaeParams):
         if self.tile_px % factor or self.overlap_px % factor:
             raise ValueError(f"tile_px and overlap_px must be multiples of the {self.space} latent "
                              f"factor {factor}")
+        if self.overlap_px < factor:
+            raise ValueError(f"overlap_px must be at least one latent pixel ({factor} px for {self.space}): "
+                             "neighbouring tiles are cross-faded across their overlap")
         if self.overlap_px >= self.tile_px:
             raise ValueError("overlap_px must be smaller than tile_px")
         return self

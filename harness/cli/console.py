@@ -43,11 +43,11 @@ class RichReporter:
         self.progress.stop()
 
     def phase(self, name: str, total: int) -> None:
-        self._task = self.progress.add_task(name, total=total)
+        self._task = self.progress.add_task(escape(name), total=total)
 
     def advance(self, n: int = 1) -> None:
         if self._task is not None:
             self.progress.advance(self._task, n)
 
     def note(self, message: str) -> None:
-        self.progress.console.print(f"[yellow]note:[/] {message}", highlight=False)
+        self.progress.console.print(f"[yellow]note:[/] {escape(message)}", highlight=False)

@@ -64,7 +64,7 @@ def save(
         target = save_baseline(run_dir, name, directory, images.value)
     except (BaselineError, StoreError) as exc:
         raise fail(str(exc)) from None
-    out.print(f"baseline {name!r} → {target}", highlight=False)
+    out.print(f"baseline {name!r} → {target}", markup=False, highlight=False)
 
 
 @gate_app.command("check")
@@ -153,4 +153,4 @@ def calibrate_(
                       "—" if p.value is None else f"{p.value:.4g}", worst, escape("; ".join(p.notes)))
     out.print(table)
     target = write_calibration(root, proposals, k, run_dirs)
-    out.print(f"proposed [[gate]] tables → {target}", highlight=False)
+    out.print(f"proposed [[gate]] tables → {escape(str(target))}", highlight=False)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.console import EXIT_FAILED, RichReporter, fail, out
@@ -112,13 +113,13 @@ def print_outcome(outcome: JudgeOutcome, out: Console) -> None:
         for pair in entry["pairs"]:
             rate = "—" if pair["win_rate_a"] is None else \
                 f"{pair['win_rate_a']:.2f} [{pair['wilson95_a'][0]:.2f}, {pair['wilson95_a'][1]:.2f}]"
-            table.add_row(pair["a"], pair["b"], str(pair["n"]), str(pair["wins_a"]), str(pair["wins_b"]),
-                          str(pair["ties"]), str(pair["inconsistent"]), rate)
+            table.add_row(escape(pair["a"]), escape(pair["b"]), str(pair["n"]), str(pair["wins_a"]),
+                          str(pair["wins_b"]), str(pair["ties"]), str(pair["inconsistent"]), rate)
         out.print(table)
         strengths = Table("decoder", "Bradley–Terry strength", "95% CI", title=f"{name} · strengths")
         for row in sorted(entry["bradley_terry"], key=lambda r: -r["strength"]):
             ci = "—" if row["ci95"] is None else f"[{row['ci95'][0]:+.2f}, {row['ci95'][1]:+.2f}]"
-            strengths.add_row(row["decoder"], f"{row['strength']:+.2f}", ci)
+            strengths.add_row(escape(row["decoder"]), f"{row['strength']:+.2f}", ci)
         out.print(strengths)
     for note in outcome.notes:
-        out.print(f"note: {note}", highlight=False)
+        out.print(f"note: {note}", markup=False, highlight=False)

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.console import out
@@ -37,7 +38,7 @@ def _list_decoders() -> None:
         try:
             spec = DECODERS.get(name).spec
         except Exception as exc:
-            table.add_row(name, "?", "", "", "", "", entry.origin, f"cannot import: {exc}")
+            table.add_row(name, "?", "", "", "", "", entry.origin, escape(f"cannot import: {exc}"))
             continue
         scale = "any" if spec.native_scale is None else f"{spec.native_scale:g}×"
         table.add_row(name, str(spec.consumes), ", ".join(spec.latent_spaces),
@@ -54,7 +55,7 @@ def _list_metrics() -> None:
         try:
             cls = METRICS.get(name)
         except Exception as exc:
-            table.add_row(name, "?", "", entry.origin, f"cannot import: {exc}")
+            table.add_row(name, "?", "", entry.origin, escape(f"cannot import: {exc}"))
             continue
         better = f"closest to {cls.target:g}" if cls.target is not None else (
             "higher" if cls.higher_is_better else "lower")
@@ -70,5 +71,5 @@ def _list_suites() -> None:
             description = load_suite(path).model.description
         except SuiteError as exc:
             description = f"invalid: {exc}"
-        table.add_row(path.stem, str(path), description)
+        table.add_row(path.stem, escape(str(path)), escape(description))
     out.print(table)

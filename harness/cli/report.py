@@ -52,4 +52,4 @@ def export(
         (write_parquet if parquet else write_csv)(rows, target)
     except RuntimeError as exc:
         raise fail(str(exc)) from None
-    out.print(f"{len(rows)} rows → {target}")
+    out.print(f"{len(rows)} rows → {target}", markup=False, highlight=False)

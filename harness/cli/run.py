@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
@@ -53,8 +54,8 @@ def run(
     if report:
         from reports.html import render_report
 
-        console.print(f"report: {render_report(outcome.run_dir)}", highlight=False)
-    console.print(f"run directory: {outcome.run_dir}", highlight=False)
+        console.print(f"report: {render_report(outcome.run_dir)}", markup=False, highlight=False)
+    console.print(f"run directory: {outcome.run_dir}", markup=False, highlight=False)
     if outcome.failed_units:
         console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
         raise typer.Exit(EXIT_FAILED)
@@ -74,7 +75,7 @@ def validate(
             model = loaded.model
             cases = loaded.expand(items, source_protocol(loaded))
         except (SuiteError, SourceError) as exc:
-            console.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[red]✗[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             failed = True
             continue
         out.print(

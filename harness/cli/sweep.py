@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.console import EXIT_FAILED, RichReporter, console, fail, num, out
@@ -48,13 +49,14 @@ def sweep(
     for record in sorted(outcome.records, key=lambda r: r["size"][0]):
         latency = (record.get("latency") or {}).get("median_ms")
         memory = record.get("memory") or {}
-        table.add_row(f"{record['size'][0]}×{record['size'][1]}", record["status"], num(latency, ".1f"),
-                      *(format_bytes(memory.get(k)) for k in kinds), (record.get("message") or "")[:70])
+        table.add_row(f"{record['size'][0]}×{record['size'][1]}", escape(record["status"]),
+                      num(latency, ".1f"), *(format_bytes(memory.get(k)) for k in kinds),
+                      escape((record.get("message") or "")[:70]))
     out.print(table)
     largest = outcome.largest_ok
     console.print(f"largest size that decodes: {f'{largest}×{largest}' if largest else 'none'}"
                   + (f"; smallest that failed: {outcome.smallest_failed}" if outcome.smallest_failed else ""),
                   highlight=False)
-    console.print(f"plot: {outcome.plot}\nrun directory: {outcome.run_dir}", highlight=False)
+    console.print(f"plot: {outcome.plot}\nrun directory: {outcome.run_dir}", markup=False, highlight=False)
     if largest is None:
         raise typer.Exit(EXIT_FAILED)

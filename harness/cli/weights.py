@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.console import EXIT_USAGE, out
@@ -23,7 +24,7 @@ def _entries(metrics: list[str] | None) -> list[weights.WeightFile]:
         return list(weights.LOCK)
     unknown = sorted(set(metrics) - set(weights.users()))
     if unknown:
-        err.print(f"[red]error:[/] no weight files listed for {', '.join(unknown)}; metrics with "
+        err.print(f"[red]error:[/] no weight files listed for {escape(', '.join(unknown))}; metrics with "
                   f"weights: {', '.join(weights.users())}", highlight=False)
         raise typer.Exit(EXIT_USAGE)
     return [entry for entry in weights.LOCK if set(entry.used_by) & set(metrics)]
@@ -52,14 +53,15 @@ def list_(metrics: MetricsArg = None) -> None:
 @app.command()
 def where(metrics: MetricsArg = None) -> None:
     """The cache directories used, and the path of each file (found, or expected)."""
-    out.print(f"torch hub   : {weights.torch_hub_dir()}  (set TORCH_HOME to move it)", highlight=False)
-    out.print(f"pyiqa       : {weights.torch_hub_dir() / 'pyiqa'}", highlight=False)
-    out.print(f"clip        : {weights.torch_hub_dir() / 'clip'}", highlight=False)
-    out.print(f"huggingface : {weights.hf_cache_dir()}  (set HF_HOME or HF_HUB_CACHE)", highlight=False)
+    plain = {"markup": False, "highlight": False}  # paths come from the environment
+    out.print(f"torch hub   : {weights.torch_hub_dir()}  (set TORCH_HOME to move it)", **plain)
+    out.print(f"pyiqa       : {weights.torch_hub_dir() / 'pyiqa'}", **plain)
+    out.print(f"clip        : {weights.torch_hub_dir() / 'clip'}", **plain)
+    out.print(f"huggingface : {weights.hf_cache_dir()}  (set HF_HOME or HF_HUB_CACHE)", **plain)
     for entry in _entries(metrics):
         found = weights.locate(entry)
         state = "found   " if found else "missing "
-        out.print(f"{state} {entry.key}: {found or weights.expected_path(entry)}", highlight=False)
+        out.print(f"{state} {entry.key}: {found or weights.expected_path(entry)}", **plain)
 
 
 @app.command()
@@ -75,7 +77,7 @@ def verify(
         colour = {"ok": "green", "unverified": "yellow", "mismatch": "red", "missing": "red"}[result.status]
         table.add_row(entry.key, f"[{colour}]{result.status}[/]", result.sha256 or "—",
                       "—" if result.size is None else str(result.size),
-                      str(result.path or weights.expected_path(entry)))
+                      escape(str(result.path or weights.expected_path(entry))))
         failed |= result.problem or (strict and result.status == "missing")
     out.print(table)
     if failed:
@@ -90,9 +92,9 @@ def fetch(metrics: MetricsArg = None) -> None:
         try:
             path = weights.fetch(entry)
         except Exception as exc:  # network errors, hub errors, hash mismatches
-            err.print(f"[red]✗[/] {entry.key}: {type(exc).__name__}: {exc}", highlight=False)
+            err.print(f"[red]✗[/] {entry.key}: {escape(f'{type(exc).__name__}: {exc}')}", highlight=False)
             failed = True
             continue
-        out.print(f"[green]✓[/] {entry.key}: {path}", highlight=False)
+        out.print(f"[green]✓[/] {entry.key}: {escape(str(path))}", highlight=False)
     if failed:
         raise typer.Exit(1)
