@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.metrics.direction import Direction
-from harness.store import RunStore
+from harness.store import read_run
 
 Size = tuple[int, int]
 Unit = tuple[str, str]  # (decoder id, case id)
@@ -195,6 +195,7 @@ class RunView:
     artifacts: dict[Unit, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
     judge_records: list[dict[str, Any]] = field(default_factory=list)
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
+    missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
 
     @property
     def sizes(self) -> list[Size]:
@@ -249,10 +250,9 @@ def registry_direction(metric: str) -> Direction | None:
 
 
 def load_run(run_dir: Path) -> RunView:
-    store = RunStore.open(run_dir)
-    manifest = store.manifest()
-    records, warning = store.records()
-    cases = {c["id"]: c for c in store.cases()}
+    data = read_run(run_dir)
+    manifest, records = data.manifest, data.records
+    cases = {c["id"]: c for c in data.cases}
     names = {d["label"] or d["name"]: d["name"] for d in manifest["suite"]["resolved"]["decoder"]}
     rows: dict[tuple[str, Size], Row] = {}
     seen_batches: set[tuple[str, str]] = set()
@@ -286,7 +286,8 @@ def load_run(run_dir: Path) -> RunView:
     view.rows = sorted(rows.values(), key=lambda r: (r.size, _order(manifest, r.decoder)))
     _add_first_calls(view)
     view.metric_names = ordered or declared
-    view.warnings = [w for w in [warning, *manifest.get("notes", [])] if w]
+    view.warnings = [w for w in [data.torn, data.missing_note, *manifest.get("notes", [])] if w]
+    view.missing_images = data.missing_images
     return view
 
 

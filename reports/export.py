@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.metrics.direction import Direction
-from harness.store import RunStore
+from harness.store import read_run
 
 LATENCY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms")
 PER_IMAGE_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "min_ms", "max_ms")
@@ -27,10 +27,9 @@ def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
     from reports.aggregate import load_run
     from reports.decisions import summary_rows
 
-    store = RunStore.open(run_dir)
-    manifest = store.manifest()
-    cases = {c["id"]: c for c in store.cases()}
-    records, _ = store.records()
+    data = read_run(run_dir)
+    manifest, records = data.manifest, data.records
+    cases = {c["id"]: c for c in data.cases}
     statuses = {(r["decoder"], r["case"]): r["status"] for r in records if r["kind"] == "decode"}
     base = {"suite": manifest["suite"]["name"], "suite_sha256": manifest["suite"]["sha256"]}
     info = manifest.get("metrics") or {}

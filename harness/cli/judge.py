@@ -19,7 +19,7 @@ from rich.table import Table
 
 from harness.cli.console import EXIT_FAILED, RichReporter, fail, out
 from harness.judge.phase import JudgeOutcome, run_judge
-from harness.store import RunStore, StoreError
+from harness.store import MANIFEST, RunStore, StoreError, read_run
 from harness.suite import Suite, SuiteError, validate_raw
 
 
@@ -55,15 +55,18 @@ def judge(
 
 def judge_run(run_dir: Path, override: Path | None, cache_dir: Path | None, caps: dict[str, Any],
               reporter: Any, dry_run: bool = False) -> JudgeOutcome:
-    store = RunStore.open(run_dir)
+    manifest = read_run(run_dir).manifest  # RunDirError: FILE:LINE: what is wrong
+    store = RunStore(run_dir)
     store.lock()
     try:
-        manifest = store.manifest()
         suite = _suite(manifest, override, {k: v for k, v in caps.items() if v is not None})
         if not dry_run:
             store.remove_temp_files()
             store.repair()
-        return run_judge(suite, store, cache_dir or Path(manifest["cache_dir"]), reporter, dry_run=dry_run)
+        cache = cache_dir or (Path(manifest["cache_dir"]) if manifest.get("cache_dir") else None)
+        if cache is None:
+            raise JudgeUsageError(f"{run_dir / MANIFEST}: cache_dir: missing; give --cache-dir")
+        return run_judge(suite, store, cache, reporter, dry_run=dry_run)
     finally:
         store.close()
 

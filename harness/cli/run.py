@@ -46,15 +46,15 @@ def run(
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter)
             outcome = runner.run()
+        print_summary(outcome.run_dir)
+        if report:
+            from reports.html import render_report
+
+            console.print(f"report: {render_report(outcome.run_dir)}", markup=False, highlight=False)
     except SuiteError as exc:
         raise fail(f"invalid suite\n{exc}") from None
     except (StoreError, SourceError) as exc:
         raise fail(str(exc)) from None
-    print_summary(outcome.run_dir)
-    if report:
-        from reports.html import render_report
-
-        console.print(f"report: {render_report(outcome.run_dir)}", markup=False, highlight=False)
     console.print(f"run directory: {outcome.run_dir}", markup=False, highlight=False)
     if outcome.failed_units:
         console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
