@@ -35,6 +35,7 @@ from harness.workers.process import WorkerGone, WorkerProcess
 from harness.workers.worker import worker_main
 
 OK = "ok"
+INPUT_ERROR = "input_error"  # the case's input could not be made (a bad image file); no decoder ran it
 
 
 class Reporter(Protocol):
@@ -222,6 +223,9 @@ class Runner:
                         self._write_reference(item, reference)
                 for note in item.notes:
                     self._note(f"{item.case.item_id}: {note}")
+                if item.problem:
+                    self._note(f"{item.problem}: the cases of item {item.case.item_id!r} are recorded as "
+                               f"{INPUT_ERROR}; the other items run")
                 self.reporter.advance()
             source_model = preparer.describe()
         finally:
@@ -261,6 +265,12 @@ class Runner:
         done = {r["case"] for r in records if r["kind"] == "decode" and r["decoder"] == entry.id}
         pending = [p for case_id, p in prepared.items() if case_id not in done]
         self.reporter.phase(f"decode {entry.id}", len(pending))
+        for item in [p for p in pending if p.problem]:
+            self.store.append({"kind": "decode", "decoder": entry.id, "case": item.case.id,
+                               "status": INPUT_ERROR, "message": item.problem, "latency": None,
+                               "memory": None, "output_size": list(item.case.output_size)})
+            self.reporter.advance()
+        pending = [p for p in pending if not p.problem]
         if not pending:
             return
         job = self._job(entry)

@@ -71,18 +71,32 @@ def validate(
     for spec in suites:
         try:
             loaded = load_suite(spec)
-            items = [entry.item for entry in list_items(loaded)]
-            model = loaded.model
+        except SuiteError as exc:
+            failed = _invalid(str(exc))
+            continue
+        try:
+            listed = list_items(loaded)
+            items = [entry.item for entry in listed]
             cases = loaded.expand(items, source_protocol(loaded))
         except (SuiteError, SourceError) as exc:
-            console.print(f"[red]✗[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            failed = True
+            failed = _invalid(exc if isinstance(exc, SuiteError) else f"{loaded.path}: source: {exc}")
             continue
+        bad = [entry.problem for entry in listed if entry.problem]
+        for problem in bad:  # one line per item that a run would record as input_error
+            failed = _invalid(f"{loaded.path}: source: {problem}")
+        if bad:
+            continue
+        model = loaded.model
         out.print(
-            f"[green]✓[/] {loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
+            f"[green]✓[/] {escape(str(loaded.path))}: suite {loaded.name!r}, {len(items)} item(s), "
             f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
             f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
             highlight=False,
         )
     if failed:
         raise typer.Exit(EXIT_USAGE)
+
+
+def _invalid(message: object) -> bool:
+    console.print(f"[red]✗[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    return True
