@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from decoders.base import DecodeBatch, Decoder, DecoderUnavailable
+from decoders.plugins import unavailable_reason
 from decoders.registry import DECODERS
 from decoders.resample import resize
 from harness import images
@@ -69,6 +70,9 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
         loaded_rss_bytes = resident_bytes() if device.type == "cpu" else None
     except DecoderUnavailable as exc:
         conn.send(LoadFailed(pid, "unavailable", str(exc)))
+        return
+    except ImportError as exc:  # a library the decoder needs is missing: what to install
+        conn.send(LoadFailed(pid, "unavailable", unavailable_reason(exc)))
         return
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
