@@ -170,39 +170,50 @@ class Runner:
                    "record(s) moved to results.jsonl.superseded; decoding them again")
 
     def run(self) -> RunOutcome:
+        """One invocation: its entry in the manifest's `phases` is written when it starts and after
+        each phase, so that a killed invocation still says when it began and what it finished."""
         started = time.perf_counter()
-        phases: dict[str, float] = {}
+        phases: dict[str, Any] = {"started": now_iso()}
+        index = len(self.store.manifest().get("phases") or [])
+        self._save_phases(index, phases)
         try:
             begin = time.perf_counter()
             prepared = self._prepare_inputs()
-            phases["sources_s"] = time.perf_counter() - begin
+            self._phase_done(index, phases, "sources_s", begin)
             begin = time.perf_counter()
             for entry in self.suite.model.decoder:
                 self._run_decoder(entry, prepared)
-            phases["decode_s"] = time.perf_counter() - begin
+            self._phase_done(index, phases, "decode_s", begin)
             begin = time.perf_counter()
             notes = evaluate(self.suite, self.store, prepared, self.reporter)
             for note in notes:
                 self._note(note)
-            phases["evaluate_s"] = time.perf_counter() - begin
+            self._phase_done(index, phases, "evaluate_s", begin)
             if self.suite.model.judge is not None:
                 begin = time.perf_counter()
                 for note in run_judge(self.suite, self.store, self.cache.root, self.reporter).notes:
                     self._note(note)
-                phases["judge_s"] = time.perf_counter() - begin
+                self._phase_done(index, phases, "judge_s", begin)
             status = "finished"
         except BaseException:
             status = "interrupted"
             raise
         finally:
             phases["wall_s"] = time.perf_counter() - started
-            manifest = self.store.manifest()
-            self.store.update_manifest(
-                status=status, finished=now_iso(), notes=sorted(set(self.notes)),
-                phases=[*manifest.get("phases", []), phases],
-            )
+            self._save_phases(index, phases, status=status, finished=now_iso(),
+                              notes=sorted(set(self.notes)))
             self.store.close()
         return self._outcome()
+
+    def _phase_done(self, index: int, phases: dict[str, Any], name: str, begin: float) -> None:
+        phases[name] = time.perf_counter() - begin
+        self._save_phases(index, phases)
+
+    def _save_phases(self, index: int, phases: dict[str, Any], **fields: Any) -> None:
+        """Write this invocation's entry (the index-th) of the manifest's `phases`."""
+        recorded = list(self.store.manifest().get("phases") or [])
+        recorded[index:index + 1] = [dict(phases)]
+        self.store.update_manifest(phases=recorded, **fields)
 
     # ------------------------------------------------------------------ phase 1: inputs
 
@@ -288,6 +299,9 @@ class Runner:
                     for record in reply.records:
                         self.store.append(record)
                     self.reporter.advance(len(task.cases))
+                    if any(record.get("status") == "oom" for record in reply.records):
+                        worker.close()  # a fresh worker: no later case inherits the allocator's state
+                        worker = None
                     continue
                 self._fail_units(entry.id, task, reply.status, reply.reason)
                 worker = None

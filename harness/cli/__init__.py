@@ -17,13 +17,14 @@ suite or run-directory error.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
 import typer
 
 from harness.cli import gate, judge, listing, report, run, show, sweep, weights
-from harness.cli.console import console
+from harness.cli.console import EXIT_USAGE, console
 
 app = typer.Typer(
     name="decoderbench",
@@ -47,6 +48,12 @@ app.add_typer(gate.baseline_app, name="baseline")
 app.add_typer(weights.app, name="weights")
 
 
+# File-system conditions no verb can fix (a full disk, a path that vanished, permissions changed
+# mid-run): one line naming the file instead of a traceback. Every other OSError is a bug to report.
+FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
+                      errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
@@ -54,3 +61,10 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted; resume with `decoderbench run --resume RUN_DIR`")
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"error: {where}{exc.strerror} (a run stopped by this can be resumed with "
+                      "`decoderbench run --resume RUN_DIR`)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USAGE)

@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.cli.console import console, fail, num, out
 
 if TYPE_CHECKING:
+    from reports.aggregate import TimeBudget
     from reports.decisions import Decision
 
 
@@ -94,9 +95,17 @@ def print_summary(run_dir: Path) -> None:
     for warning in view.warnings:
         console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
     budget = time_budget(view)
-    if budget is not None:
-        console.print(
-            f"time: wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
+    if budget is None:
+        return
+    count = len(budget.invocations)
+    console.print(_time_line("time" if count < 2 else f"time, {count} invocations", budget), highlight=False)
+    for number, part in enumerate(budget.invocations if count > 1 else (), start=1):
+        killed = "" if part.complete else " (killed: wall up to its last record)"
+        console.print(_time_line(f"  invocation {number}{killed}", part), highlight=False)
+
+
+def _time_line(label: str, budget: TimeBudget) -> str:
+    return (f"{label}: wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
             f"start-up {budget.worker_startup_s:.1f} s + metrics {budget.metrics_s:.1f} s + judge "
             f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; overhead (wall − decoder calls "
-            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall", highlight=False)
+            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall")
