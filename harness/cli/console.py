@@ -14,9 +14,11 @@ console = Console(stderr=True)  # progress, notes, errors
 out = Console()  # tables and results
 
 
-def fail(message: str) -> typer.Exit:
-    """Print a usage/suite/run-directory error (markup-safe) and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+def fail(message: str, prefix: str = "") -> typer.Exit:
+    """Print a usage/suite/run-directory error (markup-safe; one `error:` line per line of the
+    message, each after `prefix`) and return the exit to raise."""
+    for line in message.splitlines() or [""]:
+        console.print(f"[bold red]error:[/] {escape(prefix + line)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 

@@ -144,7 +144,7 @@ def calibrate_(
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = out_dir or Path("runs") / f"calibrate-{loaded.name}-{stamp}"
     cache = TensorCache(cache_dir or default_cache_dir())

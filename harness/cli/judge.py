@@ -45,7 +45,7 @@ def judge(
         with RichReporter(quiet) as reporter:
             outcome = judge_run(run_dir, suite_override, cache_dir, caps, reporter, dry_run)
     except SuiteError as exc:
-        raise fail(f"invalid judge settings\n{exc}") from None
+        raise fail(str(exc), prefix="invalid judge settings: ") from None
     except (StoreError, JudgeUsageError) as exc:
         raise fail(str(exc)) from None
     print_outcome(outcome, out)

@@ -52,7 +52,7 @@ def run(
 
             console.print(f"report: {render_report(outcome.run_dir)}", markup=False, highlight=False)
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     except (StoreError, SourceError) as exc:
         raise fail(str(exc)) from None
     console.print(f"run directory: {outcome.run_dir}", markup=False, highlight=False)
