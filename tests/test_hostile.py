@@ -308,6 +308,9 @@ def test_deleted_images_are_noted_refused_and_decoded_again(damaged, tmp_path) -
     shutil.rmtree(run_dir / "images")
     shown = invoke("show", str(run_dir))
     assert shown.exit_code == 0 and "6 output image(s) of ok decodes are missing" in shown.output
+    reported = invoke("report", str(run_dir))
+    assert reported.exit_code == 0, reported.output
+    assert "6 output image(s) of ok decodes are missing" in (run_dir / "report" / "index.html").read_text()
     usage_error(invoke("baseline", "save", str(run_dir), "--name", "b", "--dir", str(tmp_path / "b")),
                 "6 output image(s) cannot go into a baseline", "(missing)")
     assert not (tmp_path / "b" / "b.json").exists()
@@ -512,3 +515,10 @@ def test_sweep_finds_the_wall_from_an_injected_cuda_oom(write_suite, image_folde
     assert result.exit_code == 0, result.output
     result_facts = json.loads((tmp_path / "sweep" / "manifest.json").read_text())["result"]
     assert result_facts["largest_ok"] == 64 and result_facts["smallest_failed"] == 96
+
+
+def test_sweep_refuses_an_impossible_size(write_suite, image_folder, tmp_path) -> None:
+    path = write_suite(small_suite(image_folder))
+    usage_error(invoke("sweep", str(path), "--decoder", "nearest", "--from", "64", "--to", "100000",
+                       "--out", str(tmp_path / "sweep")), "--to 100000", "16384")
+    assert not (tmp_path / "sweep").exists()
