@@ -322,10 +322,16 @@ def _checked_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str 
     return numbered, torn
 
 
-def read_run(root: Path, results_required: bool = True) -> RunData:
+def read_run(root: Path, results_required: bool = True,
+             expect: Literal["run", "sweep", "any"] = "run") -> RunData:
     """The one loader of run directories. `results_required`: an empty results.jsonl is an error
-    (every reader but resume, which is how such a run gets its first records)."""
+    (every reader but resume, which is how such a run gets its first records). `expect`: a reader
+    of runs is told clearly that it was given a memory-wall sweep (and the other way round)."""
     manifest = read_manifest(root)
+    kind = manifest.get("kind", "run")
+    if expect != "any" and kind != expect:
+        what = {"sweep": "a memory-wall sweep (`decoderbench report` shows it)", "run": "a suite run"}[kind]
+        raise RunDirError(f"{root / MANIFEST}: kind: this directory holds {what}, not a {expect}")
     numbered, _ = _numbered_jsonl(root / CASES)
     for number, case in numbered:
         _checked(_Case, case, f"{root / CASES}:{number}")

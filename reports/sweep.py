@@ -98,7 +98,7 @@ def is_sweep(run_dir: Path) -> bool:
 
 
 def load_sweep(run_dir: Path) -> SweepView:
-    data = read_run(run_dir, results_required=False)
+    data = read_run(run_dir, results_required=False, expect="sweep")
     manifest, records, warning = data.manifest, data.records, data.torn
     view = SweepView(run_dir, manifest, warnings=[warning] if warning else [])
     for record in records:

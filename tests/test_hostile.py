@@ -522,3 +522,11 @@ def test_sweep_refuses_an_impossible_size(write_suite, image_folder, tmp_path) -
     usage_error(invoke("sweep", str(path), "--decoder", "nearest", "--from", "64", "--to", "100000",
                        "--out", str(tmp_path / "sweep")), "--to 100000", "16384")
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_directory_given_to_a_reader_of_runs(tmp_path) -> None:
+    from synthetic_runs import write_sweep
+
+    sweep = write_sweep(tmp_path / "sweep", "vae", [512, 1024], 1024)
+    usage_error(invoke("show", str(sweep)), "manifest.json: kind:", "memory-wall sweep")
+    assert invoke("report", str(sweep), "--out", str(tmp_path / "r")).exit_code == 0

@@ -30,7 +30,7 @@ def report(
     target = out_dir or run_dirs[0] / "report"
     try:
         for run_dir in run_dirs:  # every run directory is readable before anything is written
-            read_run(run_dir, results_required=not is_sweep(run_dir))
+            read_run(run_dir, results_required=not is_sweep(run_dir), expect="any")
         writable_dir(target, "report folder")
         index = render_reports(run_dirs, target, metric)
     except (StoreError, ReportError) as exc:
