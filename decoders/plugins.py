@@ -24,11 +24,30 @@ T = TypeVar("T")
 class Params(BaseModel):
     """Base for component parameter models: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `steps = true` or `steps = 4.0` is an error, not a silent 1 or 4
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NoParams(Params):
     pass
+
+
+# The extra of pyproject.toml that installs a library a component imports lazily.
+EXTRAS = {
+    "pyiqa": "metrics", "lpips": "metrics", "rapidocr_onnxruntime": "metrics", "transformers": "metrics",
+    "scipy": "metrics", "diffusers": "decoders", "accelerate": "decoders", "spandrel": "decoders",
+    "huggingface_hub": "decoders", "pyarrow": "parquet", "google": "judge",
+}
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """Why a component cannot load, and what to install: its `unavailable` message."""
+    if isinstance(exc, ImportError):
+        package = (exc.name or str(exc)).split(".")[0]
+        extra = EXTRAS.get(package)
+        hint = f"pip install 'decoderbench[{extra}]'" if extra else f"pip install {package}"
+        return f"needs the Python package {package!r}, which is missing or broken ({exc}); run `{hint}`"
+    return f"cannot load: {type(exc).__name__}: {exc}"
 
 
 class UnknownName(KeyError):

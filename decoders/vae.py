@@ -307,6 +307,9 @@ class TiledVaeParams(VaeDecoderParams):
         if tile % factor or overlap % factor:
             raise ValueError(f"tile_px and overlap_px must be multiples of the {self.space} latent "
                              f"factor {factor}")
+        if overlap < factor:
+            raise ValueError(f"overlap_px must be at least one latent pixel ({factor} px for {self.space}): "
+                             "neighbouring tiles are cross-faded across their overlap")
         if overlap >= tile:
             raise ValueError("overlap_px must be smaller than tile_px")
         return self

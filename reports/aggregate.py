@@ -13,18 +13,19 @@ keeps what the report shows per case: decode records, metric artifacts
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.metrics.direction import Direction
-from harness.store import RunStore
+from harness.store import read_run
 
 Size = tuple[int, int]
 Unit = tuple[str, str]  # (decoder id, case id)
@@ -196,6 +197,8 @@ class RunView:
     artifacts: dict[Unit, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
     judge_records: list[dict[str, Any]] = field(default_factory=list)
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
+    missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
+    record_times: list[str] = field(default_factory=list)  # when each record was written (ISO, UTC)
 
     @property
     def sizes(self) -> list[Size]:
@@ -267,10 +270,9 @@ def registry_direction(metric: str) -> Direction | None:
 
 
 def load_run(run_dir: Path) -> RunView:
-    store = RunStore.open(run_dir)
-    manifest = store.manifest()
-    records, warning = store.records()
-    cases = {c["id"]: c for c in store.cases()}
+    data = read_run(run_dir)
+    manifest, records = data.manifest, data.records
+    cases = {c["id"]: c for c in data.cases}
     names = {d["label"] or d["name"]: d["name"] for d in manifest["suite"]["resolved"]["decoder"]}
     rows: dict[tuple[str, Size], Row] = {}
     seen_batches: set[tuple[str, str]] = set()
@@ -304,7 +306,9 @@ def load_run(run_dir: Path) -> RunView:
     view.rows = sorted(rows.values(), key=lambda r: (r.size, _order(manifest, r.decoder)))
     _add_first_calls(view)
     view.metric_names = ordered or declared
-    view.warnings = [w for w in [warning, *manifest.get("notes", [])] if w]
+    view.warnings = [w for w in [data.torn, data.missing_note, *manifest.get("notes", [])] if w]
+    view.missing_images = data.missing_images
+    view.record_times = [r["time"] for r in records if isinstance(r.get("time"), str)]
     return view
 
 
@@ -420,42 +424,105 @@ def _add_first_calls(view: RunView) -> None:
 
 @dataclass(frozen=True)
 class TimeBudget:
-    """Where a run's wall time went, summed over its sessions (a run and its resumes)."""
+    """Where wall time went: one invocation (`run`, or a `run --resume`), or all of them summed."""
 
     wall_s: float
     decoder_calls_s: float  # every decode call: warm-up and timed repeats
     worker_startup_s: float  # spawn → ready of every worker: process, imports, decoder load
     metrics_s: float  # the evaluation phase
     judge_s: float
+    complete: bool = True  # False: an invocation was killed; its wall runs from its start to its last record
+    invocations: tuple[TimeBudget, ...] = ()
 
     @property
     def harness_s(self) -> float:
-        """Everything else: inputs, IPC, checks, PNG writes, records, the runner itself."""
-        return self.wall_s - self.decoder_calls_s - self.worker_startup_s - self.metrics_s - self.judge_s
+        """Everything else: inputs, IPC, checks, PNG writes, records, the runner itself. Each part is
+        counted in the invocation it happened in, so this is never negative (0 within clock jitter)."""
+        rest = self.wall_s - self.decoder_calls_s - self.worker_startup_s - self.metrics_s - self.judge_s
+        return max(0.0, rest)
 
     @property
     def overhead_fraction(self) -> float:
         """(wall − decoder calls − metrics) / wall: what the harness adds around the measured work."""
-        return (self.wall_s - self.decoder_calls_s - self.metrics_s) / self.wall_s if self.wall_s else 0.0
+        if not self.wall_s:
+            return 0.0
+        return max(0.0, self.wall_s - self.decoder_calls_s - self.metrics_s) / self.wall_s
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _calls_ms(record: dict[str, Any]) -> float:
+    return sum((record.get("latency") or {}).get("samples_ms", [])) + \
+        ((record.get("warmup") or {}).get("total_ms") or 0.0)
 
 
 def time_budget(view: RunView) -> TimeBudget | None:
+    """Per invocation and in total. Each decode batch and worker start counts in the invocation
+    whose interval holds its record's time; a killed invocation (no wall_s) lasts from its start
+    to its last record, with the phase it was in taking what the records do not explain."""
     phases = view.manifest.get("phases") or []
     if not phases:
         return None
-    calls_ms, seen = 0.0, set()
-    for (decoder, case), record in view.decodes.items():
-        batch = (decoder, record.get("batch_id") or case)
-        if batch in seen:
-            continue
-        seen.add(batch)
-        calls_ms += sum((record.get("latency") or {}).get("samples_ms", []))
-        calls_ms += (record.get("warmup") or {}).get("total_ms") or 0.0
-    startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in view.load_records)
+    if not all(p.get("started") for p in phases):  # runs written before invocations were timed
+        return _budget(phases, list(view.decodes.values()), view.load_records)
+    starts = [_seconds(p["started"]) for p in phases]
+
+    def invocation_of(iso: str) -> int:
+        return max(0, bisect.bisect_right(starts, _seconds(iso)) - 1)
+
+    per: list[list[dict[str, Any]]] = [[] for _ in phases]
+    for record in [*view.decodes.values(), *view.load_records]:
+        if record.get("time"):
+            per[invocation_of(record["time"])].append(record)
+    last: list[float | None] = [None for _ in phases]
+    for iso in view.record_times:
+        index, at = invocation_of(iso), _seconds(iso)
+        last[index] = max(at, last[index] or at)
+    invocations = tuple(_invocation(*args) for args in zip(phases, starts, last, per, strict=True))
+    def total(name: str) -> float:
+        return sum(getattr(i, name) for i in invocations)
+
     return TimeBudget(
-        wall_s=sum(p.get("wall_s", 0.0) for p in phases), decoder_calls_s=calls_ms / 1e3,
-        worker_startup_s=startup_ms / 1e3, metrics_s=sum(p.get("evaluate_s", 0.0) for p in phases),
-        judge_s=sum(p.get("judge_s", 0.0) for p in phases))
+        wall_s=total("wall_s"), decoder_calls_s=total("decoder_calls_s"),
+        worker_startup_s=total("worker_startup_s"), metrics_s=total("metrics_s"), judge_s=total("judge_s"),
+        complete=all(i.complete for i in invocations), invocations=invocations)
+
+
+def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: list[dict[str, Any]],
+            wall_s: float | None = None, complete: bool = True) -> TimeBudget:
+    calls_ms, seen = 0.0, set()
+    for record in decodes:
+        if record.get("kind") != "decode":
+            continue
+        batch = (record["decoder"], record.get("batch_id") or record["case"])
+        if batch not in seen:
+            seen.add(batch)
+            calls_ms += _calls_ms(record)
+    startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in loads if r.get("kind") == "load")
+    return TimeBudget(
+        wall_s=sum(p.get("wall_s", 0.0) for p in phases) if wall_s is None else wall_s,
+        decoder_calls_s=calls_ms / 1e3, worker_startup_s=startup_ms / 1e3,
+        metrics_s=sum(p.get("evaluate_s", 0.0) for p in phases),
+        judge_s=sum(p.get("judge_s", 0.0) for p in phases), complete=complete)
+
+
+def _invocation(phase: dict[str, Any], start: float, last: float | None,
+                records: list[dict[str, Any]]) -> TimeBudget:
+    if phase.get("wall_s") is not None:
+        return _budget([phase], records, records)
+    # Killed: from its start to its last record; the phase it was in when killed gets the rest.
+    budget = _budget([phase], records, records, wall_s=max(0.0, (last or start) - start), complete=False)
+    done = sum(phase.get(k, 0.0) for k in ("sources_s", "decode_s", "evaluate_s"))
+    unexplained = max(0.0, budget.wall_s - done)
+    if "decode_s" in phase and "evaluate_s" not in phase:
+        return replace(budget, metrics_s=budget.metrics_s + unexplained)
+    if "evaluate_s" in phase and "judge_s" not in phase:
+        return replace(budget, judge_s=budget.judge_s + unexplained)
+    return budget
 
 
 def _order(manifest: dict[str, Any], decoder: str) -> int:

@@ -24,7 +24,7 @@ from reports.decisions import Decision, SizeDecisions, decide_size
 STATUS_LABELS = {
     "oom": "OOM", "error": "error", "timeout": "timeout", "crashed": "crashed",
     "invalid_output": "invalid output", "unavailable": "unavailable",
-    "not_applicable": "not applicable", "ok": "ok",
+    "not_applicable": "not applicable", "input_error": "bad input", "ok": "ok",
 }
 MEMORY_METHODS = {
     "linux_vmhwm_reset": "kernel high-water mark (VmHWM) reset before the timed calls",

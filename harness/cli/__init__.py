@@ -23,6 +23,7 @@ suite or run-directory error.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated
@@ -30,7 +31,7 @@ from typing import Annotated
 import typer
 
 from harness.cli import benchmarks, doctor, gate, judge, listing, report, run, show, sweep, weights
-from harness.cli.console import console, out
+from harness.cli.console import EXIT_USAGE, console, out
 
 app = typer.Typer(
     name="decoderbench",
@@ -74,6 +75,12 @@ app.add_typer(weights.app, name="weights", short_help="Metric weight files: list
 app.add_typer(benchmarks.app, name="benchmarks", short_help="Benchmark data: list, where, verify, fetch.")
 
 
+# File-system conditions no verb can fix (a full disk, a path that vanished, permissions changed
+# mid-run): one line naming the file instead of a traceback. Every other OSError is a bug to report.
+FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
+                      errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
@@ -81,3 +88,10 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted; resume with `decoderbench run --resume RUN_DIR`")
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"error: {where}{exc.strerror} (a run stopped by this can be resumed with "
+                      "`decoderbench run --resume RUN_DIR`)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USAGE)

@@ -14,9 +14,11 @@ console = Console(stderr=True)  # progress, notes, errors
 out = Console()  # tables and results
 
 
-def fail(message: str) -> typer.Exit:
-    """Print a usage/suite/run-directory error (markup-safe) and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+def fail(message: str, prefix: str = "") -> typer.Exit:
+    """Print a usage/suite/run-directory error (markup-safe; one `error:` line per line of the
+    message, each after `prefix`) and return the exit to raise."""
+    for line in message.splitlines() or [""]:
+        console.print(f"[bold red]error:[/] {escape(prefix + line)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -43,7 +45,7 @@ class RichReporter:
         self.progress.stop()
 
     def phase(self, name: str, total: int) -> None:
-        self._task = self.progress.add_task(name, total=total)
+        self._task = self.progress.add_task(escape(name), total=total)
 
     def advance(self, n: int = 1) -> None:
         if self._task is not None:

@@ -69,7 +69,9 @@ def save(
         target = save_baseline(run_dir, name, directory, images.value)
     except (BaselineError, StoreError) as exc:
         raise fail(str(exc)) from None
-    out.print(f"baseline {name!r} → {target}", highlight=False)
+    except OSError as exc:
+        raise fail(f"cannot write the baseline into {directory}: {exc.strerror or exc}") from None
+    out.print(f"baseline {name!r} → {target}", markup=False, highlight=False)
 
 
 @gate_app.command("check")
@@ -94,10 +96,12 @@ def check(
     from harness.gates.checks import evaluate_gates
     from harness.gates.report import write_outputs
     from harness.gates.spec import GateSpec
-    from harness.store import StoreError
+    from harness.store import StoreError, writable_file
     from harness.suite import SuiteError, load_suite
     from reports.aggregate import load_run
 
+    junit = junit or run_dir / "gate" / "junit.xml"
+    markdown = markdown or run_dir / "gate" / "summary.md"
     try:
         view = load_run(run_dir)
         base = load_baseline(baseline)
@@ -105,6 +109,8 @@ def check(
             gates = list(load_suite(suite).model.gate)
         else:
             gates = [GateSpec.model_validate(g) for g in view.manifest["suite"]["resolved"].get("gate", [])]
+        writable_file(junit, "--junit file")
+        writable_file(markdown, "--markdown file")
     except (StoreError, BaselineError, SuiteError, ValueError) as exc:
         raise fail(str(exc)) from None
     if not gates:
@@ -112,9 +118,14 @@ def check(
                     "check (add gates to the suite, or pass --suite FILE)")
     report = evaluate_gates(snapshot(view), run_dir, base, gates, allow_environment_mismatch, device)
     print_report(report)
+    if view.missing_images:
+        print_note(console, f"{len(view.missing_images)} output image(s) of this run are missing (e.g. "
+                   f"{view.missing_images[0]}); gates that compare images cannot use them")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    write_outputs(report, junit or run_dir / "gate" / "junit.xml",
-                  markdown or run_dir / "gate" / "summary.md", Path(summary) if summary else None)
+    try:
+        write_outputs(report, junit, markdown, Path(summary) if summary else None)
+    except OSError as exc:
+        raise fail(f"cannot write the gate reports: {exc.strerror or exc}: {exc.filename}") from None
     raise typer.Exit(EXIT_OK if report.passed else EXIT_FAILED)
 
 
@@ -165,7 +176,7 @@ def calibrate_(
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = out_dir or Path("runs") / f"calibrate-{loaded.name}-{stamp}"
     cache = TensorCache(cache_dir or default_cache_dir())
@@ -187,4 +198,4 @@ def calibrate_(
                                 "; ".join(p.notes) or "—"])
     print_grid(grid, out)
     target = write_calibration(root, proposals, k, run_dirs)
-    out.print(f"proposed [[gate]] tables → {target}", highlight=False)
+    out.print(f"proposed [[gate]] tables → {target}", markup=False, highlight=False)

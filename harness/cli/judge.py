@@ -49,7 +49,7 @@ def judge(
         with RichReporter(quiet) as reporter:
             outcome = judge_run(run_dir, suite_override, cache_dir, caps, reporter, dry_run)
     except SuiteError as exc:
-        raise fail(f"invalid judge settings\n{exc}") from None
+        raise fail(str(exc), prefix="invalid judge settings: ") from None
     except (StoreError, JudgeUsageError) as exc:
         raise fail(str(exc)) from None
     print_outcome(outcome, out)
@@ -60,17 +60,20 @@ def judge(
 def judge_run(run_dir: Path, override: Path | None, cache_dir: Path | None, caps: dict[str, Any],
               reporter: Any, dry_run: bool = False) -> JudgeOutcome:
     from harness.judge.phase import run_judge
-    from harness.store import RunStore
+    from harness.store import MANIFEST, RunStore, read_run
 
-    store = RunStore.open(run_dir)
+    manifest = read_run(run_dir).manifest  # RunDirError: FILE:LINE: what is wrong
+    store = RunStore(run_dir)
     store.lock()
     try:
-        manifest = store.manifest()
         suite = _suite(manifest, override, {k: v for k, v in caps.items() if v is not None})
         if not dry_run:
             store.remove_temp_files()
             store.repair()
-        return run_judge(suite, store, cache_dir or Path(manifest["cache_dir"]), reporter, dry_run=dry_run)
+        cache = cache_dir or (Path(manifest["cache_dir"]) if manifest.get("cache_dir") else None)
+        if cache is None:
+            raise JudgeUsageError(f"{run_dir / MANIFEST}: cache_dir: missing; give --cache-dir")
+        return run_judge(suite, store, cache, reporter, dry_run=dry_run)
     finally:
         store.close()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
@@ -48,16 +49,16 @@ def run(
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter)
             outcome = runner.run()
+        print_summary(outcome.run_dir, notes=False)
+        if report:
+            from reports.html import render_report
+
+            print_note(console, str(render_report(outcome.run_dir)), label="report", style="cyan")
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     except (StoreError, SourceError) as exc:
         raise fail(str(exc)) from None
-    print_summary(outcome.run_dir, notes=False)
-    if report:
-        from reports.html import render_report
-
-        console.print(f"report: {render_report(outcome.run_dir)}", highlight=False)
-    console.print(f"run directory: {outcome.run_dir}", highlight=False)
+    print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
     if outcome.failed_units:
         console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
         raise typer.Exit(EXIT_FAILED)
@@ -126,13 +127,22 @@ def validate(
     for spec in suites:
         try:
             loaded = load_suite(spec)
-            items = [entry.item for entry in list_items(loaded)]
-            model = loaded.model
+        except SuiteError as exc:
+            failed = _invalid(str(exc))
+            continue
+        try:
+            listed = list_items(loaded)
+            items = [entry.item for entry in listed]
             cases = loaded.expand(items, source_protocol(loaded))
         except (SuiteError, SourceError) as exc:
-            console.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
-            failed = True
+            failed = _invalid(exc if isinstance(exc, SuiteError) else f"{loaded.path}: source: {exc}")
             continue
+        bad = [entry.problem for entry in listed if entry.problem]
+        for problem in bad:  # one line per item that a run would record as input_error
+            failed = _invalid(f"{loaded.path}: source: {problem}")
+        if bad:
+            continue
+        model = loaded.model
         print_wrapped(out, f"{loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
                       f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
                       f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
@@ -140,3 +150,8 @@ def validate(
         _not_runnable_here(loaded, spec)
     if failed:
         raise typer.Exit(EXIT_USAGE)
+
+
+def _invalid(message: object) -> bool:
+    console.print(f"[red]✗[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    return True

@@ -26,7 +26,7 @@ from harness.cli.console import console, fail, out
 from harness.cli.tables import Cell, Column, Grid, markdown_grid, print_grid, print_note
 
 if TYPE_CHECKING:
-    from reports.aggregate import RunView
+    from reports.aggregate import RunView, TimeBudget
     from reports.leaderboard import Leaderboard
 
 LEGEND = ("★ best, and every decoder tied with it within noise (paired bootstrap over cases) · "
@@ -163,13 +163,21 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
     for warning in view.warnings if notes else []:
         print_note(console, warning)
     budget = time_budget(view)
-    if budget is not None and not summary_only:
-        print_note(console, (
-            f"wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
+    if budget is None or summary_only:
+        return
+    count = len(budget.invocations)
+    print_note(console, _time_line(budget), label="time" if count < 2 else f"time, {count} invocations",
+               style="cyan")
+    for number, part in enumerate(budget.invocations if count > 1 else (), start=1):
+        killed = "" if part.complete else " (killed: wall up to its last record)"
+        print_note(console, _time_line(part), label=f"  invocation {number}{killed}", style="cyan")
+
+
+def _time_line(budget: TimeBudget) -> str:
+    return (f"wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
             f"start-up {budget.worker_startup_s:.1f} s + metrics {budget.metrics_s:.1f} s + judge "
             f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; overhead (wall − decoder calls "
-            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall"), label="time", style="cyan")
-
+            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall")
 
 def benchmark_grids(view: RunView) -> list[Grid]:
     """GenEval / DPG-Bench tables as their papers print them, and the published numbers rows name."""

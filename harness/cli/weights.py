@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from harness.cli.console import EXIT_USAGE, out
 from harness.cli.console import console as err
@@ -24,7 +25,7 @@ def _entries(metrics: list[str] | None) -> list[weights.WeightFile]:
         return list(weights.LOCK)
     unknown = sorted(set(metrics) - set(weights.users()))
     if unknown:
-        err.print(f"[red]error:[/] no weight files listed for {', '.join(unknown)}; metrics with "
+        err.print(f"[red]error:[/] no weight files listed for {escape(', '.join(unknown))}; metrics with "
                   f"weights: {', '.join(weights.users())}", highlight=False)
         raise typer.Exit(EXIT_USAGE)
     return [entry for entry in weights.LOCK if set(entry.used_by) & set(metrics)]
@@ -57,14 +58,15 @@ def list_(metrics: MetricsArg = None) -> None:
 @app.command()
 def where(metrics: MetricsArg = None) -> None:
     """Cache directories, and where each file is or would be."""
-    out.print(f"torch hub   : {weights.torch_hub_dir()}  (set TORCH_HOME to move it)", highlight=False)
-    out.print(f"pyiqa       : {weights.torch_hub_dir() / 'pyiqa'}", highlight=False)
-    out.print(f"clip        : {weights.torch_hub_dir() / 'clip'}", highlight=False)
-    out.print(f"huggingface : {weights.hf_cache_dir()}  (set HF_HOME or HF_HUB_CACHE)", highlight=False)
+    plain = {"markup": False, "highlight": False}  # paths come from the environment
+    out.print(f"torch hub   : {weights.torch_hub_dir()}  (set TORCH_HOME to move it)", **plain)
+    out.print(f"pyiqa       : {weights.torch_hub_dir() / 'pyiqa'}", **plain)
+    out.print(f"clip        : {weights.torch_hub_dir() / 'clip'}", **plain)
+    out.print(f"huggingface : {weights.hf_cache_dir()}  (set HF_HOME or HF_HUB_CACHE)", **plain)
     for entry in _entries(metrics):
         found = weights.locate(entry)
         state = "found   " if found else "missing "
-        out.print(f"{state} {entry.key}: {found or weights.expected_path(entry)}", highlight=False)
+        out.print(f"{state} {entry.key}: {found or weights.expected_path(entry)}", **plain)
 
 
 @app.command()
@@ -101,9 +103,9 @@ def fetch(metrics: MetricsArg = None) -> None:
         try:
             path = weights.fetch(entry)
         except Exception as exc:  # network errors, hub errors, hash mismatches
-            err.print(f"[red]✗[/] {entry.key}: {type(exc).__name__}: {exc}", highlight=False)
+            err.print(f"[red]✗[/] {entry.key}: {escape(f'{type(exc).__name__}: {exc}')}", highlight=False)
             failed = True
             continue
-        out.print(f"[green]✓[/] {entry.key}: {path}", highlight=False)
+        out.print(f"[green]✓[/] {entry.key}: {escape(str(path))}", highlight=False)
     if failed:
         raise typer.Exit(1)

@@ -147,6 +147,12 @@ class Metric(ABC):
         return cls.summary_group
 
     @classmethod
+    def min_side(cls, params: Params) -> int:
+        """The smallest image side (px) this metric can score; suites comparing at smaller sizes
+        are refused by `validate` instead of recording an error on every value."""
+        return 1
+
+    @classmethod
     def needs_targets(cls) -> bool:
         """Whether `update()` needs the reference image of every prediction."""
         return cls.family == Family.FULL_REFERENCE

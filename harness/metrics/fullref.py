@@ -92,9 +92,13 @@ class SSIM(PerImageMetric):
     summary = "structural similarity (scikit-image convention), data range 1.0"
     Params: ClassVar = SSIMParams
 
+    @classmethod
+    def min_side(cls, params: Params) -> int:
+        return len(_gaussian_taps(params.sigma))  # type: ignore[attr-defined]
+
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        _check_size(preds, len(_gaussian_taps(self.params.sigma)), "ssim")
+        _check_size(preds, self.min_side(self.params), "ssim")
         return ssim_terms(preds, targets, self.params.sigma)[0].mean(dim=1)
 
 
@@ -106,10 +110,15 @@ class MSSSIM(PerImageMetric):
     summary = "multi-scale SSIM, 5 scales (pytorch_msssim definition), data range 1.0"
     Params: ClassVar = SSIMParams
 
+    @classmethod
+    def min_side(cls, params: Params) -> int:
+        """The window must fit the coarsest of the five scales (161 px at σ = 1.5)."""
+        window = len(_gaussian_taps(params.sigma))  # type: ignore[attr-defined]
+        return (window - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
+
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        window = len(_gaussian_taps(self.params.sigma))
-        _check_size(preds, (window - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1, "ms_ssim")
+        _check_size(preds, self.min_side(self.params), "ms_ssim")
         x, y = preds.double(), targets.double()
         terms = []
         for level in range(len(MS_SSIM_WEIGHTS)):

@@ -44,7 +44,15 @@ from harness import images
 from harness.cases import Case, Item
 from harness.sources.benchmarks import benchmark_items
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
-from harness.sources.items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
+from harness.sources.items import (
+    LoadableItem,
+    SourceError,
+    json_lines,
+    latent_items,
+    prompt_items,
+    read_bytes,
+    sidecar_prompt,
+)
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
 from harness.suite import Suite
 
@@ -154,8 +162,10 @@ BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
 
 
 def _file_item(item_id: str, path: Path, prompt: str | None, origin: str) -> LoadableItem:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return LoadableItem(Item(item_id, digest, prompt, origin), lambda: images.read_rgb(path))
+    """An image file; one that cannot be read keeps its problem (the other items still run)."""
+    digest = hashlib.sha256(read_bytes(path, "the image")).hexdigest()
+    return LoadableItem(Item(item_id, digest, prompt, origin), lambda: images.read_rgb(path),
+                        problem=images.check_image(path))
 
 
 def _folder_items(folder: Path) -> list[LoadableItem]:
@@ -165,8 +175,7 @@ def _folder_items(folder: Path) -> list[LoadableItem]:
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
             continue
-        sidecar = path.with_suffix(".txt")
-        prompt = sidecar.read_text(encoding="utf-8").strip() if sidecar.exists() else None
+        prompt = sidecar_prompt(path)
         found.append(_file_item(path.relative_to(folder).as_posix(), path, prompt, str(folder)))
     if not found:
         raise SourceError(f"source.folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
@@ -259,6 +268,12 @@ class PreparedCase:
     input_sigma: float = 0.0  # noise level of the latent (a captured x_t has its own)
     notes: tuple[str, ...] = ()
     annotations: dict[str, Any] = field(default_factory=dict, compare=False)  # reference pixels
+    problem: str | None = None  # the input could not be made (a bad image file): no decoder runs it
+
+    @classmethod
+    def failed(cls, case: Case, problem: str) -> PreparedCase:
+        return cls(case=case, input_path=None, input_sha256=None, latent_shape=None, reference_key=None,
+                   reference_path=None, input_sigma=case.sigma, problem=problem)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -268,6 +283,7 @@ class PreparedCase:
             "input_sigma": self.input_sigma, "reference_key": self.reference_key,
             "notes": list(self.notes),
             **({"annotations": self.annotations} if self.annotations else {}),
+            **({"input_error": self.problem} if self.problem else {}),
         }
 
 
@@ -360,6 +376,7 @@ class InputPreparer:
     def prepare(self, cases: list[Case], items: list[LoadableItem]) -> Iterator[PreparedCase]:
         by_id = {entry.item.id: entry for entry in items}
         memo: dict[str, np.ndarray] = {}
+        problems = {entry.item.id: entry.problem for entry in items if entry.problem}
 
         def pixels(item_id: str) -> np.ndarray:
             """Decode an image only on a cache miss; keep one (cases of an item are adjacent)."""
@@ -370,8 +387,16 @@ class InputPreparer:
 
         for case in cases:
             entry = by_id[case.item_id]
-            reference = (self._reference(case, partial(pixels, case.item_id))
-                         if entry.load is not None else None)
+            if case.item_id in problems:
+                yield PreparedCase.failed(case, problems[case.item_id])
+                continue
+            try:
+                reference = (self._reference(case, partial(pixels, case.item_id))
+                             if entry.load is not None else None)
+            except images.ImageFileError as exc:  # damage that only decoding the pixels finds
+                problems[case.item_id] = str(exc)
+                yield PreparedCase.failed(case, str(exc))
+                continue
             if self.kind == "images":
                 prepared = self._from_image(case, reference)  # type: ignore[arg-type]
             elif self.kind == "latents":
