@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
+from decoders.lazy import torch
 
 PACKAGES = (
     "decoderbench", "torch", "torchvision", "numpy", "pillow", "torchmetrics", "scikit-image",
