@@ -45,8 +45,13 @@ class PSNR(PerImageMetric):
         return 10 * torch.log10(DATA_RANGE**2 / mse)
 
 
+def _window(sigma: float) -> int:
+    """Gaussian window width for σ (pure arithmetic: suites check it without torch)."""
+    return 2 * int(3.5 * sigma + 0.5) + 1
+
+
 def _gaussian_taps(sigma: float) -> torch.Tensor:
-    radius = int(3.5 * sigma + 0.5)
+    radius = _window(sigma) // 2
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     taps = torch.exp(-(offsets**2) / (2 * sigma**2))
     return taps / taps.sum()
@@ -94,7 +99,7 @@ class SSIM(PerImageMetric):
 
     @classmethod
     def min_side(cls, params: Params) -> int:
-        return len(_gaussian_taps(params.sigma))  # type: ignore[attr-defined]
+        return _window(params.sigma)  # type: ignore[attr-defined]
 
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
@@ -113,7 +118,7 @@ class MSSSIM(PerImageMetric):
     @classmethod
     def min_side(cls, params: Params) -> int:
         """The window must fit the coarsest of the five scales (161 px at σ = 1.5)."""
-        window = len(_gaussian_taps(params.sigma))  # type: ignore[attr-defined]
+        window = _window(params.sigma)  # type: ignore[attr-defined]
         return (window - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
 
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
