@@ -28,16 +28,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import Field
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
 from decoders.compiled import CompileParams, CompileRecord, compile_in_place, requests_compile
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.resample import Method, resize
 from decoders.spaces import get_space
 from decoders.stages import StageClock
-from decoders.vae import LoadedVae, VaeDecoderParams, vae_weights
+from decoders.vae import LoadedVae, VaeDecoderParams, check_vae, vae_weights
 from decoders.weights import (
     dtype_kwargs,
     file_sha256,
@@ -132,6 +132,17 @@ class Cascade(Decoder):
             return ("StableDiffusionUpscalePipeline.unet (text encoder, VAE, scheduler eager)",
                     self._sd_x4_pipe.unet)
         return (f"spandrel {self._spandrel[1]}", self._spandrel_model.model)
+
+    def check(self) -> None:
+        check_vae(self.params.vae)
+        up = self.params.upscaler
+        if isinstance(up, SdX4Upscaler):
+            require("diffusers")
+            require("transformers")
+            resolve_pretrained(up.weights, None, "SD x4 upscaler")
+        elif isinstance(up, SpandrelUpscaler):
+            require("spandrel")
+            resolve_file(up.weights, "spandrel upscaler")
 
     # ------------------------------------------------------------------ upscalers
 

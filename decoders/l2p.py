@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.stages import StageClock
 from decoders.weights import file_sha256, is_local, resolve_file, resolve_pretrained
@@ -164,6 +164,15 @@ class L2pDecoder(Decoder):
     @classmethod
     def size_problem(cls, params: L2pParams, size: tuple[int, int]) -> str | None:  # type: ignore[override]
         return size_problem(params, size)
+
+    def check(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("diffsynth") is None:
+            raise DecoderUnavailable(f"L2P {self.params.variant} is not installed (no diffsynth package); "
+                                     f"run `{INSTALL[self.params.info.package]}`")
+        resolve_file(self.params.setting("checkpoint"), f"L2P {self.params.variant} model")
+        _text_encoder_files(self.params.setting("text_encoder"))
 
     def _import(self) -> tuple[Any, Any]:
         wanted = self.params.info.package

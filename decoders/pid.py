@@ -61,11 +61,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, field_validator, model_validator
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
 from decoders.compiled import CompileParams, CompileRecord
+from decoders.lazy import torch
 from decoders.spaces import as_space, get_space
 from decoders.stages import StageClock
 from decoders.weights import file_sha256, resolve_pretrained
@@ -245,6 +245,7 @@ class PidDecoder(Decoder):
         name="pid", consumes=Consumes.LATENT,
         latent_spaces=("flux1", "flux2", "flux2-unpacked", "sd3", "sdxl", "qwenimage", "dinov2", "siglip"),
         stochastic=True, needs_prompt=True, native_scale=4.0, size_multiple=16,
+        requires_cuda=True,
         summary="NVIDIA PiD: pixel-diffusion decoder, 4× (siglip 8×), distilled 1-4 steps or the teacher")
 
     @classmethod
@@ -307,6 +308,18 @@ class PidDecoder(Decoder):
                      "Face Hub at load time" for repo in self.params.info.hub_models})
         for repo, description in what.items():
             resolve_pretrained(repo, None, description)
+
+    def check(self) -> None:
+        """The checkout, the files of the declared backbone that need no registry lookup, and what
+        PiD downloads at load (the checkpoint's own name needs PiD's registry: load checks it)."""
+        root = self._root()
+        if not (root / "pid").is_dir():
+            raise DecoderUnavailable(f"{root} is not a PiD checkout (no pid/ package); {INSTALL}")
+        for relative in self.params.info.files:
+            if not (root / relative).is_file():
+                raise DecoderUnavailable(f"PiD file missing: {root / relative}; run `hf download "
+                                         f"{HF_REPO} --local-dir {root} --include '{relative}'`")
+        self._check_hub_models()
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         _require_cuda(device)

@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from decoders.base import DecoderUnavailable, Encoder, EncoderSpec
+from decoders.lazy import F, torch
 from decoders.pid import ROOT_ENV
 from decoders.plugins import Params
 from decoders.weights import (

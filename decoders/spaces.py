@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
+from decoders.lazy import torch
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from decoders.base import DecoderUnavailable
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.spaces import fold
 from decoders.weights import dtype_kwargs, folder_sha256, require, resolve_pretrained

@@ -26,9 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from decoders.base import (
     Consumes,
@@ -40,6 +38,7 @@ from decoders.base import (
     EncoderSpec,
 )
 from decoders.compiled import CompileParams, CompileRecord, compile_in_place
+from decoders.lazy import nn, torch
 from decoders.plugins import Params
 from decoders.spaces import as_space, get_space
 from decoders.weights import (
@@ -51,10 +50,6 @@ from decoders.weights import (
     state_dict_sha256,
 )
 
-WIDTH = 64
-POOL_WIDTH = 4 * WIDTH
-BLOCKS_PER_STAGE = 3
-STAGES = 3
 RANDOM = "random"
 
 
@@ -76,57 +71,6 @@ TAE_VARIANTS = {v.name: v for v in (
     TaeVariant("taef2", "flux2-unpacked", 32, True, None, "madebyollin/taef2"),
 )}
 GITHUB = "https://github.com/madebyollin/taesd"
-
-
-# --------------------------------------------------------------------------- architecture
-
-
-def _conv3(channels_in: int, channels_out: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=bias)
-
-
-class SoftClamp(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x / 3) * 3
-
-
-class ResidualBlock(nn.Module):
-    """relu(conv-relu-conv-relu-conv(x) + x), optionally after x += pool(x)."""
-
-    def __init__(self, pooled: bool = False) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(_conv3(WIDTH, WIDTH), nn.ReLU(), _conv3(WIDTH, WIDTH), nn.ReLU(),
-                                  _conv3(WIDTH, WIDTH))
-        self.skip = nn.Identity()
-        self.fuse = nn.ReLU()
-        self.pool = nn.Sequential(
-            nn.Conv2d(WIDTH, POOL_WIDTH, 1, bias=False), nn.GroupNorm(4, POOL_WIDTH), nn.ReLU(),
-            nn.Conv2d(POOL_WIDTH, WIDTH, 1, bias=False),
-        ) if pooled else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool is not None:
-            x = x + self.pool(x)
-        return self.fuse(self.conv(x) + self.skip(x))
-
-
-def build_encoder(latent_channels: int, pooled: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [_conv3(3, WIDTH), ResidualBlock()]
-    for stage in range(STAGES):
-        deepest = stage == STAGES - 1
-        layers.append(_conv3(WIDTH, WIDTH, stride=2, bias=False))
-        layers.extend(ResidualBlock(pooled and deepest) for _ in range(BLOCKS_PER_STAGE))
-    layers.append(_conv3(WIDTH, latent_channels))
-    return nn.Sequential(*layers)
-
-
-def build_decoder(latent_channels: int, pooled: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [SoftClamp(), _conv3(latent_channels, WIDTH), nn.ReLU()]
-    for stage in range(STAGES):
-        layers.extend(ResidualBlock(pooled and stage == 0) for _ in range(BLOCKS_PER_STAGE))
-        layers.extend([nn.Upsample(scale_factor=2), _conv3(WIDTH, WIDTH, bias=False)])
-    layers.extend([ResidualBlock(), _conv3(WIDTH, 3)])
-    return nn.Sequential(*layers)
 
 
 # --------------------------------------------------------------------------- weights
@@ -214,6 +158,8 @@ def _state_dict(kind: str, path: Path, part: str) -> dict[str, torch.Tensor]:
 
 
 def load_half(params: TaeParams, part: Literal["encoder", "decoder"]) -> nn.Sequential:
+    from decoders.tae_network import build_decoder, build_encoder  # torch.nn classes: on load only
+
     v = params.info
     build = build_encoder if part == "encoder" else build_decoder
     if params.weights == RANDOM:
@@ -240,6 +186,8 @@ def tae_weights(params: TaeParams, part: Literal["encoder", "decoder"]) -> dict[
 
 
 def _facts(params: TaeParams, model: nn.Module) -> dict[str, Any]:
+    from decoders.tae_network import ResidualBlock
+
     facts: dict[str, Any] = {
         "variant": params.variant, "space": params.info.space,
         "pool_branch": any(isinstance(m, ResidualBlock) and m.pool is not None for m in model),
@@ -288,6 +236,10 @@ class TaeDecoder(Decoder):
         with self.compiled.call(stage="decode"):
             return self.model(latents).float().clamp_(0, 1)
 
+    def check(self) -> None:
+        if self.params.weights != RANDOM:
+            _weight_source(self.params, "decoder")
+
     def weights(self) -> dict[str, str]:
         return tae_weights(self.params, "decoder")
 
@@ -316,6 +268,10 @@ class TaeEncoder(Encoder):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.to(self.dtype)).float()
+
+    def check(self) -> None:
+        if self.params.weights != RANDOM:
+            _weight_source(self.params, "encoder")
 
     def weights(self) -> dict[str, str]:
         return tae_weights(self.params, "encoder")

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
+from decoders.lazy import torch
 
 
 @dataclass(frozen=True)

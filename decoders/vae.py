@@ -27,7 +27,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from decoders.base import (
@@ -40,6 +39,7 @@ from decoders.base import (
     EncoderSpec,
 )
 from decoders.compiled import CompileParams, CompileRecord, compile_in_place
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.spaces import LatentSpace, as_space, fold, get_space, unfold
 from decoders.tiling import DIFFUSERS_OVERLAP, TileGrid, decode_tiled, diffusers_grid, make_grid
@@ -220,6 +220,13 @@ class LoadedVae:
         return facts
 
 
+def check_vae(params: VaeParams) -> None:
+    """What LoadedVae needs, checked without loading: diffusers, and the weights (unless random)."""
+    require("diffusers")
+    if params.weights != RANDOM:
+        resolve_pretrained(params.describe_weights(), params.subfolder, f"{params.space} VAE")
+
+
 def vae_weights(params: VaeParams) -> dict[str, str]:
     """sha256 of the weight files (resolved without loading), or the random-init recipe."""
     if params.weights == RANDOM:
@@ -258,6 +265,9 @@ class VaeDecoder(Decoder):
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.vae = LoadedVae(self.params, device, dtype)
         self.compiled = self.vae.compile_decoder(self.params) if self.params.compile else None
+
+    def check(self) -> None:
+        check_vae(self.params)
 
     def decode(self, batch: DecodeBatch) -> torch.Tensor:
         assert batch.latents is not None
@@ -304,6 +314,9 @@ class TiledVaeParams(VaeDecoderParams):
         if tile % factor or overlap % factor:
             raise ValueError(f"tile_px and overlap_px must be multiples of the {self.space} latent "
                              f"factor {factor}")
+        if overlap < factor:
+            raise ValueError(f"overlap_px must be at least one latent pixel ({factor} px for {self.space}): "
+                             "neighbouring tiles are cross-faded across their overlap")
         if overlap >= tile:
             raise ValueError("overlap_px must be smaller than tile_px")
         return self
@@ -385,6 +398,9 @@ class VaeEncoder(Encoder):
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.vae = LoadedVae(self.params, device, dtype)
+
+    def check(self) -> None:
+        check_vae(self.params)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(images)

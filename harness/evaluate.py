@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from decoders.plugins import unavailable_reason
 from harness import images
 from harness.metrics import METRICS
 from harness.metrics.base import ImageContext, Metric, MetricUnavailable, MetricValues, ReferenceSet, Scope
@@ -76,11 +77,12 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
         began = time.perf_counter()
         try:
             metric.load(device)
-        except MetricUnavailable as exc:
-            notes.append(f"metric {name} unavailable: {exc}")
+        except Exception as exc:  # a missing library or weight file, a broken install: unavailable
+            reason = str(exc) if isinstance(exc, MetricUnavailable) else unavailable_reason(exc)
+            notes.append(f"metric {name} unavailable: {reason}")
             for evaluation_set in sets:
-                feeder.fail(evaluation_set, "unavailable", str(exc))
-            info[name] = metric_info(metric, status="unavailable", message=str(exc))
+                feeder.fail(evaluation_set, "unavailable", reason)
+            info[name] = metric_info(metric, status="unavailable", message=reason)
             store.update_manifest(metrics=info)
             continue
         counted = sum(feeder.score(evaluation_set) for evaluation_set in sets)
@@ -99,7 +101,8 @@ def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
             "direction": metric.direction().as_dict(), "group": metric.group(),
             "higher_is_better": metric.higher_is_better, "target": metric.target,
             "version": metric.version, "protocol": metric.protocol(),
-            "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, **extra}
+            "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, "unit": metric.unit,
+            **extra}
 
 
 class Feeder:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -62,14 +63,39 @@ class SuiteError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `repeats = true` or `batch_size = 2.0` is an error, not a silent 1 or 2
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+MAX_SEED = 2**63 - 1  # torch and numpy generators take 64-bit seeds; JSON readers keep int64 exact
+# The largest image side a suite may ask for. One comparison reference is resized in float64
+# (3 × 8 bytes per pixel): at 16384² that is 6.4 GB, the most a workstation can prepare;
+# 100000² would be 240 GB, and 400000² (input 100000 at output_scale 4) 3.8 TB.
+MAX_SIDE = 16384
+REFERENCE_BYTES_PER_PIXEL = 3 * 8
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"a seed must be an integer in [0, 2**63 - 1] (64-bit generators), got {value}")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed)]
 
 
 def _size(value: Any) -> Any:
     """Accept 512 for a square or [width, height]."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
-    return value
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _bytes(count: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count:.0f} bytes"
 
 
 class ComponentEntry(_Strict):
@@ -214,12 +240,27 @@ class Resolution(_Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _bounded_outputs(self) -> Resolution:
+        for size, output in self.pairs():
+            if max(*size, *output) > MAX_SIDE:
+                raise ValueError(_too_large(size, output))
+        return self
+
     def pairs(self) -> list[tuple[Size, Size]]:
         """(input size, comparison size) pairs."""
         if self.output is not None:
             return list(zip(self.input, self.output, strict=True))
         scale = self.output_scale or 1.0
         return [((w, h), (int(w * scale), int(h * scale))) for w, h in self.input]
+
+
+def _too_large(size: Size, output: Size) -> str:
+    largest = max(size, output, key=lambda s: s[0] * s[1])
+    need = largest[0] * largest[1] * REFERENCE_BYTES_PER_PIXEL
+    return (f"input {size[0]}x{size[1]} (comparison size {output[0]}x{output[1]}) is beyond the "
+            f"{MAX_SIDE}-pixel side decoderbench accepts: one {largest[0]}x{largest[1]} image alone "
+            f"takes {_bytes(need)} while it is prepared (float64 RGB)")
 
 
 class Timing(_Strict):
@@ -259,8 +300,8 @@ class SuiteModel(_Strict):
     description: str = ""
     source: Source
     resolution: Resolution
-    seeds: list[int] = Field(default=[0], min_length=1, description="decoder seeds")
-    input_seeds: list[int] = Field(
+    seeds: list[Seed] = Field(default=[0], min_length=1, description="decoder seeds")
+    input_seeds: list[Seed] = Field(
         default=[0], min_length=1,
         description="source seeds: latent noise at sigma > 0, text-to-image generation")
     sigmas: list[float] = Field(default=[0.0], min_length=1)
@@ -374,8 +415,11 @@ class Suite:
     def expand(self, items: list[Item], source_protocol: dict[str, Any]) -> list[Case]:
         """The suite's cases for these items (harness.cases.expand with its sizes, sigmas, seeds)."""
         model = self.model
-        return expand(items, model.resolution.pairs(), model.sigmas, model.seeds, source_protocol,
-                      model.input_seeds)
+        try:
+            return expand(items, model.resolution.pairs(), model.sigmas, model.seeds, source_protocol,
+                          model.input_seeds)
+        except ValueError as exc:  # the schema rejects repeated values; two equal items remain
+            raise SuiteError([(str(self.path), "", str(exc))]) from None
 
     def resolve_path(self, relative: str) -> Path:
         path = Path(relative).expanduser()
@@ -416,6 +460,12 @@ def resolve_suite_path(spec: str, relative_to: Path | None = None) -> Path:
 
 def load_suite(spec: str | Path) -> Suite:
     path = resolve_suite_path(str(spec))
+    if not path.exists() and "/" not in str(spec) and not str(spec).endswith(".toml"):
+        names = sorted(p.stem for p in builtin_suites_dir().glob("*.toml"))
+        close = difflib.get_close_matches(str(spec).removeprefix(BUILTIN_PREFIX), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SuiteError([(str(spec), "", f"no suite file and no built-in suite of this name; {hint}"
+                                          f"built-in suites: {', '.join(names)}")])
     texts: dict[str, str] = {}
     raw, origins = _read_with_includes(path, texts, chain=())
     return validate_raw(raw, path, texts, origins)
@@ -439,11 +489,60 @@ def validate_raw(
     checks = _ComponentChecks(where, problems)
     encoder_params, space = checks.source(raw, model)
     decoder_params = checks.decoders(raw, space, model)
-    metric_params = checks.metrics(raw)
+    metric_params = checks.metrics(raw, model)
     problems.extend(where.problem(loc, message) for loc, message in gate_problems(raw))
+    problems.extend(where.problem(loc, message) for loc, message in _duplicate_problems(raw))
     if problems or model is None or encoder_params is None:
         raise SuiteError(list(dict.fromkeys(problems)))
     return Suite(model, path, texts or {}, decoder_params, encoder_params, metric_params)
+
+
+def _duplicate_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A value listed twice would make the same case twice: name the key, the index and the first."""
+    lists: list[tuple[Loc, Any]] = [((key,), raw.get(key)) for key in ("seeds", "input_seeds", "sigmas")]
+    source, resolution = raw.get("source"), raw.get("resolution")
+    if isinstance(source, dict):
+        lists.append((("source", "builtin"), source.get("builtin")))
+    if isinstance(resolution, dict):
+        inputs, outputs = _raw_sizes(resolution.get("input")), _raw_sizes(resolution.get("output"))
+        if inputs is not None and outputs is not None and len(outputs) == len(inputs):
+            inputs = list(zip(inputs, outputs, strict=True))  # a size may repeat with another output
+        lists.append((("resolution", "input"), inputs))
+    problems: list[tuple[Loc, str]] = []
+    for loc, values in lists:
+        seen: dict[Any, int] = {}
+        for index, value in enumerate(values if isinstance(values, list) else []):
+            key = (type(value) is bool, value) if isinstance(value, int | float | str | tuple) else None
+            if key is None:
+                continue
+            if key in seen:
+                first = _format_loc((*loc, seen[key]))
+                problems.append(((*loc, index), f"{_shown(value)} is listed twice (first as {first}); "
+                                 "a repeated value would make the same cases twice"))
+            else:
+                seen[key] = index
+    return problems
+
+
+def _raw_sizes(value: Any) -> list[Any] | None:
+    """resolution.input / output as written, one entry per size (as Resolution reads them)."""
+    def size(v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v, v)
+        return tuple(v) if isinstance(v, list) and all(isinstance(x, int) for x in v) else None
+
+    if isinstance(value, int) or (isinstance(value, list) and len(value) == 2 and
+                                  all(isinstance(v, int) for v in value)):
+        return [size(value)]
+    return [size(v) for v in value] if isinstance(value, list) else None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], tuple):
+        return f"{_shown(value[0])} → {_shown(value[1])}"
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return repr(value)
 
 
 def _error_loc(error: dict[str, Any]) -> Loc:
@@ -713,7 +812,7 @@ class _ComponentChecks:
             self._report((*loc, "name"), f"decoder {spec.name!r} consumes latent spaces "
                          f"{list(spec.latent_spaces)}, but the source produces {space!r}")
 
-    def metrics(self, raw: dict[str, Any]) -> dict[str, ComponentParams]:
+    def metrics(self, raw: dict[str, Any], model: SuiteModel | None = None) -> dict[str, ComponentParams]:
         params: dict[str, ComponentParams] = {}
         entries = raw.get("metrics")
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
@@ -731,4 +830,17 @@ class _ComponentChecks:
             validated = self._params(cls, entry.get("params", {}), loc)
             if validated is not None:
                 params[str(name)] = validated
+                self._check_min_side(str(name), cls, validated, loc, model)
         return params
+
+    def _check_min_side(self, name: str, cls: Any, params: ComponentParams, loc: Loc,
+                        model: SuiteModel | None) -> None:
+        """A metric that cannot score images this small would record an error on every value."""
+        if model is None:
+            return
+        need = cls.min_side(params)
+        small = [output for _, output in model.resolution.pairs() if min(output) < need]
+        if small:
+            w, h = small[0]
+            self._report((*loc, "name"), f"{name} needs comparison images of at least {need} px per side; "
+                         f"this suite compares at {w}x{h} (every value would be an error)")

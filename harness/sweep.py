@@ -39,7 +39,7 @@ from harness.runner import OK, preload_modules, worker_job
 from harness.sources.cache import tensor_sha256
 from harness.sources.prepare import list_items, source_space
 from harness.store import RunStore, now_iso
-from harness.suite import Suite
+from harness.suite import MAX_SIDE, Suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
 from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver
 from harness.workers.worker import worker_main
@@ -137,6 +137,9 @@ class Sweep:
 
     def run(self, start: int, stop: int, coarser: int | None = None) -> SweepOutcome:
         """Search [start, stop]; `coarser` makes the step a multiple of it (fewer sizes to try)."""
+        if stop > MAX_SIDE:
+            raise SweepError(f"--to {stop} is beyond the {MAX_SIDE}-pixel side decoderbench accepts "
+                             "(the same bound as a suite's sizes)")
         step = math.lcm(self.step, coarser) if coarser else self.step
         low, high = math.ceil(start / step) * step, (stop // step) * step
         if low < step or high < low:

@@ -13,18 +13,19 @@ keeps what the report shows per case: decode records, metric artifacts
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.metrics.direction import Direction
-from harness.store import RunStore
+from harness.store import read_run
 
 Size = tuple[int, int]
 Unit = tuple[str, str]  # (decoder id, case id)
@@ -39,6 +40,7 @@ class MetricSummary:
     aggregate: float | None = None  # the metric's one value for the set (FID, GenEval score, ...)
     aggregate_details: dict[str, Any] = field(default_factory=dict)
     aggregate_n: int | None = None  # images the set value was computed from
+    references: dict[str, float] = field(default_factory=dict)  # case → the reference's own value
 
     @property
     def n(self) -> int:
@@ -195,6 +197,8 @@ class RunView:
     artifacts: dict[Unit, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
     judge_records: list[dict[str, Any]] = field(default_factory=list)
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
+    missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
+    record_times: list[str] = field(default_factory=list)  # when each record was written (ISO, UTC)
 
     @property
     def sizes(self) -> list[Size]:
@@ -214,6 +218,14 @@ class RunView:
     def direction(self, metric: str) -> Direction | None:
         """The metric's direction as the run recorded it, else from the registry; None: unknown."""
         return Direction.from_info(self.metric_info.get(metric)) or registry_direction(metric)
+
+    def unit(self, metric: str) -> str:
+        """What the metric's values are measured in ("dB", "0–1", ...; "" when unknown)."""
+        recorded = (self.metric_info.get(metric) or {}).get("unit")
+        if recorded is not None:
+            return recorded
+        cls = registry_metric(metric)
+        return getattr(cls, "unit", "") if cls is not None else ""
 
     def metric_over_sizes(self, decoder: str, metric: str) -> MetricSummary:
         """A decoder's metric over every comparison size (case ids are unique across sizes)."""
@@ -239,20 +251,28 @@ class RunView:
         return hashlib.sha256(canonical).hexdigest()[:12]
 
 
-def registry_direction(metric: str) -> Direction | None:
+def registry_metric(metric: str) -> Any:
+    """The registered metric class (its module imports no tensor library), None when unknown."""
     from harness.metrics import METRICS
 
     try:
-        return METRICS.get(metric).direction()
+        return METRICS.get(metric)
     except Exception:  # unknown name, or a plug-in that cannot be imported here
         return None
 
 
+def registry_direction(metric: str) -> Direction | None:
+    cls = registry_metric(metric)
+    try:
+        return cls.direction() if cls is not None else None
+    except TypeError:  # a plug-in that declares no direction
+        return None
+
+
 def load_run(run_dir: Path) -> RunView:
-    store = RunStore.open(run_dir)
-    manifest = store.manifest()
-    records, warning = store.records()
-    cases = {c["id"]: c for c in store.cases()}
+    data = read_run(run_dir)
+    manifest, records = data.manifest, data.records
+    cases = {c["id"]: c for c in data.cases}
     names = {d["label"] or d["name"]: d["name"] for d in manifest["suite"]["resolved"]["decoder"]}
     rows: dict[tuple[str, Size], Row] = {}
     seen_batches: set[tuple[str, str]] = set()
@@ -286,7 +306,9 @@ def load_run(run_dir: Path) -> RunView:
     view.rows = sorted(rows.values(), key=lambda r: (r.size, _order(manifest, r.decoder)))
     _add_first_calls(view)
     view.metric_names = ordered or declared
-    view.warnings = [w for w in [warning, *manifest.get("notes", [])] if w]
+    view.warnings = [w for w in [data.torn, data.missing_note, *manifest.get("notes", [])] if w]
+    view.missing_images = data.missing_images
+    view.record_times = [r["time"] for r in records if isinstance(r.get("time"), str)]
     return view
 
 
@@ -312,6 +334,9 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
         summary.add_status(record["status"], message)
         if record["status"] == "ok" and record.get("value") is not None:
             summary.per_case[record["case"]] = record["value"]
+            reference = _reference_value(record.get("details") or {})
+            if reference is not None:
+                summary.references[record["case"]] = reference
         else:
             summary.unscored[record["case"]] = record.get("nonfinite") or record["status"]
         if record.get("artifact"):
@@ -332,6 +357,15 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
             elif record["status"] != "ok" and record["status"] not in summary.statuses:
                 summary.add_status(record["status"], record.get("message"))
     return metric_names
+
+
+def _reference_value(details: dict[str, Any]) -> float | None:
+    """What the metric scored on the reference itself for this case (legibility: the OCR's CER on
+    the reference, the floor a decoder is read against), when the record says."""
+    for key in ("reference_cer", "reference_value"):
+        if isinstance(details.get(key), int | float):
+            return float(details[key])
+    return None
 
 
 def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, str]]) -> None:
@@ -390,7 +424,7 @@ def _add_first_calls(view: RunView) -> None:
 
 @dataclass(frozen=True)
 class TimeBudget:
-    """Where a run's wall time went, summed over its sessions (a run and its resumes)."""
+    """Where wall time went: one invocation (`run`, or a `run --resume`), or all of them summed."""
 
     wall_s: float
     decoder_calls_s: float  # every decode call: warm-up and timed repeats
@@ -401,53 +435,123 @@ class TimeBudget:
     writing_s: float = 0.0  # time decoding waited for the image writer (PNG encoding, fsync)
     writer_background_s: float = 0.0  # writer time spent while workers decoded (not on the wall)
     slots: int = 1  # workers at once: their calls and start-ups are shared over this many
+    complete: bool = True  # False: an invocation was killed; its wall runs from its start to its last record
+    invocations: tuple[TimeBudget, ...] = ()
 
     @property
     def decoding_s(self) -> float:
-        """Decoder calls as wall time: summed calls ÷ slots (exact for one slot)."""
+        """Decoder calls as wall time: summed calls ÷ slots (exact for one slot), per invocation."""
+        if self.invocations:
+            return sum(i.decoding_s for i in self.invocations)
         return self.decoder_calls_s / self.slots
 
     @property
     def startup_wall_s(self) -> float:
+        if self.invocations:
+            return sum(i.startup_wall_s for i in self.invocations)
         return self.worker_startup_s / self.slots
 
     @property
     def harness_s(self) -> float:
-        """Everything else: IPC, checks, records, scheduling, the runner itself (and idle slots)."""
-        return (self.wall_s - self.sources_s - self.decoding_s - self.startup_wall_s - self.writing_s
+        """Everything else: IPC, checks, records, scheduling, the runner itself (and idle slots). Each
+        part is counted in the invocation it happened in, so this is never negative (0 within clock
+        jitter)."""
+        rest = (self.wall_s - self.sources_s - self.decoding_s - self.startup_wall_s - self.writing_s
                 - self.metrics_s - self.judge_s)
+        return max(0.0, rest)
 
     @property
     def overhead_fraction(self) -> float:
         """(wall − sources − decoder calls − metrics − judge) / wall: the share of the wall the
         harness adds around the work it runs (worker start-up, writing and the rest)."""
+        if not self.wall_s:
+            return 0.0
         work = self.sources_s + self.decoding_s + self.metrics_s + self.judge_s
-        return (self.wall_s - work) / self.wall_s if self.wall_s else 0.0
+        return max(0.0, self.wall_s - work) / self.wall_s
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _calls_ms(record: dict[str, Any]) -> float:
+    return sum((record.get("latency") or {}).get("samples_ms", [])) + \
+        ((record.get("warmup") or {}).get("total_ms") or 0.0)
 
 
 def time_budget(view: RunView) -> TimeBudget | None:
+    """Per invocation and in total. Each decode batch and worker start counts in the invocation
+    whose interval holds its record's time; a killed invocation (no wall_s) lasts from its start
+    to its last record, with the phase it was in taking what the records do not explain."""
     phases = view.manifest.get("phases") or []
     if not phases:
         return None
+    if not all(p.get("started") for p in phases):  # runs written before invocations were timed
+        return _budget(phases, list(view.decodes.values()), view.load_records)
+    starts = [_seconds(p["started"]) for p in phases]
+
+    def invocation_of(iso: str) -> int:
+        return max(0, bisect.bisect_right(starts, _seconds(iso)) - 1)
+
+    per: list[list[dict[str, Any]]] = [[] for _ in phases]
+    for record in [*view.decodes.values(), *view.load_records]:
+        if record.get("time"):
+            per[invocation_of(record["time"])].append(record)
+    last: list[float | None] = [None for _ in phases]
+    for iso in view.record_times:
+        index, at = invocation_of(iso), _seconds(iso)
+        last[index] = max(at, last[index] or at)
+    invocations = tuple(_invocation(*args) for args in zip(phases, starts, last, per, strict=True))
+    def total(name: str) -> float:
+        return sum(getattr(i, name) for i in invocations)
+
+    return TimeBudget(
+        wall_s=total("wall_s"), decoder_calls_s=total("decoder_calls_s"),
+        worker_startup_s=total("worker_startup_s"), metrics_s=total("metrics_s"), judge_s=total("judge_s"),
+        sources_s=total("sources_s"), writing_s=total("writing_s"),
+        writer_background_s=total("writer_background_s"), slots=max(i.slots for i in invocations),
+        complete=all(i.complete for i in invocations), invocations=invocations)
+
+
+def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: list[dict[str, Any]],
+            wall_s: float | None = None, complete: bool = True) -> TimeBudget:
     calls_ms, seen = 0.0, set()
-    for (decoder, case), record in view.decodes.items():
-        batch = (decoder, record.get("batch_id") or case)
-        if batch in seen:
+    for record in decodes:
+        if record.get("kind") != "decode":
             continue
-        seen.add(batch)
-        calls_ms += sum((record.get("latency") or {}).get("samples_ms", []))
-        calls_ms += (record.get("warmup") or {}).get("total_ms") or 0.0
-    startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in view.load_records)
+        batch = (record["decoder"], record.get("batch_id") or record["case"])
+        if batch not in seen:
+            seen.add(batch)
+            calls_ms += _calls_ms(record)
+    startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in loads if r.get("kind") == "load")
 
     def total(key: str) -> float:
         return sum(p.get(key, 0.0) for p in phases)
 
     return TimeBudget(
-        wall_s=total("wall_s"), decoder_calls_s=calls_ms / 1e3, worker_startup_s=startup_ms / 1e3,
+        wall_s=sum(p.get("wall_s", 0.0) for p in phases) if wall_s is None else wall_s,
+        decoder_calls_s=calls_ms / 1e3, worker_startup_s=startup_ms / 1e3,
         metrics_s=total("evaluate_s"), judge_s=total("judge_s"), sources_s=total("sources_s"),
         writing_s=total("writing_s"),
         writer_background_s=max(0.0, total("writer_busy_s") - total("writing_s")),
-        slots=max(int(p.get("slots", 1)) for p in phases))
+        slots=max(int(p.get("slots", 1)) for p in phases), complete=complete)
+
+
+def _invocation(phase: dict[str, Any], start: float, last: float | None,
+                records: list[dict[str, Any]]) -> TimeBudget:
+    if phase.get("wall_s") is not None:
+        return _budget([phase], records, records)
+    # Killed: from its start to its last record; the phase it was in when killed gets the rest.
+    budget = _budget([phase], records, records, wall_s=max(0.0, (last or start) - start), complete=False)
+    done = sum(phase.get(k, 0.0) for k in ("sources_s", "decode_s", "evaluate_s"))
+    unexplained = max(0.0, budget.wall_s - done)
+    if "decode_s" in phase and "evaluate_s" not in phase:
+        return replace(budget, metrics_s=budget.metrics_s + unexplained)
+    if "evaluate_s" in phase and "judge_s" not in phase:
+        return replace(budget, judge_s=budget.judge_s + unexplained)
+    return budget
 
 
 def _order(manifest: dict[str, Any], decoder: str) -> int:

@@ -24,7 +24,7 @@ from reports.decisions import Decision, SizeDecisions, decide_size
 STATUS_LABELS = {
     "oom": "OOM", "error": "error", "timeout": "timeout", "crashed": "crashed",
     "invalid_output": "invalid output", "unavailable": "unavailable",
-    "not_applicable": "not applicable", "ok": "ok",
+    "not_applicable": "not applicable", "input_error": "bad input", "ok": "ok",
 }
 MEMORY_METHODS = {
     "linux_vmhwm_reset": "kernel high-water mark (VmHWM) reset before the timed calls",
@@ -41,6 +41,7 @@ class Column:
     description: str = ""
     criterion: str | None = None  # the decisions criterion whose marks this column shows
     flag: str | None = None  # e.g. "uninformative: …" (shown in the header)
+    unit: str = ""  # what the column's raw numbers are in ("ms", "bytes", "dB", ...)
 
     @property
     def arrow(self) -> str:
@@ -63,6 +64,9 @@ class Cell:
     best: bool = False
     value: float | None = None  # a number still to be formatted with its column's precision
     ci_value: float | None = None
+    raw: float | None = None  # the number shown, unformatted, in the column's unit (exports, JSON)
+    n: int | None = None  # values the number stands on (cases, timed calls)
+    footnote: int | None = None  # the number of its reason under the table (readable without hover)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Leaderboard:
     columns: list[Column]
     rows: list[tuple[Row, list[Cell]]] = field(default_factory=list)
     decisions: SizeDecisions | None = None
+    reasons: list[str] = field(default_factory=list)  # footnotes: why a cell holds no number
 
     @property
     def anchor(self) -> str:
@@ -109,33 +114,47 @@ def build_leaderboards(view: RunView) -> list[Leaderboard]:
             board.rows.append((row, _cells(view, row, columns, decided)))
         _format_columns(board)
         _mark_best(board)
+        _footnotes(board)
         boards.append(board)
     return boards
 
 
+def _footnotes(board: Leaderboard) -> None:
+    """Number the reasons of failed and missing cells (one note per distinct reason), so that a
+    phone, which has no hover, shows them under the table."""
+    numbers: dict[str, int] = {}
+    for _, cells in board.rows:
+        for cell in cells:
+            if cell.state in ("failed", "missing") and cell.title:
+                cell.footnote = numbers.setdefault(cell.title, len(numbers) + 1)
+    board.reasons = list(numbers)
+
+
 def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Column]:
     columns = [Column(f"summary:{group}", f"{group} win rate", HIGHER,
-                      _group_description(decided, group)) for group in decided.group_names]
+                      _group_description(decided, group), unit="share of decoders beaten (0–1)")
+               for group in decided.group_names]
     columns += [
-        Column("cases", "cases ok", None, "cases that decoded / cases run"),
+        Column("cases", "cases ok", None, "cases that decoded / cases run", unit="cases"),
         Column("latency", "latency / image (ms)", LOWER,
                "median per image: a call's latency ÷ its batch size, over calls of one batch size; "
-               "p90 below", criterion="cost:latency"),
-        Column("batch", "batch", None, "images per decode call (calls of another size are not pooled)"),
+               "p90 below", criterion="cost:latency", unit="ms"),
+        Column("batch", "batch", None, "images per decode call (calls of another size are not pooled)",
+               unit="images"),
         Column("throughput", "images / s", HIGHER, "batch size ÷ median call latency; megapixels per "
-               "second (at the decoder's own output size) below"),
+               "second (at the decoder's own output size) below", unit="images/s"),
     ]
     kinds = [k for k in MEMORY_KINDS if any(k in row.memory for row in rows)]
     for kind in kinds:
         label, what = MEMORY_KINDS[kind]
         headline = any(row.memory_headline_kind == kind for row in rows)
         columns.append(Column(f"memory:{kind}", label, LOWER, what,
-                              criterion="cost:memory" if headline else None))
+                              criterion="cost:memory" if headline else None, unit="bytes"))
     columns += [
         Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
-               "worker's start-up (spawn, imports, load) below"),
+               "worker's start-up (spawn, imports, load) below", unit="ms"),
         Column("cold_start", "cold start (ms)", LOWER, "worker start-up + its first call, for the size "
-               "the worker served first (a later size is served by a warm worker)"),
+               "the worker served first (a later size is served by a warm worker)", unit="ms"),
     ]
     for metric in view.metric_names:
         info = view.metric_info.get(metric, {})
@@ -146,9 +165,11 @@ def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Col
             if decision.reference_value is not None:
                 flag += f" (reference itself: {decision.reference_value:.4g})"
         scope = "one value for the set" if info.get("scope") == "set" else "mean over cases ± 95% interval"
+        unit = view.unit(metric)
         columns.append(Column(f"metric:{metric}", metric, view.direction(metric),
-                              " · ".join(x for x in (info.get("summary", ""), scope) if x),
-                              criterion=f"metric:{metric}", flag=flag))
+                              " · ".join(x for x in (info.get("summary", ""), scope,
+                                                     f"unit: {unit}" if unit else "") if x),
+                              criterion=f"metric:{metric}", flag=flag, unit=unit))
     return columns
 
 
@@ -167,7 +188,7 @@ def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecision
         if kind == "summary":
             rate = decided.win_rates[name].get(row.decoder)
             cells.append(Cell("—", title="no criterion of this group has a value") if rate is None
-                         else Cell(f"{100 * rate:.0f}%", sort=-rate))
+                         else Cell(f"{100 * rate:.0f}%", sort=-rate, raw=rate))
         elif kind == "metric":
             cells.append(_metric_cell(row, name, row.metrics.get(name), column.direction))
         elif kind == "memory":
@@ -175,6 +196,7 @@ def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecision
             cell = _measured(row, value, MEMORY_KINDS[name][0])
             if value is not None:
                 cell.text, cell.value = format_bytes(int(value)), None
+                cell.n = len(row.case_memory) or None
                 cell.title = MEMORY_METHODS.get(row.memory_method or "", row.memory_method or "")
             cells.append(cell)
         else:
@@ -184,20 +206,22 @@ def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecision
 
 def _cost_cell(row: Row, key: str) -> Cell:
     if key == "cases":
-        cell = Cell(f"{row.ok}/{row.units}", sort=-(row.ok / row.units) if row.units else None)
+        cell = Cell(f"{row.ok}/{row.units}", sort=-(row.ok / row.units) if row.units else None,
+                    raw=row.ok)
         if row.failure_status:
             cell.state, cell.title = "failed", _failure_title(row)
         return cell
     if key == "batch":
         if row.batch_size is None:
             return _measured(row, None, "latency")
-        cell = Cell(str(row.batch_size), sort=row.batch_size)
+        cell = Cell(str(row.batch_size), sort=row.batch_size, raw=row.batch_size)
         if row.other_batches:
             cell.note = "+" + ", ".join(f"{n} samples of batch {b}" for b, n in row.other_batches.items())
             cell.title = "calls of another batch size are reported apart, never pooled"
         return cell
     if key == "latency":
         cell = _measured(row, row.image_latency(0.5), "latency")
+        cell.n = len(row.calls_ms.get(row.batch_size, [])) or None  # type: ignore[arg-type]
         p90 = row.image_latency(0.9)
         if p90 is not None:
             cell.ci = f"p90 {p90:,.4g}"
@@ -219,7 +243,7 @@ def _cost_cell(row: Row, key: str) -> Cell:
 
 def _measured(row: Row, value: float | None, what: str) -> Cell:
     if value is not None:
-        return Cell("", sort=float(value), value=float(value))
+        return Cell("", sort=float(value), value=float(value), raw=float(value))
     if row.failure_status and not row.ok:
         return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
     return Cell("not measured", state="missing", title=f"this run holds no {what} for {row.decoder}")
@@ -239,13 +263,15 @@ def _metric_cell(row: Row, metric: str, summary: MetricSummary | None, direction
     value = summary.headline
     sort = None if direction is None else direction.badness(value)  # type: ignore[arg-type]
     if summary.aggregate is not None:  # the metric's own value for the set (FID, GenEval, ...)
-        cell = Cell("", sort=sort, value=summary.aggregate, title=f"{metric} over the whole set (one value)")
+        cell = Cell("", sort=sort, value=summary.aggregate, title=f"{metric} over the whole set (one value)",
+                    raw=summary.aggregate)
         covered = summary.aggregate_n if summary.aggregate_n is not None else summary.n or None
+        cell.n = covered
         if covered is not None and covered < row.units:
             cell.note = f"{covered}/{row.units}"
             cell.title += f"; computed from {covered} of {row.units} cases ({_failure_title(row)})"
         return cell
-    cell = Cell("", sort=sort, value=summary.mean, ci_value=summary.ci95)
+    cell = Cell("", sort=sort, value=summary.mean, ci_value=summary.ci95, raw=summary.mean, n=summary.n)
     if summary.n < row.units:
         cell.note = f"{summary.n}/{row.units}"
         missing = {s: n for s, n in summary.statuses.items() if s != "ok"}

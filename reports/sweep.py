@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.store import MANIFEST, RESULTS, read_jsonl
+from harness.store import MANIFEST, read_run
 
 # The figure that decides whether a size fits: what the allocator held (CUDA reserved), or the
 # worker's peak resident set (CPU); a declared memory budget is compared with it. Records without
@@ -89,16 +89,17 @@ class SweepView:
 
 
 def is_sweep(run_dir: Path) -> bool:
+    """Whether a run directory holds a sweep (an unreadable one is a run, and load_run says why)."""
     try:
         manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return False
-    return manifest.get("kind") == "sweep"
+    return isinstance(manifest, dict) and manifest.get("kind") == "sweep"
 
 
 def load_sweep(run_dir: Path) -> SweepView:
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    records, warning = read_jsonl(run_dir / RESULTS)
+    data = read_run(run_dir, results_required=False, expect="sweep")
+    manifest, records, warning = data.manifest, data.records, data.torn
     view = SweepView(run_dir, manifest, warnings=[warning] if warning else [])
     for record in records:
         if record.get("kind") != "sweep":

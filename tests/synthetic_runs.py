@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from harness.images import pixels_sha256
+
 MetricValue = Callable[[int], "float | str"]  # case index → value, or a status ("unavailable")
 
 
@@ -65,7 +67,7 @@ def reference_image(index: int, size: tuple[int, int]) -> np.ndarray:
 def _write_png(array: np.ndarray, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, compress_level=1)
-    return hashlib.sha256(array.tobytes()).hexdigest()
+    return pixels_sha256(np.ascontiguousarray(array.transpose(2, 0, 1)))  # what the worker records
 
 
 def _latency(median: float, index: int) -> dict[str, Any]:

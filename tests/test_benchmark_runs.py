@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -130,9 +131,10 @@ published = {{geneval = 0.55, dpg_bench = 60.0, source = "a made-up paper, Table
     lines = shown.output.splitlines()
 
     def table_row(header_word: str) -> tuple[list[str], list[str]]:
-        at = next(i for i, line in enumerate(lines) if header_word in line and "┃" in line)
-        row = next(line for line in lines[at:] if line.startswith("│ painter"))
-        return [c.strip() for c in lines[at].split("┃")[1:-1]], [c.strip() for c in row.split("│")[1:-1]]
+        """A table in the log layout (the test's output is not a terminal): columns apart by 2+ spaces."""
+        at = next(i for i, line in enumerate(lines) if header_word in line and line.startswith("decoder"))
+        row = next(line for line in lines[at:] if line.startswith("painter"))
+        return re.split(r"\s{2,}", lines[at].strip()), re.split(r"\s{2,}", row.strip())
 
     header, row = table_row("Single object")
     assert header == ["decoder", "Overall", "Single object", "Two object", "Counting", "Colors", "Position",
@@ -158,7 +160,9 @@ def test_offline_runs_name_everything_they_miss_before_starting(tmp_path: Path, 
                         '[resolution]\ninput = 64\noutput_scale = 1\n[[decoder]]\nname = "prompt-painter"\n')
     result = invoke("run", str(suite), "--out", str(tmp_path / "run"), "-q")
     assert result.exit_code == 2
-    missing = [line for line in result.output.splitlines() if line.startswith("missing: ")]
+    # Notes wrap between words at the console width: read them back as paragraphs.
+    missing = [" ".join(("missing: " + part).split())
+               for part in re.split(r"^missing: ", result.output, flags=re.M)[1:]]
     assert len(missing) == 3, result.output
     assert missing[0].startswith(f"missing: geneval benchmark data missing: {tmp_path / 'data/geneval'}")
     assert "someone/absent-sd3 is not in the Hugging Face cache" in missing[1]

@@ -397,9 +397,10 @@ def test_cli_baseline_and_gate(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200", "GITHUB_STEP_SUMMARY": str(summary)},
+        env={**os.environ, "COLUMNS": "80", "GITHUB_STEP_SUMMARY": str(summary)},
     )
     assert result.returncode == 1, result.stderr
+    assert "…" not in result.stdout + result.stderr  # the gate table of a CI log, at 80 columns
     assert "gates failed (1 passed, 1 failed, 0 skipped)" in result.stdout
     validate_junit((worse / "gate" / "junit.xml").read_text())
     assert "❌ decoderbench gates failed" in (worse / "gate" / "summary.md").read_text()

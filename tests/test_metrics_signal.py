@@ -12,7 +12,7 @@ from skimage import data
 
 from harness.metrics.base import ImageContext
 from harness.metrics.invention import InventionLPIPS, InventionStd
-from harness.metrics.perceptual import LPIPSNetwork
+from harness.metrics.lpips_network import LPIPSNetwork
 from harness.metrics.seam import SeamScore
 from harness.metrics.spectral import HFEnergyRatio, SpectralDistance, radial_profile
 

@@ -193,6 +193,8 @@ def qwenimage_pipeline(folder: Path) -> Path:
         text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
     )
     pipe.save_pretrained(folder)
+    return folder
+
 
 # --------------------------------------------------------------------------- benchmark backends
 

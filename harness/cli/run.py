@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
+from harness.cli.tables import print_note, print_wrapped
 from harness.suite import Suite, SuiteError, load_suite
 
 
@@ -53,21 +55,21 @@ def run(
             else:
                 loaded = load_suite(suite).with_overrides(device=device, dtype=dtype, gpus=wanted_gpus)
                 for problem in missing_before_run(loaded):
-                    console.print(f"[yellow]missing:[/] {problem}", highlight=False, soft_wrap=True)
+                    print_note(console, problem, label="missing")
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter, **execution)
             outcome = runner.run()
+        print_summary(outcome.run_dir, notes=False)
+        if report:
+            from reports.html import render_report
+
+            print_note(console, str(render_report(outcome.run_dir)), label="report", style="cyan")
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     except (StoreError, SourceError, ExecutorError) as exc:
         raise fail(str(exc)) from None
-    print_summary(outcome.run_dir)
-    if report:
-        from reports.html import render_report
-
-        console.print(f"report: {render_report(outcome.run_dir)}", highlight=False)
-    console.print(f"run directory: {outcome.run_dir}", highlight=False)
+    print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
     if outcome.failed_units:
         console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
         raise typer.Exit(EXIT_FAILED)
@@ -105,28 +107,62 @@ def missing_before_run(suite: Suite) -> list[str]:
     return problems
 
 
+def _not_runnable_here(loaded: Any, spec: str) -> None:
+    """A valid suite is not a runnable one: name its decoders that cannot run here (cheap checks)."""
+    from decoders.registry import DECODERS
+    from harness.cli.listing import cuda_driver_present, decoder_availability
+
+    device = loaded.model.timing.device
+    if device.startswith("cuda") and not cuda_driver_present():
+        missing = [entry.id for entry in loaded.model.decoder]
+        why = f"it runs on {device} and this machine has no NVIDIA driver"
+    else:
+        params = loaded.decoder_params
+        missing = [entry.id for entry in loaded.model.decoder
+                   if not decoder_availability(DECODERS.get(entry.name), params.get(entry.id))[0]]
+        why = "something they need is missing"
+    if missing:
+        print_note(console, f"valid, but {len(missing)} of {len(loaded.model.decoder)} decoder(s) cannot "
+                   f"run on this machine ({', '.join(missing)}): {why}; `decoderbench doctor {spec}` says "
+                   "what to install or fetch", label="note")
+
+
 def validate(
     suites: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")],
 ) -> None:
-    """Check suite files: schema, registries, sources. Prints what each would run."""
+    """Check suite files: schema, registries, sources. Prints what each would run, and which of
+    its decoders cannot run on this machine (`decoderbench doctor SUITE` says why and how to fix)."""
     from harness.sources.prepare import SourceError, list_items, source_protocol
 
     failed = False
     for spec in suites:
         try:
             loaded = load_suite(spec)
-            items = [entry.item for entry in list_items(loaded)]
-            model = loaded.model
+        except SuiteError as exc:
+            failed = _invalid(str(exc))
+            continue
+        try:
+            listed = list_items(loaded)
+            items = [entry.item for entry in listed]
             cases = loaded.expand(items, source_protocol(loaded))
         except (SuiteError, SourceError) as exc:
-            console.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
-            failed = True
+            failed = _invalid(exc if isinstance(exc, SuiteError) else f"{loaded.path}: source: {exc}")
             continue
-        out.print(
-            f"[green]✓[/] {loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
-            f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
-            f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
-            highlight=False,
-        )
+        bad = [entry.problem for entry in listed if entry.problem]
+        for problem in bad:  # one line per item that a run would record as input_error
+            failed = _invalid(f"{loaded.path}: source: {problem}")
+        if bad:
+            continue
+        model = loaded.model
+        print_wrapped(out, f"{loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
+                      f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
+                      f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
+                      prefix="✓ ", prefix_style="green")
+        _not_runnable_here(loaded, spec)
     if failed:
         raise typer.Exit(EXIT_USAGE)
+
+
+def _invalid(message: object) -> bool:
+    console.print(f"[red]✗[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    return True

@@ -299,9 +299,10 @@ def _fraction_exceeding(gate: GateSpec, decoder: str, base: dict[str, Any], run:
     cases = sorted(base["outputs"])
     pairs = [(case, context.run_dir / run["outputs"][case]["image"], root / base["outputs"][case]["image"])
              for case in cases]
-    missing = [str(b) for _, _, b in pairs if not b.is_file()]
-    if missing:
-        raise Unavailable(f"{len(missing)} baseline output image(s) are missing, e.g. {missing[0]}")
+    for whose, index in (("baseline", 2), ("run", 1)):
+        missing = [str(pair[index]) for pair in pairs if not pair[index].is_file()]  # type: ignore[attr-defined]
+        if missing:
+            raise Unavailable(f"{len(missing)} {whose} output image(s) are missing, e.g. {missing[0]}")
     distances, direction = output_distances(gate.metric, pairs, context.device, context.metrics)
     assert gate.tau is not None
     tau = gate.tau

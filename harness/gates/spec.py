@@ -46,7 +46,7 @@ _ONLY_FOR = {
 
 
 class GateSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:-]*$", max_length=80)
     statistic: Statistic = "mean_delta"

@@ -34,8 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
+from decoders.lazy import torch
 from decoders.plugins import NoParams, Params, Registry, UnknownName
 from harness.metrics.direction import Direction
 
@@ -124,7 +123,9 @@ class Metric(ABC):
     aggregates: ClassVar[bool] = False  # Scope.IMAGE: compute() also gives one value per set
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = ""
+    unit: ClassVar[str] = ""  # what a value is measured in: "dB", "0–1", "distance (≈0–1)", ...
     Params: ClassVar[type[Params]] = NoParams
+    requires: ClassVar[tuple[str, ...]] = ()  # Python packages load() imports (see check())
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()
@@ -146,6 +147,12 @@ class Metric(ABC):
         return cls.summary_group
 
     @classmethod
+    def min_side(cls, params: Params) -> int:
+        """The smallest image side (px) this metric can score; suites comparing at smaller sizes
+        are refused by `validate` instead of recording an error on every value."""
+        return 1
+
+    @classmethod
     def needs_targets(cls) -> bool:
         """Whether `update()` needs the reference image of every prediction."""
         return cls.family == Family.FULL_REFERENCE
@@ -153,6 +160,23 @@ class Metric(ABC):
     def load(self, device: torch.device) -> None:
         """Load models once. Raise MetricUnavailable when something is missing."""
         self.device = device
+
+    def check(self) -> None:
+        """Raise MetricUnavailable, saying how to get it, when something `load()` needs is missing
+        here — a package in `requires`, a weight file of the lock table — without loading,
+        hashing or the network (`decoderbench doctor` asks; `load()` still checks for itself)."""
+        import importlib.util
+
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                raise MetricUnavailable(f"{self.name} needs the Python package {module!r}: "
+                                        "pip install 'decoderbench[metrics]'")
+        from harness.metrics import weights
+
+        try:
+            weights.require(self.name)
+        except weights.WeightsMissing as exc:
+            raise MetricUnavailable(str(exc)) from None
 
     def protocol(self) -> dict[str, Any]:
         """Everything that determines this metric's numbers."""

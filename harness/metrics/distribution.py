@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
 from harness.images import quantize
 from harness.metrics.base import (
@@ -136,6 +136,17 @@ class DistributionMetric(Metric):
         self._reference: ReferenceSet | None = None
         self._reference_memo: dict[str, np.ndarray] = {}
         self.network: FeatureNetwork | None = None
+
+    def check(self) -> None:
+        spec = self.params.feature_network
+        if spec == INCEPTION:
+            super().check()
+        elif spec.startswith(TORCHSCRIPT_PREFIX):
+            path = Path(spec.removeprefix(TORCHSCRIPT_PREFIX)).expanduser()
+            if not path.is_file():
+                raise MetricUnavailable(f"feature network file not found: {path}")
+        else:
+            raise MetricUnavailable(f"unknown feature network {spec!r}")
 
     def load(self, device: torch.device) -> None:
         super().load(device)
@@ -243,6 +254,7 @@ def fid_values(generated: np.ndarray, reference: np.ndarray) -> MetricValues:
 
 class FID(DistributionMetric):
     name = "fid"
+    unit = "Fréchet distance"
     summary = "Fréchet Inception distance vs the references (clean-fid features and resize modes)"
 
     def compare(self, generated: np.ndarray, reference: np.ndarray) -> MetricValues:
@@ -251,6 +263,7 @@ class FID(DistributionMetric):
 
 class KID(DistributionMetric):
     name = "kid"
+    unit = "MMD²"
     summary = "kernel Inception distance (unbiased MMD², cubic kernel) vs the references"
     Params: ClassVar = KIDParams
 
@@ -270,6 +283,7 @@ class KID(DistributionMetric):
 
 class PatchFID(DistributionMetric):
     name = "patch_fid"
+    unit = "Fréchet distance"
     summary = "FID over patches cut by a named protocol (random_crops | grid_halfshift | native_crops)"
     Params: ClassVar = PatchFIDParams
 

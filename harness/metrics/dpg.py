@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
+from decoders.lazy import torch
 from decoders.plugins import Params, Registry
 from decoders.weights import file_sha256
 from harness.images import quantize
@@ -274,6 +274,7 @@ class DPGParams(Params):
 
 class DPGBench(Metric):
     name = "dpg_bench"
+    unit = "0–100"
     family = Family.TEXT_ALIGNMENT
     higher_is_better = True
     aggregates = True
@@ -286,6 +287,12 @@ class DPGBench(Metric):
         super().__init__(params)
         self.backend: VQABackend | None = None
         self.reset()
+
+    def check(self) -> None:
+        """The questions file and the backend's name, without loading anything."""
+        self._questions_path()
+        if self.params.backend not in BACKENDS.names():
+            raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, BACKENDS.names()))
 
     def load(self, device: torch.device) -> None:
         super().load(device)

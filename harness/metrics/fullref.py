@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
+from decoders.lazy import F, torch
 from decoders.plugins import Params
 from harness.metrics.base import Family, PerImageMetric
 
@@ -35,6 +34,7 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 class PSNR(PerImageMetric):
     name = "psnr"
+    unit = "dB"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "peak signal-to-noise ratio (dB), data range 1.0, per image"
@@ -45,8 +45,13 @@ class PSNR(PerImageMetric):
         return 10 * torch.log10(DATA_RANGE**2 / mse)
 
 
+def _window(sigma: float) -> int:
+    """Gaussian window width for σ (pure arithmetic: suites check it without torch)."""
+    return 2 * int(3.5 * sigma + 0.5) + 1
+
+
 def _gaussian_taps(sigma: float) -> torch.Tensor:
-    radius = int(3.5 * sigma + 0.5)
+    radius = _window(sigma) // 2
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     taps = torch.exp(-(offsets**2) / (2 * sigma**2))
     return taps / taps.sum()
@@ -86,28 +91,39 @@ def _check_size(images: torch.Tensor, needed: int, what: str) -> None:
 
 class SSIM(PerImageMetric):
     name = "ssim"
+    unit = "0–1"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "structural similarity (scikit-image convention), data range 1.0"
     Params: ClassVar = SSIMParams
 
+    @classmethod
+    def min_side(cls, params: Params) -> int:
+        return _window(params.sigma)  # type: ignore[attr-defined]
+
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        _check_size(preds, len(_gaussian_taps(self.params.sigma)), "ssim")
+        _check_size(preds, self.min_side(self.params), "ssim")
         return ssim_terms(preds, targets, self.params.sigma)[0].mean(dim=1)
 
 
 class MSSSIM(PerImageMetric):
     name = "ms_ssim"
+    unit = "0–1"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "multi-scale SSIM, 5 scales (pytorch_msssim definition), data range 1.0"
     Params: ClassVar = SSIMParams
 
+    @classmethod
+    def min_side(cls, params: Params) -> int:
+        """The window must fit the coarsest of the five scales (161 px at σ = 1.5)."""
+        window = _window(params.sigma)  # type: ignore[attr-defined]
+        return (window - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
+
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        window = len(_gaussian_taps(self.params.sigma))
-        _check_size(preds, (window - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1, "ms_ssim")
+        _check_size(preds, self.min_side(self.params), "ms_ssim")
         x, y = preds.double(), targets.double()
         terms = []
         for level in range(len(MS_SSIM_WEIGHTS)):

@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
+from decoders.lazy import torch
 from decoders.plugins import Params, Registry
 from decoders.weights import file_sha256
 from harness.images import quantize
@@ -250,6 +250,7 @@ class GenEvalParams(Params):
 
 class GenEval(Metric):
     name = "geneval"
+    unit = "0–1"
     family = Family.TEXT_ALIGNMENT
     higher_is_better = True
     aggregates = True
@@ -269,6 +270,12 @@ class GenEval(Metric):
     def rules(self) -> Rules:
         p = self.params
         return Rules(p.threshold, p.counting_threshold, p.max_objects, p.max_overlap, p.position_margin)
+
+    def check(self) -> None:
+        """The metadata (when named) and the backend's name, without loading anything."""
+        self._metadata_path()
+        if self.params.backend not in BACKENDS.names():
+            raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, BACKENDS.names()))
 
     def load(self, device: torch.device) -> None:
         super().load(device)

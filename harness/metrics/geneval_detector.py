@@ -39,10 +39,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
+from decoders.lazy import F, no_grad, torch
 from decoders.plugins import Params
 from harness.metrics.base import MetricUnavailable
 from harness.metrics.geneval import COLORS, Detection
@@ -249,7 +248,7 @@ class TransformersGenEvalBackend:
     def weights(self) -> dict[str, str]:
         return dict(self._weights)
 
-    @torch.no_grad()
+    @no_grad
     def detect(self, image: np.ndarray) -> dict[str, list[Detection]]:
         pixels, resized = detector_input(image, self.params.test_scale)
         output = self.detector(pixel_values=pixels.to(self.device, self.dtype))
@@ -264,7 +263,7 @@ class TransformersGenEvalBackend:
                 found.setdefault(name, []).append(Detection(tuple(box), score, mask.numpy()))
         return found
 
-    @torch.no_grad()
+    @no_grad
     def colours(self, image: np.ndarray, objects: list[Detection], classname: str) -> list[str]:
         from PIL import Image
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from decoders.lazy import F, no_grad, torch
 
 ResizeMode = Literal["clean", "legacy_tensorflow", "legacy_pytorch"]
 INCEPTION = "inception-v3-tf"
@@ -68,7 +68,7 @@ class FeatureNetwork:
     def __init__(self, module: torch.jit.ScriptModule, name: str, mode: ResizeMode, inception: bool) -> None:
         self.module, self.name, self.mode, self.inception = module, name, mode, inception
 
-    @torch.no_grad()
+    @no_grad
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = resize_for_features(images, self.mode)
         if not self.inception:

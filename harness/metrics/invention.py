@@ -26,9 +26,9 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
 from harness.images import quantize
 from harness.metrics.base import Family, ImageContext, Metric, MetricValues, Scope, require_weights
@@ -119,6 +119,7 @@ def seed_std(group: torch.Tensor) -> torch.Tensor:
 
 class InventionStd(GroupMetric):
     name = "invention_std"
+    unit = "0–1 (pixel std)"
     summary = "mean per-pixel std over K seeds of the same latent (0 = deterministic); heat map per case"
     Params: ClassVar = InventionStdParams
 
@@ -135,13 +136,14 @@ class InventionStd(GroupMetric):
 
 class InventionLPIPS(GroupMetric):
     name = "invention_lpips"
+    unit = "distance (≈0–1)"
     summary = "mean pairwise LPIPS (alex) between outputs of K seeds of the same latent"
 
     def load(self, device: torch.device) -> None:
         super().load(device)
         self.network = load_lpips("alex", require_weights(self), device)
 
-    @torch.no_grad()
+    @no_grad
     def score_group(self, key: str, group: torch.Tensor) -> float:
         pairs = list(itertools.combinations(range(group.shape[0]), 2))
         first = to_signed(group[[a for a, _ in pairs]].float())

@@ -27,15 +27,15 @@ import contextlib
 import io
 from collections import defaultdict
 from functools import lru_cache
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
+from harness.env import package_version
 from harness.images import pixels_sha256, quantize
 from harness.metrics.base import Family, ImageContext, Metric, MetricUnavailable, MetricValues
 
@@ -110,6 +110,8 @@ class Tally:
 
 class LegibilityCER(Metric):
     name = "legibility_cer"
+    unit = "character error rate (0–1)"
+    requires = ("rapidocr_onnxruntime",)
     family = Family.FULL_REFERENCE
     summary_group = "text"
     higher_is_better = False
@@ -136,7 +138,8 @@ class LegibilityCER(Metric):
         self.weights_sha256 = {f"rapidocr-onnxruntime/{REC_MODEL}": file_sha256(model)}
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "ocr": f"rapidocr-onnxruntime {version('rapidocr-onnxruntime')}, "
+        ocr = package_version("rapidocr-onnxruntime") or "not installed"
+        return {**super().protocol(), "ocr": f"rapidocr-onnxruntime {ocr}, "
                 "recognition only, on the annotated line boxes", "normalise": "whitespace removed",
                 "cer": "Levenshtein distance / truth length; font sizes in comparison px"}
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 import itertools
 from typing import Any, ClassVar
 
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
 from harness.metrics.base import Family, ImageContext, Metric, MetricValues
 from harness.metrics.spectral import luma
@@ -112,6 +112,7 @@ def grid_lines(grid: dict[str, Any], output_size: tuple[int, int]) -> tuple[list
 
 class SeamScore(Metric):
     name = "seam_score"
+    unit = "8-bit levels"
     family = Family.FULL_REFERENCE  # the error against the reference cancels the image's own content
     summary_group = None  # a diagnostic of tiled decoders, not a quality ranking
     higher_is_better = False

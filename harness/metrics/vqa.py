@@ -23,9 +23,9 @@ import re
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
 from harness.metrics.base import MetricUnavailable
 
@@ -83,7 +83,7 @@ class BlipVQABackend:
     def weights(self) -> dict[str, str]:
         return dict(self._weights)
 
-    @torch.no_grad()
+    @no_grad
     def answer(self, image: np.ndarray, questions: list[str]) -> list[str]:
         """One vision pass, then the questions as one batch (what BlipForQuestionAnswering.generate
         does per question, without encoding the image again for each)."""

@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -155,9 +156,15 @@ def users() -> list[str]:
 
 
 def torch_hub_dir() -> Path:
-    import torch.hub
+    """torch.hub.get_dir(): $TORCH_HOME/hub, TORCH_HOME defaulting to $XDG_CACHE_HOME/torch or
+    ~/.cache/torch — computed without importing torch unless it is loaded (set_dir() may have
+    moved it)."""
+    if "torch" in sys.modules:
+        import torch.hub
 
-    return Path(torch.hub.get_dir())
+        return Path(torch.hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
 
 def hf_cache_dir() -> Path:

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from decoders.lazy import torch
 from decoders.registry import ENCODERS
 from decoders.resample import resize
 from decoders.spaces import LatentSpace, get_space
@@ -44,9 +44,16 @@ from harness import images
 from harness.cases import Case, Item
 from harness.sources.benchmarks import benchmark_items
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
-from harness.sources.items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
+from harness.sources.items import (
+    LoadableItem,
+    SourceError,
+    json_lines,
+    latent_items,
+    prompt_items,
+    read_bytes,
+    sidecar_prompt,
+)
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
-from harness.sources.worker import SourceModel
 from harness.suite import Suite
 
 __all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
@@ -84,8 +91,28 @@ PHOTOS = {
 # --------------------------------------------------------------------------- listing
 
 
+# The files behind skimage.data.<name>() (each function only reads its file; tests check the
+# arrays are equal). Read with PIL they cost no import of skimage.io (~0.4 s), which `validate`
+# of the demo suite would otherwise pay to hash the photographs.
+PHOTO_FILES = {
+    "astronaut": "astronaut.png", "coffee": "coffee.png", "chelsea": "chelsea.png", "rocket": "rocket.jpg",
+    "hubble_deep_field": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png",
+    "retina": "retina.jpg", "camera": "camera.png", "brick": "brick.png", "grass": "grass.png",
+    "gravel": "gravel.png", "coins": "coins.png",
+}
+
+
 def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
+        import importlib.util
+
+        from PIL import Image
+
+        spec = importlib.util.find_spec("skimage")
+        folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "data" if spec else None
+        if folder is not None and (folder / PHOTO_FILES[name]).is_file():
+            with Image.open(folder / PHOTO_FILES[name]) as image:
+                return images.to_rgb_array(np.asarray(image))
         import skimage.data
 
         return images.to_rgb_array(getattr(skimage.data, name)())
@@ -135,8 +162,10 @@ BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
 
 
 def _file_item(item_id: str, path: Path, prompt: str | None, origin: str) -> LoadableItem:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return LoadableItem(Item(item_id, digest, prompt, origin), lambda: images.read_rgb(path))
+    """An image file; one that cannot be read keeps its problem (the other items still run)."""
+    digest = hashlib.sha256(read_bytes(path, "the image")).hexdigest()
+    return LoadableItem(Item(item_id, digest, prompt, origin), lambda: images.read_rgb(path),
+                        problem=images.check_image(path))
 
 
 def _folder_items(folder: Path) -> list[LoadableItem]:
@@ -146,8 +175,7 @@ def _folder_items(folder: Path) -> list[LoadableItem]:
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
             continue
-        sidecar = path.with_suffix(".txt")
-        prompt = sidecar.read_text(encoding="utf-8").strip() if sidecar.exists() else None
+        prompt = sidecar_prompt(path)
         found.append(_file_item(path.relative_to(folder).as_posix(), path, prompt, str(folder)))
     if not found:
         raise SourceError(f"source.folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
@@ -240,6 +268,12 @@ class PreparedCase:
     input_sigma: float = 0.0  # noise level of the latent (a captured x_t has its own)
     notes: tuple[str, ...] = ()
     annotations: dict[str, Any] = field(default_factory=dict, compare=False)  # reference pixels
+    problem: str | None = None  # the input could not be made (a bad image file): no decoder runs it
+
+    @classmethod
+    def failed(cls, case: Case, problem: str) -> PreparedCase:
+        return cls(case=case, input_path=None, input_sha256=None, latent_shape=None, reference_key=None,
+                   reference_path=None, input_sigma=case.sigma, problem=problem)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -249,6 +283,7 @@ class PreparedCase:
             "input_sigma": self.input_sigma, "reference_key": self.reference_key,
             "notes": list(self.notes),
             **({"annotations": self.annotations} if self.annotations else {}),
+            **({"input_error": self.problem} if self.problem else {}),
         }
 
 
@@ -315,7 +350,7 @@ def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize(images.to_float(reference)[None].double(), size, "area").float()
 
 
-Reference = tuple[str, torch.Tensor, list[str]]  # cache key, uint8 [3, H, W], notes
+Reference = tuple[str, "torch.Tensor", list[str]]  # cache key, uint8 [3, H, W], notes
 
 
 class InputPreparer:
@@ -326,6 +361,8 @@ class InputPreparer:
         self.kind = suite.model.source.kind
         self.protocol = source_protocol(suite)
         self.space = source_space(suite)
+        from harness.sources.worker import SourceModel  # the process machinery: only to prepare
+
         self.model = SourceModel.for_suite(suite, log_dir or cache.root / "logs")
 
     def describe(self) -> dict[str, Any]:
@@ -339,6 +376,7 @@ class InputPreparer:
     def prepare(self, cases: list[Case], items: list[LoadableItem]) -> Iterator[PreparedCase]:
         by_id = {entry.item.id: entry for entry in items}
         memo: dict[str, np.ndarray] = {}
+        problems = {entry.item.id: entry.problem for entry in items if entry.problem}
 
         def pixels(item_id: str) -> np.ndarray:
             """Decode an image only on a cache miss; keep one (cases of an item are adjacent)."""
@@ -349,8 +387,16 @@ class InputPreparer:
 
         for case in cases:
             entry = by_id[case.item_id]
-            reference = (self._reference(case, partial(pixels, case.item_id))
-                         if entry.load is not None else None)
+            if case.item_id in problems:
+                yield PreparedCase.failed(case, problems[case.item_id])
+                continue
+            try:
+                reference = (self._reference(case, partial(pixels, case.item_id))
+                             if entry.load is not None else None)
+            except images.ImageFileError as exc:  # damage that only decoding the pixels finds
+                problems[case.item_id] = str(exc)
+                yield PreparedCase.failed(case, str(exc))
+                continue
             if self.kind == "images":
                 prepared = self._from_image(case, reference)  # type: ignore[arg-type]
             elif self.kind == "latents":

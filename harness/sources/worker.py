@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from decoders.base import DecoderUnavailable
-from decoders.plugins import Params
+from decoders.plugins import Params, unavailable_reason
 from decoders.registry import ENCODERS
 from decoders.t2i import PipelineParams, TextToLatent, pipeline_weights
 from harness.sources.items import SourceError
@@ -83,6 +83,9 @@ def source_worker_main(conn: Any, job: SourceJob) -> None:
         model, load_ms = time_call(lambda: _load(job, device), device)
     except DecoderUnavailable as exc:
         conn.send(LoadFailed(pid, "unavailable", str(exc)))
+        return
+    except ImportError as exc:
+        conn.send(LoadFailed(pid, "unavailable", unavailable_reason(exc)))
         return
     except Exception as exc:
         conn.send(LoadFailed(pid, "error", f"{type(exc).__name__}: {exc}", excerpt(exc)))

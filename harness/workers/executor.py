@@ -290,6 +290,12 @@ class SlotDriver:
             task = in_flight.popleft()
             if isinstance(reply, TaskDone):
                 self.sink.decoded(unit, self.slot, task, reply, retried.get(id(task)))
+                if any(record.get("status") == "oom" for record in reply.records):
+                    # A fresh worker: no later case inherits the allocator's state after an OOM. A task
+                    # already sent behind it is not started again there: it goes back to the queue.
+                    self._drop_worker(close=not in_flight)
+                    tasks.extendleft(reversed(in_flight))
+                    in_flight.clear()
                 continue
             if not isinstance(reply, WorkerGone):
                 reply = WorkerGone("error", f"protocol error: unexpected {type(reply).__name__} from worker")

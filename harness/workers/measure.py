@@ -192,13 +192,28 @@ def measure(fn: Callable[[], Any], repeats: int, device: torch.device,
 # --------------------------------------------------------------------------- failures
 
 
+OOM_MARKERS = ("out of memory", "defaultcpuallocator: can't allocate memory",
+               "cublas_status_alloc_failed", "cudnn_status_alloc_failed", "cufft_alloc_failed")
+
+
 def is_oom(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError (torch.OutOfMemoryError), MemoryError, and the allocation
+    failures CUDA libraries and the CPU allocator raise as plain RuntimeErrors."""
     if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError):
         return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text.lower() or "DefaultCPUAllocator: can't allocate memory" in text
-    )
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(marker in text for marker in OOM_MARKERS)
+
+
+def memory_at_failure(device: torch.device) -> dict[str, Any] | None:
+    """What the CUDA allocator held when a call failed (after its tensors were released)."""
+    if not _is_cuda(device):
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    return {"allocated_bytes": torch.cuda.memory_allocated(device),
+            "reserved_bytes": torch.cuda.memory_reserved(device),
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+            "device_used_bytes": total - free, "device_total_bytes": total}
 
 
 def release_memory(device: torch.device) -> None:

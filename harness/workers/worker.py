@@ -21,6 +21,7 @@ import faulthandler
 import math
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 from safetensors.torch import load, load_file
 
 from decoders.base import DecodeBatch, Decoder, DecoderUnavailable
+from decoders.plugins import unavailable_reason
 from decoders.registry import DECODERS
 from decoders.resample import resize
 from harness import images
@@ -40,7 +42,14 @@ from harness.workers.channel import (
     TaskDone,
     WorkerJob,
 )
-from harness.workers.measure import is_oom, measure, release_memory, resident_bytes, time_call
+from harness.workers.measure import (
+    is_oom,
+    measure,
+    memory_at_failure,
+    release_memory,
+    resident_bytes,
+    time_call,
+)
 from harness.workers.process import (
     device_facts,
     die_with_parent,
@@ -105,6 +114,8 @@ def load_decoder(job: WorkerJob) -> tuple[Decoder | None, Loaded | LoadFailed, i
         loaded_rss_bytes = resident_bytes() if device.type == "cpu" else None
     except DecoderUnavailable as exc:
         return None, LoadFailed(pid, "unavailable", str(exc)), None
+    except ImportError as exc:  # a library the decoder needs is missing: what to install
+        return None, LoadFailed(pid, "unavailable", unavailable_reason(exc)), None
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
         return None, LoadFailed(pid, status, f"{type(exc).__name__}: {exc}", excerpt(exc)), None
@@ -136,6 +147,7 @@ def run_task(
     case without an output). Nothing is written here: the runner's writer stores the images."""
     device, dtype = torch.device(job.device), getattr(torch, job.dtype)
     where = placement(device)
+    began = time.perf_counter()
     records = [_record(case, task, job, where) for case in task.cases]
     try:
         latents, received = _load_inputs(task, device, dtype)
@@ -153,13 +165,19 @@ def run_task(
         warm = _warm_up(decoder, batch, job, device, warmed)
         measured = measure(lambda: decoder.decode(batch), job.repeats, device, loaded_rss_bytes)
     except Exception as exc:
-        del batch, latents
-        release_memory(device)
+        failed_after_ms = (time.perf_counter() - began) * 1e3
         status = "oom" if is_oom(exc) else "error"
         failed = _failed(records, status, f"{type(exc).__name__}: {exc}", excerpt(exc))
+        # The traceback's frames hold the failed call's tensors: drop them before releasing memory,
+        # or the allocator keeps what the OOM was about and the next case inherits it.
+        traceback.clear_frames(exc.__traceback__)
+        del exc, batch, latents
+        release_memory(device)
         if status == "oom":
+            after = memory_at_failure(device)
             for record in failed[0]:
-                record["failed_size"] = list(task.request_size)
+                record.update(failed_size=list(task.request_size), failed_after_ms=failed_after_ms,
+                              memory_after_release=after)
         return failed
     shared = {
         "latency": measured.latency.as_dict(), "memory": measured.memory, "warmup": warm,

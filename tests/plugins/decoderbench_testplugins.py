@@ -21,8 +21,8 @@ from decoders.plugins import Params
 
 
 class FaultParams(Params):
-    mode: Literal["ok", "oom", "nan", "crash", "sleep", "raise", "range", "unavailable",
-                  "load_crash", "grad_probe"] = "ok"
+    mode: Literal["ok", "oom", "cuda_oom", "load_oom", "import_error", "nan", "crash", "sleep", "raise",
+                  "range", "unavailable", "load_crash", "grad_probe"] = "ok"
     fail_seeds: list[int] | None = None  # None: every case
     sleep_s: float = 0.0
     sleep_per_image_s: float = 0.0  # a known decode time: this × the batch size, in every mode
@@ -31,6 +31,15 @@ class FaultParams(Params):
     hog_bytes_per_pixel: int = 0  # touch this much memory per output pixel (memory-wall tests)
     die_once_marker: str | None = None  # SIGKILL the worker on its first decode, noted in this file
     report_env: list[str] = Field(default_factory=list)  # facts: these variables, the parent pid
+    oom_from_px: int | None = None  # cuda_oom: only outputs with a side of at least this many px
+
+
+def cuda_oom(width: int, height: int) -> torch.OutOfMemoryError:
+    """The exception a CUDA allocation failure raises, as torch words it (injected on the CPU)."""
+    need = width * height * 3 * 4 * 2**10 / 2**30
+    return torch.cuda.OutOfMemoryError(
+        f"CUDA out of memory. Tried to allocate {need:.2f} GiB. GPU 0 has a total capacity of "
+        "139.80 GiB of which 1.20 GiB is free. Of the allocated memory 120.00 GiB is allocated by PyTorch")
 
 
 class FaultDecoder(Decoder):
@@ -43,6 +52,10 @@ class FaultDecoder(Decoder):
             raise DecoderUnavailable("fault-weights.safetensors not found: put it in /nowhere")
         if self.params.mode == "load_crash":
             ctypes.string_at(0)
+        if self.params.mode == "load_oom":
+            raise cuda_oom(4096, 4096)
+        if self.params.mode == "import_error":
+            import decoderbench_missing_dependency  # noqa: F401  (a library that is not installed)
         if self.params.set_global_state:  # what PiD does on load
             torch.manual_seed(0)
             torch.backends.cudnn.benchmark = True
@@ -60,6 +73,8 @@ class FaultDecoder(Decoder):
         mode = self.params.mode if failing else "ok"
         if mode == "oom":
             torch.empty(2**50, dtype=torch.uint8)  # a real allocation failure
+        if mode == "cuda_oom" and max(width, height) >= (self.params.oom_from_px or 0):
+            raise cuda_oom(width, height)
         if mode == "nan":
             out[:, :, 0, 0] = float("nan")
         if mode == "range":
