@@ -56,12 +56,13 @@ class EvalSet:
 
 
 def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
-             reporter: Any) -> list[str]:
-    """Score every ok unit with every metric; return notes for the run."""
+             reporter: Any, device: torch.device | None = None) -> list[str]:
+    """Score every ok unit with every metric; return notes for the run. `device`: where the
+    runner chose (default: evaluation.device, else the timing device)."""
     if not suite.metric_params:
         return []
     model = suite.model
-    device = torch.device(model.evaluation.device or model.timing.device)
+    device = device or torch.device(model.evaluation.device or model.timing.device)
     records, _ = store.records()
     decodes = {(r["decoder"], r["case"]): r for r in records if r["kind"] == "decode"}
     notes: list[str] = []
