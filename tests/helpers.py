@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -55,3 +56,18 @@ def invoke(*args: str):
     from harness.cli import app
 
     return CliRunner(env={"COLUMNS": "200", "GITHUB_STEP_SUMMARY": ""}).invoke(app, list(args))
+
+
+DPG_COLUMNS = ["item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
+               "category_detailed", "tuple", "question_natural_language"]
+
+
+def write_dpg_csv(path: Path, rows: list[tuple]) -> Path:
+    """A dpg_bench.csv with ELLA's columns from (item, text, proposition id, dependency, tuple,
+    question) rows; the columns no reader uses are left empty."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(DPG_COLUMNS)
+        for item, text, qid, dependency, tuple_, question in rows:
+            writer.writerow([item, text, "", qid, dependency, "", "", tuple_, question])
+    return path

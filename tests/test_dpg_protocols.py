@@ -14,12 +14,12 @@ Every expected number is worked out by hand in the comments.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import write_dpg_csv
 
 from harness.metrics.base import ImageContext
 from harness.metrics.dpg import (
@@ -62,14 +62,7 @@ RED = {("A", 0): 10, ("A", 1): 11, ("B", 0): 20, ("B", 1): 21, ("C", 0): 30, ("C
 
 @pytest.fixture
 def dpg_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "dpg_bench.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
-                         "category_detailed", "tuple", "question_natural_language"])
-        for item, text, qid, dependency, tuple_, question in ROWS:
-            writer.writerow([item, text, "", qid, dependency, "", "", tuple_, question])
-    return path
+    return write_dpg_csv(tmp_path / "dpg_bench.csv", ROWS)
 
 
 def test_ella_reads_the_csv_as_prepare_dpg_data_does(dpg_csv: Path) -> None:

@@ -14,7 +14,6 @@ References:
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SHARED
+from helpers import write_dpg_csv
 
 from harness.metrics.base import ImageContext
 from harness.metrics.dpg import DPGBench, DPGTally, ImageResult, Question, question_scores, read_questions
@@ -288,14 +288,7 @@ DPG_ROWS = [  # item_id, text, proposition_id, dependency, tuple, question
 
 @pytest.fixture
 def dpg_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "dpg_bench.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
-                         "category_detailed", "tuple", "question_natural_language"])
-        for item, text, qid, dependency, tuple_, question in DPG_ROWS:
-            writer.writerow([item, text, "", qid, dependency, "", "", tuple_, question])
-    return path
+    return write_dpg_csv(tmp_path / "dpg_bench.csv", DPG_ROWS)
 
 
 def test_dpg_dependency_zeroing_is_transitive_and_order_free() -> None:
