@@ -11,6 +11,14 @@ over space and summed over layers. Backbone: torchvision ImageNet weights;
 lin layers: the v0.1 files shipped with `lpips` (identical, by sha256, to
 pyiqa's hosted copies). Images are scored at their comparison size, float32.
 
+Memory: the two images go through the backbone in lockstep and each layer's
+distance is taken when it is reached, so only the current activations are
+alive; batches are split so that one forward pass holds at most `MAX_PIXELS`
+pixels (a 4096² image goes alone). The definition — a spatial mean over whole
+feature maps of a deep network — allows no tiling without halos as wide as the
+receptive field, so a single 4096² image still needs its full activations
+(see the README's benchmark table for the measured peaks).
+
 DISTS (Ding et al. 2020) comes from pyiqa (`dists`), the same network and
 weights as the authors' release; pyiqa expects [0, 1].
 """
@@ -24,7 +32,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
-from harness.metrics.base import Family, PerImageMetric, require_weights
+from harness.metrics.base import Family, PerImageMetric, pixel_chunks, require_weights
 from harness.metrics.pyiqa_models import create_pyiqa_metric, pyiqa_protocol
 
 Backbone = Literal["alex", "vgg"]
@@ -37,6 +45,9 @@ LIN_FILES = {"alex": "LPIPS_v0.1_alex-df73285e.pth", "vgg": "LPIPS_v0.1_vgg-a789
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 EPS = 1e-10
+# Pixels per forward pass (batches are split by image above this): eight 1024² images through
+# AlexNet, two 1024² through VGG16; a 4096² image goes alone. Bounds activation memory.
+MAX_PIXELS: dict[str, int] = {"alex": 8 << 20, "vgg": 2 << 20}
 
 
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -82,22 +93,18 @@ class LPIPSNetwork(nn.Module):
         for index, lin in enumerate(self.lins):
             lin.weight.copy_(lins[f"lin{index}.model.1.weight"])
 
-    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x - self.shift) / self.scale
-        bounds = SLICES[self.backbone]
-        outputs = []
-        for start, stop in itertools.pairwise(bounds):
-            for layer in self.features[start:stop]:
-                x = layer(x)
-            outputs.append(x)
-        return outputs
-
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Both images pass through the backbone in lockstep and each tapped layer's distance is
+        taken as soon as it is reached, so only the current activations are held (not all taps)."""
+        x, y = (x - self.shift) / self.scale, (y - self.shift) / self.scale
         total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-        for lin, fx, fy in zip(self.lins, self.taps(x), self.taps(y), strict=True):
-            fx = fx / (fx.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
-            fy = fy / (fy.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
-            total = total + lin((fx - fy).pow(2)).mean(dim=(1, 2, 3))
+        for lin, (start, stop) in zip(self.lins, itertools.pairwise(SLICES[self.backbone]), strict=True):
+            for layer in self.features[start:stop]:
+                x, y = layer(x), layer(y)
+            fx = x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
+            fy = y / (y.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
+            total = total + lin(fx.sub_(fy).pow_(2)).mean(dim=(1, 2, 3))
+            del fx, fy
         return total
 
 
@@ -133,7 +140,8 @@ class LPIPS(PerImageMetric):
     @torch.no_grad()
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        return self.network(to_signed(preds.float()), to_signed(targets.float()))
+        return torch.cat([self.network(to_signed(preds[part].float()), to_signed(targets[part].float()))
+                          for part in pixel_chunks(preds, MAX_PIXELS[self.backbone])])
 
 
 class LPIPSVGG(LPIPS):
@@ -159,4 +167,5 @@ class DISTS(PerImageMetric):
     @torch.no_grad()
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        return self.model(preds.float(), targets.float()).reshape(-1)
+        return torch.cat([self.model(preds[part].float(), targets[part].float()).reshape(-1)
+                          for part in pixel_chunks(preds, MAX_PIXELS["vgg"])])
