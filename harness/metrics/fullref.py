@@ -28,9 +28,10 @@ Values equal the whole-image computation to float64 rounding (~1e-15).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,8 @@ from pydantic import Field
 from decoders.plugins import Params
 from harness.metrics.base import Family, PerImageMetric
 
+T = TypeVar("T")
+R = TypeVar("R")
 DATA_RANGE = 1.0
 K1, K2 = 0.01, 0.03
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -69,12 +72,17 @@ class PSNR(PerImageMetric):
 
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        squared = torch.zeros(preds.shape[0], dtype=torch.float64, device=preds.device)
-        height = preds.shape[-2]
-        rows = strip_rows(preds, 2)
-        for top in range(0, height, rows):
+        kind = _device_kind(preds)
+        per_row = 2 * 8 * preds.shape[0] * preds.shape[1] * preds.shape[-1]
+        rows = max(1, TILE_BYTES[kind] // per_row)
+
+        def squared_error(top: int) -> torch.Tensor:
             error = preds[..., top:top + rows, :].double() - targets[..., top:top + rows, :].double()
-            squared += error.pow_(2).sum(dim=(1, 2, 3))
+            return error.pow_(2).sum(dim=(1, 2, 3))
+
+        squared = torch.zeros(preds.shape[0], dtype=torch.float64, device=preds.device)
+        for part in map_tiles(squared_error, range(0, preds.shape[-2], rows), kind):
+            squared += part
         mse = squared / preds[0].numel()
         return 10 * torch.log10(DATA_RANGE**2 / mse)
 
@@ -119,7 +127,7 @@ def ssim_terms(x: torch.Tensor, y: torch.Tensor, sigma: float) -> tuple[torch.Te
         ssim_map, cs_map = _ssim_maps(x[tile].double(), y[tile].double(), taps)
         return ssim_map.sum(dim=(1, 2)), cs_map.sum(dim=(1, 2))
 
-    sums = tile_pool().map(tile_sums, tiles) if kind == "cpu" else map(tile_sums, tiles)
+    sums = map_tiles(tile_sums, tiles, kind)
     ssim_sum = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     cs_sum = torch.zeros_like(ssim_sum)
     for tile, (ssim_part, cs_part) in zip(tiles, sums, strict=True):  # in tile order: deterministic
@@ -127,6 +135,11 @@ def ssim_terms(x: torch.Tensor, y: torch.Tensor, sigma: float) -> tuple[torch.Te
         cs_sum[tile[0]] += cs_part
     count = out_h * out_w
     return (ssim_sum / count).view(batch, channels), (cs_sum / count).view(batch, channels)
+
+
+def map_tiles(fn: Callable[[T], R], tiles: Iterable[T], kind: str) -> Iterator[R]:
+    """fn over the tiles, results in tile order: on the CPU in parallel on `tile_pool`."""
+    return tile_pool().map(fn, tiles) if kind == "cpu" else map(fn, tiles)
 
 
 @lru_cache(maxsize=1)
