@@ -55,7 +55,8 @@ def run_values(root: Path) -> dict:
     from harness.suite import load_suite
 
     (root / "values.toml").write_text(SUITE)
-    run_dir = Runner.new(load_suite(root / "values.toml"), root / "run", TensorCache(root / "cache")).run().run_dir
+    suite = load_suite(root / "values.toml")
+    run_dir = Runner.new(suite, root / "run", TensorCache(root / "cache")).run().run_dir
     records = RunStore.open(run_dir).records()[0]
     pixels = {str(path.relative_to(run_dir)): images.pixels_sha256(images.read_png(path))
               for folder in ("images", "references") for path in sorted((run_dir / folder).rglob("*.png"))}
