@@ -385,12 +385,12 @@ def seam_case(inputs: Inputs) -> Case:
 def invention_case(inputs: Inputs) -> Case:
     from harness.metrics.invention import InventionStd
 
-    group = inputs.floats("preds")  # the batch as K seeds of one case
+    group = torch.cat([inputs.floats("preds"), inputs.floats("targets")])  # K = 2N "seeds" of one case
 
     def ours() -> Values:
         return [InventionStd().score_group("g", group)]
 
-    return Case("—", ours, note=f"one group of {len(group)} seeds; no library defines it")
+    return Case("—", ours, note=f"{len(group)} images as one group of seeds; no library defines it")
 
 
 CASES: dict[str, Callable[[Inputs], Case]] = {

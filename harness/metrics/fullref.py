@@ -51,7 +51,7 @@ TILE_ROWS = {"cpu": 128, "other": 8192}
 TILE_COLUMNS = {"cpu": 512, "other": 8192}
 TILE_BYTES = {"cpu": 2 << 20, "other": 1 << 30}
 # Single-pass float64 work (PSNR's squared errors, MS-SSIM's pooling) goes by strips of this size.
-STRIP_BYTES = {"cpu": 32 << 20, "other": 1 << 30}
+STRIP_BYTES = {"cpu": 4 << 20, "other": 1 << 30}
 
 
 def _device_kind(images: torch.Tensor) -> str:
@@ -72,17 +72,14 @@ class PSNR(PerImageMetric):
 
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        kind = _device_kind(preds)
-        per_row = 2 * 8 * preds.shape[0] * preds.shape[1] * preds.shape[-1]
-        rows = max(1, TILE_BYTES[kind] // per_row)
-
-        def squared_error(top: int) -> torch.Tensor:
-            error = preds[..., top:top + rows, :].double() - targets[..., top:top + rows, :].double()
-            return error.pow_(2).sum(dim=(1, 2, 3))
-
         squared = torch.zeros(preds.shape[0], dtype=torch.float64, device=preds.device)
-        for part in map_tiles(squared_error, range(0, preds.shape[-2], rows), kind):
-            squared += part
+        rows = strip_rows(preds[:1], 2)
+        for index in range(preds.shape[0]):
+            for top in range(0, preds.shape[-2], rows):
+                strip = preds[index, :, top:top + rows]
+                error = torch.empty(strip.shape, dtype=torch.float64, device=strip.device).copy_(strip)
+                error = error.sub_(targets[index, :, top:top + rows].double()).view(-1)
+                squared[index] += torch.dot(error, error)
         mse = squared / preds[0].numel()
         return 10 * torch.log10(DATA_RANGE**2 / mse)
 

@@ -42,8 +42,12 @@ class HFRatioParams(Params):
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(LUMA, dtype=torch.float64, device=images.device).view(1, 3, 1, 1)
-    return (images.double() * weights).sum(dim=1)
+    """[B, 3, H, W] → float64 [B, H, W]: 0.299 R + 0.587 G + 0.114 B, channel by channel."""
+    red, green, blue = images.unbind(1)
+    gray = red.double() * LUMA[0]
+    gray += green.double() * LUMA[1]
+    gray += blue.double() * LUMA[2]
+    return gray
 
 
 @lru_cache(maxsize=8)
