@@ -22,7 +22,7 @@ nox.options.sessions = ["lint", "tests"]
 
 # GPU suites run by the bench sessions (weights from the HF cache or the paths the suites declare;
 # a decoder whose weights are missing is recorded as unavailable and the suite goes on).
-GPU_SUITES = ["smoke", "flux-vae-wall", "pid-paper", "pid-4k", "l2p-1k"]
+GPU_SUITES = ["smoke", "flux-vae-wall", "pid-paper", "pid-4k", "l2p-1k", "pid-rae-dinov2", "pid-rae-siglip"]
 
 
 def _install(session: nox.Session, extras: str = "dev") -> None:
@@ -63,9 +63,10 @@ def _bench(session: nox.Session, runner: str) -> None:
         # exit code 1 = some cases did not decode (OOM at 4K, missing weights): recorded, go on
         session.run("decoderbench", "run", suite, "--device", "cuda", *session.posargs, env=env,
                     success_codes=[0, 1])
-    session.log(f"{runner}: FLUX.1 VAE memory wall")
-    session.run("decoderbench", "sweep", "flux-vae-wall", "--decoder", "flux-vae", "--from", "512",
-                "--to", "4096", "--device", "cuda", env=env, success_codes=[0, 1])
+    for decoder in ("flux-vae", "flux-vae-fp32"):  # bf16, and fp32 (the PiD paper's 37 GB figure)
+        session.log(f"{runner}: FLUX.1 VAE memory wall ({decoder})")
+        session.run("decoderbench", "sweep", "flux-vae-wall", "--decoder", decoder, "--from", "512",
+                    "--to", "4096", "--device", "cuda", env=env, success_codes=[0, 1])
 
 
 @nox.session(name="bench-h100")

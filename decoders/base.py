@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-import torch
-
+from decoders.lazy import torch
 from decoders.plugins import NoParams, Params
 
 
@@ -41,6 +40,7 @@ class DecoderSpec:
     native_scale: float | None = None
     size_multiple: int = 1  # output sides must be multiples of this (besides the latent factor)
     summary: str = ""
+    requires_cuda: bool = False  # runs on a CUDA device only
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,13 @@ class _Component(ABC):
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         """Load weights once. Raise DecoderUnavailable when something is missing."""
 
+    def check(self) -> None:  # noqa: B027 (optional hook)
+        """Raise DecoderUnavailable, with what to install or fetch, when something this component
+        needs is missing here — a package, a checkout, a weight file — without loading anything,
+        importing its heavy libraries or hashing files, and without touching the network
+        (`decoderbench list decoders` and `doctor` ask; `load()` still checks for itself).
+        Call it inside `decoders.weights.cache_only()`."""
+
     def weights(self) -> dict[str, str]:
         """Weight files (or ids) used, mapped to their sha256, for the manifest.
 
@@ -103,6 +110,12 @@ class Decoder(_Component):
     def spec_for(cls, params: Params) -> DecoderSpec:
         """The spec as configured by `params` (latent space, native scale); default: `spec`."""
         return cls.spec
+
+    @classmethod
+    def size_problem(cls, params: Params, size: tuple[int, int]) -> str | None:
+        """Why this decoder cannot make an output of `size` = (width, height), beyond its spec's
+        size multiple; None when it can. Suites check it before anything loads."""
+        return None
 
     @abstractmethod
     def decode(self, batch: DecodeBatch) -> torch.Tensor:

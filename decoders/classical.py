@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-
 from decoders.base import (
     Consumes,
     DecodeBatch,
@@ -20,6 +18,7 @@ from decoders.base import (
     Encoder,
     EncoderSpec,
 )
+from decoders.lazy import torch
 from decoders.resample import Method, resize
 
 

@@ -1,67 +1,123 @@
-"""Tencent L2P: text-to-pixel generation without a VAE (Z-Image backbone), at 1K and 4K.
+"""Tencent L2P: text-to-pixel generation without a VAE (Z-Image backbone), at 1K and 4K/8K/10K.
 
 Written against the public inference API of
-- 1K: github.com/TencentYoutuResearch/T2I-L2P (README at commit a9c429210a0d;
-  the earlier NJU-PCALab/L2P README at 522cce6cd1f8 shows the same call),
-- 4K: L2P-ZImage-HR in github.com/HaojunChen663/PixVerve-95K (commit
-  91e352266128, diffsynth/pipelines/z_image_L2P.py),
+- 1K: github.com/TencentYoutuResearch/T2I-L2P (README at commits a9c429210a0d
+  and 1a63e2f10364; the earlier NJU-PCALab/L2P README shows the same call),
+- 4K/8K/10K: L2P-ZImage-HR in github.com/HaojunChen663/PixVerve-95K (commit
+  91e352266128: README.md, diffsynth/pipelines/z_image_L2P.py,
+  diffsynth/diffusion/base_pipeline_L2P.py, batch_z-image_infer_L2P_test_8gpu.py),
 
-both of which install a `diffsynth` package:
+both of which install a package named `diffsynth`:
 
     pipe = ZImagePipeline.from_pretrained(torch_dtype=..., device=...,
         model_configs=[ModelConfig(path=[main_model]), ModelConfig(path=text_encoder_files)],
-        tokenizer_config=ModelConfig(path=tokenizer_folder))
+        tokenizer_config=ModelConfig(path=tokenizer_folder)[, vram_limit=GiB])
     image = pipe(prompt=..., negative_prompt=..., cfg_scale=..., height=..., width=...,
                  seed=..., rand_device=..., num_inference_steps=..., progress_bar_cmd=...)
 
-which returns one PIL image per call (batch 1); sides are multiples of the
-DiT patch (64 for 1K and 4K). The text encoder (Qwen3 of Z-Image) runs inside
-the call; forward hooks on `pipe.text_encoder` time it apart from generation.
+which returns one PIL image per call (batch 1). Sizes: the pipeline rounds a
+side that is not a multiple of its DiT patch *up* (check_resize_height_width),
+so the adapter refuses such sizes instead. The patch is 16 for 1K (sides such
+as 1024×1040 are valid) and 64 / 128 / 160 for the 4K / 8K / 10K checkpoints,
+which the HR pipeline reads from the loaded DiT (`dit.all_patch_size`); the 1K
+DiT is known to fail when (H/16)·(W/16) is not a multiple of 32, so such sizes
+are refused before loading. (The 1K pipeline's source was not available to
+read here; its patch and token rule are as the issue that introduced them
+states, and are checked against the loaded pipeline's `height_division_factor`.)
+
+The two packages cannot be told apart by name: the HR pipeline's source sets
+its division factor from the loaded DiT after loading, the 1K one's does not;
+the adapter reads the installed `z_image_L2P.py` and refuses the wrong package
+(and checks the loaded pipeline's factor against the variant's patch). The noise
+is drawn on the full device (`rand_device="cuda:N"`), as upstream's batch
+script does. The text encoder (Qwen3 of Z-Image) runs inside the call; forward
+hooks on `pipe.text_encoder` time it apart from generation.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.stages import StageClock
 from decoders.weights import file_sha256, is_local, resolve_file, resolve_pretrained
 
+PIPELINE_MODULE = "diffsynth.pipelines.z_image_L2P"
+# Only the HR pipeline sets its size factor after loading, from the DiT's patch
+# (`pipe.height_division_factor = patch_size`); both pipelines' model_fn read `dit.all_patch_size`.
+HR_MARKER = re.compile(r"\.height_division_factor\s*=(?!=)")
+TOKEN_MULTIPLE = 32  # the 1K DiT: (H/16)·(W/16) must be a multiple of this
+
+
+@dataclass(frozen=True)
+class L2pVariant:
+    package: Literal["1k", "hr"]
+    patch: int
+    checkpoint: str
+    text_encoder: str
+    steps: int
+    cfg: float
+
+
+_HR = "hf://HaojunChen/PixVerve-L2P/l2p_{}_sft.safetensors"
+VARIANTS = {
+    "1k": L2pVariant("1k", 16, "hf://zhen-nan/L2P/model-1k-merge.safetensors", "Tongyi-MAI/Z-Image-Turbo",
+                     30, 2.0),
+    "4k": L2pVariant("hr", 64, _HR.format("4k"), "Tongyi-MAI/Z-Image", 50, 4.0),
+    "8k": L2pVariant("hr", 128, _HR.format("8k"), "Tongyi-MAI/Z-Image", 50, 4.0),
+    "10k": L2pVariant("hr", 160, _HR.format("10k"), "Tongyi-MAI/Z-Image", 50, 4.0),
+}
 INSTALL = {
     "1k": "git clone https://github.com/TencentYoutuResearch/T2I-L2P && pip install -e T2I-L2P",
-    "4k": "git clone https://github.com/HaojunChen663/PixVerve-95K && pip install -e "
+    "hr": "git clone https://github.com/HaojunChen663/PixVerve-95K && pip install -e "
           "PixVerve-95K/L2P-ZImage-HR",
 }
-# Defaults as the projects' READMEs name them; override with params when a layout differs.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "1k": {"checkpoint": "hf://zhen-nan/L2P/model-1k-merge.safetensors",
-           "text_encoder": "Tongyi-MAI/Z-Image-Turbo", "steps": 30, "cfg": 2.0},
-    "4k": {"checkpoint": "hf://HaojunChen/PixVerve-L2P/l2p_4k_sft.safetensors",
-           "text_encoder": "Tongyi-MAI/Z-Image", "steps": 50, "cfg": 4.0},
-}
-PATCH = 64
+PACKAGE_NAME = {"1k": "TencentYoutuResearch/T2I-L2P (1K)", "hr": "PixVerve-95K's L2P-ZImage-HR (4K/8K/10K)"}
 NOT_A_DECODING = ("text-to-pixel generation from the prompt: the output is not a decoding of "
                   "the case's image, so pixel-wise comparison with it means nothing")
 
 
 class L2pParams(Params):
-    variant: Literal["1k", "4k"] = "1k"
+    variant: Literal["1k", "4k", "8k", "10k"] = "1k"
     checkpoint: str | None = Field(default=None, description="main model: path or hf://…")
     text_encoder: str | None = Field(
         default=None, description="Z-Image folder or HF id holding text_encoder/ and tokenizer/")
     steps: int | None = Field(default=None, ge=1)
     cfg: float | None = Field(default=None, ge=0)
     negative_prompt: str = ""
+    vram_limit: float | None = Field(default=None, gt=0, description="GiB; diffsynth's VRAM "
+                                     "management offloads beyond it (from_pretrained(vram_limit=...))")
+
+    @property
+    def info(self) -> L2pVariant:
+        return VARIANTS[self.variant]
 
     def setting(self, name: str) -> Any:
         value = getattr(self, name)
-        return DEFAULTS[self.variant][name] if value is None else value
+        return getattr(self.info, name) if value is None else value
+
+
+def size_problem(params: L2pParams, size: tuple[int, int]) -> str | None:
+    """Why L2P cannot generate `size` = (width, height) as declared, or None."""
+    width, height = size
+    patch = params.info.patch
+    if width % patch or height % patch:
+        return (f"L2P {params.variant} generates sides that are multiples of its DiT patch {patch}, "
+                f"not {width}x{height} (its pipeline would round them up)")
+    if params.variant == "1k" and (width // 16) * (height // 16) % TOKEN_MULTIPLE:
+        tokens = (width // 16) * (height // 16)
+        return (f"L2P 1K fails at {width}x{height}: (H/16)·(W/16) = {tokens} is not a multiple of "
+                f"{TOKEN_MULTIPLE} (a known failure of the 1K DiT)")
+    return None
 
 
 def _text_encoder_files(reference: str) -> tuple[list[str], str]:
@@ -79,28 +135,84 @@ def _text_encoder_files(reference: str) -> tuple[list[str], str]:
     return shards, str(tokenizer)
 
 
+def installed_package(module: Any) -> tuple[str | None, str | None]:
+    """("1k" | "hr" | None when unknown, source file) of the imported L2P pipeline module."""
+    source = getattr(module, "__file__", None)
+    if not source or not Path(source).is_file():
+        return None, source
+    text = Path(source).read_text(encoding="utf-8", errors="replace")
+    return ("hr" if HR_MARKER.search(text) else "1k"), source
+
+
+def _noise_device(device: torch.device) -> str:
+    """The full device string, as upstream's batch script passes it (`cuda:N`)."""
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
 class L2pDecoder(Decoder):
     Params = L2pParams
     spec = DecoderSpec(
         name="l2p", consumes=Consumes.PROMPT, stochastic=True, needs_prompt=True, native_scale=None,
-        size_multiple=PATCH, summary="Tencent L2P text-to-pixel generation (Z-Image, no VAE), 1K or 4K")
+        size_multiple=16, summary="Tencent L2P text-to-pixel generation (Z-Image, no VAE), 1K/4K/8K/10K")
 
-    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+    @classmethod
+    def spec_for(cls, params: L2pParams) -> DecoderSpec:  # type: ignore[override]
+        return replace(cls.spec, size_multiple=params.info.patch)
+
+    @classmethod
+    def size_problem(cls, params: L2pParams, size: tuple[int, int]) -> str | None:  # type: ignore[override]
+        return size_problem(params, size)
+
+    def check(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("diffsynth") is None:
+            raise DecoderUnavailable(f"L2P {self.params.variant} is not installed (no diffsynth package); "
+                                     f"run `{INSTALL[self.params.info.package]}`")
+        resolve_file(self.params.setting("checkpoint"), f"L2P {self.params.variant} model")
+        _text_encoder_files(self.params.setting("text_encoder"))
+
+    def _import(self) -> tuple[Any, Any]:
+        wanted = self.params.info.package
         try:
             from diffsynth.pipelines.z_image_L2P import ModelConfig, ZImagePipeline
         except ImportError as exc:
             raise DecoderUnavailable(f"L2P {self.params.variant} is not installed ({exc}); run "
-                                     f"`{INSTALL[self.params.variant]}`") from None
-        checkpoint = resolve_file(self.params.setting("checkpoint"), f"L2P {self.params.variant} model")
-        shards, tokenizer = _text_encoder_files(self.params.setting("text_encoder"))
-        self.pipe = ZImagePipeline.from_pretrained(
+                                     f"`{INSTALL[wanted]}`") from None
+        found, source = installed_package(sys.modules[PIPELINE_MODULE])
+        if found is not None and found != wanted:
+            raise DecoderUnavailable(
+                f"L2P {self.params.variant} needs {PACKAGE_NAME[wanted]}, but the installed `diffsynth` "
+                f"({source}) is {PACKAGE_NAME[found]}: both install a package named diffsynth; use "
+                f"an environment with `{INSTALL[wanted]}`")
+        self.package = {"expected": wanted, "detected": found, "source": source}
+        return ModelConfig, ZImagePipeline
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        model_config, pipeline = self._import()
+        p = self.params
+        checkpoint = resolve_file(p.setting("checkpoint"), f"L2P {p.variant} model")
+        shards, tokenizer = _text_encoder_files(p.setting("text_encoder"))
+        extra = {"vram_limit": p.vram_limit} if p.vram_limit is not None else {}
+        self.pipe = pipeline.from_pretrained(
             torch_dtype=dtype, device=str(device),
-            model_configs=[ModelConfig(path=[str(checkpoint)]), ModelConfig(path=shards)],
-            tokenizer_config=ModelConfig(path=tokenizer),
+            model_configs=[model_config(path=[str(checkpoint)]), model_config(path=shards)],
+            tokenizer_config=model_config(path=tokenizer), **extra,
         )
+        self._check_patch(checkpoint)
         self.device, self.files = device, [str(checkpoint), *shards]
+        self.rand_device = _noise_device(device)
         self.clock = StageClock(device)
         self._time_text_encoder()
+
+    def _check_patch(self, checkpoint: Path) -> None:
+        """The loaded pipeline's size factor must be the variant's patch (wrong checkpoint or package)."""
+        factor = getattr(self.pipe, "height_division_factor", None)
+        if factor is not None and factor != self.params.info.patch:
+            raise ValueError(f"{checkpoint} loads as a patch-{factor} L2P model, but variant "
+                             f"{self.params.variant!r} is patch {self.params.info.patch}")
 
     def _time_text_encoder(self) -> None:
         """Forward hooks bracket every text-encoder call (twice per image with cfg > 1)."""
@@ -117,11 +229,12 @@ class L2pDecoder(Decoder):
         self.pipe.text_encoder.register_forward_hook(after)
 
     def decode(self, batch: DecodeBatch) -> torch.Tensor:
-        width, height = batch.output_size
-        if width % PATCH or height % PATCH:
-            raise ValueError(f"L2P generates sides that are multiples of {PATCH}, not {width}x{height}")
+        problem = size_problem(self.params, batch.output_size)
+        if problem is not None:
+            raise ValueError(problem)
         if any(not prompt for prompt in batch.prompts):
             raise ValueError("L2P generates from the prompt: every case needs one")
+        width, height = batch.output_size
         self.clock.start()
         begin = self.clock.now_ms()
         images = []
@@ -129,7 +242,7 @@ class L2pDecoder(Decoder):
             image = self.pipe(
                 prompt=prompt, negative_prompt=self.params.negative_prompt,
                 cfg_scale=self.params.setting("cfg"), height=height, width=width, seed=seed,
-                rand_device=self.device.type, num_inference_steps=self.params.setting("steps"),
+                rand_device=self.rand_device, num_inference_steps=self.params.setting("steps"),
                 progress_bar_cmd=lambda steps: steps,
             )
             array = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -145,7 +258,11 @@ class L2pDecoder(Decoder):
 
     def facts(self) -> dict[str, Any]:
         p = self.params
-        return {"variant": p.variant, "steps": p.setting("steps"), "cfg": p.setting("cfg"),
-                "checkpoint": p.setting("checkpoint"), "text_encoder": p.setting("text_encoder"),
-                "negative_prompt": p.negative_prompt, "batch": "one image per pipeline call",
-                "full_reference_not_applicable": NOT_A_DECODING}
+        facts = {"variant": p.variant, "patch": p.info.patch, "steps": p.setting("steps"),
+                 "cfg": p.setting("cfg"), "checkpoint": p.setting("checkpoint"),
+                 "text_encoder": p.setting("text_encoder"), "negative_prompt": p.negative_prompt,
+                 "vram_limit": p.vram_limit, "batch": "one image per pipeline call",
+                 "full_reference_not_applicable": NOT_A_DECODING}
+        if hasattr(self, "pipe"):
+            facts.update(rand_device=self.rand_device, package=self.package)
+        return facts

@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -23,11 +24,30 @@ T = TypeVar("T")
 class Params(BaseModel):
     """Base for component parameter models: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `steps = true` or `steps = 4.0` is an error, not a silent 1 or 4
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NoParams(Params):
     pass
+
+
+# The extra of pyproject.toml that installs a library a component imports lazily.
+EXTRAS = {
+    "pyiqa": "metrics", "lpips": "metrics", "rapidocr_onnxruntime": "metrics", "transformers": "metrics",
+    "scipy": "metrics", "diffusers": "decoders", "accelerate": "decoders", "spandrel": "decoders",
+    "huggingface_hub": "decoders", "pyarrow": "parquet", "google": "judge",
+}
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """Why a component cannot load, and what to install: its `unavailable` message."""
+    if isinstance(exc, ImportError):
+        package = (exc.name or str(exc)).split(".")[0]
+        extra = EXTRAS.get(package)
+        hint = f"pip install 'decoderbench[{extra}]'" if extra else f"pip install {package}"
+        return f"needs the Python package {package!r}, which is missing or broken ({exc}); run `{hint}`"
+    return f"cannot load: {type(exc).__name__}: {exc}"
 
 
 class UnknownName(KeyError):
@@ -42,6 +62,13 @@ class Entry:
     origin: str  # "builtin" or the distribution that declared the entry point
 
 
+@cache
+def _entry_points(group: str) -> tuple[EntryPoint, ...]:
+    """A group's entry points, read once per process (installed distributions do not change
+    while it runs; reading them costs ~10 ms, and a suite's validation asks dozens of times)."""
+    return tuple(entry_points(group=group))
+
+
 class Registry(Generic[T]):
     """A lazily-imported name → class table with entry-point plug-ins."""
 
@@ -50,7 +77,7 @@ class Registry(Generic[T]):
 
     def entries(self) -> dict[str, Entry]:
         found = {name: Entry(name, target, "builtin") for name, target in self._builtins.items()}
-        for ep in entry_points(group=self.group):
+        for ep in _entry_points(self.group):
             if ep.name in found:
                 continue  # built-ins cannot be shadowed by plug-ins
             origin = ep.dist.name if ep.dist is not None else "entry point"

@@ -23,6 +23,8 @@ _BUILTIN_ENCODERS = {
     "pixels": "decoders.classical:PixelsEncoder",
     "vae": "decoders.vae:VaeEncoder",
     "tae": "decoders.tae:TaeEncoder",
+    "dinov2": "decoders.rae:Dinov2Encoder",
+    "siglip": "decoders.rae:SiglipEncoder",
 }
 
 DECODERS: Registry = Registry("decoder", "decoderbench.decoders", _BUILTIN_DECODERS)

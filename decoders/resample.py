@@ -18,8 +18,7 @@ import math
 from functools import lru_cache
 from typing import Literal, get_args
 
-import torch
-import torch.nn.functional as F
+from decoders.lazy import F, torch
 
 Method = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
 METHODS: tuple[str, ...] = get_args(Method)

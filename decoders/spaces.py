@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
+from decoders.lazy import torch
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,12 @@ class LatentSpace:
     noise: Literal["flow", "vp"]  # flow: (1-s)x + s*eps ; vp: sqrt(1-s^2)x + s*eps
     scaling_factor: float = 1.0  # normalized = scaling * (raw - shift)
     shift_factor: float = 0.0
-    normalization: Literal["affine", "batchnorm"] = "affine"
+    normalization: Literal["affine", "per-channel", "batchnorm", "encoder"] = "affine"
+    channel_mean: tuple[float, ...] = ()  # per-channel: normalized = (raw - mean_c) / std_c
+    channel_std: tuple[float, ...] = ()
     packing: int = 1  # side of the square of VAE latent pixels folded into channels
     sibling: str | None = None  # the same values folded/unfolded (flux2 <-> flux2-unpacked)
+    image_size: tuple[int, int] | None = None  # the one (width, height) a fixed-interface encoder takes
     description: str = ""
 
     @property
@@ -44,6 +47,10 @@ class LatentSpace:
 
     def latent_shape(self, image_size: tuple[int, int]) -> tuple[int, int, int]:
         width, height = image_size
+        if self.image_size is not None and tuple(image_size) != self.image_size:
+            fixed = "x".join(map(str, self.image_size))
+            raise ValueError(f"the {self.name} space has one image size, {fixed} (its encoder resizes "
+                             f"every image to that interface), not {width}x{height}")
         if width % self.factor or height % self.factor:
             raise ValueError(
                 f"image size {width}x{height} is not a multiple of the {self.name} "
@@ -66,19 +73,34 @@ class LatentSpace:
         return (1 - sigma**2) ** 0.5 * latent + sigma * eps
 
     def to_raw(self, latent: torch.Tensor) -> torch.Tensor:
-        """Normalized → the VAE's own latent (affine spaces only)."""
-        self._require_affine()
+        """Normalized → the VAE's own latent (affine and per-channel spaces only)."""
+        if self._per_channel():
+            mean, std = self._channel_stats(latent)
+            return latent * std + mean
         return latent / self.scaling_factor + self.shift_factor
 
     def from_raw(self, raw: torch.Tensor) -> torch.Tensor:
-        """The VAE's own latent → normalized (affine spaces only)."""
-        self._require_affine()
+        """The VAE's own latent → normalized (affine and per-channel spaces only)."""
+        if self._per_channel():
+            mean, std = self._channel_stats(raw)
+            return (raw - mean) / std
         return self.scaling_factor * (raw - self.shift_factor)
 
-    def _require_affine(self) -> None:
-        if self.normalization != "affine":
+    def _channel_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, *([1] * (like.ndim - 2)))
+        mean = torch.tensor(self.channel_mean, dtype=like.dtype, device=like.device).view(shape)
+        std = torch.tensor(self.channel_std, dtype=like.dtype, device=like.device).view(shape)
+        return mean, std
+
+    def _per_channel(self) -> bool:
+        """True for per-channel spaces, False for affine ones; other spaces have no constants."""
+        if self.normalization == "batchnorm":
             raise ValueError(f"the {self.name} space is normalized with the VAE's BatchNorm "
                              "running statistics; use them (decoders.vae) instead of constants")
+        if self.normalization == "encoder":
+            raise ValueError(f"the {self.name} space holds encoder features normalized by the "
+                             "encoder itself (decoders.rae); it has no raw VAE latent")
+        return self.normalization == "per-channel"
 
 
 def fold(latent: torch.Tensor, patch: int) -> torch.Tensor:
@@ -94,6 +116,12 @@ def unfold(latent: torch.Tensor, patch: int) -> torch.Tensor:
     x = latent.reshape(b, c // (patch * patch), patch, patch, h, w)
     return x.permute(0, 1, 4, 2, 5, 3).reshape(b, c // (patch * patch), h * patch, w * patch)
 
+
+# diffusers AutoencoderKLQwenImage config defaults (= Qwen/Qwen-Image vae/config.json, Wan 2.1).
+QWENIMAGE_MEAN = (-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134,
+                  -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921)
+QWENIMAGE_STD = (2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526,
+                 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160)
 
 SPACES: dict[str, LatentSpace] = {
     space.name: space
@@ -129,6 +157,23 @@ SPACES: dict[str, LatentSpace] = {
             name="flux2-unpacked", channels=32, factor=8, noise="flow", normalization="batchnorm",
             sibling="flux2",
             description="the normalized FLUX.2 latent unfolded to 32 channels at /8 (TAEF2)",
+        ),
+        LatentSpace(
+            name="qwenimage", channels=16, factor=8, noise="flow", normalization="per-channel",
+            channel_mean=QWENIMAGE_MEAN, channel_std=QWENIMAGE_STD,
+            description="Qwen-Image / Qwen-Image-2512 VAE (Wan 2.1), per-channel mean/std",
+        ),
+        LatentSpace(
+            name="dinov2", channels=768, factor=16, noise="flow", normalization="encoder",
+            image_size=(512, 512),
+            description="RAE: DINOv2-B-with-registers patch tokens (448² input, 32×32 grid), "
+            "RAE's per-(C, H, W) ImageNet-512 statistics",
+        ),
+        LatentSpace(
+            name="siglip", channels=1152, factor=16, noise="flow", normalization="encoder",
+            image_size=(256, 256),
+            description="Scale-RAE: SigLIP-2 So400M patch tokens (224² input, 16×16 grid), "
+            "affine-free LayerNorm",
         ),
     )
 }

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
+from decoders.lazy import torch
 
 
 class StageClock:

@@ -11,7 +11,11 @@ resolution of encoder and decoder; its presence is read from the weights.
 
 Layer indices match the original `.pth` files (`N.…` keys, loaded as they
 are) and diffusers' AutoencoderTiny folders (`encoder.layers.N.…` → `N.…`,
-`decoder.layers.N.…` → `N+1.…`, the clamp having no weights).
+`decoder.layers.N.…` → `N+1.…`, the clamp having no weights). TAEF2 also
+ships on the Hugging Face Hub as one file, `madebyollin/taef2` /
+`taef2.safetensors`, with both halves under those same diffusers names; it is
+the default source of TAEF2 weights. `compile = true` compiles the decoder in
+place (decoders.compiled).
 """
 
 from __future__ import annotations
@@ -22,9 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from decoders.base import (
     Consumes,
@@ -35,14 +37,19 @@ from decoders.base import (
     Encoder,
     EncoderSpec,
 )
+from decoders.compiled import CompileParams, CompileRecord, compile_in_place
+from decoders.lazy import nn, torch
 from decoders.plugins import Params
 from decoders.spaces import as_space, get_space
-from decoders.weights import file_sha256, is_local, resolve_pretrained, state_dict_sha256
+from decoders.weights import (
+    HF_PREFIX,
+    file_sha256,
+    is_local,
+    resolve_file,
+    resolve_pretrained,
+    state_dict_sha256,
+)
 
-WIDTH = 64
-POOL_WIDTH = 4 * WIDTH
-BLOCKS_PER_STAGE = 3
-STAGES = 3
 RANDOM = "random"
 
 
@@ -53,6 +60,7 @@ class TaeVariant:
     latent_channels: int
     pooled: bool  # FLUX.2's extra pool branch
     diffusers_repo: str | None  # madebyollin's diffusers-format repository, where there is one
+    single_file_repo: str | None = None  # a repository holding one <variant>.safetensors
 
 
 TAE_VARIANTS = {v.name: v for v in (
@@ -60,60 +68,9 @@ TAE_VARIANTS = {v.name: v for v in (
     TaeVariant("taesdxl", "sdxl", 4, False, "madebyollin/taesdxl"),
     TaeVariant("taesd3", "sd3", 16, False, "madebyollin/taesd3"),
     TaeVariant("taef1", "flux1", 16, False, "madebyollin/taef1"),
-    TaeVariant("taef2", "flux2-unpacked", 32, True, None),
+    TaeVariant("taef2", "flux2-unpacked", 32, True, None, "madebyollin/taef2"),
 )}
 GITHUB = "https://github.com/madebyollin/taesd"
-
-
-# --------------------------------------------------------------------------- architecture
-
-
-def _conv3(channels_in: int, channels_out: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=bias)
-
-
-class SoftClamp(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x / 3) * 3
-
-
-class ResidualBlock(nn.Module):
-    """relu(conv-relu-conv-relu-conv(x) + x), optionally after x += pool(x)."""
-
-    def __init__(self, pooled: bool = False) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(_conv3(WIDTH, WIDTH), nn.ReLU(), _conv3(WIDTH, WIDTH), nn.ReLU(),
-                                  _conv3(WIDTH, WIDTH))
-        self.skip = nn.Identity()
-        self.fuse = nn.ReLU()
-        self.pool = nn.Sequential(
-            nn.Conv2d(WIDTH, POOL_WIDTH, 1, bias=False), nn.GroupNorm(4, POOL_WIDTH), nn.ReLU(),
-            nn.Conv2d(POOL_WIDTH, WIDTH, 1, bias=False),
-        ) if pooled else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool is not None:
-            x = x + self.pool(x)
-        return self.fuse(self.conv(x) + self.skip(x))
-
-
-def build_encoder(latent_channels: int, pooled: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [_conv3(3, WIDTH), ResidualBlock()]
-    for stage in range(STAGES):
-        deepest = stage == STAGES - 1
-        layers.append(_conv3(WIDTH, WIDTH, stride=2, bias=False))
-        layers.extend(ResidualBlock(pooled and deepest) for _ in range(BLOCKS_PER_STAGE))
-    layers.append(_conv3(WIDTH, latent_channels))
-    return nn.Sequential(*layers)
-
-
-def build_decoder(latent_channels: int, pooled: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [SoftClamp(), _conv3(latent_channels, WIDTH), nn.ReLU()]
-    for stage in range(STAGES):
-        layers.extend(ResidualBlock(pooled and stage == 0) for _ in range(BLOCKS_PER_STAGE))
-        layers.extend([nn.Upsample(scale_factor=2), _conv3(WIDTH, WIDTH, bias=False)])
-    layers.extend([ResidualBlock(), _conv3(WIDTH, 3)])
-    return nn.Sequential(*layers)
 
 
 # --------------------------------------------------------------------------- weights
@@ -122,8 +79,9 @@ def build_decoder(latent_channels: int, pooled: bool) -> nn.Sequential:
 class TaeParams(Params):
     variant: Literal["taesd", "taesdxl", "taesd3", "taef1", "taef2"] = "taef1"
     weights: str | None = Field(
-        default=None, description="folder with <variant>_encoder.pth / <variant>_decoder.pth, a "
-        "diffusers AutoencoderTiny folder or HF id, or 'random'; default: madebyollin/<variant>")
+        default=None, description="folder with <variant>_encoder.pth / <variant>_decoder.pth or "
+        "<variant>.safetensors, a single .safetensors file (path or hf://), a diffusers AutoencoderTiny "
+        "folder or HF id, or 'random'; default: madebyollin/<variant>")
     init_seed: int = 0
 
     @property
@@ -131,25 +89,50 @@ class TaeParams(Params):
         return TAE_VARIANTS[self.variant]
 
 
+def _pth_hint(v: TaeVariant) -> str:
+    return (f"download {v.name}_encoder.pth and {v.name}_decoder.pth from {GITHUB} into a folder and "
+            f"set params.weights to it")
+
+
 def _missing_weights(params: TaeParams, part: str) -> DecoderUnavailable:
     v = params.info
-    hint = (f"download {v.name}_encoder.pth and {v.name}_decoder.pth from {GITHUB} into a folder and "
-            f"set params.weights to it")
+    hint = _pth_hint(v)
     if v.diffusers_repo:
         hint += f", or use the diffusers-format repository {v.diffusers_repo}"
+    if v.single_file_repo:
+        hint += f", or `hf download {v.single_file_repo} {v.name}.safetensors`"
     return DecoderUnavailable(f"{v.name} {part} weights not found ({params.weights}); {hint}")
+
+
+def _single_file(params: TaeParams, reference: str) -> Path | None:
+    """The one-file form (both halves, diffusers names), when `reference` names one."""
+    v = params.info
+    if reference.startswith(HF_PREFIX) or reference.endswith(".safetensors"):
+        return resolve_file(reference, f"{v.name} weights")
+    if is_local(reference):
+        single = Path(reference).expanduser() / f"{v.name}.safetensors"
+        return single if single.is_file() else None
+    if reference == v.single_file_repo:
+        try:
+            return resolve_file(f"{HF_PREFIX}{reference}/{v.name}.safetensors", f"{v.name} weights")
+        except DecoderUnavailable as exc:
+            raise DecoderUnavailable(f"{exc}; or {_pth_hint(v)}") from None
+    return None
 
 
 def _weight_source(params: TaeParams, part: Literal["encoder", "decoder"]) -> tuple[str, Path]:
     """("pth" | "diffusers", file) for one half of the autoencoder."""
     v = params.info
-    reference = params.weights or v.diffusers_repo
+    reference = params.weights or v.diffusers_repo or v.single_file_repo
     if reference is None:
         raise _missing_weights(params, part)
     if is_local(reference):
         pth = Path(reference).expanduser() / f"{v.name}_{part}.pth"
         if pth.is_file():
             return "pth", pth
+    single = _single_file(params, reference)
+    if single is not None:
+        return "diffusers", single
     try:
         folder, _ = resolve_pretrained(reference, None, f"{v.name} {part}")
     except DecoderUnavailable as exc:
@@ -175,6 +158,8 @@ def _state_dict(kind: str, path: Path, part: str) -> dict[str, torch.Tensor]:
 
 
 def load_half(params: TaeParams, part: Literal["encoder", "decoder"]) -> nn.Sequential:
+    from decoders.tae_network import build_decoder, build_encoder  # torch.nn classes: on load only
+
     v = params.info
     build = build_encoder if part == "encoder" else build_decoder
     if params.weights == RANDOM:
@@ -201,6 +186,8 @@ def tae_weights(params: TaeParams, part: Literal["encoder", "decoder"]) -> dict[
 
 
 def _facts(params: TaeParams, model: nn.Module) -> dict[str, Any]:
+    from decoders.tae_network import ResidualBlock
+
     facts: dict[str, Any] = {
         "variant": params.variant, "space": params.info.space,
         "pool_branch": any(isinstance(m, ResidualBlock) and m.pool is not None for m in model),
@@ -215,8 +202,12 @@ def _facts(params: TaeParams, model: nn.Module) -> dict[str, Any]:
 # --------------------------------------------------------------------------- components
 
 
+class TaeDecoderParams(TaeParams, CompileParams):
+    """A tiny autoencoder used for decoding: compilable."""
+
+
 class TaeDecoder(Decoder):
-    Params = TaeParams
+    Params = TaeDecoderParams
     spec = DecoderSpec(
         name="tae", consumes=Consumes.LATENT,
         latent_spaces=("sd", "sdxl", "sd3", "flux1", "flux2", "flux2-unpacked"), native_scale=1.0,
@@ -231,17 +222,34 @@ class TaeDecoder(Decoder):
         self.model = load_half(self.params, "decoder").to(device=device, dtype=dtype).eval()
         self.model.requires_grad_(False)
         self.dtype = dtype
+        self.compiled: CompileRecord | None = None
+        if isinstance(self.params, CompileParams) and self.params.compile:
+            compile_in_place(self.model, self.params)
+            self.compiled = CompileRecord(self.params.compile_setting())
+            self.compiled.stage_target("decode", f"{self.params.variant} decoder (nn.Sequential)")
 
     def decode(self, batch: DecodeBatch) -> torch.Tensor:
         assert batch.latents is not None
         latents = as_space(batch.latents, self.space).to(self.dtype)
-        return self.model(latents).float().clamp_(0, 1)
+        if self.compiled is None:
+            return self.model(latents).float().clamp_(0, 1)
+        with self.compiled.call(stage="decode"):
+            return self.model(latents).float().clamp_(0, 1)
+
+    def check(self) -> None:
+        if self.params.weights != RANDOM:
+            _weight_source(self.params, "decoder")
 
     def weights(self) -> dict[str, str]:
         return tae_weights(self.params, "decoder")
 
     def facts(self) -> dict[str, Any]:
-        return _facts(self.params, self.model) if hasattr(self, "model") else {}
+        if not hasattr(self, "model"):
+            return {}
+        facts = _facts(self.params, self.model)
+        if self.compiled is not None:
+            facts["compile"] = self.compiled.as_fact()
+        return facts
 
 
 class TaeEncoder(Encoder):
@@ -260,6 +268,10 @@ class TaeEncoder(Encoder):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.to(self.dtype)).float()
+
+    def check(self) -> None:
+        if self.params.weights != RANDOM:
+            _weight_source(self.params, "encoder")
 
     def weights(self) -> dict[str, str]:
         return tae_weights(self.params, "encoder")

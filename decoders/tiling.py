@@ -6,7 +6,16 @@ border to border (so all overlaps of an axis are equal up to rounding). Every
 tile is decoded on its own; inside each overlap the two tiles are cross-faded
 with complementary linear ramps, and the sum is divided by the summed
 weights. A seam is the centre line of an overlap, in output pixels: that is
-what `TileGrid.as_fact()` records for seam metrics.
+what `TileGrid.as_fact()` records for seam metrics, with each overlap's width
+(the band a mismatch between two tiles is spread over).
+
+`diffusers_grid` records the grid of diffusers' own `AutoencoderKL.tiled_decode`
+(diffusers 0.42.1, models/autoencoders/autoencoder_kl.py): tiles of
+`tile_latent_min_size` latent pixels start every `int(tile · (1 − overlap))`;
+each decoded tile is blended into its upper and left neighbours over
+`int(tile_sample · overlap)` output pixels (`blend_v/blend_h`, linear), then
+cropped to `tile_sample − blend` rows and columns and concatenated. The seam
+is the centre line of each blend band in the concatenated output.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
+from decoders.lazy import torch
 
 
 @dataclass(frozen=True)
@@ -41,12 +50,52 @@ class TileGrid:
         """Centre lines of the overlaps between consecutive tiles, in output pixels."""
         return [round((b + a + size) * self.factor / 2) for a, b in itertools.pairwise(starts)]
 
+    def overlaps(self, starts: tuple[int, ...], size: int) -> list[int]:
+        """Width of each overlap (the cross-fade band around a seam), in output pixels."""
+        return [(a + size - b) * self.factor for a, b in itertools.pairwise(starts)]
+
     def as_fact(self) -> dict[str, object]:
         return {
             "tile_px": self.tile * self.factor, "overlap_px": self.overlap * self.factor,
             "x_seams": self.seams(self.xs, self.tile_w), "y_seams": self.seams(self.ys, self.tile_h),
+            "x_overlaps": self.overlaps(self.xs, self.tile_w),
+            "y_overlaps": self.overlaps(self.ys, self.tile_h),
             "native_size": [self.width * self.factor, self.height * self.factor],
         }
+
+
+DIFFUSERS_OVERLAP = 0.25  # AutoencoderKL.tile_overlap_factor after enable_tiling()
+
+
+def _diffusers_axis(length: int, tile: int, tile_sample: int, overlap: float,
+                    factor: int) -> tuple[list[int], list[int], int]:
+    """(seam centres, blend widths, output length) along one axis of diffusers' tiled_decode."""
+    stride = int(tile * (1 - overlap))
+    blend = int(tile_sample * overlap)
+    limit = tile_sample - blend
+    sizes = [(min(start + tile, length) - start) * factor for start in range(0, length, stride)]
+    seams, widths, position = [], [], 0
+    for index, size in enumerate(sizes):
+        if index > 0:
+            width = min(sizes[index - 1], size, blend)
+            seams.append(round(position + width / 2))
+            widths.append(width)
+        position += min(size, limit)
+    return seams, widths, position
+
+
+def diffusers_grid(latent_hw: tuple[int, int], tile: int, tile_sample: int, overlap: float,
+                   factor: int) -> dict[str, object]:
+    """The tile grid diffusers' tiled_decode uses for a [h, w] latent (no tiles when it fits one)."""
+    height, width = latent_hw
+    blend = int(tile_sample * overlap)
+    if height <= tile and width <= tile:  # AutoencoderKL._decode decodes it whole
+        return {"tile_px": tile_sample, "overlap_px": blend, "x_seams": [], "y_seams": [],
+                "native_size": [width * factor, height * factor], "tiled": False}
+    x_seams, x_widths, out_w = _diffusers_axis(width, tile, tile_sample, overlap, factor)
+    y_seams, y_widths, out_h = _diffusers_axis(height, tile, tile_sample, overlap, factor)
+    return {"tile_px": tile_sample, "overlap_px": blend, "x_seams": x_seams, "y_seams": y_seams,
+            "x_overlaps": x_widths, "y_overlaps": y_widths, "native_size": [out_w, out_h], "tiled": True}
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""VAE decoders and encoders through diffusers: FLUX.1, FLUX.2, SD3, SDXL (and SD 1.x).
+"""VAE decoders and encoders through diffusers: FLUX.1, FLUX.2, SD3, SDXL, Qwen-Image (and SD 1.x).
 
 Weights come from a Hugging Face id or a local folder (`from_pretrained`,
 subfolder `vae`), or are random: `weights = "random"` builds the exact
@@ -7,8 +7,15 @@ random initialisation. Latency and memory do not depend on weight values, so
 random weights give real performance numbers; their quality means nothing and
 is recorded as not applicable (never as a number).
 
-`vae-tiled` decodes the same model tile by tile (decoders.tiling) and records
-its tile grid for seam metrics.
+`vae-tiled` decodes the same model tile by tile and records its tile grid for
+seam metrics: with decoderbench's evenly spread cross-fade tiles
+(`tiling = "crossfade"`, decoders.tiling), or the way real pipelines do after
+`vae.enable_tiling()` (`tiling = "diffusers"`: diffusers' own `tiled_decode`,
+tiles of the config's `sample_size`, overlap factor 0.25, `blend_v/blend_h`).
+
+`compile = true` (decoders only) compiles the VAE's `decoder` module in place
+(decoders.compiled); the time spent compiling is recorded apart in
+`facts.compile`.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from decoders.base import (
@@ -32,9 +38,11 @@ from decoders.base import (
     Encoder,
     EncoderSpec,
 )
+from decoders.compiled import CompileParams, CompileRecord, compile_in_place
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.spaces import LatentSpace, as_space, fold, get_space, unfold
-from decoders.tiling import TileGrid, decode_tiled, make_grid
+from decoders.tiling import DIFFUSERS_OVERLAP, TileGrid, decode_tiled, diffusers_grid, make_grid
 from decoders.weights import dtype_kwargs, folder_sha256, require, resolve_pretrained, state_dict_sha256
 
 RANDOM = "random"
@@ -55,6 +63,7 @@ class VaeFamily:
     model_class: str  # diffusers class
     default_weights: str  # Hugging Face repository (subfolder "vae")
     config: dict[str, Any] = field(default_factory=dict)  # the exact architecture
+    frames: bool = False  # a video VAE: latents and images carry a time axis of length 1
 
 
 VAE_FAMILIES: dict[str, VaeFamily] = {
@@ -75,11 +84,16 @@ VAE_FAMILIES: dict[str, VaeFamily] = {
         **_KL_BLOCKS, "latent_channels": 32, "sample_size": 1024, "use_quant_conv": True,
         "use_post_quant_conv": True, "batch_norm_eps": 1e-4, "batch_norm_momentum": 0.1,
         "patch_size": [2, 2]}),
+    # Qwen/Qwen-Image vae/config.json = diffusers' AutoencoderKLQwenImage defaults (Wan 2.1).
+    "qwenimage": VaeFamily("qwenimage", "AutoencoderKLQwenImage", "Qwen/Qwen-Image", {
+        "base_dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_scales": [],
+        "temperal_downsample": [False, True, True], "dropout": 0.0}, frames=True),
 }
+DIFFUSERS_TILED = ("AutoencoderKL", "AutoencoderKLFlux2")  # the classes sharing KL's tiled_decode
 
 
 class VaeParams(Params):
-    space: Literal["flux1", "flux2", "sd3", "sdxl", "sd"] = "flux1"
+    space: Literal["flux1", "flux2", "sd3", "sdxl", "sd", "qwenimage"] = "flux1"
     weights: str | None = Field(
         default=None, description="HF id or local folder; 'random' = exact architecture, random "
         "weights (performance only); default: the family's official repository")
@@ -130,6 +144,26 @@ class LoadedVae:
             model = model.to(dtype=self.dtype)
         self.model = model.to(device).eval().requires_grad_(False)
         self.parameters = sum(p.numel() for p in self.model.parameters())
+        self._check_channel_stats()
+
+    def compile_decoder(self, params: CompileParams) -> CompileRecord:
+        """Compile the model's decoder module in place (lazily, at its first call)."""
+        compile_in_place(self.model.decoder, params)
+        record = CompileRecord(params.compile_setting())
+        record.stage_target("vae_decode", f"{self.params.family.model_class}.decoder")
+        return record
+
+    def _check_channel_stats(self) -> None:
+        """Per-channel spaces: the VAE's own config must hold the table's mean and std."""
+        if self.space.normalization != "per-channel":
+            return
+        config = self.model.config
+        for name, expected in (("latents_mean", self.space.channel_mean),
+                               ("latents_std", self.space.channel_std)):
+            found = torch.tensor([float(v) for v in getattr(config, name)])
+            if found.shape != (len(expected),) or not torch.allclose(found, torch.tensor(expected)):
+                raise ValueError(f"this {self.params.space} VAE's {name} {found.tolist()} differs from the "
+                                 f"{self.space.name} latent space's {list(expected)}")
 
     def _batchnorm(self) -> tuple[torch.Tensor, torch.Tensor]:
         """FLUX.2: the per-channel mean and std of the VAE's BatchNorm running statistics."""
@@ -145,13 +179,17 @@ class LoadedVae:
             raw = unfold(z * std + mean, self.space.packing)
         else:
             raw = self.space.to_raw(z)
-        images = self.model.decode(raw).sample
+        frames = self.params.family.frames
+        images = self.model.decode(raw[:, :, None] if frames else raw).sample
+        images = images[:, :, 0] if frames else images
         return images.float().add_(1).div_(2).clamp_(0, 1)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] → normalized latents (the posterior mean, deterministic)."""
         x = (images * 2 - 1).to(self.dtype)
-        raw = self.model.encode(x).latent_dist.mode()
+        frames = self.params.family.frames
+        raw = self.model.encode(x[:, :, None] if frames else x).latent_dist.mode()
+        raw = raw[:, :, 0] if frames else raw
         if self.space.normalization == "batchnorm":
             mean, std = self._batchnorm()
             return (fold(raw, self.space.packing) - mean) / std
@@ -175,6 +213,13 @@ class LoadedVae:
         return facts
 
 
+def check_vae(params: VaeParams) -> None:
+    """What LoadedVae needs, checked without loading: diffusers, and the weights (unless random)."""
+    require("diffusers")
+    if params.weights != RANDOM:
+        resolve_pretrained(params.describe_weights(), params.subfolder, f"{params.space} VAE")
+
+
 def vae_weights(params: VaeParams) -> dict[str, str]:
     """sha256 of the weight files (resolved without loading), or the random-init recipe."""
     if params.weights == RANDOM:
@@ -189,78 +234,149 @@ def vae_weights(params: VaeParams) -> dict[str, str]:
     return folder_sha256(folder, params.describe_weights())
 
 
+class VaeDecoderParams(VaeParams, CompileParams):
+    """A VAE used for decoding (a `vae` row, or a cascade's first stage): compilable."""
+
+
 def _vae_spec(name: str, space: LatentSpace, summary: str) -> DecoderSpec:
     return DecoderSpec(name=name, consumes=Consumes.LATENT, latent_spaces=space.forms, native_scale=1.0,
                        summary=summary)
 
 
 class VaeDecoder(Decoder):
-    Params = VaeParams
+    Params = VaeDecoderParams
     spec = DecoderSpec(
         name="vae", consumes=Consumes.LATENT, latent_spaces=("flux1", "flux2", "flux2-unpacked",
-                                                             "sd3", "sdxl", "sd"),
-        native_scale=1.0, summary="diffusers VAE decoder (flux1, flux2, sd3, sdxl, sd); "
+                                                             "sd3", "sdxl", "sd", "qwenimage"),
+        native_scale=1.0, summary="diffusers VAE decoder (flux1, flux2, sd3, sdxl, sd, qwenimage); "
         "HF id, local folder or random weights")
 
     @classmethod
-    def spec_for(cls, params: VaeParams) -> DecoderSpec:  # type: ignore[override]
+    def spec_for(cls, params: VaeDecoderParams) -> DecoderSpec:  # type: ignore[override]
         return _vae_spec(cls.spec.name, get_space(params.space), cls.spec.summary)
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.vae = LoadedVae(self.params, device, dtype)
+        self.compiled = self.vae.compile_decoder(self.params) if self.params.compile else None
+
+    def check(self) -> None:
+        check_vae(self.params)
 
     def decode(self, batch: DecodeBatch) -> torch.Tensor:
         assert batch.latents is not None
-        return self.vae.decode(batch.latents)
+        if self.compiled is None:
+            return self._decode(batch.latents)
+        with self.compiled.call(stage="vae_decode"):
+            return self._decode(batch.latents)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents)
 
     def weights(self) -> dict[str, str]:
         return vae_weights(self.params)
 
     def facts(self) -> dict[str, Any]:
-        return self.vae.facts() if hasattr(self, "vae") else {}
+        if not hasattr(self, "vae"):
+            return {}
+        facts = self.vae.facts()
+        if self.compiled is not None:
+            facts["compile"] = self.compiled.as_fact()
+        return facts
 
 
-class TiledVaeParams(VaeParams):
-    tile_px: int = Field(default=512, gt=0, description="tile side in output pixels")
-    overlap_px: int = Field(default=64, ge=0, description="minimum overlap of neighbours, output pixels")
+class TiledVaeParams(VaeDecoderParams):
+    tiling: Literal["crossfade", "diffusers"] = Field(
+        default="crossfade", description="crossfade: decoderbench's evenly spread tiles with linear "
+        "cross-fades; diffusers: the VAE's own tiled_decode, as pipelines run it after enable_tiling()")
+    tile_px: int | None = Field(default=None, gt=0, description="tile side in output pixels; default "
+                                "512 (crossfade) or the VAE config's sample_size (diffusers)")
+    overlap_px: int | None = Field(default=None, ge=0, description="overlap of neighbours, output "
+                                   "pixels; default 64 (crossfade) or tile_px/4 (diffusers)")
 
     @model_validator(mode="after")
     def _tiles(self) -> TiledVaeParams:
+        if self.tiling == "diffusers":
+            if self.family.model_class not in DIFFUSERS_TILED:
+                raise ValueError(f"tiling = 'diffusers' is diffusers' AutoencoderKL tiled_decode; the "
+                                 f"{self.space} VAE ({self.family.model_class}) tiles differently")
+            if self.overlap_px is not None and self.tile_px is None:
+                raise ValueError("with tiling = 'diffusers', overlap_px needs tile_px")
+            return self
         factor = get_space(self.space).factor
-        if self.tile_px % factor or self.overlap_px % factor:
+        tile, overlap = self.crossfade_tile
+        if tile % factor or overlap % factor:
             raise ValueError(f"tile_px and overlap_px must be multiples of the {self.space} latent "
                              f"factor {factor}")
-        if self.overlap_px >= self.tile_px:
+        if overlap < factor:
+            raise ValueError(f"overlap_px must be at least one latent pixel ({factor} px for {self.space}): "
+                             "neighbouring tiles are cross-faded across their overlap")
+        if overlap >= tile:
             raise ValueError("overlap_px must be smaller than tile_px")
         return self
+
+    @property
+    def crossfade_tile(self) -> tuple[int, int]:
+        return (512 if self.tile_px is None else self.tile_px,
+                64 if self.overlap_px is None else self.overlap_px)
 
 
 class TiledVaeDecoder(VaeDecoder):
     Params = TiledVaeParams
     spec = DecoderSpec(
         name="vae-tiled", consumes=Consumes.LATENT, latent_spaces=VaeDecoder.spec.latent_spaces,
-        native_scale=1.0, summary="the VAE decoded tile by tile with linear cross-fades; "
-        "records its tile grid")
+        native_scale=1.0, summary="the VAE decoded tile by tile (decoderbench's cross-fades or "
+        "diffusers' enable_tiling); records its tile grid")
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         super().load(device, dtype)
-        self.grid: TileGrid | None = None
+        self.grid: dict[str, Any] | None = None
+        if self.params.tiling == "diffusers":
+            self._enable_diffusers_tiling()
 
-    def decode(self, batch: DecodeBatch) -> torch.Tensor:
-        assert batch.latents is not None
-        latents = as_space(batch.latents, self.vae.space)
+    def _enable_diffusers_tiling(self) -> None:
+        model, p = self.vae.model, self.params
+        model.enable_tiling()
+        if p.tile_px is not None:  # what enable_tiling's defaults derive from config.sample_size
+            model.tile_sample_min_size = p.tile_px
+            model.tile_latent_min_size = p.tile_px // self._raw_factor
+            overlap = DIFFUSERS_OVERLAP if p.overlap_px is None else p.overlap_px / p.tile_px
+            model.tile_overlap_factor = overlap
+
+    @property
+    def _raw_factor(self) -> int:
+        """Image pixels per pixel of the VAE's own (unfolded) latent."""
+        return 2 ** (len(self.vae.model.config.block_out_channels) - 1)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = as_space(latents, self.vae.space)
+        if self.params.tiling == "diffusers":
+            model, packing = self.vae.model, self.vae.space.packing
+            grid = diffusers_grid((latents.shape[-2] * packing, latents.shape[-1] * packing),
+                                  model.tile_latent_min_size, model.tile_sample_min_size,
+                                  model.tile_overlap_factor, self._raw_factor)
+            self.grid = grid
+            return self.vae.decode(latents)
         factor = self.vae.space.factor
-        grid = make_grid((latents.shape[-2], latents.shape[-1]), self.params.tile_px // factor,
-                         self.params.overlap_px // factor, factor)
-        self.grid = grid
-        return decode_tiled(self.vae.decode, latents, grid)
+        tile, overlap = self.params.crossfade_tile
+        crossfade: TileGrid = make_grid((latents.shape[-2], latents.shape[-1]), tile // factor,
+                                        overlap // factor, factor)
+        self.grid = crossfade.as_fact()
+        return decode_tiled(self.vae.decode, latents, crossfade)
 
     def facts(self) -> dict[str, Any]:
         facts = super().facts()
-        facts["tiling"] = {"tile_px": self.params.tile_px, "overlap_px": self.params.overlap_px,
-                           "blend": "linear cross-fade"}
+        if self.params.tiling == "diffusers":
+            model = self.vae.model if hasattr(self, "vae") else None
+            facts["tiling"] = {
+                "mode": "diffusers", "blend": "diffusers blend_v/blend_h (linear, then crop)",
+                "tile_px": getattr(model, "tile_sample_min_size", None),
+                "overlap_factor": getattr(model, "tile_overlap_factor", None)}
+        else:
+            tile, overlap = self.params.crossfade_tile
+            facts["tiling"] = {"mode": "crossfade", "tile_px": tile, "overlap_px": overlap,
+                               "blend": "linear cross-fade"}
         if getattr(self, "grid", None) is not None:
-            facts["tile_grid"] = self.grid.as_fact()
+            facts["tile_grid"] = self.grid
         return facts
 
 
@@ -275,6 +391,9 @@ class VaeEncoder(Encoder):
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         self.vae = LoadedVae(self.params, device, dtype)
+
+    def check(self) -> None:
+        check_vae(self.params)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.vae.encode(images)

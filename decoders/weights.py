@@ -15,19 +15,43 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 
-import torch
-
 from decoders.base import DecoderUnavailable
+from decoders.lazy import torch
 
 HF_PREFIX = "hf://"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
 
 
-def hub_offline() -> bool:
+_CACHE_ONLY: ContextVar[bool] = ContextVar("decoderbench_weights_cache_only", default=False)
+
+
+def _env_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_offline() -> bool:
+    """Resolve from local files and the Hugging Face cache only (HF_HUB_OFFLINE, or a check)."""
+    return _CACHE_ONLY.get() or _env_offline()
+
+
+@contextmanager
+def cache_only() -> Iterator[None]:
+    """Weights resolved inside are looked up locally and never downloaded (availability checks)."""
+    token = _CACHE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CACHE_ONLY.reset(token)
+
+
+def _not_cached() -> str:
+    return "is not in the Hugging Face cache" + (" and HF_HUB_OFFLINE is set" if _env_offline() else "")
 
 
 def is_local(reference: str) -> bool:
@@ -60,8 +84,7 @@ def _hub_file(repo: str, filename: str, what: str) -> Path:
     try:
         return Path(hf_hub_download(repo, filename, local_files_only=hub_offline()))
     except Exception as exc:  # offline miss, gated repo, no network: all mean "not here"
-        state = "is not in the Hugging Face cache and HF_HUB_OFFLINE is set" if hub_offline() \
-            else f"could not be fetched ({type(exc).__name__})"
+        state = _not_cached() if hub_offline() else f"could not be fetched ({type(exc).__name__})"
         raise DecoderUnavailable(f"{what}: {filename} from {repo} {state}; run {fetch}") from None
 
 
@@ -91,8 +114,8 @@ def resolve_pretrained(reference: str, subfolder: str | None, what: str) -> tupl
     if hub_offline():
         include = f" --include '{subfolder}/*'" if subfolder else ""
         raise DecoderUnavailable(
-            f"{what}: {reference}{f' (subfolder {subfolder})' if subfolder else ''} is not in the "
-            f"Hugging Face cache and HF_HUB_OFFLINE is set; run `hf download {reference}{include}` "
+            f"{what}: {reference}{f' (subfolder {subfolder})' if subfolder else ''} {_not_cached()}; "
+            f"run `hf download {reference}{include}` "
             f"(gated repositories: accept the licence at https://huggingface.co/{reference} first), "
             "or give a local folder")
     return reference, subfolder

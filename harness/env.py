@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
+from decoders.lazy import torch
 
 PACKAGES = (
     "decoderbench", "torch", "torchvision", "numpy", "pillow", "torchmetrics", "scikit-image",
@@ -53,14 +53,16 @@ def _gpus() -> list[dict[str, str]]:
     return gpus
 
 
+def package_version(name: str) -> str | None:
+    """An installed distribution's version; None where it is not installed."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def _packages() -> dict[str, str]:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
+    return {name: found for name in PACKAGES if (found := package_version(name)) is not None}
 
 
 def git_revision() -> dict[str, Any] | None:

@@ -62,6 +62,7 @@ from typing import Any
 
 import torch
 
+from decoders.plugins import unavailable_reason
 from harness import images
 from harness.metrics import METRICS
 from harness.metrics.base import (
@@ -98,12 +99,13 @@ class EvalSet:
 
 
 def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
-             reporter: Any) -> list[str]:
-    """Score every ok unit with every metric; return notes for the run."""
+             reporter: Any, device: torch.device | None = None) -> list[str]:
+    """Score every ok unit with every metric; return notes for the run. `device`: where the
+    runner chose (default: evaluation.device, else the timing device)."""
     if not suite.metric_params:
         return []
     model = suite.model
-    device = torch.device(model.evaluation.device or model.timing.device)
+    device = device or torch.device(model.evaluation.device or model.timing.device)
     records, _ = store.records()
     decodes = {(r["decoder"], r["case"]): r for r in records if r["kind"] == "decode"}
     notes: list[str] = []
@@ -142,16 +144,18 @@ def passes(metric_params: dict[str, Any]) -> list[list[str]]:
 def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
     """What the manifest records about a metric: its kind, direction and protocol."""
     return {"family": str(metric.family), "scope": str(metric.scope),
+            "direction": metric.direction().as_dict(), "group": metric.group(),
             "higher_is_better": metric.higher_is_better, "target": metric.target,
             "version": metric.version, "protocol": metric.protocol(),
-            "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, **extra}
+            "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, "unit": metric.unit,
+            **extra}
 
 
 def seed_group(prepared: PreparedCase) -> str:
-    """Identity of a case without its seed: item, sizes and noise level."""
+    """Identity of a case without its decoder seed: item, sizes, noise level and input seed."""
     case = prepared.case
     return "|".join(map(str, (case.item_id, case.item_sha256[:16], list(case.input_size),
-                              list(case.output_size), case.sigma)))
+                              list(case.output_size), case.sigma, case.input_seed)))
 
 
 # --------------------------------------------------------------------------- one metric
@@ -170,6 +174,9 @@ class Feeder:
         self.counted = 0
         self._wanted: set[Unit] = set()
         self._fed: list[Unit] = []
+        # A random-weight encoder or pipeline upstream spoils every decoder's quality alike.
+        source = store.manifest().get("source_model") or {}
+        self.source_not_applicable = source.get("quality_not_applicable")
 
     def start(self, records: list[dict[str, Any]], device: torch.device) -> bool:
         """Find the pending sets and load the metric; False when there is nothing to feed."""
@@ -179,8 +186,8 @@ class Feeder:
         began = time.perf_counter()
         try:
             self.metric.load(device)
-        except MetricUnavailable as exc:
-            self.unavailable = str(exc)
+        except Exception as exc:  # a missing library or weight file, a broken install: unavailable
+            self.unavailable = str(exc) if isinstance(exc, MetricUnavailable) else unavailable_reason(exc)
             for evaluation_set in self.sets.values():
                 self.fail(evaluation_set, "unavailable", self.unavailable)
             return False
@@ -301,6 +308,8 @@ class Feeder:
         """Random-weight decoders have no meaningful quality; without a reference (latents and
         prompts sources) or for a generator whose output is no decoding of it (L2P),
         full-reference metrics do not apply."""
+        if self.source_not_applicable:
+            return self.source_not_applicable
         facts = self.decodes[unit].get("facts") or {}
         if facts.get("quality_not_applicable"):
             return facts["quality_not_applicable"]
@@ -351,7 +360,8 @@ class Feeder:
             self.notes.append(f"{self.metric.name} · {decoder} at {evaluation_set.size[0]}x"
                               f"{evaluation_set.size[1]}: {warning}")
         if evaluation_set.aggregate_pending and values.aggregate is not None:
-            self._append_set(evaluation_set, "ok", value=values.aggregate, n=len(fed),
+            scored = [u for u in fed if u[1] not in values.not_applicable]  # n: images the value rests on
+            self._append_set(evaluation_set, "ok", value=values.aggregate, n=len(scored),
                              details=values.aggregate_details or None, warnings=values.warnings or None)
 
     def _write_artifact(self, decoder: str, key: str, image: torch.Tensor) -> str:
@@ -412,7 +422,7 @@ def ok_sets(decodes: dict[Unit, dict[str, Any]],
 
 
 def seed_groups(units: Iterable[Unit], prepared: dict[str, PreparedCase]) -> list[list[Unit]]:
-    """Units that differ only in the seed, lowest seed first; groups in order of first appearance."""
+    """Units that differ only in the decoder seed, lowest seed first; groups in order of first appearance."""
     groups: dict[str, list[Unit]] = {}
     for unit in units:
         groups.setdefault(seed_group(prepared[unit[1]]), []).append(unit)
@@ -514,6 +524,7 @@ class Stream:
                 output_size=case.case.output_size,
                 native_size=tuple(native) if native else None,  # type: ignore[arg-type]
                 facts=decode.get("facts") or {}, annotations=case.annotations,
+                input_sha256=decode.get("input_sha256"), input_seed=case.case.input_seed,
             ))
         return contexts
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from decoders.lazy import torch
 
 
 def to_rgb_array(array: np.ndarray) -> np.ndarray:
@@ -28,14 +30,53 @@ def to_rgb_array(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
+class ImageFileError(ValueError):
+    """An image file that cannot be read; str() is `PATH: what is wrong`."""
+
+
+def _image_problem(path: Path, exc: Exception) -> ImageFileError:
+    if isinstance(exc, Image.DecompressionBombError):
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        declared = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        reason = (f"declares {declared}, more than the {2 * Image.MAX_IMAGE_PIXELS:,} decoderbench "
+                  "decodes (a decompression bomb, or a mistake)")
+    elif path.is_file() and path.stat().st_size == 0:
+        reason = "empty file (0 bytes), not an image"
+    elif isinstance(exc, UnidentifiedImageError):
+        reason = "not an image file (no format PIL reads recognises it)"
+    elif isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+        reason = f"cannot read: {exc.strerror}"
+    else:
+        reason = f"damaged image file ({exc})"
+    return ImageFileError(f"{path}: {reason}")
+
+
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # what PIL raises
+
+
+def check_image(path: Path) -> str | None:
+    """Read an image file's header and check its chunks (PNG CRCs) without decoding the pixels:
+    the problem in one line, or None. A damage that only decoding finds shows at run time."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except IMAGE_ERRORS as exc:
+        return str(_image_problem(path, exc))
+    return None
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        image.load()
-        if image.mode not in ("RGB", "L", "RGBA", "LA"):
-            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        if image.mode == "LA":
-            image = image.convert("RGBA")
-        return to_rgb_array(np.array(image))
+    """uint8 HxWx3; ImageFileError naming the file when it cannot be decoded."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("RGB", "L", "RGBA", "LA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            if image.mode == "LA":
+                image = image.convert("RGBA")
+            return to_rgb_array(np.array(image))
+    except IMAGE_ERRORS as exc:
+        raise _image_problem(path, exc) from None
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
@@ -49,7 +90,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def pixels_sha256(chw_uint8: torch.Tensor | np.ndarray) -> str:
-    array = chw_uint8.cpu().numpy() if isinstance(chw_uint8, torch.Tensor) else chw_uint8
+    array = chw_uint8 if isinstance(chw_uint8, np.ndarray) else chw_uint8.cpu().numpy()
     digest = hashlib.sha256(repr((array.shape, str(array.dtype))).encode())
     digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()

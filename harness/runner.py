@@ -22,20 +22,20 @@ from typing import Any, Protocol
 from decoders.base import Consumes
 from decoders.registry import DECODERS
 from harness import __version__
-from harness.cases import expand
 from harness.env import fingerprint
 from harness.evaluate import evaluate
 from harness.images import write_png
 from harness.judge.phase import run_judge
 from harness.sources.cache import TensorCache
-from harness.sources.prepare import InputPreparer, PreparedCase, list_items
-from harness.store import RunStore, now_iso
+from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, list_items, source_protocol
+from harness.store import MANIFEST, RunData, RunStore, StoreError, now_iso, read_run, writable_dir
 from harness.suite import DecoderEntry, Suite, validate_raw
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.process import WorkerGone, WorkerProcess
 from harness.workers.worker import worker_main
 
 OK = "ok"
+INPUT_ERROR = "input_error"  # the case's input could not be made (a bad image file); no decoder ran it
 
 
 class Reporter(Protocol):
@@ -85,92 +85,143 @@ def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
 
 class Runner:
     def __init__(self, suite: Suite, store: RunStore, cache: TensorCache,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, items: list[LoadableItem] | None = None) -> None:
         self.suite, self.store, self.cache = suite, store, cache
         self.reporter = reporter or SilentReporter()
         self.notes: list[str] = []
+        self.items = items  # listed (and checked) before the run directory was made
 
     # ------------------------------------------------------------------ entry points
 
     @classmethod
     def new(cls, suite: Suite, run_dir: Path, cache: TensorCache,
             reporter: Reporter | None = None) -> Runner:
+        """Everything that can be checked is checked before the run directory exists: the source's
+        items (SourceError), the cases (SuiteError), the cache and the run directory (StoreError)."""
+        items = list_items(suite)
+        suite.expand([entry.item for entry in items], source_protocol(suite))
+        writable_dir(cache.root, "cache directory")
         manifest = {
             "decoderbench": __version__,
             "status": "running",
             "suite": {
-                "name": suite.name, "sha256": suite.sha256, "path": str(suite.path),
+                # absolute: a resume from another working directory finds the suite's relative paths
+                "name": suite.name, "sha256": suite.sha256, "path": str(suite.path.resolve()),
                 "texts": suite.texts, "resolved": suite.model.model_dump(mode="json"),
             },
             "environment": fingerprint(),
-            "cache_dir": str(cache.root),
+            "cache_dir": str(cache.root.resolve()),
         }
-        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter)
+        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter, items)
 
     @classmethod
     def resume(cls, run_dir: Path, cache: TensorCache | None = None,
                reporter: Reporter | None = None) -> Runner:
-        store = RunStore.open(run_dir)
+        data = read_run(run_dir, results_required=False)  # RunDirError: FILE:LINE: what is wrong
+        store = RunStore(run_dir)
         store.lock()
-        manifest = store.manifest()
+        manifest = data.manifest
         info = manifest["suite"]
         suite = validate_raw(info["resolved"], Path(info["path"]), info.get("texts"))
         if suite.sha256 != info["sha256"]:
-            raise RuntimeError(
+            raise StoreError(
                 f"{run_dir}: the stored suite no longer validates to the same hash "
                 "(decoderbench or a plug-in changed its defaults); start a new run"
             )
-        runner = cls(suite, store, cache or TensorCache(Path(manifest["cache_dir"])), reporter)
+        _check_source_paths(suite, run_dir / MANIFEST)
+        cache_dir = manifest.get("cache_dir")
+        if cache is None and cache_dir is None:
+            raise StoreError(f"{run_dir / MANIFEST}: cache_dir: missing; give --cache-dir")
+        runner = cls(suite, store, cache or TensorCache(Path(str(cache_dir))), reporter)
+        writable_dir(runner.cache.root, "cache directory")
         store.remove_temp_files()
         repaired = store.repair()
         if repaired:
             runner._note(repaired)
+        runner._decode_missing_outputs_again(data)
         store.update_manifest(status="running", resumed=[*manifest.get("resumed", []), now_iso()])
         return runner
 
+    def _decode_missing_outputs_again(self, data: RunData) -> None:
+        """Units whose output image is gone lose their decode and metric records (moved to
+        results.jsonl.superseded, with the set values they entered) and are decoded again."""
+        if not data.missing_images:
+            return
+        missing = set(data.missing_images)
+        units = {(r["decoder"], r["case"]) for r in data.records
+                 if r["kind"] == "decode" and r.get("image") in missing}
+        sets = {(r["decoder"], tuple(r.get("output_size") or ())) for r in data.records
+                if r["kind"] == "decode" and (r["decoder"], r["case"]) in units}
+
+        def drop(record: dict[str, Any]) -> bool:
+            unit = (record.get("decoder"), record.get("case"))
+            if record.get("kind") == "decode":
+                return unit in units
+            if record.get("kind") != "metric":
+                return False
+            if record.get("case") is not None:
+                return unit in units
+            size = tuple(record.get("size") or ())
+            return (record.get("decoder"), size) in sets or (
+                not size and any(d == record.get("decoder") for d, _ in sets))
+
+        moved = self.store.set_aside(drop)
+        self._note(f"{len(units)} output image(s) were missing (e.g. {sorted(missing)[0]}): {moved} "
+                   "record(s) moved to results.jsonl.superseded; decoding them again")
+
     def run(self) -> RunOutcome:
+        """One invocation: its entry in the manifest's `phases` is written when it starts and after
+        each phase, so that a killed invocation still says when it began and what it finished."""
         started = time.perf_counter()
-        phases: dict[str, float] = {}
+        phases: dict[str, Any] = {"started": now_iso()}
+        index = len(self.store.manifest().get("phases") or [])
+        self._save_phases(index, phases)
         try:
             begin = time.perf_counter()
             prepared = self._prepare_inputs()
-            phases["sources_s"] = time.perf_counter() - begin
+            self._phase_done(index, phases, "sources_s", begin)
             begin = time.perf_counter()
             for entry in self.suite.model.decoder:
                 self._run_decoder(entry, prepared)
-            phases["decode_s"] = time.perf_counter() - begin
+            self._phase_done(index, phases, "decode_s", begin)
             begin = time.perf_counter()
             notes = evaluate(self.suite, self.store, prepared, self.reporter)
             for note in notes:
                 self._note(note)
-            phases["evaluate_s"] = time.perf_counter() - begin
+            self._phase_done(index, phases, "evaluate_s", begin)
             if self.suite.model.judge is not None:
                 begin = time.perf_counter()
                 for note in run_judge(self.suite, self.store, self.cache.root, self.reporter).notes:
                     self._note(note)
-                phases["judge_s"] = time.perf_counter() - begin
+                self._phase_done(index, phases, "judge_s", begin)
             status = "finished"
         except BaseException:
             status = "interrupted"
             raise
         finally:
             phases["wall_s"] = time.perf_counter() - started
-            manifest = self.store.manifest()
-            self.store.update_manifest(
-                status=status, finished=now_iso(), notes=sorted(set(self.notes)),
-                phases=[*manifest.get("phases", []), phases],
-            )
+            self._save_phases(index, phases, status=status, finished=now_iso(),
+                              notes=sorted(set(self.notes)))
             self.store.close()
         return self._outcome()
+
+    def _phase_done(self, index: int, phases: dict[str, Any], name: str, begin: float) -> None:
+        phases[name] = time.perf_counter() - begin
+        self._save_phases(index, phases)
+
+    def _save_phases(self, index: int, phases: dict[str, Any], **fields: Any) -> None:
+        """Write this invocation's entry (the index-th) of the manifest's `phases`."""
+        recorded = list(self.store.manifest().get("phases") or [])
+        recorded[index:index + 1] = [dict(phases)]
+        self.store.update_manifest(phases=recorded, **fields)
 
     # ------------------------------------------------------------------ phase 1: inputs
 
     def _prepare_inputs(self) -> dict[str, PreparedCase]:
         model = self.suite.model
-        items = list_items(self.suite)
+        items = self.items if self.items is not None else list_items(self.suite)
         preparer = InputPreparer(self.suite, self.cache, self.store.root / "logs")
-        cases = expand([entry.item for entry in items], model.resolution.pairs(),
-                       model.sigmas, model.seeds, preparer.protocol)
+        cases = self.suite.expand([entry.item for entry in items], preparer.protocol)
         self._check_against_stored(cases)
         self.reporter.phase("inputs", len(cases))
         prepared: dict[str, PreparedCase] = {}
@@ -183,6 +234,9 @@ class Runner:
                         self._write_reference(item, reference)
                 for note in item.notes:
                     self._note(f"{item.case.item_id}: {note}")
+                if item.problem:
+                    self._note(f"{item.problem}: the cases of item {item.case.item_id!r} are recorded as "
+                               f"{INPUT_ERROR}; the other items run")
                 self.reporter.advance()
             source_model = preparer.describe()
         finally:
@@ -222,6 +276,12 @@ class Runner:
         done = {r["case"] for r in records if r["kind"] == "decode" and r["decoder"] == entry.id}
         pending = [p for case_id, p in prepared.items() if case_id not in done]
         self.reporter.phase(f"decode {entry.id}", len(pending))
+        for item in [p for p in pending if p.problem]:
+            self.store.append({"kind": "decode", "decoder": entry.id, "case": item.case.id,
+                               "status": INPUT_ERROR, "message": item.problem, "latency": None,
+                               "memory": None, "output_size": list(item.case.output_size)})
+            self.reporter.advance()
+        pending = [p for p in pending if not p.problem]
         if not pending:
             return
         job = self._job(entry)
@@ -239,6 +299,9 @@ class Runner:
                     for record in reply.records:
                         self.store.append(record)
                     self.reporter.advance(len(task.cases))
+                    if any(record.get("status") == "oom" for record in reply.records):
+                        worker.close()  # a fresh worker: no later case inherits the allocator's state
+                        worker = None
                     continue
                 self._fail_units(entry.id, task, reply.status, reply.reason)
                 worker = None
@@ -327,7 +390,8 @@ class Runner:
             case_id=p.case.id,
             input_path=str(p.input_path) if latent else None,
             input_sha256=p.input_sha256 if latent else None,
-            seed=p.case.seed, sigma=p.input_sigma, prompt=p.case.prompt,
+            seed=p.case.generation_seed if consumes == Consumes.PROMPT else p.case.seed,
+            sigma=p.input_sigma, prompt=p.case.prompt,
             image_path=RunStore.image_relpath(entry.id, p.case.id),
         )
 
@@ -346,3 +410,19 @@ class Runner:
                 per = counts.setdefault(record["decoder"], {})
                 per[record["status"]] = per.get(record["status"], 0) + 1
         return RunOutcome(self.store.root, counts, list(self.notes))
+
+
+def _check_source_paths(suite: Suite, manifest: Path) -> None:
+    """The files a resumed run reads again (its source) must still be where the suite says."""
+    source = suite.model.source
+    named = {key: getattr(source, key, None) for key in ("folder", "manifest", "file")}
+    for key, value in named.items():
+        if value is None:
+            continue
+        path = suite.resolve_path(value)
+        if not path.exists():
+            relative = "" if suite.path.is_absolute() else (
+                f"; this run stored its suite path {str(suite.path)!r} relative to the directory it "
+                "was started from: resume it from there")
+            raise StoreError(f"{manifest}: suite.path: source.{key} {value!r} resolves to {path}, "
+                             f"which does not exist{relative}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,12 +33,14 @@ from pydantic import (
 )
 
 from decoders.base import Consumes
+from decoders.compiled import requests_compile
 from decoders.plugins import NoParams, Registry, UnknownName
 from decoders.plugins import Params as ComponentParams
 from decoders.registry import DECODERS, ENCODERS
 from decoders.resample import Method
 from decoders.spaces import SPACES, get_space
 from decoders.t2i import FAMILIES, PipelineParams
+from harness.cases import Case, Item, expand
 from harness.gates.spec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
@@ -59,14 +63,39 @@ class SuiteError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `repeats = true` or `batch_size = 2.0` is an error, not a silent 1 or 2
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+MAX_SEED = 2**63 - 1  # torch and numpy generators take 64-bit seeds; JSON readers keep int64 exact
+# The largest image side a suite may ask for. One comparison reference is resized in float64
+# (3 × 8 bytes per pixel): at 16384² that is 6.4 GB, the most a workstation can prepare;
+# 100000² would be 240 GB, and 400000² (input 100000 at output_scale 4) 3.8 TB.
+MAX_SIDE = 16384
+REFERENCE_BYTES_PER_PIXEL = 3 * 8
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"a seed must be an integer in [0, 2**63 - 1] (64-bit generators), got {value}")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed)]
 
 
 def _size(value: Any) -> Any:
     """Accept 512 for a square or [width, height]."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
-    return value
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _bytes(count: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count:.0f} bytes"
 
 
 class ComponentEntry(_Strict):
@@ -79,6 +108,17 @@ class DecoderEntry(ComponentEntry):
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64,
         description="unique id of this decoder row; defaults to name",
     )
+    published: dict[str, float | str] = Field(
+        default_factory=dict, description="published numbers this row compares with: metric name (or "
+        "latency_ms, peak_memory) → value or a sentence; `source` names where they were published")
+
+    @model_serializer(mode="wrap")
+    def _omit_no_published(self, handler: Any) -> Any:
+        """A row without published numbers dumps (and hashes) exactly as before the key existed."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("published"):
+            data.pop("published", None)
+        return data
 
     @property
     def id(self) -> str:
@@ -137,15 +177,31 @@ class PromptsSource(_Strict):
     kind: Literal["prompts"]
     prompts: list[str] = Field(default_factory=list)
     file: str | None = None  # one prompt per line, or JSON lines {"prompt", "id"}
+    benchmark: list[Literal["geneval", "dpg-bench"]] = Field(
+        default_factory=list, description="official prompt sets by name, each prompt annotated with its "
+        "benchmark metadata for the geneval / dpg_bench metrics (`decoderbench benchmarks fetch NAME`)")
     limit: int | None = Field(default=None, ge=1)
     pipeline: PipelineParams | None = Field(
         default=None, description="the text-to-image pipeline producing latents; without one, only "
         "decoders that take the prompt themselves (text-to-pixel) can run")
 
+    @model_serializer(mode="wrap")
+    def _omit_no_benchmark(self, handler: Any) -> Any:
+        """A source without benchmarks dumps (and hashes) exactly as before the key existed."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("benchmark"):
+            data.pop("benchmark", None)
+        return data
+
+    @field_validator("benchmark", mode="before")
+    @classmethod
+    def _one_benchmark(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _some_prompts(self) -> PromptsSource:
-        if not (self.prompts or self.file):
-            raise ValueError("a prompts source needs prompts and/or file")
+        if not (self.prompts or self.file or self.benchmark):
+            raise ValueError("a prompts source needs prompts, file and/or benchmark")
         return self
 
 
@@ -184,12 +240,27 @@ class Resolution(_Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _bounded_outputs(self) -> Resolution:
+        for size, output in self.pairs():
+            if max(*size, *output) > MAX_SIDE:
+                raise ValueError(_too_large(size, output))
+        return self
+
     def pairs(self) -> list[tuple[Size, Size]]:
         """(input size, comparison size) pairs."""
         if self.output is not None:
             return list(zip(self.input, self.output, strict=True))
         scale = self.output_scale or 1.0
         return [((w, h), (int(w * scale), int(h * scale))) for w, h in self.input]
+
+
+def _too_large(size: Size, output: Size) -> str:
+    largest = max(size, output, key=lambda s: s[0] * s[1])
+    need = largest[0] * largest[1] * REFERENCE_BYTES_PER_PIXEL
+    return (f"input {size[0]}x{size[1]} (comparison size {output[0]}x{output[1]}) is beyond the "
+            f"{MAX_SIDE}-pixel side decoderbench accepts: one {largest[0]}x{largest[1]} image alone "
+            f"takes {_bytes(need)} while it is prepared (float64 RGB)")
 
 
 class Timing(_Strict):
@@ -212,12 +283,23 @@ class Evaluation(_Strict):
     batch_size: int = Field(default=8, ge=1)
 
 
+COST_CRITERIA = ("latency", "memory")  # what a [summary] group may rank besides the suite's metrics
+
+
+class SummaryEntry(_Strict):
+    metric: str = Field(description="a metric of the suite, or latency / memory")
+    weight: float = Field(default=1.0, gt=0)
+
+
 class SuiteModel(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     description: str = ""
     source: Source
     resolution: Resolution
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: list[Seed] = Field(default=[0], min_length=1, description="decoder seeds")
+    input_seeds: list[Seed] = Field(
+        default=[0], min_length=1,
+        description="source seeds: latent noise at sigma > 0, text-to-image generation")
     sigmas: list[float] = Field(default=[0.0], min_length=1)
     decoder: list[DecoderEntry] = Field(min_length=1)
     metrics: list[ComponentEntry] = Field(default_factory=list)
@@ -226,14 +308,41 @@ class SuiteModel(_Strict):
     compare: Compare = Compare()
     gate: list[GateSpec] = Field(default_factory=list)
     judge: JudgeConfig | None = None
+    summary: dict[str, list[SummaryEntry]] | None = Field(
+        default=None, description="summary groups: group name → metrics (optionally weighted); "
+        "default: one group per metric family plus cost")
 
     @model_serializer(mode="wrap")
-    def _omit_absent_judge(self, handler: Any) -> Any:
-        """A suite without [judge] dumps (and hashes) exactly as before the table existed."""
+    def _omit_absent_tables(self, handler: Any) -> Any:
+        """A suite without [judge] or [summary] dumps (and hashes) as before the tables existed."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("judge") is None:
-            data.pop("judge", None)
+        if isinstance(data, dict):
+            for table in ("judge", "summary"):
+                if data.get(table) is None:
+                    data.pop(table, None)
         return data
+
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _summary_entries(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {group: [{"metric": e} if isinstance(e, str) else e for e in entries]
+                    if isinstance(entries, list) else entries for group, entries in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _summary_names_suite_metrics(self) -> SuiteModel:
+        known = {m.name for m in self.metrics} | set(COST_CRITERIA)
+        for group, entries in (self.summary or {}).items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", group):
+                raise ValueError(f"summary group {group!r}: use letters, digits, '_' and '-'")
+            if not entries:
+                raise ValueError(f"summary group {group!r} lists no metrics")
+            unknown = [e.metric for e in entries if e.metric not in known]
+            if unknown:
+                raise ValueError(f"summary group {group!r} names {unknown}, which the suite does not "
+                                 f"measure; known: {', '.join(sorted(known))}")
+        return self
 
     @model_validator(mode="after")
     def _judge_pairs_name_decoders(self) -> SuiteModel:
@@ -265,6 +374,12 @@ class SuiteModel(_Strict):
         return self
 
 
+def _requested_sizes(spec: Any, model: SuiteModel) -> list[tuple[float, float]]:
+    """The output sizes a decoder will be asked for: its native scale's, else the comparison size."""
+    return [output if spec.native_scale is None else (w * spec.native_scale, h * spec.native_scale)
+            for (w, h), output in model.resolution.pairs()]
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -292,6 +407,15 @@ class Suite:
         """Hash of the resolved configuration (formatting and include layout do not count)."""
         canonical = json.dumps(self.model.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def expand(self, items: list[Item], source_protocol: dict[str, Any]) -> list[Case]:
+        """The suite's cases for these items (harness.cases.expand with its sizes, sigmas, seeds)."""
+        model = self.model
+        try:
+            return expand(items, model.resolution.pairs(), model.sigmas, model.seeds, source_protocol,
+                          model.input_seeds)
+        except ValueError as exc:  # the schema rejects repeated values; two equal items remain
+            raise SuiteError([(str(self.path), "", str(exc))]) from None
 
     def resolve_path(self, relative: str) -> Path:
         path = Path(relative).expanduser()
@@ -332,6 +456,12 @@ def resolve_suite_path(spec: str, relative_to: Path | None = None) -> Path:
 
 def load_suite(spec: str | Path) -> Suite:
     path = resolve_suite_path(str(spec))
+    if not path.exists() and "/" not in str(spec) and not str(spec).endswith(".toml"):
+        names = sorted(p.stem for p in builtin_suites_dir().glob("*.toml"))
+        close = difflib.get_close_matches(str(spec).removeprefix(BUILTIN_PREFIX), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SuiteError([(str(spec), "", f"no suite file and no built-in suite of this name; {hint}"
+                                          f"built-in suites: {', '.join(names)}")])
     texts: dict[str, str] = {}
     raw, origins = _read_with_includes(path, texts, chain=())
     return validate_raw(raw, path, texts, origins)
@@ -355,11 +485,60 @@ def validate_raw(
     checks = _ComponentChecks(where, problems)
     encoder_params, space = checks.source(raw, model)
     decoder_params = checks.decoders(raw, space, model)
-    metric_params = checks.metrics(raw)
+    metric_params = checks.metrics(raw, model)
     problems.extend(where.problem(loc, message) for loc, message in gate_problems(raw))
+    problems.extend(where.problem(loc, message) for loc, message in _duplicate_problems(raw))
     if problems or model is None or encoder_params is None:
         raise SuiteError(list(dict.fromkeys(problems)))
     return Suite(model, path, texts or {}, decoder_params, encoder_params, metric_params)
+
+
+def _duplicate_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A value listed twice would make the same case twice: name the key, the index and the first."""
+    lists: list[tuple[Loc, Any]] = [((key,), raw.get(key)) for key in ("seeds", "input_seeds", "sigmas")]
+    source, resolution = raw.get("source"), raw.get("resolution")
+    if isinstance(source, dict):
+        lists.append((("source", "builtin"), source.get("builtin")))
+    if isinstance(resolution, dict):
+        inputs, outputs = _raw_sizes(resolution.get("input")), _raw_sizes(resolution.get("output"))
+        if inputs is not None and outputs is not None and len(outputs) == len(inputs):
+            inputs = list(zip(inputs, outputs, strict=True))  # a size may repeat with another output
+        lists.append((("resolution", "input"), inputs))
+    problems: list[tuple[Loc, str]] = []
+    for loc, values in lists:
+        seen: dict[Any, int] = {}
+        for index, value in enumerate(values if isinstance(values, list) else []):
+            key = (type(value) is bool, value) if isinstance(value, int | float | str | tuple) else None
+            if key is None:
+                continue
+            if key in seen:
+                first = _format_loc((*loc, seen[key]))
+                problems.append(((*loc, index), f"{_shown(value)} is listed twice (first as {first}); "
+                                 "a repeated value would make the same cases twice"))
+            else:
+                seen[key] = index
+    return problems
+
+
+def _raw_sizes(value: Any) -> list[Any] | None:
+    """resolution.input / output as written, one entry per size (as Resolution reads them)."""
+    def size(v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v, v)
+        return tuple(v) if isinstance(v, list) and all(isinstance(x, int) for x in v) else None
+
+    if isinstance(value, int) or (isinstance(value, list) and len(value) == 2 and
+                                  all(isinstance(v, int) for v in value)):
+        return [size(value)]
+    return [size(v) for v in value] if isinstance(value, list) else None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], tuple):
+        return f"{_shown(value[0])} → {_shown(value[1])}"
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return repr(value)
 
 
 def _error_loc(error: dict[str, Any]) -> Loc:
@@ -562,11 +741,11 @@ class _ComponentChecks:
     def _check_factor(self, model: SuiteModel | None, space: str | None) -> None:
         if space is None or model is None:
             return
-        factor = get_space(space).factor
-        for i, (w, h) in enumerate(model.resolution.input):
-            if w % factor or h % factor:
-                self._report(("resolution", "input", i), f"{w}x{h} is not a multiple of the "
-                             f"{space} latent factor {factor}")
+        for i, size in enumerate(model.resolution.input):
+            try:
+                get_space(space).latent_shape(size)
+            except ValueError as exc:
+                self._report(("resolution", "input", i), str(exc))
 
     def decoders(self, raw: dict[str, Any], space: str | None,
                  model: SuiteModel | None = None) -> dict[str, ComponentParams]:
@@ -591,6 +770,8 @@ class _ComponentChecks:
             if spec.consumes == Consumes.LATENT:
                 self._check_space(loc, spec, space, source)
             self._check_multiple(loc, spec, model)
+            if validated is not None:
+                self._check_decoder_params(loc, cls, spec, validated, model)
             if validated is not None and isinstance(decoder_id, str):
                 params[decoder_id] = validated
         return params
@@ -599,11 +780,24 @@ class _ComponentChecks:
         """Output sides the decoder will be asked for must be multiples it accepts."""
         if model is None or spec.size_multiple == 1:
             return
-        for (w, h), output in model.resolution.pairs():
-            size = output if spec.native_scale is None else (w * spec.native_scale, h * spec.native_scale)
+        for size in _requested_sizes(spec, model):
             if size[0] % spec.size_multiple or size[1] % spec.size_multiple:
                 self._report((*loc, "name"), f"decoder {spec.name!r} makes sides in multiples of "
                              f"{spec.size_multiple}, not {size[0]:g}x{size[1]:g}")
+                return
+
+    def _check_decoder_params(self, loc: Loc, cls: Any, spec: Any, params: ComponentParams,
+                              model: SuiteModel | None) -> None:
+        """The decoder's own size rules, and compilation only where there is a warm-up to hold it."""
+        if model is None:
+            return
+        if requests_compile(params) and model.timing.warmup == 0:
+            self._report((*loc, "params", "compile"), "compile = true needs timing.warmup >= 1: "
+                         "compilation happens in the warm-up calls, never in timed ones")
+        for size in _requested_sizes(spec, model):
+            problem = cls.size_problem(params, (int(size[0]), int(size[1])))
+            if problem is not None:
+                self._report((*loc, "name"), problem)
                 return
 
     def _check_space(self, loc: Loc, spec: Any, space: str | None, source: dict[str, Any]) -> None:
@@ -614,7 +808,7 @@ class _ComponentChecks:
             self._report((*loc, "name"), f"decoder {spec.name!r} consumes latent spaces "
                          f"{list(spec.latent_spaces)}, but the source produces {space!r}")
 
-    def metrics(self, raw: dict[str, Any]) -> dict[str, ComponentParams]:
+    def metrics(self, raw: dict[str, Any], model: SuiteModel | None = None) -> dict[str, ComponentParams]:
         params: dict[str, ComponentParams] = {}
         entries = raw.get("metrics")
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
@@ -632,4 +826,17 @@ class _ComponentChecks:
             validated = self._params(cls, entry.get("params", {}), loc)
             if validated is not None:
                 params[str(name)] = validated
+                self._check_min_side(str(name), cls, validated, loc, model)
         return params
+
+    def _check_min_side(self, name: str, cls: Any, params: ComponentParams, loc: Loc,
+                        model: SuiteModel | None) -> None:
+        """A metric that cannot score images this small would record an error on every value."""
+        if model is None:
+            return
+        need = cls.min_side(params)
+        small = [output for _, output in model.resolution.pairs() if min(output) < need]
+        if small:
+            w, h = small[0]
+            self._report((*loc, "name"), f"{name} needs comparison images of at least {need} px per side; "
+                         f"this suite compares at {w}x{h} (every value would be an error)")

@@ -38,10 +38,11 @@ from harness.runner import OK, worker_job
 from harness.sources.cache import tensor_sha256
 from harness.sources.prepare import list_items, source_space
 from harness.store import RunStore, now_iso
-from harness.suite import Suite
+from harness.suite import MAX_SIDE, Suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
 from harness.workers.process import WorkerGone, WorkerProcess
 from harness.workers.worker import worker_main
+from reports.sweep import deciding_memory
 
 OOM = "oom"
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -108,6 +109,15 @@ class Sweep:
                 raise SweepError(f"{self.entry.id}: latent factor {self.space.factor} × scale "
                                  f"{self.scale:g} is not whole pixels")
             step = math.lcm(step, int(latent_step))
+        return self._accepted_step(step)
+
+    def _accepted_step(self, step: int) -> int:
+        """The smallest multiple of `step` whose squares the decoder's own size rule accepts
+        (L2P 1K: (side/16)² must be a multiple of 32, so its squares step by 128)."""
+        cls, params = DECODERS.get(self.entry.name), self.suite.decoder_params[self.entry.id]
+        for multiple in range(1, 65):
+            if cls.size_problem(params, (multiple * step, multiple * step)) is None:
+                return multiple * step
         return step
 
     def input_size(self, side: int) -> tuple[int, int]:
@@ -126,6 +136,9 @@ class Sweep:
 
     def run(self, start: int, stop: int, coarser: int | None = None) -> SweepOutcome:
         """Search [start, stop]; `coarser` makes the step a multiple of it (fewer sizes to try)."""
+        if stop > MAX_SIDE:
+            raise SweepError(f"--to {stop} is beyond the {MAX_SIDE}-pixel side decoderbench accepts "
+                             "(the same bound as a suite's sizes)")
         step = math.lcm(self.step, coarser) if coarser else self.step
         low, high = math.ceil(start / step) * step, (stop // step) * step
         if low < step or high < low:
@@ -261,9 +274,7 @@ class Sweep:
 
 def peak_bytes(memory: dict[str, Any] | None) -> int | None:
     """The peak that decides whether a size fits: CUDA reserved bytes, or CPU peak RSS."""
-    if not memory:
-        return None
-    return memory.get("peak_reserved_bytes") or memory.get("peak_rss_bytes")
+    return deciding_memory(memory)[1]
 
 
 def default_run_dir(suite: Suite, decoder_id: str) -> Path:

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -51,11 +52,11 @@ def bare_loop_ms(decoder, batch: DecodeBatch, device: torch.device, warmup: int,
 
 
 def check(decoder_name: str, input_px: int, scale: int, device: str, dtype: str, warmup: int,
-          repeats: int, work_dir: Path) -> dict[str, float]:
+          repeats: int, work_dir: Path, params: dict[str, Any] | None = None) -> dict[str, float]:
     raw = {
         "name": "timingcheck", "source": {"kind": "images", "builtin": ["photos"], "limit": 1},
         "resolution": {"input": input_px, "output_scale": scale},
-        "decoder": [{"name": decoder_name}],
+        "decoder": [{"name": decoder_name, "params": params or {}}],
         "timing": {"device": device, "dtype": dtype, "warmup": warmup, "repeats": repeats},
     }
     suite = validate_raw(raw, work_dir / "timingcheck.toml")
@@ -68,7 +69,7 @@ def check(decoder_name: str, input_px: int, scale: int, device: str, dtype: str,
     case = store.cases()[0]
     torch_device, torch_dtype = torch.device(device), getattr(torch, dtype)
     cls = DECODERS.get(decoder_name)
-    decoder = cls(cls.Params())
+    decoder = cls(cls.Params.model_validate(params or {}))
     decoder.load(torch_device, torch_dtype)
     latents = load_file(case["input_path"])["latent"][None].to(torch_device, torch_dtype)
     batch = DecodeBatch(latents=latents, input_size=tuple(case["input_size"]),

@@ -1,7 +1,9 @@
 """Read a run directory into summary rows: one per (comparison size, decoder).
 
-Latency pools the timed repeats of every decode call of that decoder at that
-size (a batch counts once); peak memory is the maximum over its calls;
+Latency pools the timed repeats of the `ok` decode calls of that decoder at
+that size that have the same batch size (a batch counts once; calls of
+another batch size are kept apart), per call and per image; each memory
+figure is the maximum over its calls;
 quality is the mean over cases of each metric with a normal-approximation
 95% interval, and keeps the per-case values (gates pair them by case).
 Anything that is not a number says why (status counts, notes). The view also
@@ -11,17 +13,19 @@ keeps what the report shows per case: decode records, metric artifacts
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.store import RunStore
+from harness.metrics.direction import Direction
+from harness.store import read_run
 
 Size = tuple[int, int]
 Unit = tuple[str, str]  # (decoder id, case id)
@@ -35,6 +39,8 @@ class MetricSummary:
     messages: list[str] = field(default_factory=list)
     aggregate: float | None = None  # the metric's one value for the set (FID, GenEval score, ...)
     aggregate_details: dict[str, Any] = field(default_factory=dict)
+    aggregate_n: int | None = None  # images the set value was computed from
+    references: dict[str, float] = field(default_factory=dict)  # case → the reference's own value
 
     @property
     def n(self) -> int:
@@ -65,17 +71,40 @@ class MetricSummary:
             self.messages.append(message)
 
 
+MEMORY_KINDS: dict[str, tuple[str, str]] = {  # record field → (label, what it is)
+    "peak_allocated_bytes": ("peak allocated", "torch.cuda.max_memory_allocated over the timed calls: "
+                             "the decoder's tensors"),
+    "peak_reserved_bytes": ("peak reserved", "torch.cuda.max_memory_reserved over the timed calls: what "
+                            "the caching allocator held, what an out-of-memory is about"),
+    "device_used_bytes": ("device used", "cudaMemGetInfo total − free after the timed calls: what "
+                          "nvidia-smi shows (CUDA context, allocator reservation, other processes)"),
+    "peak_rss_bytes": ("peak RSS", "the worker's peak resident set size (CPU): interpreter, torch, "
+                       "weights and decoding"),
+    "rss_increment_bytes": ("RSS increment", "peak RSS minus the worker's RSS once its decoder was "
+                            "loaded: what decoding needs (CPU)"),
+}
+CUDA_MEMORY = ("peak_allocated_bytes", "peak_reserved_bytes", "device_used_bytes")
+CPU_MEMORY = ("peak_rss_bytes", "rss_increment_bytes")
+
+
 @dataclass
 class Row:
+    """One decoder at one comparison size. Latency and memory come from `ok` decodes only (an
+    invalid output's timings are not pooled); calls of different batch sizes are never pooled."""
+
     decoder: str
     name: str
     size: Size
     statuses: dict[str, int] = field(default_factory=dict)
-    latency_samples_ms: list[float] = field(default_factory=list)
-    batch_size: int = 1
-    peak_memory_bytes: int | None = None
+    calls_ms: dict[int, list[float]] = field(default_factory=dict)  # batch size → per-call samples
+    case_latency_ms: dict[str, float] = field(default_factory=dict)  # case → per-image median
+    native_size: tuple[int, int] | None = None  # the decoder's own output size (before resampling)
+    memory: dict[str, int] = field(default_factory=dict)  # MEMORY_KINDS field → max over calls
+    case_memory: dict[str, int] = field(default_factory=dict)  # case → headline memory of its call
     memory_method: str | None = None
-    cold_start_ms: float | None = None
+    worker_startup_ms: float | None = None  # spawn → ready of the worker that served this size first
+    first_call_ms: float | None = None  # first (warm-up) call at this size
+    cold_start_ms: float | None = None  # start-up + first call, where that call was the worker's first
     resampled_from: list[int] | None = None
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
@@ -85,15 +114,72 @@ class Row:
         return sum(self.statuses.values())
 
     @property
+    def ok(self) -> int:
+        return self.statuses.get("ok", 0)
+
+    @property
     def failure_status(self) -> str | None:
         """The most frequent non-ok decode status, or None when every unit decoded."""
         failed = {s: n for s, n in self.statuses.items() if s != "ok"}
         return max(failed, key=lambda s: failed[s]) if failed else None
 
-    def latency(self, quantile: float) -> float | None:
-        if not self.latency_samples_ms:
+    # ------------------------------------------------------------------ latency
+
+    @property
+    def batch_size(self) -> int | None:
+        """The batch size of most timed calls (the larger on a tie): what latency describes."""
+        if not self.calls_ms:
             return None
-        return float(np.quantile(np.asarray(self.latency_samples_ms), quantile))
+        return max(self.calls_ms, key=lambda b: (len(self.calls_ms[b]), b))
+
+    @property
+    def other_batches(self) -> dict[int, int]:
+        """Timed samples of calls of other batch sizes (a last, smaller batch): kept apart."""
+        return {b: len(s) for b, s in self.calls_ms.items() if b != self.batch_size}
+
+    def call_latency(self, quantile: float) -> float | None:
+        """Latency of one decode call of `batch_size` images (ms)."""
+        batch = self.batch_size
+        if batch is None:
+            return None
+        return float(np.quantile(np.asarray(self.calls_ms[batch]), quantile))
+
+    def image_latency(self, quantile: float) -> float | None:
+        """Latency per image: a call of `batch_size` images ÷ batch_size (ms)."""
+        call = self.call_latency(quantile)
+        return None if call is None else call / self.batch_size  # type: ignore[operator]
+
+    @property
+    def images_per_s(self) -> float | None:
+        median = self.call_latency(0.5)
+        return None if not median else self.batch_size * 1e3 / median  # type: ignore[operator]
+
+    @property
+    def megapixels_per_s(self) -> float | None:
+        """Decoded pixels per second, at the decoder's own output size."""
+        rate = self.images_per_s
+        size = self.native_size or self.size
+        return None if rate is None else rate * size[0] * size[1] / 1e6
+
+    # ------------------------------------------------------------------ memory
+
+    @property
+    def memory_kinds(self) -> tuple[str, ...]:
+        return CUDA_MEMORY if "peak_allocated_bytes" in self.memory else CPU_MEMORY
+
+    @property
+    def memory_headline_kind(self) -> str | None:
+        """The figure a single memory column or budget compares: CUDA peak allocated, CPU RSS
+        increment (the decoder's own), CPU peak RSS where the increment was not recorded."""
+        for kind in ("peak_allocated_bytes", "rss_increment_bytes", "peak_rss_bytes"):
+            if kind in self.memory:
+                return kind
+        return None
+
+    @property
+    def peak_memory_bytes(self) -> int | None:
+        kind = self.memory_headline_kind
+        return None if kind is None else self.memory[kind]
 
 
 @dataclass
@@ -111,6 +197,8 @@ class RunView:
     artifacts: dict[Unit, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
     judge_records: list[dict[str, Any]] = field(default_factory=list)
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
+    missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
+    record_times: list[str] = field(default_factory=list)  # when each record was written (ISO, UTC)
 
     @property
     def sizes(self) -> list[Size]:
@@ -127,12 +215,17 @@ class RunView:
     def decoders(self) -> list[str]:
         return list(dict.fromkeys(row.decoder for row in self.rows))
 
-    def higher_is_better(self, metric: str) -> bool | None:
-        """The metric's direction from the run, else from the registry; None when unknown."""
-        info = self.metric_info.get(metric)
-        if info is not None and "higher_is_better" in info:
-            return bool(info["higher_is_better"])
-        return registry_direction(metric)
+    def direction(self, metric: str) -> Direction | None:
+        """The metric's direction as the run recorded it, else from the registry; None: unknown."""
+        return Direction.from_info(self.metric_info.get(metric)) or registry_direction(metric)
+
+    def unit(self, metric: str) -> str:
+        """What the metric's values are measured in ("dB", "0–1", ...; "" when unknown)."""
+        recorded = (self.metric_info.get(metric) or {}).get("unit")
+        if recorded is not None:
+            return recorded
+        cls = registry_metric(metric)
+        return getattr(cls, "unit", "") if cls is not None else ""
 
     def metric_over_sizes(self, decoder: str, metric: str) -> MetricSummary:
         """A decoder's metric over every comparison size (case ids are unique across sizes)."""
@@ -158,20 +251,28 @@ class RunView:
         return hashlib.sha256(canonical).hexdigest()[:12]
 
 
-def registry_direction(metric: str) -> bool | None:
+def registry_metric(metric: str) -> Any:
+    """The registered metric class (its module imports no tensor library), None when unknown."""
     from harness.metrics import METRICS
 
     try:
-        return bool(METRICS.get(metric).higher_is_better)
+        return METRICS.get(metric)
     except Exception:  # unknown name, or a plug-in that cannot be imported here
         return None
 
 
+def registry_direction(metric: str) -> Direction | None:
+    cls = registry_metric(metric)
+    try:
+        return cls.direction() if cls is not None else None
+    except TypeError:  # a plug-in that declares no direction
+        return None
+
+
 def load_run(run_dir: Path) -> RunView:
-    store = RunStore.open(run_dir)
-    manifest = store.manifest()
-    records, warning = store.records()
-    cases = {c["id"]: c for c in store.cases()}
+    data = read_run(run_dir)
+    manifest, records = data.manifest, data.records
+    cases = {c["id"]: c for c in data.cases}
     names = {d["label"] or d["name"]: d["name"] for d in manifest["suite"]["resolved"]["decoder"]}
     rows: dict[tuple[str, Size], Row] = {}
     seen_batches: set[tuple[str, str]] = set()
@@ -198,13 +299,16 @@ def load_run(run_dir: Path) -> RunView:
             continue
         size = tuple(record.get("output_size") or cases.get(record["case"], {}).get("output_size"))
         view.decodes[(record["decoder"], record["case"])] = record
-        _add_decode(row_for(record["decoder"], size), record, seen_batches, view.loads)  # type: ignore[arg-type]
+        _add_decode(row_for(record["decoder"], size), record, seen_batches)  # type: ignore[arg-type]
     metric_names = _add_metrics(view, records, row_for)
     declared = [m["name"] for m in manifest["suite"]["resolved"].get("metrics", [])]
     ordered = [m for m in declared if m in metric_names] + [m for m in metric_names if m not in declared]
     view.rows = sorted(rows.values(), key=lambda r: (r.size, _order(manifest, r.decoder)))
+    _add_first_calls(view)
     view.metric_names = ordered or declared
-    view.warnings = [w for w in [warning, *manifest.get("notes", [])] if w]
+    view.warnings = [w for w in [data.torn, data.missing_note, *manifest.get("notes", [])] if w]
+    view.missing_images = data.missing_images
+    view.record_times = [r["time"] for r in records if isinstance(r.get("time"), str)]
     return view
 
 
@@ -230,6 +334,9 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
         summary.add_status(record["status"], message)
         if record["status"] == "ok" and record.get("value") is not None:
             summary.per_case[record["case"]] = record["value"]
+            reference = _reference_value(record.get("details") or {})
+            if reference is not None:
+                summary.references[record["case"]] = reference
         else:
             summary.unscored[record["case"]] = record.get("nonfinite") or record["status"]
         if record.get("artifact"):
@@ -244,6 +351,7 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
             if summary.aggregate is None and record["status"] == "ok":
                 summary.aggregate = record.get("value")
                 summary.aggregate_details = record.get("details") or {}
+                summary.aggregate_n = record.get("n")
                 if not summary.statuses:
                     summary.add_status("ok", None)
             elif record["status"] != "ok" and record["status"] not in summary.statuses:
@@ -251,82 +359,175 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
     return metric_names
 
 
-def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, str]],
-                first_load: dict[str, dict[str, Any]]) -> None:
+def _reference_value(details: dict[str, Any]) -> float | None:
+    """What the metric scored on the reference itself for this case (legibility: the OCR's CER on
+    the reference, the floor a decoder is read against), when the record says."""
+    for key in ("reference_cer", "reference_value"):
+        if isinstance(details.get(key), int | float):
+            return float(details[key])
+    return None
+
+
+def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, str]]) -> None:
     status = record["status"]
     row.statuses[status] = row.statuses.get(status, 0) + 1
     if status != "ok" and record.get("message"):
         message = record["message"].splitlines()[0]
         if message not in row.failures:
             row.failures.append(message)
+    if status != "ok":
+        return  # an invalid output keeps its timings in its record, but they are no measurement
     latency, memory = record.get("latency"), record.get("memory")
-    batch = (record["decoder"], record.get("batch_id") or record["case"])
-    if latency and batch not in seen_batches:
-        seen_batches.add(batch)
-        row.latency_samples_ms.extend(latency["samples_ms"])
-        row.batch_size = max(row.batch_size, record.get("batch_size", 1))
+    batch_size = int(record.get("batch_size") or 1)
+    if latency:
+        batch = (record["decoder"], record.get("batch_id") or record["case"])
+        if batch not in seen_batches:
+            seen_batches.add(batch)
+            row.calls_ms.setdefault(batch_size, []).extend(latency["samples_ms"])
+        row.case_latency_ms[record["case"]] = latency["median_ms"] / batch_size
     if memory:
-        peak = memory.get("peak_allocated_bytes", memory.get("peak_rss_bytes"))
-        if peak is not None and (row.peak_memory_bytes is None or peak > row.peak_memory_bytes):
-            row.peak_memory_bytes, row.memory_method = peak, memory.get("method")
-    warm = record.get("warmup") or {}
-    load = first_load.get(record["decoder"])
-    if row.cold_start_ms is None and load and warm.get("first_call_ms") is not None:
-        row.cold_start_ms = load["spawn_to_ready_ms"] + warm["first_call_ms"]
+        for kind in MEMORY_KINDS:
+            value = memory.get(kind)
+            if value is not None and value > row.memory.get(kind, -1):
+                row.memory[kind] = value
+        row.memory_method = row.memory_method or memory.get("method")
+        headline = next((memory[k] for k in ("peak_allocated_bytes", "rss_increment_bytes", "peak_rss_bytes")
+                         if memory.get(k) is not None), None)
+        if headline is not None:
+            row.case_memory[record["case"]] = headline
+    if record.get("native_size") and row.native_size is None:
+        row.native_size = tuple(record["native_size"])  # type: ignore[assignment]
     if record.get("resampled"):
         row.resampled_from = record["resampled"]["from"]
 
 
+def _add_first_calls(view: RunView) -> None:
+    """Per row: the first call at its size, the start-up of the worker that made it, and a cold
+    start only where that call was the worker's first (a later size is served warm)."""
+    startup = {r.get("pid"): r.get("spawn_to_ready_ms") for r in view.load_records if r["status"] == "ok"}
+    first: dict[tuple[str, Size], dict[str, Any]] = {}
+    for (decoder, _), record in sorted(view.decodes.items(), key=lambda kv: kv[1].get("time", "")):
+        if record["status"] != "ok" or not (record.get("warmup") or {}).get("first_call_ms"):
+            continue
+        size = tuple(record.get("output_size") or ())
+        first.setdefault((decoder, size), record)  # type: ignore[arg-type]
+    for row in view.rows:
+        record = first.get((row.decoder, row.size))
+        if record is None:
+            continue
+        warm = record["warmup"]
+        row.first_call_ms = warm["first_call_ms"]
+        row.worker_startup_ms = startup.get(record.get("worker_pid"))
+        if warm.get("worker_first_call") and row.worker_startup_ms is not None:
+            row.cold_start_ms = row.worker_startup_ms + row.first_call_ms
+
+
 @dataclass(frozen=True)
 class TimeBudget:
-    """Where a run's wall time went, summed over its sessions (a run and its resumes)."""
+    """Where wall time went: one invocation (`run`, or a `run --resume`), or all of them summed."""
 
     wall_s: float
     decoder_calls_s: float  # every decode call: warm-up and timed repeats
     worker_startup_s: float  # spawn → ready of every worker: process, imports, decoder load
     metrics_s: float  # the evaluation phase
     judge_s: float
+    complete: bool = True  # False: an invocation was killed; its wall runs from its start to its last record
+    invocations: tuple[TimeBudget, ...] = ()
 
     @property
     def harness_s(self) -> float:
-        """Everything else: inputs, IPC, checks, PNG writes, records, the runner itself."""
-        return self.wall_s - self.decoder_calls_s - self.worker_startup_s - self.metrics_s - self.judge_s
+        """Everything else: inputs, IPC, checks, PNG writes, records, the runner itself. Each part is
+        counted in the invocation it happened in, so this is never negative (0 within clock jitter)."""
+        rest = self.wall_s - self.decoder_calls_s - self.worker_startup_s - self.metrics_s - self.judge_s
+        return max(0.0, rest)
 
     @property
     def overhead_fraction(self) -> float:
         """(wall − decoder calls − metrics) / wall: what the harness adds around the measured work."""
-        return (self.wall_s - self.decoder_calls_s - self.metrics_s) / self.wall_s if self.wall_s else 0.0
+        if not self.wall_s:
+            return 0.0
+        return max(0.0, self.wall_s - self.decoder_calls_s - self.metrics_s) / self.wall_s
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _calls_ms(record: dict[str, Any]) -> float:
+    return sum((record.get("latency") or {}).get("samples_ms", [])) + \
+        ((record.get("warmup") or {}).get("total_ms") or 0.0)
 
 
 def time_budget(view: RunView) -> TimeBudget | None:
+    """Per invocation and in total. Each decode batch and worker start counts in the invocation
+    whose interval holds its record's time; a killed invocation (no wall_s) lasts from its start
+    to its last record, with the phase it was in taking what the records do not explain."""
     phases = view.manifest.get("phases") or []
     if not phases:
         return None
-    calls_ms, seen = 0.0, set()
-    for (decoder, case), record in view.decodes.items():
-        batch = (decoder, record.get("batch_id") or case)
-        if batch in seen:
-            continue
-        seen.add(batch)
-        calls_ms += sum((record.get("latency") or {}).get("samples_ms", []))
-        calls_ms += (record.get("warmup") or {}).get("total_ms") or 0.0
-    startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in view.load_records)
+    if not all(p.get("started") for p in phases):  # runs written before invocations were timed
+        return _budget(phases, list(view.decodes.values()), view.load_records)
+    starts = [_seconds(p["started"]) for p in phases]
+
+    def invocation_of(iso: str) -> int:
+        return max(0, bisect.bisect_right(starts, _seconds(iso)) - 1)
+
+    per: list[list[dict[str, Any]]] = [[] for _ in phases]
+    for record in [*view.decodes.values(), *view.load_records]:
+        if record.get("time"):
+            per[invocation_of(record["time"])].append(record)
+    last: list[float | None] = [None for _ in phases]
+    for iso in view.record_times:
+        index, at = invocation_of(iso), _seconds(iso)
+        last[index] = max(at, last[index] or at)
+    invocations = tuple(_invocation(*args) for args in zip(phases, starts, last, per, strict=True))
+    def total(name: str) -> float:
+        return sum(getattr(i, name) for i in invocations)
+
     return TimeBudget(
-        wall_s=sum(p.get("wall_s", 0.0) for p in phases), decoder_calls_s=calls_ms / 1e3,
-        worker_startup_s=startup_ms / 1e3, metrics_s=sum(p.get("evaluate_s", 0.0) for p in phases),
-        judge_s=sum(p.get("judge_s", 0.0) for p in phases))
+        wall_s=total("wall_s"), decoder_calls_s=total("decoder_calls_s"),
+        worker_startup_s=total("worker_startup_s"), metrics_s=total("metrics_s"), judge_s=total("judge_s"),
+        complete=all(i.complete for i in invocations), invocations=invocations)
+
+
+def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: list[dict[str, Any]],
+            wall_s: float | None = None, complete: bool = True) -> TimeBudget:
+    calls_ms, seen = 0.0, set()
+    for record in decodes:
+        if record.get("kind") != "decode":
+            continue
+        batch = (record["decoder"], record.get("batch_id") or record["case"])
+        if batch not in seen:
+            seen.add(batch)
+            calls_ms += _calls_ms(record)
+    startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in loads if r.get("kind") == "load")
+    return TimeBudget(
+        wall_s=sum(p.get("wall_s", 0.0) for p in phases) if wall_s is None else wall_s,
+        decoder_calls_s=calls_ms / 1e3, worker_startup_s=startup_ms / 1e3,
+        metrics_s=sum(p.get("evaluate_s", 0.0) for p in phases),
+        judge_s=sum(p.get("judge_s", 0.0) for p in phases), complete=complete)
+
+
+def _invocation(phase: dict[str, Any], start: float, last: float | None,
+                records: list[dict[str, Any]]) -> TimeBudget:
+    if phase.get("wall_s") is not None:
+        return _budget([phase], records, records)
+    # Killed: from its start to its last record; the phase it was in when killed gets the rest.
+    budget = _budget([phase], records, records, wall_s=max(0.0, (last or start) - start), complete=False)
+    done = sum(phase.get(k, 0.0) for k in ("sources_s", "decode_s", "evaluate_s"))
+    unexplained = max(0.0, budget.wall_s - done)
+    if "decode_s" in phase and "evaluate_s" not in phase:
+        return replace(budget, metrics_s=budget.metrics_s + unexplained)
+    if "evaluate_s" in phase and "judge_s" not in phase:
+        return replace(budget, judge_s=budget.judge_s + unexplained)
+    return budget
 
 
 def _order(manifest: dict[str, Any], decoder: str) -> int:
     ids = [d["label"] or d["name"] for d in manifest["suite"]["resolved"]["decoder"]]
     return ids.index(decoder) if decoder in ids else len(ids)
-
-
-def direction(info: dict[str, Any]) -> str:
-    """↑ higher is better, ↓ lower is better, →x closest to x is best."""
-    if info.get("target") is not None:
-        return f"→{info['target']:g}"
-    return "↑" if info.get("higher_is_better", True) else "↓"
 
 
 def format_bytes(value: int | None) -> str:

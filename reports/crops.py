@@ -4,6 +4,9 @@ Readers zoom in where a decoder can invent detail: busy texture and small
 text. The same square windows are then shown on every decoder's output.
 
 - *detail*: the window with the most gradient energy (sum of |∂x| + |∂y|).
+- *disagreement*: the window where the decoders' outputs differ most from each other (mean
+  per-pixel standard deviation across decoders), away from the other two — where invented
+  detail is, by definition, a matter of which decoder one picks.
 - *text*: the window with the most glyphs — stroke components of glyph size
   that sit side by side on a line with blank space above and below —
   provided most of its glyph-sized components are such glyphs, strokes cover
@@ -72,18 +75,27 @@ class _Grid:
         return Crop(max(0, x), max(0, y), self.side, reason)
 
 
+def _analysis_grid(height: int, width: int) -> _Grid:
+    """Windows of crop_side() reference pixels, on an image block-averaged to ANALYSIS_MAX_SIDE."""
+    side = crop_side(width, height)
+    factor = max(1, int(np.ceil(max(height, width) / ANALYSIS_MAX_SIDE)))
+    stride = max(1, side // factor // 4)
+    window = side // factor // stride * stride  # a whole number of strides
+    return _Grid(window, stride, factor, window * factor, width, height)
+
+
+def _block_mean(values: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return values
+    h, w = values.shape[0] // factor * factor, values.shape[1] // factor * factor
+    return values[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
 def choose_crops(image: np.ndarray) -> list[Crop]:
     """image: uint8 HxW luminance (or HxWx3, averaged). A detail crop, and a text crop where there is text."""
     gray = (image.mean(axis=2, dtype=np.float32) if image.ndim == 3 else image.astype(np.float32)) / 255
-    height, width = gray.shape
-    side = crop_side(width, height)
-    factor = max(1, int(np.ceil(max(height, width) / ANALYSIS_MAX_SIDE)))
-    if factor > 1:
-        h, w = height // factor * factor, width // factor * factor
-        gray = gray[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
-    stride = max(1, side // factor // 4)
-    window = side // factor // stride * stride  # a whole number of strides
-    grid = _Grid(window, stride, factor, window * factor, width, height)
+    grid = _analysis_grid(*gray.shape)
+    gray = _block_mean(gray, grid.factor)
     gradient = _gradient(gray)
     detail = _window_sums(gradient, grid)
     text = _text_scores(gray, gradient, grid)
@@ -95,6 +107,23 @@ def choose_crops(image: np.ndarray) -> list[Crop]:
         if _overlap(detail_crop, text_crop) <= MAX_OVERLAP:
             return [detail_crop, text_crop]
     return [text_crop]
+
+
+def disagreement_crop(outputs: list[np.ndarray], taken: list[Crop]) -> Crop | None:
+    """The window where ≥ 2 decoders' outputs (uint8 luminance, one size) disagree most, moving on
+    when an already chosen crop covers more than MAX_OVERLAP of it; None when they agree."""
+    if len(outputs) < 2 or len({o.shape for o in outputs}) != 1:
+        return None
+    grid = _analysis_grid(*outputs[0].shape)
+    spread = np.stack([o.astype(np.float32) / 255 for o in outputs]).std(axis=0)
+    scores = _window_sums(_block_mean(spread, grid.factor), grid)
+    if scores.max() <= 0:
+        return None
+    for flat_index in np.argsort(scores, axis=None)[::-1]:
+        crop = grid.crop(int(flat_index), scores, "disagreement")
+        if all(_overlap(crop, other) <= MAX_OVERLAP for other in taken):
+            return crop
+    return None
 
 
 def _gradient(gray: np.ndarray) -> np.ndarray:

@@ -1,59 +1,149 @@
-"""Tidy export of a run: one row per (decoder, case, variable)."""
+"""Tidy export of a run: one row per (decoder, case or set, variable), with its context.
+
+Every row carries the run's context — run id, timestamp, suite and its hash, device, GPU
+model, dtype, git sha — the decoder's registry name and the digest of the weights it loaded,
+and for its value: the unit, which way it is better (`better`: higher, lower, closest to t),
+what it describes (`scope`), its status and, where there is no value, the reason; how many
+samples it stands on (`n`), the comparison size, and the output image of image rows.
+
+Scopes: `summary` (win rate per summary group, reports/decisions.py — first), `call` (a decode
+call of `batch_size` images: latency per call and per image, each memory figure), `image`,
+`seed_group` (a group of decoder seeds of one case), `set` (one value per decoder and
+comparison size: FID, pooled CER, first call, cold start). A pivot that averages `value`
+must group by `scope`. Integer columns (sizes, seeds, batch size, n) are integers in CSV and
+int64 in Parquet, whatever rows lack them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from harness.metrics.direction import Direction
 from harness.store import RunStore
 
 LATENCY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms")
-MEMORY_FIELDS = ("peak_allocated_bytes", "peak_reserved_bytes", "peak_rss_bytes")
+PER_IMAGE_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "min_ms", "max_ms")
+MEMORY_FIELDS = ("peak_allocated_bytes", "peak_reserved_bytes", "device_used_bytes", "peak_rss_bytes",
+                 "rss_increment_bytes")
+WIN_RATE_UNIT = "share of decoders beaten (0–1)"
+# Column order, and the Parquet types of the columns that are not strings.
+COLUMNS: dict[str, str] = {
+    "run_id": "string", "created": "string", "suite": "string", "suite_sha256": "string",
+    "device": "string", "gpu": "string", "dtype": "string", "git_sha": "string",
+    "decoder": "string", "decoder_name": "string", "weights_digest": "string",
+    "scope": "string", "case": "string", "item": "string", "seed": "int64", "sigma": "float64",
+    "input_width": "int64", "input_height": "int64", "output_width": "int64", "output_height": "int64",
+    "variable": "string", "value": "float64", "unit": "string", "better": "string", "status": "string",
+    "reason": "string", "n": "int64", "batch_size": "int64", "decode_status": "string", "image": "string",
+    "protocol_sha256": "string", "criteria": "string",
+}
 
 
 def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
-    store = RunStore.open(run_dir)
-    manifest = store.manifest()
-    cases = {c["id"]: c for c in store.cases()}
-    records, _ = store.records()
-    statuses = {(r["decoder"], r["case"]): r["status"] for r in records if r["kind"] == "decode"}
-    base = {"suite": manifest["suite"]["name"], "suite_sha256": manifest["suite"]["sha256"]}
-    rows: list[dict[str, Any]] = []
+    from reports.aggregate import load_run
+    from reports.decisions import summary_rows
+
+    view = load_run(run_dir)
+    context = _run_context(view)
+    rows = [_summary_row(context, view, row) for row in summary_rows(view)]
+    records, _ = RunStore.open(run_dir).records()
     for record in records:
-        if record["kind"] not in ("decode", "metric"):
-            continue
-        case = cases.get(record["case"] or "", {})
-        common = {
-            **base, "decoder": record["decoder"], "case": record["case"],
-            "item": case.get("item_id"), "seed": case.get("seed"), "sigma": case.get("sigma"),
-            "input_width": (case.get("input_size") or [None, None])[0],
-            "input_height": (case.get("input_size") or [None, None])[1],
-            "output_width": (case.get("output_size") or [None, None])[0],
-            "output_height": (case.get("output_size") or [None, None])[1],
-            "decode_status": statuses.get((record["decoder"], record["case"])),
-        }
         if record["kind"] == "decode":
-            rows.extend(_decode_rows(record, common))
-        else:
-            rows.append({**common, "variable": record["metric"], "value": record.get("value"),
-                         "status": record["status"], "protocol_sha256": record["protocol_sha256"]})
-    return rows
+            rows.extend(_decode_rows(context, view, record))
+        elif record["kind"] == "metric":
+            rows.append(_metric_row(context, view, record))
+    for row in view.rows:
+        rows.extend(_first_call_rows(context, view, row))
+    return [{column: row.get(column) for column in COLUMNS} for row in rows]
 
 
-def _decode_rows(record: dict[str, Any], common: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
+def _run_context(view: Any) -> dict[str, Any]:
+    manifest = view.manifest
+    environment = manifest.get("environment") or {}
+    resolved = manifest["suite"]["resolved"]
+    gpus = environment.get("gpus") or []
+    return {
+        "run_id": view.run_dir.name, "created": manifest.get("created"), "suite": view.suite_name,
+        "suite_sha256": manifest["suite"]["sha256"], "device": (resolved.get("timing") or {}).get("device"),
+        "gpu": ", ".join(sorted({str(g.get("name")) for g in gpus})) if gpus else None,
+        "dtype": (resolved.get("timing") or {}).get("dtype"),
+        "git_sha": (environment.get("git") or {}).get("sha"),
+    }
+
+
+def _decoder(context: dict[str, Any], view: Any, decoder: str) -> dict[str, Any]:
+    name = next((r.name for r in view.rows if r.decoder == decoder), decoder)
+    return {**context, "decoder": decoder, "decoder_name": name, "weights_digest": view.checkpoint(decoder)}
+
+
+def _case(view: Any, case_id: str | None) -> dict[str, Any]:
+    case = view.cases.get(case_id or "", {})
+    inputs, outputs = case.get("input_size") or [None, None], case.get("output_size") or [None, None]
+    return {"case": case_id, "item": case.get("item_id"), "seed": case.get("seed"),
+            "sigma": case.get("sigma"), "input_width": inputs[0], "input_height": inputs[1],
+            "output_width": outputs[0], "output_height": outputs[1]}
+
+
+def _summary_row(context: dict[str, Any], view: Any, row: dict[str, Any]) -> dict[str, Any]:
+    return {**_decoder(context, view, row["decoder"]), "scope": "summary", "output_width": row["size"][0],
+            "output_height": row["size"][1], "variable": f"win_rate:{row['group']}", "value": row["win_rate"],
+            "unit": WIN_RATE_UNIT, "better": "higher", "status": "ok", "criteria": ", ".join(row["criteria"])}
+
+
+def _decode_rows(context: dict[str, Any], view: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
     latency, memory = record.get("latency") or {}, record.get("memory") or {}
-    for name in LATENCY_FIELDS:
-        if name in latency:
-            rows.append({**common, "variable": f"latency_{name}", "value": latency[name]})
-    for name in MEMORY_FIELDS:
-        if memory.get(name) is not None:
-            rows.append({**common, "variable": name, "value": float(memory[name])})
-    if not rows:
-        rows.append({**common, "variable": "status", "value": None})
+    batch = int(record.get("batch_size") or 1)
+    samples = len(latency.get("samples_ms") or []) or latency.get("n")
+    common = {**_decoder(context, view, record["decoder"]), **_case(view, record["case"]), "scope": "call",
+              "status": record["status"], "decode_status": record["status"], "batch_size": batch,
+              "image": record.get("image"), "reason": _reason(record)}
+    rows = [{**common, "variable": f"latency_{name}", "value": latency[name], "unit": "ms", "n": samples}
+            for name in LATENCY_FIELDS if name in latency]
+    rows += [{**common, "variable": f"latency_per_image_{name}", "value": latency[name] / batch,
+              "unit": "ms", "n": samples} for name in PER_IMAGE_FIELDS if name in latency]
+    rows += [{**common, "variable": name, "value": float(memory[name]), "unit": "bytes", "n": 1}
+             for name in MEMORY_FIELDS if memory.get(name) is not None]
     for row in rows:
-        row.update(status=record["status"], protocol_sha256=None)
-    return rows
+        row["better"] = "lower"
+    return rows or [{**common, "variable": "status", "value": None}]
+
+
+def _metric_row(context: dict[str, Any], view: Any, record: dict[str, Any]) -> dict[str, Any]:
+    metric = record["metric"]
+    info = view.metric_info.get(metric) or {}
+    direction = Direction.from_info(info) or view.direction(metric)
+    decode = view.decodes.get((record["decoder"], record["case"])) or {}
+    row = {**_decoder(context, view, record["decoder"]), **_case(view, record["case"]),
+           "variable": metric, "value": record.get("value"), "unit": view.unit(metric),
+           "better": direction.label if direction else None, "status": record["status"],
+           "reason": _reason(record), "decode_status": decode.get("status"), "image": decode.get("image"),
+           "protocol_sha256": record.get("protocol_sha256")}
+    if record["case"] is None:  # one value for a decoder at a comparison size (FID, pooled CER, ...)
+        size = record.get("size") or [None, None]
+        row.update(scope="set", output_width=size[0], output_height=size[1], n=record.get("n"), image=None)
+    else:
+        scope = info.get("scope", "image")
+        row.update(scope=scope, n=len(record.get("cases") or []) or 1 if scope == "seed_group" else 1)
+    return row
+
+
+def _first_call_rows(context: dict[str, Any], view: Any, row: Any) -> list[dict[str, Any]]:
+    """First call, worker start-up and cold start: one value per decoder and comparison size."""
+    common = {**_decoder(context, view, row.decoder), "scope": "set", "output_width": row.size[0],
+              "output_height": row.size[1], "unit": "ms", "better": "lower", "status": "ok", "n": 1,
+              "batch_size": row.batch_size}
+    values = {"first_call_ms": row.first_call_ms, "worker_startup_ms": row.worker_startup_ms,
+              "cold_start_ms": row.cold_start_ms}
+    return [{**common, "variable": name, "value": value}
+            for name, value in values.items() if value is not None]
+
+
+def _reason(record: dict[str, Any]) -> str | None:
+    """Why a record has no value (its status message), or a non-finite value's note."""
+    if record.get("status") == "ok":
+        return f"non-finite value ({record['nonfinite']})" if record.get("nonfinite") else None
+    return record.get("message") or record.get("status")
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
@@ -64,14 +154,15 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
         raise RuntimeError(
             "Parquet export needs pyarrow: pip install 'decoderbench[parquet]' (or use --csv)"
         ) from None
-    pq.write_table(pa.Table.from_pylist(rows), path)
+    types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
+    schema = pa.schema([(name, types[kind]) for name, kind in COLUMNS.items()])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     import csv
 
-    fields = list(dict.fromkeys(key for row in rows for key in row))
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
         writer.writeheader()
         writer.writerows(rows)

@@ -59,7 +59,8 @@ def environment_summary(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if phases:
         last = phases[-1]
-        facts.append(("phases (s)", " · ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in last.items())))
+        facts.append(("phases (s)", " · ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in last.items()
+                                               if k.endswith("_s") and isinstance(v, int | float))))
     return facts
 
 

@@ -76,5 +76,5 @@ def _point(view: RunView, size: Size, line: HistoryLine, metric: str) -> History
         status = max(statuses, key=lambda s: statuses[s]) if statuses else "not measured"
         if row.failure_status and not row.statuses.get("ok"):
             status = row.failure_status
-        return HistoryPoint(None, None, row.latency(0.5), status)
-    return HistoryPoint(summary.mean, summary.ci95, row.latency(0.5), row.failure_status or "ok")
+        return HistoryPoint(None, None, row.image_latency(0.5), status)
+    return HistoryPoint(summary.mean, summary.ci95, row.image_latency(0.5), row.failure_status or "ok")

@@ -15,6 +15,7 @@ file:// and from any static web server.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -24,14 +25,22 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness import __version__
-from reports.aggregate import RunView, Size, format_bytes, load_run
+from reports.aggregate import MEMORY_KINDS, RunView, Size, format_bytes, load_run
+from reports.dial import sigma_dial, stop_step_dial
 from reports.facts import RunFacts, run_facts, sweep_facts
 from reports.history import History, build_history
 from reports.judge import JudgeCriterion, load_judge
 from reports.leaderboard import Leaderboard, build_leaderboards, format_number, status_label
-from reports.plots import cost_quality_figure, history_figure, ranking_figure, sweep_figure
+from reports.plots import (
+    CostPoint,
+    cost_quality_figure,
+    dial_figure,
+    history_figure,
+    ranking_figure,
+    sweep_figure,
+)
 from reports.sweep import SweepView, is_sweep, load_sweep
-from reports.viewer import CROP_DISPLAY_PX, CasePage, case_index_rows, safe_name, write_case_pages
+from reports.viewer import CasePage, case_index_rows, safe_name, write_case_pages
 
 
 class ReportError(ValueError):
@@ -40,8 +49,16 @@ class ReportError(ValueError):
 
 @dataclass
 class CostQualityFigure:
-    src: str
+    metric: str
+    src: str | None  # None: fewer than two decoders could be placed, so no plot
     left_out: list[str]
+
+
+@dataclass
+class DialFigure:
+    src: str
+    axis: str
+    metrics: list[str]
 
 
 @dataclass
@@ -50,7 +67,8 @@ class SuiteSection:
     latest: RunView
     quality_metric: str | None
     boards: list[Leaderboard]
-    cost_quality: dict[Size, CostQualityFigure] = field(default_factory=dict)
+    cost_quality: dict[Size, list[CostQualityFigure]] = field(default_factory=dict)  # chosen metric first
+    dial: DialFigure | None = None
     judge: list[JudgeCriterion] = field(default_factory=list)
     judge_figures: dict[str, str] = field(default_factory=dict)
     histories: list[History] = field(default_factory=list)
@@ -89,6 +107,7 @@ def _environment() -> Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["bytes"] = format_bytes
+    env.filters["plural"] = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")
     env.globals.update(fmt=format_number, label=status_label)
     return env
 
@@ -121,7 +140,7 @@ def render_reports(run_dirs: list[Path], out_dir: Path, metric: str | None = Non
     names = sorted(by_suite) + [s.title for s in sweeps]
     html = _environment().get_template("index.html.j2").render(
         root="", title=f"decoderbench report · {', '.join(names)}", suites=sections, sweeps=sweep_sections,
-        run_facts=facts, runs_total=len(run_dirs), version=__version__,
+        run_facts=facts, runs_total=len(run_dirs), version=__version__, memory_kinds=MEMORY_KINDS,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     target = out_dir / "index.html"
@@ -161,20 +180,22 @@ def _suite_section(views: list[RunView], out_dir: Path, requested_metric: str | 
     metric, note = choose_metric(latest, requested_metric)
     section = SuiteSection(latest.suite_name, latest, metric, build_leaderboards(latest), note=note)
     slug = section.slug
-    higher = latest.higher_is_better(metric) if metric is not None else None
-    if metric is not None and higher is not None:
+    if metric is not None:
+        plotted = [metric] + [m for m in latest.metric_names if m != metric]
         for board in section.boards:
-            points = _cost_quality_points(board, metric)
-            if points is not None:
-                path, src = _figure(out_dir, f"cost-{slug}-{board.size[0]}x{board.size[1]}")
-                cost_quality_figure(points[0], metric, higher, latest.decoders, path)
-                section.cost_quality[board.size] = CostQualityFigure(src, points[1])
+            figures = (_cost_quality(board, latest, m, out_dir, slug) for m in plotted)
+            section.cost_quality[board.size] = [f for f in figures if f is not None]
     if metric is not None and len(views) > 1:
         section.histories = build_history(views, metric)
         for history in section.histories:
             path, src = _figure(out_dir, f"history-{slug}-{history.size[0]}x{history.size[1]}")
-            history_figure(history, latest.decoders, path)
+            history_figure(history, latest.decoders, path, latest.unit(metric))
             section.history_figures[history.size] = src
+    dial = sigma_dial(latest) or stop_step_dial(views)
+    if dial is not None:
+        path, src = _figure(out_dir, f"dial-{slug}")
+        dial_figure(dial, latest.decoders, path)
+        section.dial = DialFigure(src, dial.axis, [p.metric for p in dial.panels])
     section.judge = load_judge(latest.run_dir)
     for criterion in section.judge:
         if criterion.ranking:
@@ -186,29 +207,54 @@ def _suite_section(views: list[RunView], out_dir: Path, requested_metric: str | 
     return section
 
 
-def _cost_quality_points(board: Leaderboard, metric: str) -> tuple[list, list[str]] | None:
-    """Panels of (label, cost, quality) points, and the decoders that cannot be placed."""
-    latency, memory, left_out = [], [], []
-    column = next(i for i, c in enumerate(board.columns) if c.key == f"metric:{metric}")
+def _cost_quality(board: Leaderboard, view: RunView, metric: str, out_dir: Path,
+                  slug: str) -> CostQualityFigure | None:
+    """The cost–quality figure of one metric at one size (None: the metric has no direction or
+    no values here); no plot, only the reason, when fewer than two decoders can be placed."""
+    direction = view.direction(metric)
+    column = next((i for i, c in enumerate(board.columns) if c.key == f"metric:{metric}"), None)
+    if direction is None or column is None or not any(row.metrics.get(metric) for row, _ in board.rows):
+        return None
+    panels, left_out = _cost_quality_points(board, metric, column)
+    if len(panels[0][1]) < 2:
+        return CostQualityFigure(metric, None, left_out)
+    path, src = _figure(out_dir, f"cost-{slug}-{board.size[0]}x{board.size[1]}-{metric}")
+    cost_quality_figure(panels, metric, view.unit(metric), direction, view.decoders, path)
+    return CostQualityFigure(metric, src, left_out)
+
+
+def _cost_quality_points(board: Leaderboard, metric: str, column: int
+                         ) -> tuple[list[tuple[str, list[CostPoint]]], list[str]]:
+    """Panels of points (latency per image with p10–p90, the headline memory figure), and the
+    decoders that cannot be placed, with why."""
+    latency: list[CostPoint] = []
+    memory: list[CostPoint] = []
+    left_out = []
+    bytes_max = max((row.peak_memory_bytes or 0 for row, _ in board.rows), default=0)
+    unit, scale = ("GiB", 2**30) if bytes_max >= 2**30 else ("MiB", 2**20)
     for row, cells in board.rows:
         summary = row.metrics.get(metric)
-        quality = summary.mean if summary is not None else None
-        median = row.latency(0.5)
-        if quality is None or median is None:
+        quality = summary.headline if summary is not None else None
+        median = row.image_latency(0.5)
+        if quality is None or median is None or not math.isfinite(quality):
             left_out.append(f"{row.decoder} ({cells[column].text})")
             continue
-        latency.append((row.decoder, median, quality))
+        ci = summary.ci95 if summary is not None and summary.aggregate is None else None
+        latency.append(CostPoint(row.decoder, median, quality,
+                                 (row.image_latency(0.1), row.image_latency(0.9)), ci))  # type: ignore[arg-type]
         if row.peak_memory_bytes is not None:
-            memory.append((row.decoder, row.peak_memory_bytes / 2**20, quality))
-    if not latency:
-        return None
-    panels = [("latency median (ms)", latency)] + ([("peak memory (MiB)", memory)] if memory else [])
+            memory.append(CostPoint(row.decoder, row.peak_memory_bytes / scale, quality, None, ci))
+    kinds = {row.memory_headline_kind for row, _ in board.rows} - {None}
+    memory_label = MEMORY_KINDS[kinds.pop()][0] if len(kinds) == 1 else "peak memory"
+    panels = [("latency per image, median (ms)", latency)]
+    if memory:
+        panels.append((f"{memory_label} ({unit})", memory))
     return panels, left_out
 
 
 def _write_case_page(page: CasePage, out_dir: Path, suite: str) -> None:
     html = _environment().get_template("case.html.j2").render(
-        root="../../", page=page, suite=suite, crop_px=CROP_DISPLAY_PX)
+        root="../../", page=page, suite=suite)
     (out_dir / page.page).write_text(html, encoding="utf-8")
 
 
@@ -219,11 +265,11 @@ def _render_cases(view: RunView, out_dir: Path, metric: str | None) -> str:
     pages = write_case_pages(view, out_dir, view.metric_names,
                              partial(_write_case_page, out_dir=out_dir, suite=view.suite_name))
     env = _environment()
-    higher = view.higher_is_better(metric) if metric else None
-    rows = case_index_rows(view, pages, metric, higher)
+    direction = view.direction(metric) if metric else None
+    rows = case_index_rows(view, pages, metric, direction)
     html = env.get_template("cases.html.j2").render(
         root="../../", suite=view.suite_name, pages=pages, rows=rows, decoders=view.decoders,
-        metric=metric, higher_is_better=higher, has_prompts=any(p.case.get("prompt") for p in pages),
+        metric=metric, direction=direction, has_prompts=any(p.case.get("prompt") for p in pages),
     )
     (folder / "index.html").write_text(html, encoding="utf-8")
     return f"cases/{suite}/index.html"

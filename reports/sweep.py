@@ -13,7 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.store import MANIFEST, RESULTS, read_jsonl
+from harness.store import MANIFEST, read_run
+
+# The figure that decides whether a size fits: what the allocator held (CUDA reserved), or the
+# worker's peak resident set (CPU); a declared memory budget is compared with it. Records without
+# either (written before reserved was recorded) fall back to CUDA peak allocated, labelled so.
+DECIDING_MEMORY = ("peak_reserved_bytes", "peak_rss_bytes", "peak_allocated_bytes")
+
+
+def deciding_memory(memory: dict[str, Any] | None) -> tuple[str | None, int | None]:
+    """(field, bytes) of the deciding figure of a record's memory."""
+    for kind in DECIDING_MEMORY:
+        if (memory or {}).get(kind):
+            return kind, memory[kind]  # type: ignore[index]
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -22,12 +35,17 @@ class SweepPoint:
     size: tuple[int, int]
     status: str
     latency_median_ms: float | None
-    peak_memory_bytes: int | None
+    memory: dict[str, int]  # every recorded figure (reports.aggregate.MEMORY_KINDS)
     message: str | None
 
     @property
     def megapixels(self) -> float:
         return self.size[0] * self.size[1] / 1e6
+
+    @property
+    def peak_memory_bytes(self) -> int | None:
+        """The deciding figure (CUDA peak reserved, CPU peak RSS)."""
+        return deciding_memory(self.memory)[1]
 
 
 @dataclass
@@ -47,6 +65,17 @@ class SweepView:
     def decoders(self) -> list[str]:
         return list(dict.fromkeys(p.decoder for p in self.points))
 
+    @property
+    def deciding_kind(self) -> str | None:
+        return next((k for k in DECIDING_MEMORY if any(k in p.memory for p in self.points)), None)
+
+    @property
+    def memory_kinds(self) -> list[str]:
+        """The memory figures these records hold, CUDA allocated and reserved or CPU RSS."""
+        order = ("peak_allocated_bytes", "peak_reserved_bytes", "device_used_bytes", "peak_rss_bytes",
+                 "rss_increment_bytes")
+        return [k for k in order if any(k in p.memory for p in self.points)]
+
     def of(self, decoder: str) -> list[SweepPoint]:
         return sorted((p for p in self.points if p.decoder == decoder), key=lambda p: p.megapixels)
 
@@ -60,25 +89,26 @@ class SweepView:
 
 
 def is_sweep(run_dir: Path) -> bool:
+    """Whether a run directory holds a sweep (an unreadable one is a run, and load_run says why)."""
     try:
         manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return False
-    return manifest.get("kind") == "sweep"
+    return isinstance(manifest, dict) and manifest.get("kind") == "sweep"
 
 
 def load_sweep(run_dir: Path) -> SweepView:
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    records, warning = read_jsonl(run_dir / RESULTS)
+    data = read_run(run_dir, results_required=False, expect="sweep")
+    manifest, records, warning = data.manifest, data.records, data.torn
     view = SweepView(run_dir, manifest, warnings=[warning] if warning else [])
     for record in records:
         if record.get("kind") != "sweep":
             continue
         latency, memory = record.get("latency") or {}, record.get("memory") or {}
-        peak = memory.get("peak_allocated_bytes", memory.get("peak_rss_bytes"))
         view.points.append(SweepPoint(
             decoder=record["decoder"], size=(int(record["size"][0]), int(record["size"][1])),
             status=record["status"], latency_median_ms=latency.get("median_ms"),
-            peak_memory_bytes=peak, message=record.get("message"),
+            memory={k: v for k, v in memory.items() if k.endswith("_bytes") and isinstance(v, int)},
+            message=record.get("message"),
         ))
     return view

@@ -1,13 +1,17 @@
 """The side-by-side viewer: one page per case, every decoder next to the reference.
 
-Zoom crops are chosen once per case on the reference (see crops.py) and
-shown at the same place on every output, so invented detail is visible
-where readers zoom in. Crops are drawn by the browser from the full-size
-image files (CSS), so no crop files are written; outputs and references are
-hard-linked into the report folder (copied across file systems), and each
-reference gets a small thumbnail for the case index. With many cases the
-pages are made in forked worker processes (one per core), which share the
-run view with the parent instead of receiving it pickled.
+Outputs are shown at a size that follows their resolution (1:1 from 256 to 512 px, an integer
+enlargement below, scaled down above — the pan-and-zoom panel shows every pixel). Crops are
+chosen once per case (see crops.py: the most detail and text on the reference, and where the
+decoders disagree most) and shown at the same place on every output at 1:1 and 2× of native
+pixels, so invented detail is visible where readers zoom in. Difference maps (against the
+reference, and between any two decoders in the A/B panel with its slider and flicker) are
+composited by the browser (CSS `mix-blend-mode: difference`), and crops are drawn from the
+full-size image files, so no crop or difference files are written; outputs and references are
+hard-linked into the report folder (copied across file systems), and each reference gets a
+small thumbnail for the case index. With many cases the pages are made in forked worker
+processes (one per core), which share the run view with the parent instead of receiving it
+pickled.
 """
 
 from __future__ import annotations
@@ -26,16 +30,34 @@ import numpy as np
 from PIL import Image
 
 from harness.images import read_rgb
+from harness.metrics.direction import Direction
 from harness.store import link_or_copy
 from reports.aggregate import Row, RunView, Size
-from reports.crops import Crop, choose_crops
+from reports.crops import Crop, choose_crops, disagreement_crop
 from reports.leaderboard import Cell, format_number, status_label
 
 THUMB_SIDE = 112
-CROP_DISPLAY_PX = 200
+TILE_MIN_PX, TILE_MAX_PX = 256, 512  # outputs show 1:1 between these, enlarged or reduced outside
+CROP_SCALES = (1, 2)  # crops at 1:1 and 2× of native pixels
+DIFFERENCE_GAIN = 4  # difference maps are |a − b| × this, so small errors are visible
 PARALLEL_FROM_CASES = 48  # below this a worker pool costs more than it saves
-CROP_LABELS = {"detail": "highest detail", "text": "text"}
-Scores = dict[tuple[str, str], list[tuple[str, str, str]]]  # (decoder, case) → (metric, text, title)
+CROP_LABELS = {"detail": "highest detail", "text": "text", "disagreement": "where the decoders disagree most"}
+
+
+@dataclass(frozen=True)
+class MetricLine:
+    """One metric of one output on a case page: direction, value, best mark, reference value."""
+
+    name: str
+    arrow: str
+    text: str
+    title: str = ""
+    best: bool = False
+    reference: str = ""  # what the reference itself scores (legibility: the OCR floor)
+    reason: str = ""  # why there is no value (numbered under the outputs: a phone has no hover)
+
+
+Scores = dict[tuple[str, str], list[MetricLine]]  # (decoder, case) → its metric lines
 
 
 @dataclass
@@ -46,8 +68,28 @@ class Tile:
     height: int
     status: str = "ok"
     message: str = ""
-    metrics: list[tuple[str, str, str]] = field(default_factory=list)  # (name, text, title)
+    metrics: list[MetricLine] = field(default_factory=list)
     artifacts: list[tuple[str, str]] = field(default_factory=list)  # (metric, src)
+
+    @property
+    def scale(self) -> float:
+        """Display pixels per output pixel: 1 from 256 to 512 px wide, an integer enlargement of
+        smaller outputs, a reduction of larger ones (the pan-and-zoom panel shows them 1:1)."""
+        if self.width < TILE_MIN_PX:
+            return float(min(8, max(1, TILE_MIN_PX // max(self.width, 1))))
+        return min(1.0, TILE_MAX_PX / self.width)
+
+    @property
+    def display_width(self) -> int:
+        return round(self.width * self.scale)
+
+    @property
+    def display_height(self) -> int:
+        return round(self.height * self.scale)
+
+    @property
+    def scale_label(self) -> str:
+        return "1:1" if self.scale == 1 else (f"{self.scale:g}×" if self.scale > 1 else f"{self.scale:.2g}×")
 
 
 @dataclass
@@ -58,11 +100,18 @@ class CaseCrop:
     def label(self) -> str:
         return CROP_LABELS.get(self.crop.reason, self.crop.reason)
 
-    def style(self, tile: Tile) -> str:
-        """Inline style of the zoomed image: scale the whole image, shift the crop into view."""
-        scale = CROP_DISPLAY_PX / self.crop.size
-        return (f"width:{tile.width * scale:.2f}px;height:{tile.height * scale:.2f}px;"
-                f"transform:translate({-self.crop.x * scale:.2f}px,{-self.crop.y * scale:.2f}px)")
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return CROP_SCALES
+
+    def box(self, scale: int) -> int:
+        """Side of the crop's box on the page (CSS px): the window at `scale` × native pixels."""
+        return self.crop.size * scale
+
+    def style(self, tile: Tile, scale: int) -> str:
+        """Inline style of the zoomed image: the whole image at `scale`, the crop shifted into view."""
+        return (f"width:{tile.width * scale}px;height:{tile.height * scale}px;"
+                f"transform:translate({-self.crop.x * scale}px,{-self.crop.y * scale}px)")
 
 
 @dataclass
@@ -76,6 +125,24 @@ class CasePage:
     judge: list[dict[str, Any]]
     previous: str | None = None
     next: str | None = None
+
+    @property
+    def shown(self) -> list[Tile]:
+        """The tiles with an image: what the compare, difference and pan-and-zoom panels offer."""
+        return [tile for tile in self.tiles if tile.src]
+
+    @property
+    def reference(self) -> Tile | None:
+        return next((t for t in self.tiles if t.label == "reference" and t.src), None)
+
+    @property
+    def gain(self) -> int:
+        return DIFFERENCE_GAIN
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why metrics have no value here, once each, in order (numbered on the tiles)."""
+        return list(dict.fromkeys(m.reason for t in self.tiles for m in t.metrics if m.reason))
 
 
 def safe_name(text: str) -> str:
@@ -121,7 +188,8 @@ class _Viewer:
                   for decoder in view.decoders]
         label, source = _crop_source(view, case)
         thumb = str(self.out_dir / link.thumb) if link.thumb else None
-        crops = analyse_case(str(view.run_dir / source) if source else None, thumb)
+        outputs = [str(self.out_dir / tile.src) for tile in tiles[1:] if tile.src]
+        crops = analyse_case(str(view.run_dir / source) if source else None, thumb, outputs)
         self.write(CasePage(
             case=case, page=link.page, thumb=link.thumb, tiles=tiles, crops=[CaseCrop(c) for c in crops],
             crops_from=label, judge=self.verdicts.get(case["id"], []),
@@ -212,26 +280,53 @@ def _decoder_tile(view: RunView, decoder: str, case: dict[str, Any], out_dir: Pa
 
 
 def _per_case_metrics(view: RunView, metric_names: list[str]) -> Scores:
+    """Every decoder's value of every metric on every case, the case's best (by the metric's
+    direction, ties sharing it) marked where two or more decoders have a value."""
     scores: Scores = {}
-    for row in view.rows:
-        for metric in metric_names:
+    for metric in metric_names:
+        direction = view.direction(metric)
+        arrow = direction.symbol if direction else ""
+        values: dict[str, dict[str, float]] = {}  # case → decoder → value
+        for row in view.rows:
             summary = row.metrics.get(metric)
             if summary is None:
                 continue
             for case, value in summary.per_case.items():
-                scores.setdefault((row.decoder, case), []).append((metric, format_number(value), ""))
+                values.setdefault(case, {})[row.decoder] = value
             for case, status in summary.unscored.items():
-                why = "\n".join(summary.messages)
-                scores.setdefault((row.decoder, case), []).append((metric, status_label(status), why))
+                why = "\n".join(summary.messages) or f"{metric}: {status_label(status)}"
+                scores.setdefault((row.decoder, case), []).append(
+                    MetricLine(metric, arrow, status_label(status), why, reason=f"{metric}: {why}"))
+        for row in view.rows:
+            summary = row.metrics.get(metric)
+            for case, value in (summary.per_case.items() if summary else ()):
+                reference = summary.references.get(case)  # type: ignore[union-attr]
+                scores.setdefault((row.decoder, case), []).append(MetricLine(
+                    metric, arrow, format_number(value), best=_is_best(values[case], row.decoder, direction),
+                    reference="" if reference is None else format_number(reference),
+                    title=f"{direction.label} is better" if direction else "unknown direction"))
     return scores
 
 
-def analyse_case(image_path: str | None, thumb_path: str | None) -> list[Crop]:
-    """Choose the crops on one image and write its thumbnail."""
+def _is_best(values: dict[str, float], decoder: str, direction: Direction | None) -> bool:
+    if direction is None or len(values) < 2:
+        return False
+    best = min(direction.badness(v) for v in values.values())
+    return direction.badness(values[decoder]) == best
+
+
+def analyse_case(image_path: str | None, thumb_path: str | None, outputs: list[str] | None = None
+                 ) -> list[Crop]:
+    """Choose the crops — detail and text on one image, disagreement over the decoders' outputs —
+    and write the image's thumbnail."""
     if image_path is None or thumb_path is None:
         return []
     image = Image.fromarray(read_rgb(Path(image_path)))
     crops = choose_crops(np.asarray(image.convert("L")))
+    shown = [np.asarray(Image.open(path).convert("L")) for path in outputs or []]
+    disagreement = disagreement_crop(shown, crops)
+    if disagreement is not None:
+        crops.append(disagreement)
     image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     Path(thumb_path).parent.mkdir(parents=True, exist_ok=True)
     image.save(thumb_path, format="JPEG", quality=85)
@@ -239,14 +334,14 @@ def analyse_case(image_path: str | None, thumb_path: str | None) -> list[Crop]:
 
 
 def case_index_rows(view: RunView, pages: list[CaseLink], metric: str | None,
-                    higher: bool | None) -> list[tuple[CaseLink, list[Cell]]]:
+                    direction: Direction | None) -> list[tuple[CaseLink, list[Cell]]]:
     """The case index: per case, each decoder's value of `metric` (★ the best of the case)."""
     rows = {(row.decoder, row.size): row for row in view.rows}
-    return [(page, _case_cells(view, page, metric, rows, higher)) for page in pages]
+    return [(page, _case_cells(view, page, metric, rows, direction)) for page in pages]
 
 
 def _case_cells(view: RunView, page: CaseLink, metric: str | None,
-                rows: dict[tuple[str, Size], Row], higher: bool | None) -> list[Cell]:
+                rows: dict[tuple[str, Size], Row], direction: Direction | None) -> list[Cell]:
     cells = []
     case_id, size = page.case["id"], tuple(page.case["output_size"])
     for decoder in view.decoders:
@@ -260,7 +355,7 @@ def _case_cells(view: RunView, page: CaseLink, metric: str | None,
                               title=record.get("message") or ""))
         elif summary is not None and case_id in summary.per_case:
             value = summary.per_case[case_id]
-            cells.append(Cell(format_number(value), sort=value))
+            cells.append(Cell(format_number(value), sort=direction.badness(value) if direction else value))
         elif summary is not None:
             status = summary.unscored.get(case_id, "not measured")
             cells.append(Cell(status_label(status), state="missing", title="\n".join(summary.messages)))
@@ -268,8 +363,8 @@ def _case_cells(view: RunView, page: CaseLink, metric: str | None,
             cells.append(Cell("not measured", state="missing",
                               title=f"no {metric or 'quality metric'} values"))
     scored = [cell for cell in cells if cell.sort is not None]
-    if higher is not None and len(scored) > 1:
-        best = (max if higher else min)(cell.sort for cell in scored)  # type: ignore[type-var]
+    if direction is not None and len(scored) > 1:
+        best = min(cell.sort for cell in scored)  # type: ignore[type-var]  # sort keys: smaller is better
         for cell in scored:
             cell.best = cell.sort == best
     return cells

@@ -17,7 +17,7 @@ from PIL import Image
 
 PLUGINS = Path(__file__).parent / "plugins"
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("DECODERBENCH_TEST_SHARED", REPO.parent / "shared"))  # ../shared
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 if str(PLUGINS) not in sys.path:

@@ -39,11 +39,12 @@ def decoder_tables(*entries: str) -> str:
     return "\n".join(f"[[decoder]]\n{entry}\n" for entry in entries)
 
 
-def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real command line in a subprocess."""
+def cli(*args: str, cwd: Path | None = None, timeout: float = 300,
+        columns: int = 200) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess (piped, as in CI: the log layout)."""
     return subprocess.run(
         [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "COLUMNS": "200"},
+        timeout=timeout, env={**os.environ, "COLUMNS": str(columns)},
     )
 
 

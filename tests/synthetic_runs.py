@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from harness.images import pixels_sha256
+
 MetricValue = Callable[[int], "float | str"]  # case index → value, or a status ("unavailable")
 
 
@@ -65,7 +67,7 @@ def reference_image(index: int, size: tuple[int, int]) -> np.ndarray:
 def _write_png(array: np.ndarray, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, compress_level=1)
-    return hashlib.sha256(array.tobytes()).hexdigest()
+    return pixels_sha256(np.ascontiguousarray(array.transpose(2, 0, 1)))  # what the worker records
 
 
 def _latency(median: float, index: int) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def write_run(
     root: Path,
     decoders: list[SynthDecoder],
     n_cases: int,
-    metric_info: dict[str, bool],
+    metric_info: dict[str, bool | dict[str, Any]],
     suite: str = "synth",
     size: tuple[int, int] = (48, 48),
     prompts: list[str | None] | None = None,
@@ -100,7 +102,8 @@ def write_run(
     images: bool = True,
     notes: list[str] | None = None,
 ) -> Path:
-    """Write a finished run; `metric_info` maps metric name → higher_is_better."""
+    """Write a finished run; `metric_info` maps metric name → higher_is_better, or a direction
+    ({"better": "target", "target": 1.0})."""
     root.mkdir(parents=True, exist_ok=True)
     cases = []
     for index in range(n_cases):
@@ -169,7 +172,7 @@ def write_run(
         "metrics": {
             name: {
                 "family": "full_reference",
-                "higher_is_better": higher,
+                **_direction_fields(higher),
                 "version": "1",
                 "protocol": {"name": name},
                 "protocol_sha256": hashlib.sha256(name.encode()).hexdigest(),
@@ -182,6 +185,14 @@ def write_run(
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return root
+
+
+def _direction_fields(declared: bool | dict[str, Any]) -> dict[str, Any]:
+    """The manifest's direction fields, as harness.evaluate.metric_info writes them."""
+    if isinstance(declared, dict):
+        return {"direction": declared, "higher_is_better": True, "target": declared.get("target")}
+    return {"direction": {"better": "higher" if declared else "lower", "target": None},
+            "higher_is_better": declared, "target": None}
 
 
 def _decode_record(
@@ -229,7 +240,7 @@ def _decode_record(
 
 
 def _metric_records(
-    root: Path, decoder: SynthDecoder, cases: list[dict[str, Any]], metric_info: dict[str, bool], images: bool
+    root: Path, decoder: SynthDecoder, cases: list[dict[str, Any]], metric_info: dict[str, Any], images: bool
 ) -> list[dict[str, Any]]:
     records = []
     for name in metric_info:
@@ -351,7 +362,8 @@ def write_sweep(root: Path, decoder: str, sizes: list[int], oom_from: int) -> Pa
             record.update(
                 status="ok",
                 latency=_latency(side / 10, 0),
-                memory={"method": "cuda_max_memory_allocated", "peak_allocated_bytes": side * side * 4000},
+                memory={"method": "cuda_max_memory_allocated", "peak_allocated_bytes": side * side * 4000,
+                        "peak_reserved_bytes": side * side * 7000},
                 message=None,
             )
         records.append(record)

@@ -56,9 +56,11 @@ def test_run_show_report_export(write_suite, tmp_path: Path, image_folder) -> No
     (image_folder / "img0.txt").write_text("<script>alert(1)</script>")
     suite = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"', 'name = "lanczos"')))
     run_dir = tmp_path / "run"
-    result = cli("run", str(suite), "--out", str(run_dir), "--cache-dir", str(tmp_path / "c"), "-q")
+    result = cli("run", str(suite), "--out", str(run_dir), "--cache-dir", str(tmp_path / "c"), "-q",
+                 columns=80)
     assert result.returncode == 0, result.stderr
-    assert "lanczos" in result.stdout and "psnr" in result.stdout
+    assert "lanczos" in result.stdout and "psnr" in result.stdout  # `run | cat`: the log layout at 80
+    assert "…" not in result.stdout + result.stderr and "│" not in result.stdout
     html = (run_dir / "report" / "index.html").read_text()
     assert 'data-decoder="lanczos"' in html
     cases = (run_dir / "report" / "cases" / "t" / "index.html").read_text()
@@ -72,9 +74,14 @@ def test_run_show_report_export(write_suite, tmp_path: Path, image_folder) -> No
     with (run_dir / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     variables = {row["variable"] for row in rows}
-    assert {"latency_median_ms", "peak_rss_bytes", "psnr", "ssim"} <= variables
+    assert {"latency_median_ms", "latency_per_image_median_ms", "peak_rss_bytes", "rss_increment_bytes",
+            "psnr", "ssim", "win_rate:fidelity", "win_rate:overall"} <= variables
     assert {row["decoder"] for row in rows} == {"nearest", "lanczos"}
     assert len([r for r in rows if r["variable"] == "psnr"]) == 6
+    assert rows[0]["scope"] == "summary"  # the summary comes first
+    better = {row["variable"]: row["better"] for row in rows}
+    assert better["psnr"] == "higher" and better["latency_per_image_median_ms"] == "lower"
+    assert better["win_rate:overall"] == "higher"
 
     pytest.importorskip("pyarrow")
     exported = cli("export", str(run_dir), "--parquet")

@@ -38,6 +38,11 @@ def _decodes(records: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def test_images_source_with_a_learned_encoder(write_suite, tmp_path: Path, image_folder: Path) -> None:
+    weights = tmp_path / "taef1"  # a decoder with weights from files: its quality would be measurable...
+    weights.mkdir()
+    for part in ("encoder", "decoder"):
+        torch.save(load_half(TaeParams(variant="taef1", weights="random"), part).state_dict(),
+                   weights / f"taef1_{part}.pth")
     text = f"""
 name = "learned"
 seeds = [0]
@@ -63,10 +68,16 @@ name = "tae"
 params = {{variant = "taef1", weights = "random"}}
 
 [[decoder]]
+name = "tae"
+label = "tae-files"
+params = {{variant = "taef1", weights = "{weights}"}}
+
+[[decoder]]
 name = "pid"
 
 [[decoder]]
 name = "l2p"
+params = {{variant = "4k"}}     # 64×64: a multiple of its patch (the 1K DiT needs (H/16)·(W/16) % 32 = 0)
 
 [timing]
 warmup = 1
@@ -83,24 +94,28 @@ timeout_s = 120
         assert tensor_sha256(load_file(case["input_path"])["latent"]) == case["input_sha256"]
         assert case["latent_shape"] == [16, 4, 4] and case["input_sigma"] == case["sigma"]
     statuses = Counter((d, r["status"]) for (d, _), r in decodes.items())
-    assert statuses == {("vae-tiled", "ok"): 4, ("tae", "ok"): 4, ("pid", "unavailable"): 4,
-                        ("l2p", "unavailable"): 4}
+    assert statuses == {("vae-tiled", "ok"): 4, ("tae", "ok"): 4, ("tae-files", "ok"): 4,
+                        ("pid", "unavailable"): 4, ("l2p", "unavailable"): 4}
     pid_message = next(r["message"] for (d, _), r in decodes.items() if d == "pid")
     assert "PiD runs on CUDA only" in pid_message
     l2p_message = next(r["message"] for (d, _), r in decodes.items() if d == "l2p")
-    assert "git clone https://github.com/TencentYoutuResearch/T2I-L2P" in l2p_message
+    assert "git clone https://github.com/HaojunChen663/PixVerve-95K" in l2p_message
     tiled = next(r for (d, _), r in decodes.items() if d == "vae-tiled")
     assert tiled["facts"]["tile_grid"] == {"tile_px": 16, "overlap_px": 8, "x_seams": [12, 20],
-                                           "y_seams": [12, 20], "native_size": [32, 32]}
+                                           "y_seams": [12, 20], "x_overlaps": [8, 8], "y_overlaps": [8, 8],
+                                           "native_size": [32, 32]}
     assert tiled["native_size"] == [32, 32] and tiled["resampled"] == {"from": [32, 32], "method": "lanczos"}
     metrics = [r for r in records if r["kind"] == "metric"]
-    assert len(metrics) == 8 and {r["status"] for r in metrics} == {"not_applicable"}
-    assert {r["message"] for r in metrics} == {"random weights: performance-only"}
+    # ... but not on latents a random-weight encoder made: every quality value says why.
+    assert len(metrics) == 12 and {r["status"] for r in metrics} == {"not_applicable"}
+    (message,) = {r["message"] for r in metrics}
+    assert message.startswith("random-weight encoder 'tae' upstream")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     source = manifest["source_model"]
     assert (source["component"], source["name"], source["process"]) == ("encoder", "tae", "source worker")
     assert source["pid"] not in (None, os.getpid())  # the encoder ran in its own process
     assert list(source["weights"]) == ["random:taef1_encoder"] == list(manifest["encoder"]["weights"])
+    assert source["quality_not_applicable"] == message
     assert (run_dir / "logs" / "source.log").exists()
 
 
@@ -141,7 +156,7 @@ def test_prompts_source_feeds_every_decoder_the_same_latents(
                    weights / f"taesd3_{part}.pth")
     text = f"""
 name = "from-text"
-seeds = [0, 1]
+input_seeds = [0, 1]
 metrics = ["psnr"]
 
 [source]
@@ -177,7 +192,7 @@ timeout_s = 120
     run_dir, records = _run(write_suite, tmp_path, text)
     decodes = _decodes(records)
     cases = RunStore.open(run_dir).cases()
-    assert len(cases) == 4 and len({c["input_sha256"] for c in cases}) == 4  # prompt × seed
+    assert len(cases) == 4 and len({c["input_sha256"] for c in cases}) == 4  # prompt × input seed
     for case in cases:
         received = {decodes[(d, case["id"])]["input_sha256"] for d in ("tae-random", "tae")}
         assert received == {case["input_sha256"]}
@@ -187,7 +202,7 @@ timeout_s = 120
     direct = TextToLatent(PipelineParams(family="sd3", weights=str(sd3_folder), steps=4, stop_at_step=2,
                                          dtype="float32", without=["text_encoder_3", "tokenizer_3"]),
                           torch.device("cpu"))
-    first = next(c for c in cases if c["prompt"] == "a red cat" and c["seed"] == 1)
+    first = next(c for c in cases if c["prompt"] == "a red cat" and c["input_seed"] == 1)
     latents, sigma = direct.generate(["a red cat"], seed=1, size=(64, 64))
     assert torch.allclose(load_file(first["input_path"])["latent"], latents[0], atol=1e-5)
     assert first["input_sigma"] == pytest.approx(sigma)
@@ -199,4 +214,6 @@ timeout_s = 120
         "no reference image: the source has none for this case (latents or prompts)"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["source_model"]["component"] == "pipeline"
+    assert manifest["source_model"]["facts"]["generator_device"] == "cpu"  # the pipeline's device
+    assert manifest["source_model"]["facts"]["capture"] == "x_t"
     assert any(key.startswith(f"{sd3_folder}/transformer/") for key in manifest["source_model"]["weights"])

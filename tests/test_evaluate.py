@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import decoder_tables, suite_text
 
 from harness import images
@@ -125,7 +126,8 @@ def test_set_aggregates_are_written_once_and_completed_on_resume(write_suite, tm
     text = suite_text(image_folder, decoder_tables('name = "bilinear"'), seeds="[0, 1]")
     text = text.replace("seeds = [0]\n", "").replace(
         'metrics = ["psnr", "ssim"]',
-        f'metrics = [{{name = "dpg_bench", params = {{questions = "{csv_path}", backend = "scripted"}}}}]')
+        f'metrics = [{{name = "dpg_bench", params = {{questions = "{csv_path}", backend = "scripted", '
+        f'protocol = "corrected"}}}}]')
     suite = load_suite(write_suite(text))
     cache = TensorCache(tmp_path / "cache")
     run_dir = Runner.new(suite, tmp_path / "run", cache).run().run_dir
@@ -144,6 +146,52 @@ def test_set_aggregates_are_written_once_and_completed_on_resume(write_suite, tm
     assert [r["value"] for r in again if r["case"] is None] == [100.0]
     Runner.resume(run_dir, cache).run()
     assert _metric_records(run_dir) == again
+
+
+def test_invention_compares_only_byte_identical_inputs(write_suite, tmp_path, image_folder) -> None:
+    """Decoder seeds share the latent even at sigma > 0 (the input seed draws the noise), so a
+    deterministic decoder invents exactly nothing; input seeds make separate groups."""
+    text = suite_text(image_folder, decoder_tables('name = "bilinear"'),
+                      sigmas="[0.5]", input_seeds="[0, 1]").replace("seeds = [0]\n", "seeds = [0, 1]\n")
+    text = text.replace('metrics = ["psnr", "ssim"]', 'metrics = ["invention_std"]')
+    suite = load_suite(write_suite(text))
+    run_dir = Runner.new(suite, tmp_path / "run", TensorCache(tmp_path / "c")).run().run_dir
+    records, _ = RunStore.open(run_dir).records()
+    decodes = {r["case"]: r for r in records if r["kind"] == "decode"}
+    cases = {c["id"]: c for c in RunStore.open(run_dir).cases()}
+    invention = [r for r in records if r["kind"] == "metric"]
+    assert len(invention) == 3 * 2  # items × input seeds; each group holds the two decoder seeds
+    for record in invention:
+        assert record["status"] == "ok" and record["value"] == 0.0
+        members = record["cases"]
+        assert sorted(cases[c]["seed"] for c in members) == [0, 1]
+        assert len({cases[c]["input_seed"] for c in members}) == 1
+        assert len({decodes[c]["input_sha256"] for c in members}) == 1
+        assert record["details"]["input_sha256"] == decodes[members[0]]["input_sha256"]
+    # The input seed, not the decoder seed, draws the noise: two input seeds, two latents per item.
+    per_item: dict[str, set[str]] = {}
+    for case_id, case in cases.items():
+        per_item.setdefault(case["item_id"], set()).add(decodes[case_id]["input_sha256"])
+    assert all(len(hashes) == 2 for hashes in per_item.values())
+
+
+def test_invention_refuses_groups_whose_inputs_differ() -> None:
+    from harness.metrics.base import ImageContext
+    from harness.metrics.invention import InventionStd
+
+    def context(seed: int, sha: str) -> ImageContext:
+        return ImageContext(case_id=f"c{seed}", item_id="i", prompt=None, seed=seed, seed_group="g",
+                            reference_key="r", output_size=(4, 4), native_size=None, input_sha256=sha)
+
+    metric = InventionStd()
+    pixels = torch.rand(2, 3, 4, 4)
+    metric.update(["c0", "c1"], pixels, None, [context(0, "a" * 64), context(1, "b" * 64)])
+    values = metric.compute()
+    assert values.per_key == {}
+    assert "byte-identical" in values.not_applicable["c0"]
+    metric.reset()
+    metric.update(["c0", "c1"], pixels, None, [context(0, "a" * 64), context(1, "a" * 64)])
+    assert metric.compute().per_key["c0"] > 0
 
 
 def _values(records: list[dict]) -> dict:

@@ -7,6 +7,8 @@ grouped float64 convolutions), with
     PYTHONPATH=<checkout of 9992788> python tests/test_evaluation_values.py --freeze
 
 on a small version of the demo (a text chart and two photographs, two classical decoders, 256²).
+Main's evaluation at a0396e9 (input seeds, the seam score redesign, unavailable metrics) writes
+the same file byte for byte, so the values still pin the code before the speed-up.
 It holds every metric record's value and the sha256 of every stored image, so the comparison is
 made only where the run's pixels are the same (other PIL / scikit-image versions may resample
 differently; the test then skips, naming the first differing image).

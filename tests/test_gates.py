@@ -71,6 +71,26 @@ def test_lpips_worsening_beyond_tolerance_fails(tmp_path: Path) -> None:
     assert 0.002 <= check.details["bound"] <= 0.01  # the bound sits above the mean worsening (0.002)
 
 
+def test_a_target_metric_worsens_when_it_moves_away_from_its_target(tmp_path: Path) -> None:
+    """hf_energy_ratio is best at 1: 1.0 → 3.0 (ringing, noise) and 1.0 → 0.6 (blur) both regress;
+    1.3 → 1.0 is an improvement although the value went down."""
+    info = {"hf_energy_ratio": {"better": "target", "target": 1.0}}
+    gate = [{"metric": "hf_energy_ratio", "tolerance": 0.01}]
+
+    def run(name: str, value) -> Path:
+        return write_run(tmp_path / name, [SynthDecoder("d", metrics={"hf_energy_ratio": value})], N, info)
+
+    base = run("base", lambda i: 1.0 + 0.002 * (i % 2))
+    (check,) = _gate(run("ringing", lambda i: 3.0), base, gate).checks
+    assert check.status == FAIL
+    assert check.details["mean_worsening"] == pytest.approx(2.0 - 0.001, abs=1e-9)
+    (check,) = _gate(run("blur", lambda i: 0.6), tmp_path / "base", gate).checks
+    assert check.status == FAIL and check.details["mean_worsening"] == pytest.approx(0.399, abs=1e-9)
+    over = run("over", lambda i: 1.3)
+    (check,) = _gate(run("back", lambda i: 1.0), over, gate).checks
+    assert check.status == PASS and check.details["mean_worsening"] == pytest.approx(-0.3)
+
+
 def test_psnr_drops_but_lpips_and_nr_iqa_hold_passes(tmp_path: Path) -> None:
     """The mission's case: a generative decoder invents detail, pixels move, perception holds."""
     base = _run(tmp_path / "base", pid())
@@ -347,7 +367,7 @@ def test_junit_xml_validates_against_the_junit_schema(tmp_path: Path) -> None:
     root = validate_junit(junit_xml(report))
     assert root.get("tests") == "4" and root.get("failures") == "2"
     failure = root.find(".//testsuite[@name='latency_ratio']/testcase/failure")
-    assert failure is not None and "latency 3.000×" in failure.text
+    assert failure is not None and "latency per image 3.000×" in failure.text
     properties = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert properties["environment cpu"].startswith('Test CPU → CPU <"fast"> & ?[1mbold')
     markdown = markdown_summary(report)
@@ -377,9 +397,10 @@ def test_cli_baseline_and_gate(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200", "GITHUB_STEP_SUMMARY": str(summary)},
+        env={**os.environ, "COLUMNS": "80", "GITHUB_STEP_SUMMARY": str(summary)},
     )
     assert result.returncode == 1, result.stderr
+    assert "…" not in result.stdout + result.stderr  # the gate table of a CI log, at 80 columns
     assert "gates failed (1 passed, 1 failed, 0 skipped)" in result.stdout
     validate_junit((worse / "gate" / "junit.xml").read_text())
     assert "❌ decoderbench gates failed" in (worse / "gate" / "summary.md").read_text()

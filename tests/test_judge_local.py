@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from judge_runs import judge_records, make_run
+from tiny_models import tiny_llava
 
 from harness.images import write_png
 from harness.judge.budget import Budget, Pricing
@@ -32,48 +33,13 @@ from harness.runner import SilentReporter
 
 transformers = pytest.importorskip("transformers")
 ANSWER = '{"verdict":"B","reason":"finer-texture"}'
-WORDS = ["<unk>", "<pad>", "<s>", "</s>", "user", "assistant", ":"]
-
-
-def _tiny_llava(folder: Path, first_token: str) -> Path:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {word: i for i, word in enumerate([first_token, *WORDS])}
-    tokenizer_model = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer_model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer_model, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-        eos_token="</s>")
-    tokenizer.add_tokens(["<image>"], special_tokens=True)
-    template = ("{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}{% if c['type'] == "
-                "'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}{% endfor %}"
-                "{% if add_generation_prompt %}assistant : {% endif %}")
-    processor = transformers.LlavaProcessor(
-        image_processor=transformers.CLIPImageProcessor(size={"shortest_edge": 28},
-                                                        crop_size={"height": 28, "width": 28}),
-        tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default", chat_template=template,
-        image_token="<image>", num_additional_image_tokens=1)
-    config = transformers.LlavaConfig(
-        vision_config=transformers.CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                                    num_attention_heads=2, image_size=28, patch_size=14),
-        text_config=transformers.LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, num_key_value_heads=2, pad_token_id=2, bos_token_id=3, eos_token_id=4),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"))
-    torch.manual_seed(0)
-    model = transformers.AutoModelForImageTextToText.from_config(config)
-    with torch.no_grad():
-        model.lm_head.weight.zero_()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("vlm")
-    return {"answers": _tiny_llava(root / "answers", ANSWER),
-            "babbles": _tiny_llava(root / "babbles", "blah")}
+    return {"answers": tiny_llava(root / "answers", ANSWER),
+            "babbles": tiny_llava(root / "babbles", "blah")}
 
 
 @pytest.fixture(scope="module")

@@ -62,10 +62,28 @@ def test_oom_classification() -> None:
     assert not is_oom(ValueError("bad shape"))
 
 
-def test_timing_check_compares_the_harness_with_a_bare_loop(tmp_path) -> None:
-    from harness.timingcheck import check
+def test_cpu_memory_reports_the_increment_over_the_loaded_worker() -> None:
+    probe = MemoryProbe(torch.device("cpu"))
+    probe.start()
+    block = torch.ones(64 * 2**20, dtype=torch.uint8)
+    del block
+    loaded = 100 * 2**20
+    memory = probe.stop(loaded_rss_bytes=loaded)
+    assert memory["loaded_rss_bytes"] == loaded
+    assert memory["rss_increment_bytes"] == memory["peak_rss_bytes"] - loaded
+    assert probe.stop()["rss_increment_bytes"] is None  # no loaded figure, no increment
 
-    result = check("bicubic", 32, 2, "cpu", "float32", warmup=1, repeats=3, work_dir=tmp_path)
-    assert result["timer"] == "perf_counter_ns" and result["repeats"] == 3
-    assert result["harness_median_ms"] > 0 and result["bare_median_ms"] > 0
-    assert result["ratio"] == result["harness_median_ms"] / result["bare_median_ms"]
+
+def test_cuda_memory_names_allocated_reserved_and_device_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA branch, with the allocator statistics and cudaMemGetInfo stubbed (no GPU here)."""
+    gib = 2**30
+    for name, value in {"synchronize": None, "reset_peak_memory_stats": None, "memory_allocated": 1 * gib,
+                        "max_memory_allocated": 9 * gib, "max_memory_reserved": 16 * gib,
+                        "mem_get_info": (60 * gib, 80 * gib)}.items():
+        monkeypatch.setattr(torch.cuda, name, lambda *a, _v=value, **k: _v)
+    probe = MemoryProbe(torch.device("cuda"))
+    probe.start()
+    memory = probe.stop()
+    assert memory == {"method": "cuda_max_memory_allocated", "baseline_allocated_bytes": 1 * gib,
+                      "peak_allocated_bytes": 9 * gib, "peak_reserved_bytes": 16 * gib,
+                      "device_used_bytes": 20 * gib, "device_total_bytes": 80 * gib}

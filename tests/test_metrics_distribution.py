@@ -110,7 +110,7 @@ def test_resize_modes_follow_clean_fid() -> None:
     for index in range(2):
         for channel in range(3):
             pil = Image.fromarray(batch[index, channel].numpy().astype(np.float32), mode="F")
-            expected = np.asarray(pil.resize((299, 299), resample=Image.BICUBIC))
+            expected = np.asarray(pil.resize((299, 299), resample=Image.BICUBIC)).clip(0, 255)
             np.testing.assert_array_equal(clean[index, channel].numpy(), expected)
     legacy = resize_for_features(batch, "legacy_pytorch")
     expected = F.interpolate(batch.float(), size=(299, 299), mode="bilinear", align_corners=False)
@@ -118,6 +118,39 @@ def test_resize_modes_follow_clean_fid() -> None:
     assert torch.equal(resize_for_features(batch, "legacy_tensorflow"), batch.float())
     with pytest.raises(TypeError, match="8-bit"):
         resize_for_features(batch.float(), "clean")
+
+
+def test_resize_frechet_and_kernel_distance_equal_clean_fid_itself() -> None:
+    """Against the clean-fid package (test extra), on the same inputs: the text chart at 512² has
+    sharp edges where bicubic overshoots [0, 255] (clean-fid clips; ours did not before)."""
+    cleanfid = pytest.importorskip("cleanfid", reason="clean-fid is not installed (test extra)")
+    from cleanfid import fid as cleanfid_fid
+    from cleanfid.resize import build_resizer
+
+    from harness.sources.textchart import render_chart
+
+    chart, _ = render_chart(0, (512, 512))
+    batch = torch.from_numpy(chart).permute(2, 0, 1)[None].contiguous()
+    for mode in ("clean", "legacy_pytorch"):
+        theirs = build_resizer(mode)(chart)  # HWC float32
+        ours = resize_for_features(batch, mode)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(ours, theirs, atol=1e-4, err_msg=mode)
+        assert ours.min() >= 0 and ours.max() <= 255
+    unclipped = Image.fromarray(chart[..., 0].astype(np.float32), mode="F").resize((299, 299), Image.BICUBIC)
+    assert ((np.asarray(unclipped) < 0) | (np.asarray(unclipped) > 255)).mean() > 0.01  # clipping matters
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(120, 24)) @ rng.normal(size=(24, 24))
+    b = rng.normal(0.2, 1.1, size=(90, 24)) @ rng.normal(size=(24, 24))
+    (mu1, s1), (mu2, s2) = mean_and_covariance(a), mean_and_covariance(b)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
+        cleanfid_fid.frechet_distance(mu1, s1, mu2, s2), rel=1e-6)
+    # One subset holding every sample: clean-fid's random subsets and ours are the same sets.
+    mean, _, used = kernel_inception_distance(a[:90], b, subsets=1, subset_size=90, seed=0)
+    assert used == 90
+    assert mean == pytest.approx(cleanfid_fid.kernel_distance(a[:90], b, num_subsets=1, max_subset_size=90),
+                                 rel=1e-9)
+    assert cleanfid.__name__ == "cleanfid"
 
 
 class _Layers(torch.nn.Module):
@@ -273,3 +306,51 @@ def test_real_inception_features() -> None:
     assert features.shape == (4, 2048) and torch.isfinite(features).all() and (features >= 0).all()
     one_by_one = torch.cat([metric.network(image[None]) for image in batch])
     torch.testing.assert_close(one_by_one, features, rtol=1e-4, atol=1e-4)  # batch size does not matter
+
+
+def test_fid_of_a_text_to_image_run_against_a_folder_of_real_images(write_suite, tmp_path,
+                                                                    image_folder) -> None:
+    """A prompts source has no references: FID and patch-FID compare with `reference_folder`, each image
+    made a reference of the comparison size as the images source makes them."""
+    from harness.sources.prepare import make_reference
+
+    torch.manual_seed(0)
+    network_path = tmp_path / "features.pt"
+    torch.jit.script(_TinyFeatures()).save(str(network_path))
+    spec = f'feature_network = "torchscript:{network_path}", reference_folder = "{image_folder}"'
+    patches = 'protocol = "native_crops", patch_px = 16, crops_per_image = 4'
+    text = f"""
+name = "t2i"
+seeds = [0, 1]
+metrics = [{{name = "fid", params = {{{spec}}}}},
+           {{name = "patch_fid", params = {{{spec}, {patches}}}}},
+           {{name = "kid", params = {{{spec.replace(str(image_folder), str(tmp_path / "nowhere"))}}}}}]
+[source]
+kind = "prompts"
+prompts = ["a", "b", "c"]
+[resolution]
+input = 32
+output_scale = 1
+[timing]
+repeats = 1
+[[decoder]]
+name = "prompt-painter"
+params = {{reds = {{a = 10, b = 120, c = 240}}}}
+"""
+    suite = load_suite(write_suite(text))
+    run_dir = Runner.new(suite, tmp_path / "run", TensorCache(tmp_path / "cache")).run().run_dir
+    records = {r["metric"]: r for r in RunStore.open(run_dir).records()[0] if r["kind"] == "metric"}
+    features = load_network(network_path, "torchscript:x", "clean", torch.device("cpu"))
+    cases = RunStore.open(run_dir).cases()
+    outputs = torch.stack([images.read_png(run_dir / RunStore.image_relpath("prompt-painter", c["id"]))
+                           for c in cases])
+    real = torch.stack([make_reference(images.read_rgb(p), (32, 32))[0]
+                        for p in sorted(image_folder.iterdir())])
+    expected = scipy_frechet(*mean_and_covariance(features(outputs).numpy()),
+                             *mean_and_covariance(features(real).numpy()))
+    assert records["fid"]["status"] == "ok" and records["fid"]["value"] == pytest.approx(expected, rel=1e-6)
+    assert records["fid"]["details"] == {"generated_samples": 6, "reference_samples": 3, "feature_dims": 4}
+    assert records["patch_fid"]["details"]["generated_samples"] == 6 * 4
+    assert records["kid"]["status"] == "unavailable" and "holds no images" in records["kid"]["message"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "reference_folder" in manifest["metrics"]["fid"]["protocol"]["reference"]

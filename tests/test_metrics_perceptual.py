@@ -20,7 +20,8 @@ import torch
 from skimage import data
 
 from harness.metrics import weights
-from harness.metrics.perceptual import LPIPS, LPIPSVGG, LPIPSNetwork
+from harness.metrics.lpips_network import LPIPSNetwork
+from harness.metrics.perceptual import LPIPS, LPIPSVGG
 
 lpips = pytest.importorskip("lpips")
 

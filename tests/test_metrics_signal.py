@@ -12,7 +12,7 @@ from skimage import data
 
 from harness.metrics.base import ImageContext
 from harness.metrics.invention import InventionLPIPS, InventionStd
-from harness.metrics.perceptual import LPIPSNetwork
+from harness.metrics.lpips_network import LPIPSNetwork
 from harness.metrics.seam import SeamScore
 from harness.metrics.spectral import HFEnergyRatio, SpectralDistance, radial_profile
 
@@ -59,8 +59,8 @@ def test_spectral_values_react_to_blur_and_noise() -> None:
     assert HFEnergyRatio.target == 1.0
 
 
-def _tile_context(native: int, tile: int, output: int) -> ImageContext:
-    grid = {"tile_px": tile, "overlap_px": 0, "native_size": [native, native],
+def _tile_context(native: int, tile: int, output: int, overlap: int = 0) -> ImageContext:
+    grid = {"tile_px": tile, "overlap_px": overlap, "native_size": [native, native],
             "x_seams": list(range(tile, native, tile)), "y_seams": list(range(tile, native, tile))}
     return ImageContext(case_id="t", item_id="i", prompt=None, seed=0, seed_group="g", reference_key="r",
                         output_size=(output, output), native_size=(native, native), facts={"tile_grid": grid})
@@ -69,26 +69,69 @@ def _tile_context(native: int, tile: int, output: int) -> ImageContext:
 def test_seam_score_sees_tile_boundaries_scaled_to_the_comparison_size() -> None:
     rng = np.random.default_rng(0)
     texture = gaussian_filter(rng.random((3, 128, 128)), sigma=(0, 2, 2))
-    texture = (texture - texture.min()) / (texture.max() - texture.min()) * 0.6 + 0.2
-    checker = np.kron((np.indices((4, 4)).sum(axis=0) % 2), np.ones((32, 32))) * 0.08
-    seamed = torch.from_numpy(texture + checker)[None]
-    clean = torch.from_numpy(texture)[None]
+    texture = torch.from_numpy((texture - texture.min()) / (texture.max() - texture.min()) * 0.6 + 0.2)
+    checker = torch.from_numpy(np.kron((np.indices((4, 4)).sum(axis=0) % 2), np.ones((32, 32))) * 0.08)
+    noise = torch.from_numpy(rng.normal(0, 0.01, (3, 128, 128)))  # the decoder's own, seam-free error
+    seamed, clean = (texture + noise + checker)[None], (texture + noise)[None]
     metric = SeamScore()
     # The decoder tiled its 64² native output in 16 px tiles; the comparison size is 128².
     context = _tile_context(64, 16, 128)
-    metric.update(["seamed"], seamed, None, [context])
-    metric.update(["clean"], clean, None, [context])
-    metric.update(["untiled"], clean, None, [ImageContext(
+    metric.update(["seamed"], seamed, texture[None], [context])
+    metric.update(["clean"], clean, texture[None], [context])
+    metric.update(["untiled"], clean, texture[None], [ImageContext(
         case_id="u", item_id="i", prompt=None, seed=0, seed_group="g", reference_key="r",
         output_size=(128, 128), native_size=(128, 128))])
     values = metric.compute()
-    assert values.per_key["seamed"] > 5 and 0.7 < values.per_key["clean"] < 1.4
-    assert values.details["seamed"] == {"seams": {"x": 3, "y": 3}}
+    # A 0.08 step is 20.4 levels; the clean error's steps average out along each stretch.
+    assert values.per_key["seamed"] == pytest.approx(0.08 * 255, rel=0.05)
+    assert values.per_key["clean"] < 1.0
+    assert values.details["seamed"]["seams"] == {"x": 3, "y": 3}
+    assert values.details["seamed"]["control_levels"] < 1.0  # lines inside tiles: the floor
     assert "no tile grid" in values.not_applicable["untiled"]
     # Misplaced seams (scaled wrongly) would not see the steps:
     wrong = SeamScore()
-    wrong.update(["x"], seamed, None, [_tile_context(128, 20, 128)])  # seams at 20, 40, …, never 32·k
+    wrong.update(["x"], seamed, texture[None], [_tile_context(128, 20, 128)])  # seams at 20, 40, …
     assert wrong.compute().per_key["x"] < values.per_key["seamed"] / 2
+
+
+def _named_photo(name: str, size: int) -> torch.Tensor:
+    import skimage.data
+    from PIL import Image
+
+    array = getattr(skimage.data, name)()
+    array = np.stack([array] * 3, axis=-1) if array.ndim == 2 else array
+    resized = np.asarray(Image.fromarray(array).resize((size, size), Image.Resampling.LANCZOS))
+    return torch.from_numpy(resized.copy()).permute(2, 0, 1).double() / 255
+
+
+@pytest.mark.parametrize("overlap", [16, 64, 256])
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "camera"])
+def test_cross_faded_seams_score_far_above_invisible_ones(overlap: int, photo: str) -> None:
+    """Tiles that disagree by 0.2 in brightness, cross-faded over 16/64/256 px (the old ±1 px
+    gradient band scored these 5.63 / 1.105 / 0.919): the step is the same at every overlap."""
+    from decoders.tiling import decode_tiled, make_grid
+
+    tile = max(192, 3 * overlap)
+    size = 2 * tile - overlap  # two tiles per axis, overlapping by exactly `overlap`
+    reference = _named_photo(photo, size)
+    decoded = reference + torch.from_numpy(np.random.default_rng(1).normal(0, 0.02, reference.shape))
+    grid = make_grid((size, size), tile=tile, overlap=overlap, factor=1)
+    fact = grid.as_fact()
+    assert fact["x_overlaps"] == fact["y_overlaps"] == [overlap]
+    calls = iter(range(4))  # tiles come row by row: a checkerboard of brightness offsets
+    offset = lambda t: t + 0.2 * (sum(divmod(next(calls), 2)) % 2)  # noqa: E731
+    mismatched = decode_tiled(offset, decoded[None].float(), grid)
+    seamless = decode_tiled(lambda t: t, decoded[None].float(), grid)
+    context = ImageContext(case_id="t", item_id="i", prompt=None, seed=0, seed_group="g", reference_key="r",
+                           output_size=(size, size), native_size=(size, size), facts={"tile_grid": fact})
+    metric = SeamScore()
+    metric.update(["seamed", "seamless"], torch.cat([mismatched, seamless]).double(),
+                  torch.stack([reference, reference]), [context, context])
+    values = metric.compute()
+    # Every neighbour pair differs by 51 levels; where two bands cross, the 2-D blend softens it.
+    assert 0.8 * 51 < values.per_key["seamed"] <= 1.02 * 51
+    assert values.per_key["seamless"] < 1.5
+    assert values.per_key["seamed"] > 30 * values.per_key["seamless"]
 
 
 def _group_contexts(seeds: list[int]) -> list[ImageContext]:
@@ -107,12 +150,12 @@ def test_invention_std_is_the_mean_per_pixel_std_with_a_heat_map() -> None:
     values = metric.compute()
     assert values.per_key["c0"] == pytest.approx(group.numpy().std(axis=0, ddof=1).mean())
     assert values.per_key["e0"] == 0.0
-    assert "needs ≥ 2 seeds" in values.not_applicable["d0"]
+    assert "needs ≥ 2 decoder seeds" in values.not_applicable["d0"]
     heat = values.artifacts["c0"]
     assert heat.dtype == torch.uint8 and heat.shape == (3, 32, 48)
     flat = values.artifacts["e0"]
     assert torch.equal(flat, flat[:, :1, :1].expand(3, 32, 48))  # no variation: one colour
-    assert values.details["c0"] == {"seeds": [0, 1, 2]}
+    assert values.details["c0"] == {"seeds": [0, 1, 2], "input_sha256": None}
 
 
 def test_invention_lpips_is_the_mean_over_all_pairs() -> None:

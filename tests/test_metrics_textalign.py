@@ -24,7 +24,7 @@ import torch
 from conftest import SHARED
 
 from harness.metrics.base import ImageContext
-from harness.metrics.dpg import DPGBench, DPGTally, Question, question_scores, read_questions
+from harness.metrics.dpg import DPGBench, DPGTally, ImageResult, Question, question_scores, read_questions
 from harness.metrics.geneval import (
     Detection,
     GenEval,
@@ -183,7 +183,7 @@ def test_geneval_colour_and_position_rules() -> None:
                                              {"class": "apple", "count": 1, "color": "black"}]}
     correct, reasons = evaluate_image(attr, {"wine glass": [_box(0, 0, 9, 9)], "apple": [_box(20, 0, 29, 9)]},
                                       classify)
-    assert not correct and reasons == ["expected black apple>=1, found 0 black"]
+    assert not correct and reasons == ["expected black apple>=1, found 0 black; and 1 green"]
     position = {"tag": "position", "include": [{"class": "teddy bear", "count": 1},
                                                {"class": "dog", "count": 1, "position": ["right of", 0]}]}
     bear = _box(0, 0, 100, 100)
@@ -226,11 +226,13 @@ def test_geneval_metric_through_a_plug_in_backend(tmp_path: Path, monkeypatch: p
     values = metric.compute()
     assert values.per_key == {"a": 1.0, "b": 0.0, "c": 1.0}
     assert values.details["b"]["reasons"] == ["expected cow>=1, found 0"]
+    assert values.details["a"]["objects"] == {"cow": [[0.0, 0.0, 20.0, 20.0, 0.9]]}
+    assert values.aggregate_details["correct_of"] == {"single_object": [1, 2], "colors": [1, 1]}
     assert values.aggregate == pytest.approx((0.5 + 1.0) / 2)
     assert values.aggregate_details["tasks"] == {"single_object": 0.5, "colors": 1.0}
     assert list(values.not_applicable) == ["d"]
-    assert values.warnings == ["GenEval score over 2 of 3 tasks; no image of counting (not comparable "
-                               "with full runs)"]
+    assert values.warnings == ["GenEval score over 2 of 6 tasks; no image of Two object, Counting, Position, "
+                               "Color attribution (not comparable with full runs)"]
     assert metric.protocol()["weights_sha256"] == {"scripted": "none"}
 
 
@@ -305,22 +307,25 @@ def test_dpg_dependency_zeroing_is_transitive_and_order_free() -> None:
 
 
 def test_dpg_scores_and_categories_after_zeroing_over_all_images(dpg_csv: Path) -> None:
+    """The `corrected` protocol (see tests/test_dpg_protocols.py for `ella`)."""
     prompts = read_questions(dpg_csv)
-    cat = prompts["a red cat on a mat"]
-    assert [q.id for q in prompts["a tall tower"].questions] == [2, 1]
-    tally = DPGTally.empty()
+    cat = prompts["p1"]
+    assert cat.text == "a red cat on a mat" and [q.id for q in prompts["p2"].questions] == [2, 1]
+    tally = DPGTally()
     # Image A: no cat, but "red" and "on the mat" answered yes; image B: everything right.
-    image_a = question_scores(cat.questions, {1: "no", 2: "yes", 3: "yes", 4: "yes"})
-    image_b = question_scores(cat.questions, {1: "yes", 2: "yes", 3: "yes", 4: "yes"})
-    assert tally.add(cat, image_a) == 0.25 and tally.add(cat, image_b) == 1.0
-    tower = prompts["a tall tower"]
-    tally.add(tower, question_scores(tower.questions, {1: "yes", 2: "no"}))
-    assert tally.overall() == pytest.approx(100 * ((0.25 + 1.0) / 2 + 0.5) / 2)
-    level1, level2 = tally.categories()
+    answers_a, answers_b = {1: "no", 2: "yes", 3: "yes", 4: "yes"}, {1: "yes", 2: "yes", 3: "yes", 4: "yes"}
+    image_a, image_b = question_scores(cat.questions, answers_a), question_scores(cat.questions, answers_b)
+    assert image_a == {1: 0.0, 2: 0.0, 3: 1.0, 4: 0.0} and image_b == dict.fromkeys((1, 2, 3, 4), 1.0)
+    tally.add(cat, ImageResult(0, image_a, {1: 0.0, 2: 1.0, 3: 1.0, 4: 1.0}))
+    tally.add(cat, ImageResult(1, image_b, image_b))
+    tower = prompts["p2"]
+    tally.add(tower, ImageResult(0, question_scores(tower.questions, {1: "yes", 2: "no"}), {1: 1.0, 2: 0.0}))
+    summary = tally.summary("corrected")
+    assert summary.score == pytest.approx(100 * ((0.25 + 1.0) / 2 + 0.5) / 2)
     # After zeroing, over both images: "attribute - color" = (0 + 1) / 2, not the raw last-crop 1.0.
-    assert level2 == {"attribute - color": 50.0, "attribute - scale": 0.0, "entity - whole": 80.0,
-                      "relation - spatial": 50.0}
-    assert level1 == pytest.approx({"attribute": 100 / 3, "entity": 80.0, "relation": 50.0})
+    assert summary.l2 == {"attribute - color": 50.0, "attribute - scale": 0.0, "entity - whole": 80.0,
+                          "relation - spatial": 50.0}
+    assert summary.l1 == pytest.approx({"attribute": 100 / 3, "entity": 80.0, "relation": 50.0})
 
 
 def test_dpg_metric_through_a_plug_in_backend(dpg_csv: Path, tmp_path: Path,
@@ -329,7 +334,7 @@ def test_dpg_metric_through_a_plug_in_backend(dpg_csv: Path, tmp_path: Path,
     script.write_text(json.dumps({"10": ["Is the cat red?", "Is there a mat?", "Is the cat on the mat?"],
                                   "20": [q for *_, q in DPG_ROWS], "30": ["Is there a tower?"]}))
     monkeypatch.setenv("DECODERBENCH_TEST_VQA_SCRIPT", str(script))
-    metric = DPGBench(DPGBench.Params(questions=str(dpg_csv), backend="scripted"))
+    metric = DPGBench(DPGBench.Params(questions=str(dpg_csv), backend="scripted", protocol="corrected"))
     metric.load(torch.device("cpu"))
     contexts = [_context("a0", "a red cat on a mat", 0), _context("a1", "a red cat on a mat", 1),
                 _context("b0", "a tall tower"), _context("x", "something else")]
@@ -339,5 +344,6 @@ def test_dpg_metric_through_a_plug_in_backend(dpg_csv: Path, tmp_path: Path,
     assert values.aggregate == pytest.approx(100 * ((0.25 + 1.0) / 2 + 0.5) / 2)
     assert values.aggregate_details["l2_categories"]["attribute - color"] == 50.0
     assert values.aggregate_details["images_per_prompt"] == [1, 2]
+    assert values.aggregate_details["protocol"] == "corrected"
     assert values.details["a0"]["question_scores"] == {"1": 0.0, "2": 0.0, "3": 1.0, "4": 0.0}
     assert list(values.not_applicable) == ["x"]

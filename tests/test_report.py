@@ -12,6 +12,7 @@ import pytest
 from helpers import invoke
 from synthetic_runs import SynthDecoder, write_judge, write_run, write_sweep
 
+from harness.metrics.direction import HIGHER, LOWER, Direction
 from reports import viewer
 from reports.aggregate import load_run
 from reports.crops import choose_crops, crop_side
@@ -84,12 +85,14 @@ def test_leaderboard_cells_say_why_and_mark_the_best(run: Path) -> None:
     assert cells[("pid", "metric:lpips")].text == "0.1620" and cells[("pid", "metric:lpips")].best
     assert cells[("vae", "metric:psnr")].best and not cells[("pid", "metric:psnr")].best
     assert cells[("vae", "metric:lpips")].ci.startswith("± 0.00")
-    assert cells[("nometric", "latency_median")].best  # 20 ms, lower is better
+    assert cells[("nometric", "latency")].best  # 20 ms per image, lower is better
+    assert not cells[("random", "latency")].best  # 35 ms: slower beyond noise
     # Partial failure: the mean is over 5 of 6 cases, and the hover says why.
     assert cells[("pid", "metric:lpips")].note == "5/6"
     assert "1 OOM" in cells[("pid", "metric:lpips")].title
     # A decoder that never decoded: every cell names the failure with the reason, never 0 or blank.
-    for key in ("latency_median", "latency_p90", "peak_memory", "cold_start", "metric:lpips", "metric:psnr"):
+    for key in ("latency", "batch", "throughput", "memory:peak_rss_bytes", "first_call", "cold_start",
+                "metric:lpips", "metric:psnr"):
         cell = cells[("l2p", key)]
         assert cell.text == "OOM" and cell.state == "failed" and "CUDA out of memory at 4096px" in cell.title
         assert cell.sort is None
@@ -114,8 +117,11 @@ def test_pareto_front_respects_direction() -> None:
         ("dominated", 3.0, 0.25),
         ("slow-good", 9.0, 0.10),
     ]
-    assert pareto_front(points, higher_is_better=False) == ["cheap-bad", "mid", "slow-good"]
-    assert pareto_front(points, higher_is_better=True) == ["cheap-bad"]
+    assert pareto_front(points, LOWER) == ["cheap-bad", "mid", "slow-good"]
+    assert pareto_front(points, HIGHER) == ["cheap-bad"]
+    # Closest to a target: 0.25 (3.0) is dominated by 0.20 (2.0) for a target of 0.2, not of 0.3.
+    assert pareto_front(points, Direction("target", 0.2)) == ["cheap-bad", "mid"]
+    assert pareto_front(points, Direction("target", 0.3)) == ["cheap-bad"]
 
 
 @pytest.mark.parametrize("where", [(160, 32), (0, 0), (100, 150)])
@@ -219,7 +225,8 @@ def test_report_folder_is_static_escaped_and_complete(run: Path, tmp_path: Path,
         "Run facts",
     ):
         assert text in html, text
-    assert len(list((out / "figures").glob("*.svg"))) == 4  # cost–quality, history, judge, sweep
+    figures = sorted(p.name.split("-")[0] for p in (out / "figures").glob("*.svg"))
+    assert set(figures) == {"cost", "history", "judge", "sweep"}  # cost–quality: one per metric
     assert list((out / "artifacts").rglob("*.png")), "invention heat-maps are in the folder"
     assert len(list((out / "thumbs").rglob("*.jpg"))) == 6
     assert all('class="zoomrow"' in p.read_text() for p in case_pages)  # the same crops on every decoder
@@ -231,3 +238,29 @@ def test_cli_report_of_several_runs_needs_out(run: Path, tmp_path: Path) -> None
     result = invoke("report", str(run), "--out", str(tmp_path / "r"), "--metric", "psnr")
     assert result.exit_code == 0, result.output
     assert "psnr against latency" in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_failed_outputs_stay_out_of_costs_and_set_values_show_their_coverage(tmp_path: Path) -> None:
+    """An invalid output keeps its timings in its record, but they are no measurement; a set-level
+    value computed from 10 of 12 cases says so."""
+    import json
+
+    decoder = SynthDecoder("d", latency_ms=10, metrics={"fid": lambda i: 0.0},
+                           failures={0: ("invalid_output", "NaN in output"), 1: ("oom", "out of memory")})
+    run = write_run(tmp_path / "r", [decoder], 12, {"fid": False})
+    results = run / "results.jsonl"
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    for record in records:  # the invalid output was timed (the worker keeps measurements) ...
+        if record["kind"] == "decode" and record["status"] == "invalid_output":
+            record["latency"] = {"samples_ms": [500.0] * 3, "median_ms": 500.0}
+            record["memory"] = {"method": "linux_vmhwm_reset", "peak_rss_bytes": 50 * 2**30}
+    records = [r for r in records if r.get("metric") != "fid"]
+    records.append({"kind": "metric", "decoder": "d", "case": None, "metric": "fid", "size": [48, 48],
+                    "status": "ok", "value": 12.5, "n": 10, "version": "1", "protocol_sha256": "f"})
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (row,) = load_run(run).rows
+    assert sorted(row.calls_ms) == [1] and len(row.calls_ms[1]) == 3 * 10  # ... but is not pooled
+    assert row.call_latency(1.0) < 20 and row.memory["peak_rss_bytes"] < 2**30
+    (board,) = build_leaderboards(load_run(run))
+    cell = _cells(board)[("d", "metric:fid")]
+    assert cell.text == "12.50" and cell.note == "10/12" and "10 of 12 cases" in cell.title

@@ -1,15 +1,20 @@
 """The report of a demo-like run, opened in headless Chromium (Debian `chromium` + Playwright).
 
 The run is real (spawned workers, the classical decoders and a decoder that runs out of
-memory, PSNR/SSIM), with a prompt that tries to inject a script, judge results and a
-memory-wall sweep next to it. Checks: no console errors from file:// or from a static web
-server, every decoder appears, sorting reorders rows, the prompt shows as text; the
-screenshots go to test-artifacts/.
+memory, PSNR/SSIM at 512², two noise levels), with a prompt that tries to inject a script,
+judge results and a memory-wall sweep next to it. Checks, on a desktop (1440×900) and a phone
+(390×844): no console errors from file:// or from a static web server, no page wider than the
+screen, the decoder column stays in view while the table scrolls sideways, reasons readable
+without hover, every decoder appears, sorting reorders rows, the prompt shows as text, outputs
+shown 1:1, crops at 1:1 and 2× of native pixels, difference maps and the A/B panel composited
+by the browser, synchronized pan and zoom, the viewer's heading counting what the filter
+shows. The screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import threading
@@ -53,15 +58,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("browser")
     folder = root / "images"
     folder.mkdir()
-    import numpy as np
+    import skimage.data
     from PIL import Image
 
-    rng = np.random.default_rng(3)
-    for index in range(3):
-        yy, xx = np.mgrid[0:64, 0:64]
-        base = np.stack([xx / 64, yy / 64, ((xx // 8 + yy // 8) % 2) * 0.8], axis=-1)
-        array = np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1)
-        Image.fromarray((array * 255).astype(np.uint8)).save(folder / f"img{index}.png")
+    for index, name in enumerate(("astronaut", "coffee", "chelsea")):  # ship with scikit-image
+        array = getattr(skimage.data, name)()
+        side = min(array.shape[:2])
+        square = Image.fromarray(array[:side, (array.shape[1] - side) // 2:][:, :side])
+        square.resize((512, 512), Image.Resampling.LANCZOS).save(folder / f"img{index}.png")
     (folder / "img0.txt").write_text(f"{EVIL} a red fox")
     text = suite_text(
         folder,
@@ -71,7 +75,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
             'name = "fault"\nlabel = "big-decoder"\nparams = {mode = "oom"}',
         ),
     )
-    (root / "suite.toml").write_text(text.replace('name = "t"', 'name = "demo-like"'))
+    text = text.replace('name = "t"', 'name = "demo-like"\nsigmas = [0.0, 0.1]')
+    text = text.replace("input = 16", "input = 128").replace("output_scale = 2", "output_scale = 4")
+    (root / "suite.toml").write_text(text)
     run_dir = (
         Runner.new(load_suite(root / "suite.toml"), root / "run", TensorCache(root / "cache")).run().run_dir
     )
@@ -92,8 +98,11 @@ def browser():
         instance.close()
 
 
-def _open(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
+
+
+def _open(browser, url: str, viewport: dict[str, int] = DESKTOP):
+    page = browser.new_page(viewport=viewport)
     problems: list[str] = []
     page.on(
         "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
@@ -110,53 +119,155 @@ def _decoders(page) -> list[str]:
     return page.locator("table.leaderboard tbody tr").evaluate_all("rows => rows.map(r => r.dataset.decoder)")
 
 
+def _load_every_image(page) -> None:
+    page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+
+
+def _overflow(page) -> int:
+    """How far the page is wider than the screen (CSS px): 0 when nothing sticks out."""
+    return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def _case_page(report: Path) -> Path:
+    """img0 at σ = 0: the case the screenshots show."""
+    cases = [json.loads(line) for line in (report.parent / "run" / "cases.jsonl").read_text().splitlines()]
+    case = next(c for c in cases if c["item_id"].startswith("img0") and c["sigma"] == 0.0)
+    return report / "cases" / "demo-like" / f"{case['id']}.html"
+
+
 def test_leaderboard_in_chromium(report: Path, browser) -> None:
     page, problems = _open(browser, (report / "index.html").as_uri())
     assert _decoders(page) == ["nearest", "lanczos", "big-decoder"]  # the suite's order
     row = page.locator("tr[data-decoder='big-decoder']")
-    assert row.locator("td.failed").first.inner_text() == "0/3"
+    assert row.locator("td.failed").first.evaluate("c => c.firstChild.textContent") == "0/6"
     oom = row.locator("td.failed", has_text="OOM")
-    assert oom.count() == 6  # latency ×2, memory, cold start, psnr, ssim: never blank, never zero
+    # latency, batch, throughput, peak RSS, RSS increment, first call, cold start, psnr, ssim:
+    # never blank, never zero
+    assert oom.count() == 9
     assert "can't allocate memory" in oom.first.get_attribute("title")
+    reasons = page.locator("ol.reasons li")  # the same reasons, readable without hover
+    assert reasons.count() >= 1 and "can't allocate memory" in reasons.all_inner_texts()[0]
 
     page.locator("table.leaderboard thead th", has_text="decoder").click()
     assert _decoders(page) == ["big-decoder", "lanczos", "nearest"]  # rows really moved
-    header = page.locator("table.leaderboard thead th", has_text="latency median")
+    header = page.locator("table.leaderboard thead th", has_text="latency / image")
+    column = page.locator("table.leaderboard thead th").evaluate_all(
+        "cells => cells.findIndex(c => c.textContent.includes('latency / image'))") + 1
     header.click()  # lower is better: best first, the OOM row last
     first = _decoders(page)
     header.click()
     second = _decoders(page)
     assert first[-1] == second[-1] == "big-decoder" and first[:2] == second[:2][::-1]
-    values = page.locator("table.leaderboard tbody tr td:nth-child(3)").evaluate_all(
+    values = page.locator(f"table.leaderboard tbody tr td:nth-child({column})").evaluate_all(
         "cells => cells.map(c => c.dataset.sort)"
     )
     assert float(values[0]) >= float(values[1]) and values[2] == ""
     assert header.get_attribute("aria-sort") == "descending"
 
-    for text in ("Pareto", "Bradley–Terry", "Memory wall", "Run facts"):
+    for text in ("Pareto", "Bradley–Terry", "Memory wall", "Run facts", "Fidelity–plausibility dial"):
         assert page.get_by_text(text).first.is_visible()
+    chooser = page.locator("select.figure-choice").first  # the plotted metric, chosen on the page
+    assert chooser.locator("option").all_inner_texts() == ["psnr", "ssim"]
+    assert page.locator("[data-metric='psnr']").first.is_visible()
+    chooser.select_option("ssim")
+    assert page.locator("[data-metric='ssim'] img").first.is_visible()
+    assert not page.locator("[data-metric='psnr']").first.is_visible()
+    assert "1 decoders" not in page.content() and _overflow(page) == 0
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.reload()  # the suite's order, the first metric plotted
+    _load_every_image(page)
+    page.screenshot(path=str(ARTIFACTS / "report-leaderboard-desktop.png"), full_page=True)
     assert problems == []
 
 
-def test_viewer_shows_the_prompt_as_text(report: Path, browser) -> None:
+def test_leaderboard_on_a_phone(report: Path, browser) -> None:
+    page, problems = _open(browser, (report / "index.html").as_uri(), PHONE)
+    assert _overflow(page) == 0  # long hashes and paths wrap; wide tables scroll inside their box
+    wrap = page.locator(".table-wrap").first
+    assert wrap.evaluate("w => w.scrollWidth > w.clientWidth")  # the leaderboard is wider than a phone
+    name = page.locator("table.leaderboard tbody tr").first.locator("td").first
+    other = page.locator("table.leaderboard tbody tr").first.locator("td").nth(3)
+    before = name.bounding_box()["x"], other.bounding_box()["x"]
+    wrap.evaluate("w => { w.scrollLeft = 300; }")
+    after = name.bounding_box()["x"], other.bounding_box()["x"]
+    assert after[0] == pytest.approx(before[0], abs=1)  # the decoder column stays
+    assert after[1] < before[1] - 200  # the rest scrolled
+    wrap.evaluate("w => { w.scrollLeft = 0; }")
+    assert page.locator("ol.reasons li").first.is_visible()
+    _load_every_image(page)
+    page.screenshot(path=str(ARTIFACTS / "report-leaderboard-phone.png"), full_page=True)
+    assert problems == []
+
+
+def test_viewer_shows_the_prompt_as_text_and_counts_what_the_filter_shows(report: Path, browser) -> None:
     page, problems = _open(browser, (report / "cases" / "demo-like" / "index.html").as_uri())
-    assert page.get_by_text(f"{EVIL} a red fox").count() == 1
+    assert page.get_by_text(f"{EVIL} a red fox").count() == 2  # img0 at both noise levels
     assert page.locator("script").count() == 1  # only the report's own script
+    heading = page.locator("h1")
+    assert heading.inner_text() == "demo-like · 6 cases"
+    case_id = _case_page(report).stem
+    page.locator("input.filter").fill(case_id)
+    assert heading.inner_text() == "demo-like · 1 of 6 case"
+    page.locator("input.filter").fill("img0")
+    assert heading.inner_text() == "demo-like · 2 of 6 cases"
+    page.locator("input.filter").fill("")
     page.get_by_role("link", name="img0", exact=False).first.click()
     page.wait_for_load_state("networkidle")
     assert page.locator(".prompt-text").inner_text() == f"{EVIL} a red fox"
-    tiles = page.locator(".grid .tile").evaluate_all("tiles => tiles.map(t => t.dataset.decoder)")
+    assert problems == []
+
+
+def test_case_page_shows_what_the_decoders_did(report: Path, browser) -> None:
+    page, problems = _open(browser, _case_page(report).as_uri())
+    _load_every_image(page)
+    tiles = page.locator(".grid.outputs .tile").evaluate_all("tiles => tiles.map(t => t.dataset.decoder)")
     assert tiles == ["reference", "nearest", "lanczos", "big-decoder"]
-    assert page.locator(".zoomrow").count() >= 1  # the same crop on every decoder
-    assert page.locator(".zoomrow").first.locator(".cell").count() == 4
+    shown = page.locator(".grid.outputs img.full").evaluate_all("imgs => imgs.map(i => i.clientWidth)")
+    assert shown == [512, 512, 512]  # a 512² output at 1:1
+    metrics = page.locator(".grid.outputs .tile[data-decoder='lanczos'] dt").all_inner_texts()
+    assert metrics == ["psnr ↑", "ssim ↑"]  # the direction on every metric
+    assert page.locator(".grid.outputs dd.best").count() == 2  # the case's best, per metric
+    crops = page.locator(".zoomrow").evaluate_all("rows => rows.map(r => r.dataset.crop)")
+    assert "detail" in crops and "disagreement" in crops
+    for row in page.locator(".zoomrow").all():
+        size = int(row.get_attribute("data-size"))
+        cell = row.locator(".cell").nth(1)
+        assert cell.locator(".zoom.s1").evaluate("z => z.clientWidth") == size  # 1:1 native pixels
+        assert cell.locator(".zoom.s2").evaluate("z => z.clientWidth") == 2 * size  # 2×
+        assert cell.locator(".zoom.s2 img").evaluate("i => i.getBoundingClientRect().width") == 2 * 512
+    maps = page.locator(".diffmap")
+    assert maps.count() == 2  # nearest and lanczos against the reference (big-decoder has no image)
+    blend = maps.first.evaluate("m => getComputedStyle(m.querySelector('img.over')).mixBlendMode")
+    assert blend == "difference"
+    assert "brightness(4)" in maps.first.evaluate("m => getComputedStyle(m).filter")
+    compare = page.locator(".compare")
+    compare.locator("input[value='difference']").check()
+    stage = compare.locator(".stage")
+    assert stage.get_attribute("data-mode") == "difference"
+    assert stage.locator("img.b").evaluate("i => getComputedStyle(i).mixBlendMode") == "difference"
+    compare.locator("input[value='slider']").check()
+    compare.locator(".split").fill("30")
+    assert "30%" in stage.locator("img.b").evaluate("i => i.style.clipPath")
+    page.locator(".panzoom [data-zoom='2']").click()
+    transforms = page.locator(".panzoom .port img").evaluate_all("imgs => imgs.map(i => i.style.transform)")
+    assert len(transforms) == 3 and len(set(transforms)) == 1 and "scale(2)" in transforms[0]  # in sync
     assert page.get_by_text(f"{EVIL} crisper edges").count() == 2  # both orders, as text
-    broken = page.locator("img").evaluate_all(
-        "imgs => imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
-    )
-    assert broken == []
-    page.screenshot(path=str(ARTIFACTS / "report-case.png"), full_page=True)
+    broken = page.locator("img").evaluate_all("imgs => imgs.filter(i => !i.naturalWidth).map(i => i.src)")
+    assert broken == [] and _overflow(page) == 0
+    page.locator(".panzoom [data-zoom='fit']").click()
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header back on top of a full-page shot
+    page.screenshot(path=str(ARTIFACTS / "report-case-512-desktop.png"), full_page=True)
+    assert problems == []
+
+
+def test_case_page_on_a_phone(report: Path, browser) -> None:
+    page, problems = _open(browser, _case_page(report).as_uri(), PHONE)
+    _load_every_image(page)
+    assert _overflow(page) == 0
+    assert page.locator(".grid.outputs img.full").first.evaluate("i => i.clientWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "report-case-512-phone.png"), full_page=True)
     assert problems == []
 
 

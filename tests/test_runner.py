@@ -239,6 +239,16 @@ def test_resume_after_the_parent_is_killed(write_suite, tmp_path, image_folder) 
     assert (run_dir / "results.jsonl.partial").read_bytes().startswith(b'{"kind": "decode"')
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "finished" and len(manifest["resumed"]) == 1
+    # Time per invocation: the killed one lasts from its start to its last record, and each part is
+    # counted where it happened, so the harness share is never negative (it was −2.9 s before).
+    from reports.aggregate import load_run, time_budget
+
+    budget = time_budget(load_run(run_dir))
+    assert budget is not None and [i.complete for i in budget.invocations] == [False, True]
+    for part in (budget, *budget.invocations):
+        parts = part.decoder_calls_s + part.worker_startup_s + part.metrics_s + part.judge_s
+        assert parts <= part.wall_s + 0.05 and part.harness_s >= 0
+    assert budget.invocations[0].decoder_calls_s >= 3 * 0.4  # the three slow cases it finished
 
 
 def test_new_run_refuses_an_existing_run_dir(write_suite, tmp_path, image_folder) -> None:

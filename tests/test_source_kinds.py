@@ -97,7 +97,7 @@ def test_prompts_inline_text_and_jsonl(tmp_path: Path, write_suite) -> None:
     (tmp_path / "p.txt").write_text("a cat\n\na dog\n")
     (tmp_path / "p.jsonl").write_text('{"prompt": "a fox", "id": "fox"}\n')
     text = ('name = "p"\n[source]\nkind = "prompts"\nprompts = ["a bird"]\nfile = "{file}"\n'
-            '[resolution]\ninput = 64\noutput_scale = 1\n[[decoder]]\nname = "l2p"\n')
+            '[resolution]\ninput = 128\noutput_scale = 1\n[[decoder]]\nname = "l2p"\n')
     items = [e.item for e in list_items(load_suite(write_suite(text.format(file="p.txt"))))]
     assert [(i.id, i.prompt) for i in items] == [("prompt-0000", "a bird"), ("p-0000", "a cat"),
                                                  ("p-0001", "a dog")]
@@ -110,7 +110,7 @@ def test_prompts_inline_text_and_jsonl(tmp_path: Path, write_suite) -> None:
     ('[source]\nkind = "videos"', "source.kind", "expected one of 'images', 'latents', 'prompts'"),
     ('[source]\nkind = "latents"\nspace = "flux3"\nsynthetic = 1', "source.space", "unknown latent space"),
     ('[source]\nkind = "latents"\nspace = "flux1"', "source", "folder and/or manifest, or synthetic"),
-    ('[source]\nkind = "prompts"', "source", "needs prompts and/or file"),
+    ('[source]\nkind = "prompts"', "source", "needs prompts, file and/or benchmark"),
     ('[source]\nkind = "prompts"\nprompts = ["a"]\n[source.pipeline]\nfamily = "sd3"\nsteps = 4\n'
      'stop_at_step = 9', "source.pipeline", "stop_at_step 9 is after the last step (4)"),
     ('[source]\nkind = "prompts"\nprompts = ["a"]', "decoder[0].name",
@@ -128,11 +128,17 @@ def test_source_kinds_are_validated(write_suite, text: str, key: str, words: str
 
 
 def test_output_sides_must_be_what_the_decoder_makes(write_suite) -> None:
-    body = ('name = "v"\n[source]\nkind = "prompts"\nprompts = ["a"]\n[resolution]\ninput = 100\n'
-            'output_scale = 1\n[[decoder]]\nname = "l2p"\n')
-    with pytest.raises(SuiteError, match=r"decoder\[0\].name: decoder 'l2p' makes sides in multiples of 64, "
+    body = ('name = "v"\n[source]\nkind = "prompts"\nprompts = ["a"]\n[resolution]\ninput = {size}\n'
+            'output_scale = 1\n[[decoder]]\nname = "l2p"\nparams = {{variant = "{variant}"}}\n')
+    with pytest.raises(SuiteError, match=r"decoder\[0\].name: decoder 'l2p' makes sides in multiples of 16, "
                        r"not 100x100"):
-        load_suite(write_suite(body))
+        load_suite(write_suite(body.format(size=100, variant="1k")))
+    with pytest.raises(SuiteError, match=r"decoder\[0\].name: L2P 1K fails at 1008x1008: \(H/16\)·\(W/16\) "
+                       r"= 3969 is not a multiple of 32"):  # refused before anything loads
+        load_suite(write_suite(body.format(size=1008, variant="1k")))
+    load_suite(write_suite(body.format(size="[1024, 1040]", variant="1k")))  # patch 16, not 64
+    with pytest.raises(SuiteError, match="makes sides in multiples of 160, not 4096x4096"):
+        load_suite(write_suite(body.format(size=4096, variant="10k")))
 
 
 def test_early_stop_requires_its_own_sigma(write_suite) -> None:
@@ -165,7 +171,8 @@ def test_latents_are_prepared_noised_and_cached(tmp_path: Path, write_suite) -> 
     assert clean.latent_shape == (128, 4, 4) and clean.input_sigma == 0.0
     assert clean.reference_key is not None and clean.reference_path.exists()
     noisy = prepared[(0.5, 1)]
-    eps = torch.randn((128, 4, 4), generator=torch.Generator().manual_seed(1))
+    assert noisy.input_path == prepared[(0.5, 0)].input_path  # decoder seeds share the input
+    eps = torch.randn((128, 4, 4), generator=torch.Generator().manual_seed(noisy.case.input_seed))
     assert torch.allclose(load_file(str(noisy.input_path))["latent"], 0.5 * stored["latent"] + 0.5 * eps)
     assert noisy.input_sigma == 0.5 and noisy.input_sha256 == tensor_sha256(
         load_file(str(noisy.input_path))["latent"])

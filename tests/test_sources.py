@@ -12,7 +12,7 @@ from helpers import decoder_tables, suite_text
 from PIL import Image
 from safetensors.torch import load_file
 
-from harness.cases import Item, expand
+from harness.cases import Item, case_id, expand
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
 from harness.sources.prepare import (
     InputPreparer,
@@ -48,6 +48,22 @@ def test_expansion_is_deterministic_with_stable_ids() -> None:
     assert cases[0].id == "a-x.png-e97ea167ee97"
     with pytest.raises(ValueError, match="duplicate"):
         expand(items, sizes, [0.0], [0, 0], PROTOCOL)
+
+
+def test_input_seeds_make_their_own_cases_and_ids() -> None:
+    items = [Item("a/x.png", "1" * 64, None, "t")]
+    sizes = [((16, 16), (64, 64))]
+    cases = expand(items, sizes, [0.5], [0, 1], PROTOCOL, input_seeds=[0, 1])
+    assert [(c.input_seed, c.seed) for c in cases] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len({c.id for c in cases}) == 4
+    # Where the input seed equals the decoder seed, the id is the one of a release without input
+    # seeds (the decoder seed drew the input then); elsewhere the input seed is part of the id.
+    def legacy_id(seed: int) -> str:
+        return case_id("a/x.png", {"item": "a/x.png", "item_sha256": "1" * 64, "seed": seed, "sigma": 0.5,
+                                   "input": [16, 16], "output": [64, 64], "source": PROTOCOL})
+
+    assert cases[0].id == legacy_id(0) and cases[3].id == legacy_id(1)
+    assert cases[1].id != legacy_id(1) and cases[2].id != legacy_id(0)
 
 
 def test_centre_crop_and_reference_protocol() -> None:
@@ -107,25 +123,25 @@ def test_folder_and_manifest_sources(tmp_path: Path, image_folder: Path, write_s
 def test_inputs_are_cached_by_content_and_noise_is_seeded(
         tmp_path: Path, image_folder: Path, write_suite) -> None:
     text = suite_text(image_folder, decoder_tables('name = "nearest"'),
-                      sigmas="[0.0, 0.3]", seeds="[0, 1]")
+                      sigmas="[0.0, 0.3]", seeds="[0, 1]", input_seeds="[0, 1]")
     suite = load_suite(write_suite(text.replace("seeds = [0]\n", "")))
     items = list_items(suite)
-    model = suite.model
-    cases = expand([e.item for e in items], model.resolution.pairs(), model.sigmas, model.seeds,
-                   source_protocol(suite))
+    cases = suite.expand([e.item for e in items], source_protocol(suite))
     cache = TensorCache(tmp_path / "cache")
     first = list(InputPreparer(suite, cache).prepare(cases, items))
     files = sorted(p.name for p in (tmp_path / "cache").rglob("*.safetensors"))
-    # 3 references + per item: 1 clean latent shared by both seeds + 2 noised ones.
+    # 3 references + per item: 1 clean latent shared by every seed + 2 noised ones (input seeds).
     assert len(files) == 3 + 3 * 3
     second = list(InputPreparer(suite, cache).prepare(cases, items))
     assert [p.input_sha256 for p in first] == [p.input_sha256 for p in second]
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*.safetensors")) == files
-    by_key = {(p.case.item_id, p.case.sigma, p.case.seed): p for p in first}
-    clean0, clean1 = by_key[("img0.png", 0.0, 0)], by_key[("img0.png", 0.0, 1)]
-    noisy0, noisy1 = by_key[("img0.png", 0.3, 0)], by_key[("img0.png", 0.3, 1)]
+    by_key = {(p.case.item_id, p.case.sigma, p.case.input_seed, p.case.seed): p for p in first}
+    clean0, clean1 = by_key[("img0.png", 0.0, 0, 0)], by_key[("img0.png", 0.0, 1, 1)]
+    noisy0, noisy1 = by_key[("img0.png", 0.3, 0, 0)], by_key[("img0.png", 0.3, 1, 0)]
     assert clean0.input_path == clean1.input_path
     assert noisy0.input_sha256 != noisy1.input_sha256
+    # The decoder seed never changes the input: only the input seed draws the noise.
+    assert by_key[("img0.png", 0.3, 0, 1)].input_path == noisy0.input_path
     latent = load_file(str(clean0.input_path))["latent"]
     assert latent.shape == (3, 16, 16) and latent.dtype == torch.float32
     assert tensor_sha256(latent) == clean0.input_sha256
@@ -155,3 +171,13 @@ def test_grayscale_and_alpha_images_become_rgb(tmp_path: Path) -> None:
     assert read_rgb(tmp_path / "g.png").shape == (4, 4, 3)
     assert read_rgb(tmp_path / "g.png")[0, 0].tolist() == [100, 100, 100]
     assert read_rgb(tmp_path / "a.png")[0, 0].tolist() == [255, 255, 255]
+
+
+def test_text_to_pixel_decoders_fold_both_seeds_into_their_generation_seed() -> None:
+    """A decoder that generates from the prompt itself (L2P) is the whole text-to-image chain: input
+    seeds (a benchmark's images per prompt) and decoder seeds (invention) must both vary it."""
+    cases = expand([Item("p", "1" * 64, "a cat", "t")], [((16, 16), (16, 16))], [0.0], [0, 1], PROTOCOL,
+                   input_seeds=[0, 1])
+    seeds = {(c.input_seed, c.seed): c.generation_seed for c in cases}
+    assert seeds[(0, 0)] == 0 and seeds[(0, 1)] == 1  # unchanged where no input seed is declared
+    assert len(set(seeds.values())) == 4

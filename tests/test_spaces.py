@@ -78,3 +78,29 @@ def test_sdxl_euler_frame_converts_to_the_variance_preserving_frame() -> None:
     x_vp, sigma_vp = variance_preserving(x0 + sigma_eu * eps, sigma_eu)
     assert sigma_vp == pytest.approx(3.0 / 10**0.5)
     assert torch.allclose(x_vp, (1 - sigma_vp**2) ** 0.5 * x0 + sigma_vp * eps, atol=1e-5)
+
+
+def test_qwenimage_and_semantic_spaces() -> None:
+    """Qwen-Image: per-channel mean/std (diffusers AutoencoderKLQwenImage defaults, = PiD's
+    qwenimage_vae.py); dinov2 / siglip: encoder features at one fixed image size (PiD's
+    dinov2_vae.py 512 → 32×32×768, scale_rae_vae.py 256 → 16×16×1152), normalized by the encoder."""
+    import inspect
+
+    from diffusers import AutoencoderKLQwenImage
+
+    qwen = get_space("qwenimage")
+    defaults = inspect.signature(AutoencoderKLQwenImage.__init__).parameters
+    assert list(qwen.channel_mean) == defaults["latents_mean"].default
+    assert list(qwen.channel_std) == defaults["latents_std"].default
+    raw = torch.randn(2, 16, 4, 4)
+    z = qwen.from_raw(raw)
+    mean = torch.tensor(qwen.channel_mean).view(1, -1, 1, 1)
+    std = torch.tensor(qwen.channel_std).view(1, -1, 1, 1)
+    assert torch.allclose(z, (raw - mean) / std) and torch.allclose(qwen.to_raw(z), raw, atol=1e-5)
+    assert get_space("dinov2").latent_shape((512, 512)) == (768, 32, 32)
+    assert get_space("siglip").latent_shape((256, 256)) == (1152, 16, 16)
+    with pytest.raises(ValueError, match=r"the dinov2 space has one image size, 512x512 .* not 1024x1024"):
+        get_space("dinov2").latent_shape((1024, 1024))
+    with pytest.raises(ValueError, match="holds encoder features normalized by the encoder itself"):
+        get_space("siglip").to_raw(torch.randn(1, 1152, 16, 16))
+    assert {get_space(n).noise for n in ("qwenimage", "dinov2", "siglip")} == {"flow"}  # PiD's add_noise

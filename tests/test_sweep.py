@@ -99,3 +99,15 @@ def test_sweep_command_with_a_cpu_memory_budget(write_suite, tmp_path) -> None:
     assert records[1]["peak_bytes"] > 2**30 >= records[0]["peak_bytes"]
     assert not list((out / "images").rglob("*.png"))  # outputs are hashed, not kept
     assert (out / "memory_wall.png").exists()
+
+
+def test_sweep_steps_follow_the_decoders_own_size_rule(write_suite, tmp_path) -> None:
+    """L2P 1K: patch 16, but (side/16)² must be a multiple of 32, so its square sides step by 128."""
+    text = ('name = "l2p"\n[source]\nkind = "prompts"\nprompts = ["a cat"]\n[resolution]\n'
+            'input = 1024\noutput_scale = 1\n[[decoder]]\nname = "l2p"\nlabel = "subject"\n'
+            'params = {variant = "VARIANT"}\n')
+    one_k = Sweep(load_suite(write_suite(text.replace("VARIANT", "1k"))), "subject", tmp_path / "a")
+    assert one_k.step == 128
+    four_k = load_suite(write_suite(text.replace("VARIANT", "4k"), "b.toml"))
+    four_k = Sweep(four_k, "subject", tmp_path / "b")
+    assert four_k.step == 64

@@ -103,7 +103,49 @@ def test_random_weights_and_missing_weights() -> None:
     assert latents.shape == (1, 4, 4, 4) and _decode(decoder, latents).shape == (1, 3, 32, 32)
     with pytest.raises(DecoderUnavailable) as info:
         TaeDecoder(TaeParams(variant="taef2")).load(CPU, torch.float32)
-    expected = "taef2_encoder.pth and taef2_decoder.pth from https://github.com/madebyollin/taesd"
-    assert expected in str(info.value)
+    message = str(info.value)  # the default is the Hub's single file; the .pth pair is the alternative
+    assert "taef2.safetensors from madebyollin/taef2 is not in the Hugging Face cache" in message
+    assert "taef2_encoder.pth and taef2_decoder.pth from https://github.com/madebyollin/taesd" in message
     with pytest.raises(DecoderUnavailable, match="madebyollin/taef1"):
         TaeDecoder(TaeParams(variant="taef1", weights="/nonexistent/folder")).load(CPU, torch.float32)
+
+
+def _single_file(encoder: torch.nn.Module, decoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """madebyollin/taef2's taef2.safetensors layout: diffusers AutoencoderTiny names for both halves
+    (decoder.layers.N is our N+1: the clamp has no weights)."""
+    state = {}
+    for part, module, shift in (("encoder", encoder, 0), ("decoder", decoder, -1)):
+        for key, tensor in module.state_dict().items():
+            index, _, rest = key.partition(".")
+            state[f"{part}.layers.{int(index) + shift}.{rest}"] = tensor.contiguous()
+    return state
+
+
+def test_taef2_single_file_from_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TAEF2 as the Hub ships it (madebyollin/taef2, taef2.safetensors) decodes exactly as the .pth pair."""
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    source = TaeParams(variant="taef2", weights="random", init_seed=3)
+    encoder, decoder = load_half(source, "encoder"), load_half(source, "decoder")
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    torch.save(encoder.state_dict(), pair / "taef2_encoder.pth")
+    torch.save(decoder.state_dict(), pair / "taef2_decoder.pth")
+    snapshot = tmp_path / "hf" / "models--madebyollin--taef2" / "snapshots" / ("1" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("1" * 40)
+    save_file(_single_file(encoder, decoder), str(snapshot / "taef2.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    latents = torch.randn(1, 32, 8, 8, generator=torch.Generator().manual_seed(4))
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    outputs = []
+    for weights in (str(pair), None, str(snapshot / "taef2.safetensors"), str(snapshot)):
+        enc, dec = _pair(TaeParams(variant="taef2", weights=weights))
+        assert dec.facts()["pool_branch"] is True
+        with torch.no_grad():
+            outputs.append((_decode(dec, latents), enc.encode(images)))
+    for decoded, encoded in outputs[1:]:
+        assert torch.equal(decoded, outputs[0][0]) and torch.equal(encoded, outputs[0][1])
+    assert list(TaeDecoder(TaeParams(variant="taef2")).weights()) == [str(snapshot / "taef2.safetensors")]

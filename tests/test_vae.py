@@ -66,8 +66,9 @@ def test_exact_flux1_architecture_untiled_and_tiled() -> None:
         out = tiled.decode(_batch(latents, 64))
     assert full.shape == (1, 3, 64, 64) and float(full.min()) >= 0 and float(full.max()) <= 1
     grid = tiled.facts()["tile_grid"]
+    # Tiles spread evenly: the actual overlap (32 px) exceeds the declared minimum (16 px).
     assert grid == {"tile_px": 48, "overlap_px": 16, "x_seams": [32], "y_seams": [32],
-                    "native_size": [64, 64]}
+                    "x_overlaps": [32], "y_overlaps": [32], "native_size": [64, 64]}
     report = seam_difference(out, full, grid, band_px=16)
     print("exact FLUX.1 architecture, random weights, tiled vs untiled:", report)
     assert out.shape == full.shape and report["near_seams_max_abs"] > 0
@@ -194,3 +195,99 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path: Path, monkeypatch
         VaeDecoder(VaeParams(weights=str(tmp_path))).load(CPU, torch.float32)
     with pytest.raises(DecoderUnavailable, match=r"pip install 'decoderbench\[decoders\]'"):
         require("a_package_that_is_not_installed")
+
+
+def test_seam_score_sees_the_real_tiled_vae_path() -> None:
+    """Tiles of a VAE disagree (GroupNorm and attention see only their tile). Against the untiled
+    decode of the same latent as the reference, the seam score of the tiled output stands far above
+    the steps across lines inside the tiles; the untiled output scores 0 by construction."""
+    from harness.metrics.base import ImageContext
+    from harness.metrics.seam import SeamScore
+
+    cfg = {"space": "flux1", "weights": "random", "config": TINY_VAE}
+    vae = _loaded(VaeDecoder, **cfg)
+    tiled = _loaded(TiledVaeDecoder, **cfg, tile_px=192, overlap_px=64)
+    latents = torch.randn(1, 16, 40, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full, out = vae.decode(_batch(latents, 320)), tiled.decode(_batch(latents, 320))
+    grid = tiled.facts()["tile_grid"]
+    context = ImageContext(case_id="t", item_id="i", prompt=None, seed=0, seed_group="g", reference_key="r",
+                           output_size=(320, 320), native_size=(320, 320), facts={"tile_grid": grid})
+    metric = SeamScore()
+    metric.update(["tiled", "untiled"], torch.cat([out, full]), torch.cat([full, full]), [context, context])
+    values = metric.compute()
+    print("tiny VAE, random weights, seam score (8-bit levels):", values.per_key, values.details["tiled"])
+    assert values.per_key["untiled"] == 0.0
+    assert values.details["tiled"]["control_levels"] is not None
+    assert values.per_key["tiled"] > 3 * values.details["tiled"]["control_levels"]
+
+
+class _TileStub(torch.nn.Module):
+    """Stands for a VAE's decoder: every tile decodes to one constant, its call number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.full((z.shape[0], 3, z.shape[2] * 8, z.shape[3] * 8), self.calls / 100 - 0.5)
+
+
+def test_diffusers_tiling_records_the_grid_it_decodes_with() -> None:
+    """tiling = "diffusers": AutoencoderKL.tiled_decode itself (diffusers 0.42.1), tiles of
+    config.sample_size (here 64 px = 8 latent px), overlap factor 0.25, blend_v/blend_h; the recorded
+    seams are exactly where the output blends two tiles."""
+    params = TiledVaeParams(space="flux1", weights="random", config={**TINY_VAE, "sample_size": 64},
+                            tiling="diffusers")
+    tiled = _loaded(TiledVaeDecoder, **params.model_dump())
+    model = tiled.vae.model
+    assert (model.use_tiling, model.tile_sample_min_size, model.tile_latent_min_size,
+            model.tile_overlap_factor) == (True, 64, 8, 0.25)
+    model.decoder = _TileStub()
+    latents = torch.randn(1, 16, 20, 26)
+    with torch.no_grad():
+        out = tiled.decode(DecodeBatch(latents=latents, input_size=(208, 160), output_size=(208, 160),
+                                       seeds=[0], sigmas=[0.0]))
+    grid = tiled.facts()["tile_grid"]
+    assert grid == {"tile_px": 64, "overlap_px": 16, "x_seams": [56, 104, 152, 200],
+                    "y_seams": [56, 104, 152], "x_overlaps": [16, 16, 16, 16], "y_overlaps": [16, 16, 16],
+                    "native_size": [208, 160], "tiled": True}
+    assert out.shape == (1, 3, 160, 208) and model.decoder.calls == 4 * 5
+    constants = {round(k / 100 - 0.5, 6) for k in range(1, 21)}
+    column = ((out[0, 0, :, 0] * 2 - 1) * 1e6).round() / 1e6  # first tile column: vertical blends only
+    for row, value in enumerate(column.tolist()):
+        in_band = any(seam - 8 < row < seam + 8 for seam in grid["y_seams"])
+        assert (round(value, 6) not in constants) == in_band, (row, value)
+    assert tiled.facts()["tiling"]["mode"] == "diffusers"
+    small = _loaded(TiledVaeDecoder, **params.model_dump())
+    with torch.no_grad():
+        small.decode(DecodeBatch(latents=torch.randn(1, 16, 8, 8), input_size=(64, 64), output_size=(64, 64),
+                                 seeds=[0], sigmas=[0.0]))
+    assert small.facts()["tile_grid"]["tiled"] is False  # one tile: diffusers decodes it whole
+    with pytest.raises(ValidationError, match=r"the qwenimage VAE \(AutoencoderKLQwenImage\) tiles"):
+        TiledVaeParams(space="qwenimage", tiling="diffusers")
+    custom = TiledVaeParams(space="flux1", weights="random", config=TINY_VAE, tiling="diffusers", tile_px=128)
+    assert _loaded(TiledVaeDecoder, **custom.model_dump()).vae.model.tile_latent_min_size == 16
+
+
+def test_qwenimage_vae_per_channel_latents() -> None:
+    """Qwen-Image's video VAE (T = 1): z = (raw − mean_c) / std_c with its config's 16-vectors."""
+    from decoders.spaces import QWENIMAGE_MEAN, QWENIMAGE_STD
+
+    tiny = {"base_dim": 8, "dim_mult": [1, 1, 1, 1], "num_res_blocks": 1}
+    vae = LoadedVae(VaeParams(space="qwenimage", weights="random", config=tiny), CPU, torch.float32)
+    assert list(vae.model.config.latents_mean) == list(QWENIMAGE_MEAN)
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        z = vae.encode(images)
+        raw = vae.model.encode((images * 2 - 1)[:, :, None]).latent_dist.mode()[:, :, 0]
+        mean = torch.tensor(QWENIMAGE_MEAN).view(1, -1, 1, 1)
+        std = torch.tensor(QWENIMAGE_STD).view(1, -1, 1, 1)
+        assert z.shape == (1, 16, 4, 4) and torch.allclose(z, (raw - mean) / std, atol=1e-5)
+        direct = ((vae.model.decode((z * std + mean)[:, :, None]).sample[:, :, 0] + 1) / 2).clamp(0, 1)
+        assert torch.allclose(vae.decode(z), direct, atol=1e-5)
+    with pytest.raises(ValueError, match=r"latents_mean .* differs from the qwenimage latent space's"):
+        LoadedVae(VaeParams(space="qwenimage", weights="random", config={**tiny, "latents_mean": [0.0] * 16}),
+                  CPU, torch.float32)
+    assert VaeDecoder.spec_for(VaeDecoder.Params(space="qwenimage")).latent_spaces == ("qwenimage",)

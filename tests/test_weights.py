@@ -17,7 +17,7 @@ from harness.metrics import METRICS, weights
 from harness.metrics.base import MetricUnavailable
 
 WEIGHT_FREE = {"psnr", "ssim", "ms_ssim", "piqe", "spectral_distance", "hf_energy_ratio", "seam_score",
-               "legibility_cer", "invention_std", "geneval", "dpg_bench"}
+               "legibility_cer", "invention_std"}
 
 
 @pytest.fixture

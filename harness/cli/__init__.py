@@ -8,7 +8,13 @@
     sweep                harness/cli/sweep.py
     gate, baseline       harness/cli/gate.py
     weights              harness/cli/weights.py
-    (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter
+    benchmarks           harness/cli/benchmarks.py
+    doctor               harness/cli/doctor.py
+    (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter;
+                         harness/cli/tables.py: tables that fit any width, notes, Markdown
+
+Help is plain text (no rich markup: `[[gate]]` prints as written, nothing is cut at 80 columns).
+Importing this package imports no tensor library: the verbs that touch no tensor start fast.
 
 Exit codes: 0 everything ran and every case decoded; 1 a case failed (OOM,
 error, timeout, crash, invalid output, unavailable decoder); 2 a usage,
@@ -17,13 +23,15 @@ suite or run-directory error.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+from typing import Annotated
 
 import typer
 
-from harness.cli import gate, judge, listing, report, run, show, sweep, weights
-from harness.cli.console import console
+from harness.cli import benchmarks, doctor, gate, judge, listing, report, run, show, sweep, weights
+from harness.cli.console import EXIT_USAGE, console, out
 
 app = typer.Typer(
     name="decoderbench",
@@ -32,7 +40,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from harness import __version__
+
+        out.print(f"decoderbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_version)] = False,
+) -> None:
+    """Benchmark latent-to-pixel image decoders on identical inputs: latency, memory and quality,
+    stored per case, with reports and gates."""
 
 app.command()(run.run)
 app.command()(run.validate)
@@ -42,9 +68,17 @@ app.command("report")(report.report)
 app.command()(report.export)
 app.command()(judge.judge)
 app.command()(sweep.sweep)
-app.add_typer(gate.gate_app, name="gate")
-app.add_typer(gate.baseline_app, name="baseline")
-app.add_typer(weights.app, name="weights")
+app.command()(doctor.doctor)
+app.add_typer(gate.gate_app, name="gate", short_help="Check a run against a baseline, or calibrate gates.")
+app.add_typer(gate.baseline_app, name="baseline", short_help="Save a run as a baseline for gates.")
+app.add_typer(weights.app, name="weights", short_help="Metric weight files: list, where, verify, fetch.")
+app.add_typer(benchmarks.app, name="benchmarks", short_help="Benchmark data: list, where, verify, fetch.")
+
+
+# File-system conditions no verb can fix (a full disk, a path that vanished, permissions changed
+# mid-run): one line naming the file instead of a traceback. Every other OSError is a bug to report.
+FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
+                      errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 
 
 def main() -> None:
@@ -54,3 +88,10 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted; resume with `decoderbench run --resume RUN_DIR`")
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"error: {where}{exc.strerror} (a run stopped by this can be resumed with "
+                      "`decoderbench run --resume RUN_DIR`)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USAGE)

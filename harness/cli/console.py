@@ -14,9 +14,11 @@ console = Console(stderr=True)  # progress, notes, errors
 out = Console()  # tables and results
 
 
-def fail(message: str) -> typer.Exit:
-    """Print a usage/suite/run-directory error (markup-safe) and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+def fail(message: str, prefix: str = "") -> typer.Exit:
+    """Print a usage/suite/run-directory error (markup-safe; one `error:` line per line of the
+    message, each after `prefix`) and return the exit to raise."""
+    for line in message.splitlines() or [""]:
+        console.print(f"[bold red]error:[/] {escape(prefix + line)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -43,11 +45,14 @@ class RichReporter:
         self.progress.stop()
 
     def phase(self, name: str, total: int) -> None:
-        self._task = self.progress.add_task(name, total=total)
+        self._task = self.progress.add_task(escape(name), total=total)
 
     def advance(self, n: int = 1) -> None:
         if self._task is not None:
             self.progress.advance(self._task, n)
 
     def note(self, message: str) -> None:
-        self.progress.console.print(f"[yellow]note:[/] {message}", highlight=False)
+        """Printed once, above the bars; long words (URLs, paths) on a line of their own, unbroken."""
+        from harness.cli.tables import print_note
+
+        print_note(self.progress.console, message)

@@ -13,14 +13,17 @@ import os
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
-from harness.cli.console import EXIT_FAILED, EXIT_OK, RichReporter, fail, out
+from harness.cli.console import EXIT_FAILED, EXIT_OK, RichReporter, console, fail, out
+from harness.cli.tables import Cell, Column, Grid, print_grid, print_note
+
+if TYPE_CHECKING:
+    from harness.gates.checks import GateReport
 
 
 class _CheckByDefault(TyperGroup):
@@ -32,11 +35,11 @@ class _CheckByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-gate_app = typer.Typer(cls=_CheckByDefault, no_args_is_help=True, add_completion=False,
+gate_app = typer.Typer(cls=_CheckByDefault, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                        help="Check a run against a baseline: `gate RUN_DIR --baseline baselines/NAME.json` "
                        "(exit 0 when every gate holds, 1 when one fails; options: `gate check --help`); "
                        "or propose tolerances from measured noise: `gate calibrate SUITE --repeats N`.")
-baseline_app = typer.Typer(no_args_is_help=True, add_completion=False,
+baseline_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                            help="Save a run as the baseline that gates compare against.")
 
 
@@ -55,8 +58,10 @@ def save(
         help="Output images for distance gates: copy them next to the JSON, link to the run, or none."
     )] = _Images.copy,
 ) -> None:
-    """Write baselines/NAME.json: per decoder and metric the per-case values and summary,
-    latency and memory, the environment fingerprint and the suite hash."""
+    """Save a run as baselines/NAME.json.
+
+    Per decoder and metric the per-case values and summary, latency and memory, the environment
+    fingerprint and the suite hash."""
     from harness.gates.baselines import BaselineError, save_baseline
     from harness.store import StoreError
 
@@ -64,7 +69,9 @@ def save(
         target = save_baseline(run_dir, name, directory, images.value)
     except (BaselineError, StoreError) as exc:
         raise fail(str(exc)) from None
-    out.print(f"baseline {name!r} → {target}", highlight=False)
+    except OSError as exc:
+        raise fail(f"cannot write the baseline into {directory}: {exc.strerror or exc}") from None
+    out.print(f"baseline {name!r} → {target}", markup=False, highlight=False)
 
 
 @gate_app.command("check")
@@ -82,15 +89,19 @@ def check(
     device: Annotated[str | None, typer.Option(
         help="Device for distance metrics (default: the run's evaluation device).")] = None,
 ) -> None:
-    """Check RUN_DIR against a baseline with the suite's gates (`decoderbench gate RUN_DIR --baseline F`)."""
+    """Check a run against a baseline with the suite's gates.
+
+    Also `decoderbench gate RUN_DIR --baseline F`."""
     from harness.gates.baselines import BaselineError, load_baseline, snapshot
     from harness.gates.checks import evaluate_gates
-    from harness.gates.report import print_table, write_outputs
+    from harness.gates.report import write_outputs
     from harness.gates.spec import GateSpec
-    from harness.store import StoreError
+    from harness.store import StoreError, writable_file
     from harness.suite import SuiteError, load_suite
     from reports.aggregate import load_run
 
+    junit = junit or run_dir / "gate" / "junit.xml"
+    markdown = markdown or run_dir / "gate" / "summary.md"
     try:
         view = load_run(run_dir)
         base = load_baseline(baseline)
@@ -98,17 +109,48 @@ def check(
             gates = list(load_suite(suite).model.gate)
         else:
             gates = [GateSpec.model_validate(g) for g in view.manifest["suite"]["resolved"].get("gate", [])]
+        writable_file(junit, "--junit file")
+        writable_file(markdown, "--markdown file")
     except (StoreError, BaselineError, SuiteError, ValueError) as exc:
         raise fail(str(exc)) from None
     if not gates:
         raise fail(f"{suite or 'the suite of ' + str(run_dir)} declares no [[gate]] tables: nothing to "
                     "check (add gates to the suite, or pass --suite FILE)")
     report = evaluate_gates(snapshot(view), run_dir, base, gates, allow_environment_mismatch, device)
-    print_table(report, out)
+    print_report(report)
+    if view.missing_images:
+        print_note(console, f"{len(view.missing_images)} output image(s) of this run are missing (e.g. "
+                   f"{view.missing_images[0]}); gates that compare images cannot use them")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    write_outputs(report, junit or run_dir / "gate" / "junit.xml",
-                  markdown or run_dir / "gate" / "summary.md", Path(summary) if summary else None)
+    try:
+        write_outputs(report, junit, markdown, Path(summary) if summary else None)
+    except OSError as exc:
+        raise fail(f"cannot write the gate reports: {exc.strerror or exc}: {exc.filename}") from None
     raise typer.Exit(EXIT_OK if report.passed else EXIT_FAILED)
+
+
+def print_report(report: GateReport) -> None:
+    """The checks (result, gate, decoder, observed, limit, note), environment differences, verdict."""
+    from harness.gates.checks import FAIL, PASS, SKIP
+    from harness.gates.report import ENVIRONMENT_ADVICE, counts
+
+    colors = {PASS: "green", FAIL: "bold red", SKIP: "yellow"}
+    grid = Grid(f"gates · baseline {report.baseline}", Column("decoder"), [
+        Column("result"), Column("gate", text=True), Column("observed", numeric=True),
+        Column("limit", numeric=True), Column("note", text=True)], field_name="check")
+    for check in report.checks:
+        grid.add(check.name, [Cell(check.status, style=colors[check.status]), check.gate, check.observed,
+                              check.limit, check.message or "—"])
+    print_grid(grid, out)
+    for mismatch in report.mismatches:
+        print_note(console, str(mismatch), label="environment differs from the baseline")
+    if report.mismatches:
+        print_note(console, ENVIRONMENT_ADVICE, label="advice")
+    for note in report.notes:
+        print_note(console, note)
+    verdict = Text("all gates hold" if report.passed else "gates failed",
+                   style="bold green" if report.passed else "bold red")
+    out.print(verdict + Text(f" ({counts(report)})"), soft_wrap=True)
 
 
 @gate_app.command("calibrate")
@@ -123,7 +165,9 @@ def calibrate_(
     dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Run SUITE N times and propose gate tolerances from the measured run-to-run noise."""
+    """Propose gate tolerances from measured run-to-run noise.
+
+    Runs SUITE N times."""
     from harness.gates.calibrate import calibrate, default_gates, write_calibration
     from harness.runner import Runner
     from harness.sources.cache import TensorCache, default_cache_dir
@@ -132,7 +176,7 @@ def calibrate_(
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = out_dir or Path("runs") / f"calibrate-{loaded.name}-{stamp}"
     cache = TensorCache(cache_dir or default_cache_dir())
@@ -144,13 +188,14 @@ def calibrate_(
     gates = list(loaded.model.gate) or default_gates([m.name for m in loaded.model.metrics])
     evaluation = loaded.model.evaluation.device or loaded.model.timing.device
     proposals = calibrate(run_dirs, gates, k, evaluation)
-    table = Table(title=f"calibration · {loaded.name} · {repeats} repeats · k = {k:g}")
-    for column in ("gate", "sets", "spread", "proposed", "worst decoder", "notes"):
-        table.add_column(column, overflow="fold")
+    grid = Grid(f"calibration · {loaded.name} · {repeats} repeats · k = {k:g}", Column("gate"), [
+        Column("sets"), Column("spread", numeric=True), Column("proposed", numeric=True),
+        Column("worst decoder"), Column("notes", text=True)], field_name="proposal")
     for p in proposals:
         worst = max(p.per_decoder, key=lambda d: p.per_decoder[d]) if p.per_decoder else "—"
-        table.add_row(escape(p.gate.label), p.key, "—" if p.spread is None else f"{p.spread:.4g}",
-                      "—" if p.value is None else f"{p.value:.4g}", worst, escape("; ".join(p.notes)))
-    out.print(table)
+        grid.add(p.gate.label, [p.key, "—" if p.spread is None else f"{p.spread:.4g}",
+                                "—" if p.value is None else f"{p.value:.4g}", worst,
+                                "; ".join(p.notes) or "—"])
+    print_grid(grid, out)
     target = write_calibration(root, proposals, k, run_dirs)
-    out.print(f"proposed [[gate]] tables → {target}", highlight=False)
+    out.print(f"proposed [[gate]] tables → {target}", markup=False, highlight=False)

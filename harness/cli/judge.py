@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from harness.cli.console import EXIT_FAILED, RichReporter, fail, out
-from harness.judge.phase import JudgeOutcome, run_judge
-from harness.store import RunStore, StoreError
+from harness.cli.tables import Column, Grid, print_grid, print_note
 from harness.suite import Suite, SuiteError, validate_raw
+
+if TYPE_CHECKING:
+    from harness.judge.phase import JudgeOutcome
 
 
 class JudgeUsageError(ValueError):
@@ -29,7 +30,7 @@ class JudgeUsageError(ValueError):
 def judge(
     run_dir: Annotated[Path, typer.Argument(help="A run directory that has decoded.")],
     suite_override: Annotated[Path | None, typer.Option(
-        help="TOML file whose \\[judge] table is merged over the run's (a suite file works).")] = None,
+        help="TOML file whose [judge] table is merged over the run's (a suite file works).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Cache holding judge verdicts (default: the run's cache directory).")] = None,
     max_requests: Annotated[int | None, typer.Option(help="Override judge.max_requests.")] = None,
@@ -38,13 +39,17 @@ def judge(
         help="Only count what would be asked and its worst-case cost.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Judge (or resume judging) a run pairwise with a multimodal model; writes RUN_DIR/judge.json."""
+    """Judge a run pairwise with a multimodal model.
+
+    Judges, re-judges or resumes judging; writes RUN_DIR/judge.json."""
+    from harness.store import StoreError
+
     caps = {"max_requests": max_requests, "cost_cap_usd": cost_cap_usd}
     try:
         with RichReporter(quiet) as reporter:
             outcome = judge_run(run_dir, suite_override, cache_dir, caps, reporter, dry_run)
     except SuiteError as exc:
-        raise fail(f"invalid judge settings\n{exc}") from None
+        raise fail(str(exc), prefix="invalid judge settings: ") from None
     except (StoreError, JudgeUsageError) as exc:
         raise fail(str(exc)) from None
     print_outcome(outcome, out)
@@ -54,15 +59,21 @@ def judge(
 
 def judge_run(run_dir: Path, override: Path | None, cache_dir: Path | None, caps: dict[str, Any],
               reporter: Any, dry_run: bool = False) -> JudgeOutcome:
-    store = RunStore.open(run_dir)
+    from harness.judge.phase import run_judge
+    from harness.store import MANIFEST, RunStore, read_run
+
+    manifest = read_run(run_dir).manifest  # RunDirError: FILE:LINE: what is wrong
+    store = RunStore(run_dir)
     store.lock()
     try:
-        manifest = store.manifest()
         suite = _suite(manifest, override, {k: v for k, v in caps.items() if v is not None})
         if not dry_run:
             store.remove_temp_files()
             store.repair()
-        return run_judge(suite, store, cache_dir or Path(manifest["cache_dir"]), reporter, dry_run=dry_run)
+        cache = cache_dir or (Path(manifest["cache_dir"]) if manifest.get("cache_dir") else None)
+        if cache is None:
+            raise JudgeUsageError(f"{run_dir / MANIFEST}: cache_dir: missing; give --cache-dir")
+        return run_judge(suite, store, cache, reporter, dry_run=dry_run)
     finally:
         store.close()
 
@@ -105,20 +116,21 @@ def print_outcome(outcome: JudgeOutcome, out: Console) -> None:
               highlight=False)
     for name, entry in outcome.summary.get("criteria", {}).items():
         consistency = entry["consistency_rate"]
-        table = Table(title=f"{name} · {entry['judge_model']} · order consistency "
-                      f"{'—' if consistency is None else f'{consistency:.0%}'}")
-        for column in ("a", "b", "n", "a wins", "b wins", "ties", "inconsistent", "a win rate [95%]"):
-            table.add_column(column, justify="left" if column in ("a", "b") else "right")
+        pairs = Grid(f"{name} · {entry['judge_model']} · order consistency "
+                     f"{'—' if consistency is None else f'{consistency:.0%}'}", Column("a vs b"), [
+                         Column(c, numeric=True) for c in ("n", "a wins", "b wins", "ties", "inconsistent",
+                                                           "a win rate [95%]")], field_name="count")
         for pair in entry["pairs"]:
             rate = "—" if pair["win_rate_a"] is None else \
                 f"{pair['win_rate_a']:.2f} [{pair['wilson95_a'][0]:.2f}, {pair['wilson95_a'][1]:.2f}]"
-            table.add_row(pair["a"], pair["b"], str(pair["n"]), str(pair["wins_a"]), str(pair["wins_b"]),
-                          str(pair["ties"]), str(pair["inconsistent"]), rate)
-        out.print(table)
-        strengths = Table("decoder", "Bradley–Terry strength", "95% CI", title=f"{name} · strengths")
+            counts = [str(pair[k]) for k in ("n", "wins_a", "wins_b", "ties", "inconsistent")]
+            pairs.add(f"{pair['a']} vs {pair['b']}", [*counts, rate])
+        print_grid(pairs, out)
+        strengths = Grid(f"{name} · strengths", Column("decoder"), [
+            Column("Bradley–Terry strength", numeric=True), Column("95% CI", numeric=True)])
         for row in sorted(entry["bradley_terry"], key=lambda r: -r["strength"]):
             ci = "—" if row["ci95"] is None else f"[{row['ci95'][0]:+.2f}, {row['ci95'][1]:+.2f}]"
-            strengths.add_row(row["decoder"], f"{row['strength']:+.2f}", ci)
-        out.print(strengths)
+            strengths.add(row["decoder"], [f"{row['strength']:+.2f}", ci])
+        print_grid(strengths, out)
     for note in outcome.notes:
-        out.print(f"note: {note}", highlight=False)
+        print_note(out, note)

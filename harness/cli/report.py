@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.console import fail, out
+from harness.cli.console import console, fail, out
+from harness.cli.tables import print_note
 
 
 def report(
@@ -20,15 +21,23 @@ def report(
         help="Quality metric of the cost–quality plots and history (default: the suite's first).")] = None,
 ) -> None:
     """Render a static HTML report (works from file://, no network)."""
-    from harness.store import StoreError
+    from harness.store import StoreError, read_run, writable_dir
     from reports.html import ReportError, render_reports
+    from reports.sweep import is_sweep
 
     if out_dir is None and len(run_dirs) > 1:
         raise fail("give --out DIR when reporting several run directories")
+    target = out_dir or run_dirs[0] / "report"
     try:
-        out.print(str(render_reports(run_dirs, out_dir or run_dirs[0] / "report", metric)))
+        for run_dir in run_dirs:  # every run directory is readable before anything is written
+            read_run(run_dir, results_required=not is_sweep(run_dir), expect="any")
+        writable_dir(target, "report folder")
+        index = render_reports(run_dirs, target, metric)
     except (StoreError, ReportError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot write the report into {target}: {exc.strerror or exc}") from None
+    out.print(str(index), markup=False, highlight=False)
 
 
 def export(
@@ -37,19 +46,25 @@ def export(
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="Default: RUN_DIR/results.<ext>.")] = None,
 ) -> None:
-    """Export the tidy results table: one row per (decoder, case, variable)."""
-    from harness.store import StoreError
+    """Export the tidy table: a row per decoder, case and variable.
+
+    Every row carries the run's context (device, GPU, dtype, git sha, weights digest) and its
+    value's unit, direction, scope and sample count."""
+    from harness.store import StoreError, read_run, writable_file
     from reports.export import tidy_rows, write_csv, write_parquet
 
     if parquet == csv:
         raise fail("choose exactly one of --parquet or --csv")
-    try:
-        rows = tidy_rows(run_dir)
-    except StoreError as exc:
-        raise fail(str(exc)) from None
     target = out_file or run_dir / ("results.parquet" if parquet else "results.csv")
     try:
+        missing = read_run(run_dir).missing_note
+        writable_file(target, "export file")
+        rows = tidy_rows(run_dir)
         (write_parquet if parquet else write_csv)(rows, target)
-    except RuntimeError as exc:
+    except (StoreError, RuntimeError) as exc:
         raise fail(str(exc)) from None
-    out.print(f"{len(rows)} rows → {target}")
+    except OSError as exc:
+        raise fail(f"cannot write {target}: {exc.strerror or exc}") from None
+    if missing:
+        print_note(console, missing)
+    out.print(f"{len(rows)} rows → {target}", markup=False, highlight=False)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
-from harness.suite import SuiteError, load_suite
+from harness.cli.tables import print_note, print_wrapped
+from harness.suite import Suite, SuiteError, load_suite
 
 
 def run(
@@ -41,49 +43,115 @@ def run(
                 runner = Runner.resume(resume, cache if cache_dir else None, reporter)
             else:
                 loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
+                for problem in missing_before_run(loaded):
+                    print_note(console, problem, label="missing")
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter)
             outcome = runner.run()
+        print_summary(outcome.run_dir, notes=False)
+        if report:
+            from reports.html import render_report
+
+            print_note(console, str(render_report(outcome.run_dir)), label="report", style="cyan")
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     except (StoreError, SourceError) as exc:
         raise fail(str(exc)) from None
-    print_summary(outcome.run_dir)
-    if report:
-        from reports.html import render_report
-
-        console.print(f"report: {render_report(outcome.run_dir)}", highlight=False)
-    console.print(f"run directory: {outcome.run_dir}", highlight=False)
+    print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
     if outcome.failed_units:
         console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
         raise typer.Exit(EXIT_FAILED)
 
 
+def missing_before_run(suite: Suite) -> list[str]:
+    """What a run of `suite` will find missing, known without loading a model: benchmark data,
+    the source pipeline's checkpoint, and the lock-table weight files of metrics left at their
+    default models. Decoders report their own missing weights as `unavailable` results."""
+    from decoders.base import DecoderUnavailable
+    from decoders.weights import resolve_pretrained
+    from harness.metrics import METRICS, weights
+    from harness.sources import benchmarks
+
+    problems = []
+    source = suite.model.source
+    for name in getattr(source, "benchmark", []):
+        try:
+            benchmarks.require(name)
+        except benchmarks.BenchmarkDataMissing as exc:
+            problems.extend(str(exc).splitlines())
+    pipeline = getattr(source, "pipeline", None)
+    if pipeline is not None:
+        try:
+            resolve_pretrained(pipeline.reference, None, f"source pipeline {pipeline.family}")
+        except DecoderUnavailable as exc:
+            problems.append(str(exc))
+    for name, params in suite.metric_params.items():
+        if params != METRICS.get(name).Params():
+            continue  # other models than the lock table's: the metric checks them when it loads
+        try:
+            weights.require(name)
+        except weights.WeightsMissing as exc:
+            problems.append(f"metric {name}: {exc}")
+    return problems
+
+
+def _not_runnable_here(loaded: Any, spec: str) -> None:
+    """A valid suite is not a runnable one: name its decoders that cannot run here (cheap checks)."""
+    from decoders.registry import DECODERS
+    from harness.cli.listing import cuda_driver_present, decoder_availability
+
+    device = loaded.model.timing.device
+    if device.startswith("cuda") and not cuda_driver_present():
+        missing = [entry.id for entry in loaded.model.decoder]
+        why = f"it runs on {device} and this machine has no NVIDIA driver"
+    else:
+        params = loaded.decoder_params
+        missing = [entry.id for entry in loaded.model.decoder
+                   if not decoder_availability(DECODERS.get(entry.name), params.get(entry.id))[0]]
+        why = "something they need is missing"
+    if missing:
+        print_note(console, f"valid, but {len(missing)} of {len(loaded.model.decoder)} decoder(s) cannot "
+                   f"run on this machine ({', '.join(missing)}): {why}; `decoderbench doctor {spec}` says "
+                   "what to install or fetch", label="note")
+
+
 def validate(
     suites: Annotated[list[str], typer.Argument(help="Suite files or built-in names.")],
 ) -> None:
-    """Check suite files: schema, registries, sources. Prints what each would run."""
-    from harness.cases import expand
+    """Check suite files: schema, registries, sources. Prints what each would run, and which of
+    its decoders cannot run on this machine (`decoderbench doctor SUITE` says why and how to fix)."""
     from harness.sources.prepare import SourceError, list_items, source_protocol
 
     failed = False
     for spec in suites:
         try:
             loaded = load_suite(spec)
-            items = [entry.item for entry in list_items(loaded)]
-            model = loaded.model
-            cases = expand(items, model.resolution.pairs(), model.sigmas, model.seeds,
-                           source_protocol(loaded))
-        except (SuiteError, SourceError) as exc:
-            console.print(f"[red]✗[/] {exc}", highlight=False, soft_wrap=True)
-            failed = True
+        except SuiteError as exc:
+            failed = _invalid(str(exc))
             continue
-        out.print(
-            f"[green]✓[/] {loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
-            f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
-            f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
-            highlight=False,
-        )
+        try:
+            listed = list_items(loaded)
+            items = [entry.item for entry in listed]
+            cases = loaded.expand(items, source_protocol(loaded))
+        except (SuiteError, SourceError) as exc:
+            failed = _invalid(exc if isinstance(exc, SuiteError) else f"{loaded.path}: source: {exc}")
+            continue
+        bad = [entry.problem for entry in listed if entry.problem]
+        for problem in bad:  # one line per item that a run would record as input_error
+            failed = _invalid(f"{loaded.path}: source: {problem}")
+        if bad:
+            continue
+        model = loaded.model
+        print_wrapped(out, f"{loaded.path}: suite {loaded.name!r}, {len(items)} item(s), "
+                      f"{len(cases)} case(s) × {len(model.decoder)} decoder(s), "
+                      f"{len(model.metrics)} metric(s); sha256 {loaded.sha256[:12]}",
+                      prefix="✓ ", prefix_style="green")
+        _not_runnable_here(loaded, spec)
     if failed:
         raise typer.Exit(EXIT_USAGE)
+
+
+def _invalid(message: object) -> bool:
+    console.print(f"[red]✗[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    return True

@@ -1,61 +1,242 @@
-"""`decoderbench show RUN_DIR`: the decoder × metric table of a run (also printed by `run`)."""
+"""`decoderbench show RUN_DIR`: the results of a run (also printed by `run`).
+
+Per comparison size: the summary (each decoder's win rate per summary group and overall) first,
+then every criterion — cases, latency, batch, throughput, memory, first call, cold start and
+each metric with its direction, ★ marks and 95 % intervals. The cells are the leaderboard's
+(reports/leaderboard.py), so the terminal, the Markdown, CSV and JSON forms and the HTML report
+show the same numbers and marks. Tables never truncate (harness/cli/tables.py).
+"""
 
 from __future__ import annotations
 
+import csv
+import difflib
+import io
+import json
+import math
+import re
+import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from harness.cli.console import console, fail, num, out
+from harness.cli.console import console, fail, out
+from harness.cli.tables import Cell, Column, Grid, markdown_grid, print_grid, print_note
+
+if TYPE_CHECKING:
+    from reports.aggregate import RunView, TimeBudget
+    from reports.leaderboard import Leaderboard
+
+LEGEND = ("★ best, and every decoder tied with it within noise (paired bootstrap over cases) · "
+          "↑ higher, ↓ lower, →1 closest to 1 is better · ± 95% interval of the mean over cases · "
+          "[5/6] a mean over part of the cases")
+SUMMARY_LEGEND = "win rate: the share of the other decoders beaten per criterion (a tie counts ½), "\
+                 "averaged over the group's criteria; overall: the mean of the groups"
+_PARTIAL = re.compile(r"^\d+/\d+$")
 
 
-def show(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Print the decoder × metric table of a run, with latency and memory."""
+class Format(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    format_: Annotated[Format, typer.Option(
+        "--format", help="table (terminal; a log layout when piped), markdown (pull requests), csv or "
+        "json (one record per decoder and column, raw numbers and units).")] = Format.table,
+    metrics: Annotated[str | None, typer.Option(
+        help="Only these metrics, comma-separated (costs and the summary are always shown).")] = None,
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="Only the summary: win rates per summary group and overall.")] = False,
+) -> None:
+    """Print a run's results: the summary, then every criterion.
+
+    Tables fit the width (a long form when piped); --format markdown pastes into a pull request."""
     from harness.store import StoreError
+    from reports.aggregate import load_run
 
     try:
-        print_summary(run_dir)
+        view = load_run(run_dir)
     except StoreError as exc:
         raise fail(str(exc)) from None
+    chosen = _metrics(view, metrics)
+    if format_ == Format.table:
+        print_results(view, chosen, summary_only=summary)
+    elif format_ == Format.markdown:
+        sys.stdout.write("\n".join(markdown_grid(g, out.width) for g in grids(view, chosen, summary)))
+    else:
+        records = result_records(view, chosen, summary)
+        sys.stdout.write(_json(view, records) if format_ == Format.json else _csv(records))
 
 
-def print_summary(run_dir: Path) -> None:
-    from reports.aggregate import direction, format_bytes, load_run, time_budget
+def _metrics(view: RunView, requested: str | None) -> list[str]:
+    if requested is None:
+        return list(view.metric_names)
+    names = [name.strip() for name in requested.split(",") if name.strip()]
+    for name in names:
+        if name not in view.metric_names:
+            close = difflib.get_close_matches(name, view.metric_names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fail(f"--metrics: {name!r} is not a metric of this run{hint}; its metrics: "
+                       f"{', '.join(view.metric_names) or 'none'}")
+    return names
 
-    view = load_run(run_dir)
-    for size in view.sizes:
-        table = Table(title=f"{view.manifest['suite']['name']} · {size[0]}×{size[1]}")
-        for column in ("decoder", "ok", "median ms", "p90 ms", "peak memory", "cold start ms"):
-            table.add_column(column, justify="left" if column == "decoder" else "right")
-        for metric in view.metric_names:
-            info = view.metric_info.get(metric, {})
-            table.add_column(f"{metric} {direction(info)}",
-                             justify="right")
-        for row in view.rows_at(size):
-            cells = [row.decoder, f"{row.statuses.get('ok', 0)}/{row.units}",
-                     num(row.latency(0.5), ".2f"), num(row.latency(0.9), ".2f"),
-                     format_bytes(row.peak_memory_bytes), num(row.cold_start_ms, ".1f")]
-            for metric in view.metric_names:
-                summary = row.metrics.get(metric)
-                if summary is None:
-                    cells.append("not measured")
-                elif summary.headline is None:
-                    cells.append(", ".join(summary.statuses))
-                else:
-                    cells.append(num(summary.headline, ".4f"))
-            table.add_row(*cells)
-        out.print(table)
-        for row in view.rows_at(size):
+
+def _boards(view: RunView, metrics: list[str]) -> list[Leaderboard]:
+    """The leaderboards, their metric columns cut to `metrics` (decisions stay over every one)."""
+    from reports.leaderboard import build_leaderboards
+
+    boards = build_leaderboards(view)
+    for board in boards:
+        keep = [i for i, c in enumerate(board.columns)
+                if not c.key.startswith("metric:") or c.key.split(":", 1)[1] in metrics]
+        board.columns = [board.columns[i] for i in keep]
+        board.rows = [(row, [cells[i] for i in keep]) for row, cells in board.rows]
+    return boards
+
+
+def _cell(cell: Any) -> Cell:
+    """A leaderboard cell as a terminal cell: its mark, interval, coverage and failure colour."""
+    text, partial = cell.text, bool(cell.note and _PARTIAL.match(cell.note))
+    if cell.note and not partial:
+        text = f"{text} ({cell.note})"
+    n = cell.note if partial else ("" if cell.n is None else str(cell.n))
+    style = {"failed": "red", "missing": "dim"}.get(cell.state, "green" if cell.best else "")
+    return Cell(text, interval=cell.ci or "", n=n, best=cell.best, style=style, partial=partial)
+
+
+def _header(column: Any) -> str:
+    arrow = f" {column.arrow}" if column.arrow else ""
+    return f"{column.label}{arrow}" + (" (uninformative)" if column.flag else "")
+
+
+def board_grids(board: Leaderboard, summary_only: bool = False) -> list[Grid]:
+    title = f"{board.suite} · {board.size[0]}×{board.size[1]}"
+    grids = []
+    summary = [i for i, c in enumerate(board.columns) if c.key.startswith("summary:")]
+    if summary:
+        grid = Grid(f"{title} · summary: win rate per group", Column("decoder"),
+                    [Column(board.columns[i].key.split(":", 1)[1], numeric=True) for i in summary],
+                    legend=SUMMARY_LEGEND, field_name="group")
+        for row, cells in board.rows:
+            grid.add(row.decoder, [_cell(cells[i]) for i in summary])
+        grids.append(grid)
+    if summary_only:
+        return grids
+    rest = [i for i in range(len(board.columns)) if i not in summary]
+    grid = Grid(title, Column("decoder"), [Column(_header(board.columns[i]), numeric=True) for i in rest],
+                legend=LEGEND, field_name="criterion")
+    for row, cells in board.rows:
+        grid.add(row.decoder, [_cell(cells[i]) for i in rest])
+    return [*grids, grid]
+
+
+def grids(view: RunView, metrics: list[str], summary_only: bool = False) -> list[Grid]:
+    return [g for board in _boards(view, metrics) for g in board_grids(board, summary_only)]
+
+
+def print_results(view: RunView, metrics: list[str] | None = None, summary_only: bool = False,
+                  notes: bool = True) -> None:
+    """The tables on stdout; what they cannot say (failures, uninformative criteria, the run's
+    notes unless the caller printed them already, the time budget) on stderr."""
+    from reports.aggregate import time_budget
+
+    for board in _boards(view, view.metric_names if metrics is None else metrics):
+        for grid in board_grids(board, summary_only):
+            print_grid(grid, out)
+        if summary_only:
+            continue
+        for column in board.columns:
+            if column.flag:
+                print_note(console, f"{column.label} is {column.flag}")
+        for row, _ in board.rows:
             for failure in row.failures:
-                console.print(f"[red]{row.decoder}:[/] {failure}", highlight=False)
-    for warning in view.warnings:
-        console.print(f"[yellow]note:[/] {warning}", highlight=False)
+                print_note(console, failure, label=row.decoder, style="red")
+    if not summary_only:
+        for grid in benchmark_grids(view):
+            print_grid(grid, out)
+    for warning in view.warnings if notes else []:
+        print_note(console, warning)
     budget = time_budget(view)
-    if budget is not None:
-        console.print(
-            f"time: wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
+    if budget is None or summary_only:
+        return
+    count = len(budget.invocations)
+    print_note(console, _time_line(budget), label="time" if count < 2 else f"time, {count} invocations",
+               style="cyan")
+    for number, part in enumerate(budget.invocations if count > 1 else (), start=1):
+        killed = "" if part.complete else " (killed: wall up to its last record)"
+        print_note(console, _time_line(part), label=f"  invocation {number}{killed}", style="cyan")
+
+
+def _time_line(budget: TimeBudget) -> str:
+    return (f"wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
             f"start-up {budget.worker_startup_s:.1f} s + metrics {budget.metrics_s:.1f} s + judge "
             f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; overhead (wall − decoder calls "
-            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall", highlight=False)
+            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall")
+
+def benchmark_grids(view: RunView) -> list[Grid]:
+    """GenEval / DPG-Bench tables as their papers print them, and the published numbers rows name."""
+    from reports.benchmarks import benchmark_tables, published_table
+
+    found = [*benchmark_tables(view), *filter(None, [published_table(view)])]
+    grids = []
+    for table in found:
+        key, *rest = table.columns
+        columns = [Column(c, numeric=c not in ("what", "source"), text=c in ("what", "source")) for c in rest]
+        grid = Grid(table.title, Column(key), columns)
+        for first, *values in table.rows:
+            grid.add(first, values)
+        grids.append(grid)
+    return grids
+
+
+def print_summary(run_dir: Path, notes: bool = True) -> None:
+    """What `run` prints at the end (notes=False: the run printed them as they came)."""
+    from reports.aggregate import load_run
+
+    print_results(load_run(run_dir), notes=notes)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def result_records(view: RunView, metrics: list[str], summary_only: bool = False) -> list[dict[str, Any]]:
+    """One record per (size, decoder, column): the raw number in its unit, as shown, and why not."""
+    records = []
+    for board in _boards(view, metrics):
+        for index, column in enumerate(board.columns):
+            if summary_only and not column.key.startswith("summary:"):
+                continue
+            for row, cells in board.rows:
+                cell = cells[index]
+                records.append({
+                    "suite": board.suite, "width": board.size[0], "height": board.size[1],
+                    "decoder": row.decoder, "column": column.key, "label": column.label,
+                    "better": column.direction.label if column.direction else None, "unit": column.unit,
+                    "value": _finite(cell.raw), "text": cell.text, "interval": cell.ci, "ci95": cell.ci_value,
+                    "n": cell.n, "coverage": cell.note, "best": cell.best, "state": cell.state,
+                    "reason": cell.title or None,
+                })
+    return records
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _json(view: RunView, records: list[dict[str, Any]]) -> str:
+    document = {"run_dir": str(view.run_dir), "suite": view.suite_name, "records": records}
+    return json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _csv(records: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else ["suite"])
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()

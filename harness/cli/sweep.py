@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from harness.cli.console import EXIT_FAILED, RichReporter, console, fail, num, out
-from harness.suite import SuiteError, load_suite
+from harness.cli.tables import Column, Grid, print_grid, print_note
+
+DECIDING_LABEL = "peak reserved (CUDA) or peak RSS (CPU)"
 
 
 def sweep(
@@ -27,11 +28,14 @@ def sweep(
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Run directory (default: runs/sweep-<suite>-<decoder>-<timestamp>).")] = None,
 ) -> None:
-    """Memory wall: bisect on output size for the largest one that decodes; plot memory vs size."""
+    """Memory wall: the largest output size a decoder can decode.
+
+    Bisects on the output size; plots memory and latency against size."""
     from harness.sources.prepare import SourceError
     from harness.store import StoreError
-    from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes, peak_bytes
-    from reports.aggregate import format_bytes
+    from harness.suite import SuiteError, load_suite
+    from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes
+    from reports.aggregate import MEMORY_KINDS, format_bytes
 
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
@@ -40,16 +44,24 @@ def sweep(
         outcome = Sweep(loaded, decoder, run_dir, budget, RichReporter(quiet=True)).run(start, stop, step)
     except (SuiteError, SweepError, SourceError, StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
-    table = Table("output", "status", "median ms", "peak memory", "note", title=f"memory wall: {decoder}")
+    kinds = [k for k in MEMORY_KINDS if any(k in (r.get("memory") or {}) for r in outcome.records)]
+    grid = Grid(f"memory wall: {decoder} (a size fits when its {DECIDING_LABEL} fits)", Column("output"),
+                [Column("status"), Column("median ms", numeric=True),
+                 *(Column(MEMORY_KINDS[k][0], numeric=True) for k in kinds), Column("note", text=True)],
+                field_name="measure")
     for record in sorted(outcome.records, key=lambda r: r["size"][0]):
         latency = (record.get("latency") or {}).get("median_ms")
-        table.add_row(f"{record['size'][0]}×{record['size'][1]}", record["status"], num(latency, ".1f"),
-                      format_bytes(peak_bytes(record.get("memory"))), (record.get("message") or "")[:70])
-    out.print(table)
+        memory = record.get("memory") or {}
+        message = (record.get("message") or "").splitlines()
+        grid.add(f"{record['size'][0]}×{record['size'][1]}", [
+            record["status"], num(latency, ".1f"), *(format_bytes(memory.get(k)) for k in kinds),
+            message[0] if message else "—"])
+    print_grid(grid, out)
     largest = outcome.largest_ok
-    console.print(f"largest size that decodes: {f'{largest}×{largest}' if largest else 'none'}"
-                  + (f"; smallest that failed: {outcome.smallest_failed}" if outcome.smallest_failed else ""),
-                  highlight=False)
-    console.print(f"plot: {outcome.plot}\nrun directory: {outcome.run_dir}", highlight=False)
+    print_note(console, (f"{largest}×{largest}" if largest else "none")
+               + (f"; smallest that failed: {outcome.smallest_failed}" if outcome.smallest_failed else ""),
+               label="largest size that decodes", style="cyan")
+    print_note(console, str(outcome.plot), label="plot", style="cyan")
+    print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
     if largest is None:
         raise typer.Exit(EXIT_FAILED)

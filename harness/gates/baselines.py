@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.store import atomic_write_text, link_or_copy, now_iso
+from harness.store import atomic_write_text, link_or_copy, now_iso, writable_dir
 from reports.aggregate import RunView, load_run
 
 BASELINE_FORMAT = 1
@@ -88,8 +88,11 @@ def snapshot(view: RunView) -> dict[str, Any]:
             "decode_statuses": statuses,
             "failures": [message for row in rows for message in row.failures],
             "sizes": {f"{row.size[0]}x{row.size[1]}": {
-                "latency_median_ms": row.latency(0.5), "latency_p90_ms": row.latency(0.9),
-                "peak_memory_bytes": row.peak_memory_bytes, "memory_method": row.memory_method,
+                # per image, from calls of `batch_size` images only
+                "latency_median_ms": row.image_latency(0.5), "latency_p90_ms": row.image_latency(0.9),
+                "call_latency_median_ms": row.call_latency(0.5), "batch_size": row.batch_size,
+                "peak_memory_bytes": row.peak_memory_bytes, "memory_kind": row.memory_headline_kind,
+                "memory": row.memory, "memory_method": row.memory_method,
                 "decode_statuses": row.statuses,
             } for row in rows},
             "metrics": {name: _metric_entry(view, decoder, name) for name in view.metric_names},
@@ -113,8 +116,10 @@ def snapshot(view: RunView) -> dict[str, Any]:
 def _metric_entry(view: RunView, decoder: str, metric: str) -> dict[str, Any]:
     summary = view.metric_over_sizes(decoder, metric)
     info = view.metric_info.get(metric) or {}
+    direction = view.direction(metric)
     return {
-        "higher_is_better": view.higher_is_better(metric), "protocol_sha256": info.get("protocol_sha256"),
+        "direction": direction.as_dict() if direction else None,
+        "protocol_sha256": info.get("protocol_sha256"),
         "n": summary.n, "mean": summary.mean, "ci95": summary.ci95, "values": summary.per_case,
         "statuses": summary.statuses, "messages": summary.messages,
     }
@@ -124,8 +129,10 @@ def save_baseline(run_dir: Path, name: str, directory: Path, images: ImagesMode 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise BaselineError(f"baseline name {name!r}: use letters, digits, '.', '_' and '-'")
     view = load_run(run_dir)
+    if images != "none":
+        _check_outputs(view)
     data = {"format": BASELINE_FORMAT, "name": name, "created": now_iso(), **snapshot(view)}
-    directory.mkdir(parents=True, exist_ok=True)
+    writable_dir(directory, "baselines folder")
     if images == "copy":
         for decoder in data["decoders"].values():
             for output in decoder["outputs"].values():
@@ -138,6 +145,29 @@ def save_baseline(run_dir: Path, name: str, directory: Path, images: ImagesMode 
     target = directory / f"{name}.json"
     atomic_write_text(target, json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
     return target
+
+
+def _check_outputs(view: RunView) -> None:
+    """A baseline never claims an output image that is gone or is not what the run recorded."""
+    from harness import images
+
+    bad = [f"{path} (missing)" for path in view.missing_images]
+    for record in view.decodes.values():
+        path = view.run_dir / record["image"] if record["status"] == "ok" and record.get("image") else None
+        if path is None or not path.is_file() or not record.get("image_sha256"):
+            continue
+        try:
+            pixels = images.read_png(path)
+        except Exception as exc:  # a truncated or foreign file in images/
+            bad.append(f"{record['image']} (unreadable: {exc})")
+            continue
+        if images.pixels_sha256(pixels) != record["image_sha256"]:
+            bad.append(f"{record['image']} (sha256 differs from its decode record)")
+    if bad:
+        shown = "; ".join(bad[:10]) + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise BaselineError(f"{view.run_dir}: {len(bad)} output image(s) cannot go into a baseline: {shown}. "
+                            f"Resume the run (`decoderbench run --resume {view.run_dir}`) to decode them "
+                            "again, or save with --images none")
 
 
 def load_baseline(path: Path) -> Baseline:

@@ -27,6 +27,7 @@ from typing import Any
 from harness.gates.baselines import Baseline, snapshot
 from harness.gates.checks import Regression, Unavailable, measure
 from harness.gates.spec import COST_STATISTICS, PIXEL_EXACT_METRICS, GateSpec
+from harness.metrics.direction import LOWER, Direction
 from harness.store import atomic_write_text
 from reports.aggregate import load_run
 
@@ -87,8 +88,8 @@ def _propose(gate: GateSpec, run_dirs: list[Path], snapshots: list[dict[str, Any
                 continue
             spread = _spread(gate, measured.value, measured.details)
             if spread is None:
-                proposal.notes.append(f"{gate.metric} is higher-is-better: tau is calibrated for distances "
-                                      "(lower is better) only")
+                proposal.notes.append(f"{gate.metric} is not lower-is-better: tau is calibrated for "
+                                      "distances (lower is better) only")
                 return proposal
             proposal.per_decoder[decoder] = max(spread, proposal.per_decoder.get(decoder, 0.0))
         proposal.pairs += 1
@@ -107,7 +108,7 @@ def _spread(gate: GateSpec, value: float, details: dict[str, Any]) -> float | No
     if gate.statistic in COST_STATISTICS:
         return max(abs(ratio - 1) for ratio in details["ratios"])
     if gate.statistic == "fraction_exceeding":
-        if details.get("higher_is_better"):
+        if (Direction.from_info(details) or LOWER) != LOWER:
             return None
         return max(details["distances"].values())
     return float(value)

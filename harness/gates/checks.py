@@ -1,17 +1,22 @@
 """Regression gates: a run against a baseline, one check per (gate, decoder[, size]).
 
 Statistics (see harness/gates/spec.py for the suite syntax):
-- mean_delta: per case, the worsening w = (run − baseline) in the metric's
-  bad direction; the gate holds when the one-sided `confidence` upper bound
-  of mean(w), from a paired bootstrap over cases, is within the tolerance.
+- mean_delta: per case, the worsening w of the run's value over the
+  baseline's in the metric's direction (lower: run − baseline; higher:
+  baseline − run; closest to a target t: |run − t| − |baseline − t|, so an
+  energy ratio that moves from 1.0 to 3.0 worsens by 2.0); the gate holds
+  when the one-sided `confidence` upper bound of mean(w), from a paired
+  bootstrap over cases, is within the tolerance.
   Noise alone cannot pass a real regression, and cannot fail a run whose
   bound is inside the tolerance.
 - fraction_exceeding: per case, a full-reference metric (default LPIPS,
   through the metric registry) between this run's output and the
   baseline's output; the share of cases worse than `tau` must be at most
   `max_fraction`.
-- latency_ratio / memory_ratio: median latency and peak memory over the
-  baseline's, per comparison size, within `max_ratio`. When the environment
+- latency_ratio / memory_ratio: median per-image latency (calls of the same
+  batch size only) and the headline peak memory (CUDA peak allocated, CPU
+  RSS increment; the same figure as the baseline's) over the baseline's, per
+  comparison size, within `max_ratio`. When the environment
   differs (GPU model, dtype, library versions) they fail unless allowed.
 - hash_equal (pixel-exact, opt-in): every output identical to the baseline's.
 
@@ -32,6 +37,7 @@ import numpy as np
 from harness.gates.baselines import Baseline
 from harness.gates.spec import COST_STATISTICS, GateSpec
 from harness.metrics import METRICS
+from harness.metrics.direction import Direction
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 BOOTSTRAP_RESAMPLES = 2000
@@ -207,19 +213,20 @@ def _mean_delta(gate: GateSpec, base: dict[str, Any], run: dict[str, Any]) -> Me
             and base_metric["protocol_sha256"] != run_metric["protocol_sha256"]:
         raise Unavailable(f"{gate.metric}'s protocol changed since the baseline; values are not "
                           "comparable (re-save the baseline)")
-    higher = _direction(gate, base_metric, run_metric)
+    direction = _direction(gate, base_metric, run_metric)
     base_values, run_values = base_metric["values"], run_metric["values"]
     statuses = (f"decode {_statuses(run['decode_statuses'])}; "
                 f"{gate.metric} {_statuses(run_metric['statuses'])}")
     _require_cases(gate.metric, base_values, run_values, statuses)
     cases = sorted(base_values)
     deltas = np.array([run_values[c] - base_values[c] for c in cases], dtype=np.float64)
-    worsening = -deltas if higher else deltas
+    worsening = np.array([direction.worsening(run_values[c], base_values[c]) for c in cases],
+                         dtype=np.float64)
     bound = upper_bound(worsening, gate.confidence)
     base_mean = float(np.mean([base_values[c] for c in cases]))
     tolerance = gate.tolerance if gate.tolerance is not None else \
         (gate.tolerance_relative or 0.0) * abs(base_mean)
-    observed = (f"Δ {float(deltas.mean()):+.4g} ({'higher' if higher else 'lower'} is better); "
+    observed = (f"Δ {float(deltas.mean()):+.4g} ({direction.label} is better); "
                 f"{gate.confidence:.0%} bound on worsening {bound:+.4g} (n={len(cases)})")
     return Measurement(bound, observed, {
         "cases": len(cases), "mean_delta": float(deltas.mean()), "mean_worsening": float(worsening.mean()),
@@ -255,12 +262,13 @@ def _metric(name: str, decoder: dict[str, Any], where: str) -> dict[str, Any]:
     return entry
 
 
-def _direction(gate: GateSpec, *entries: dict[str, Any]) -> bool:
+def _direction(gate: GateSpec, *entries: dict[str, Any]) -> Direction:
     if gate.direction is not None:
-        return gate.direction == "higher_is_better"
+        return Direction("higher" if gate.direction == "higher_is_better" else "lower")
     for entry in entries:
-        if entry.get("higher_is_better") is not None:
-            return bool(entry["higher_is_better"])
+        direction = Direction.from_info(entry)
+        if direction is not None:
+            return direction
     raise Unavailable(f"the direction of {gate.metric} is unknown; set direction on the gate")
 
 
@@ -291,22 +299,23 @@ def _fraction_exceeding(gate: GateSpec, decoder: str, base: dict[str, Any], run:
     cases = sorted(base["outputs"])
     pairs = [(case, context.run_dir / run["outputs"][case]["image"], root / base["outputs"][case]["image"])
              for case in cases]
-    missing = [str(b) for _, _, b in pairs if not b.is_file()]
-    if missing:
-        raise Unavailable(f"{len(missing)} baseline output image(s) are missing, e.g. {missing[0]}")
-    distances, higher = output_distances(gate.metric, pairs, context.device, context.metrics)
+    for whose, index in (("baseline", 2), ("run", 1)):
+        missing = [str(pair[index]) for pair in pairs if not pair[index].is_file()]  # type: ignore[attr-defined]
+        if missing:
+            raise Unavailable(f"{len(missing)} {whose} output image(s) are missing, e.g. {missing[0]}")
+    distances, direction = output_distances(gate.metric, pairs, context.device, context.metrics)
     assert gate.tau is not None
     tau = gate.tau
-    beyond = [case for case in cases if (distances[case] < tau if higher else distances[case] > tau)]
-    worst = (min if higher else max)(distances.values())
+    beyond = [case for case in cases if direction.is_better(tau, distances[case])]
+    worst = max(distances.values(), key=direction.badness)
     fraction = len(beyond) / len(cases)
     observed = f"{len(beyond)}/{len(cases)} ({fraction:.1%}) beyond τ; worst {gate.metric} {worst:.4g}"
     return Measurement(fraction, observed, {"cases": len(cases), "beyond": beyond[:20], "worst": worst,
-                                            "distances": distances, "higher_is_better": higher})
+                                            "distances": distances, "direction": direction.as_dict()})
 
 
 def output_distances(metric_name: str, pairs: list[tuple[str, Path, Path]], device: str,
-                     loaded: dict[str, Any]) -> tuple[dict[str, float], bool]:
+                     loaded: dict[str, Any]) -> tuple[dict[str, float], Direction]:
     """metric(run output, baseline output) per case, through the metric registry."""
     import torch
 
@@ -337,7 +346,7 @@ def output_distances(metric_name: str, pairs: list[tuple[str, Path, Path]], devi
             metric.update([case for case, _, _ in batch],
                           images.to_float(torch.stack([p for _, p, _ in batch])).to(metric.device),
                           images.to_float(torch.stack([t for _, _, t in batch])).to(metric.device))
-    return dict(metric.compute().per_key), bool(metric.higher_is_better)
+    return dict(metric.compute().per_key), metric.direction()
 
 
 def _hash_equal(base: dict[str, Any], run: dict[str, Any]) -> Measurement:
@@ -362,7 +371,7 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
         optional = isinstance(exc, Unavailable) and gate.optional
         return Check(gate.label, decoder, SKIP if optional else FAIL, limit=limit, message=str(exc),
                      size=size)
-    what = "latency" if gate.statistic == "latency_ratio" else "peak memory"
+    what = "latency per image" if gate.statistic == "latency_ratio" else "peak memory"
     check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL, f"{what} {ratio:.3f}×",
                   limit, size=size, details={"ratio": ratio})
     if mismatches:
@@ -377,11 +386,17 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
 
 def _ratio(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> float:
     key = "latency_median_ms" if gate.statistic == "latency_ratio" else "peak_memory_bytes"
-    before = (base["sizes"].get(size) or {}).get(key)
+    baseline = base["sizes"].get(size) or {}
+    before = baseline.get(key)
     if before is None or before <= 0:
         raise Unavailable(f"the baseline has no {key} at {size}")
     entry = run["sizes"].get(size)
     if entry is None or entry.get(key) is None:
         statuses = (entry or {}).get("decode_statuses") or {}
         raise Regression(f"no {key} at {size} in this run (decode statuses: {_statuses(statuses)})")
+    # Like with like: calls of one batch size, one named memory figure (recorded since both existed).
+    same = "batch_size" if key == "latency_median_ms" else "memory_kind"
+    if baseline.get(same) is not None and entry.get(same) is not None and baseline[same] != entry[same]:
+        raise Unavailable(f"{same.replace('_', ' ')} differs from the baseline's at {size} "
+                          f"({baseline[same]} → {entry[same]}): not comparable")
     return float(entry[key]) / float(before)

@@ -1,4 +1,4 @@
-"""Gate results for people and CI: a terminal table, JUnit XML and a Markdown summary.
+"""Gate results for CI: JUnit XML and a Markdown summary (the terminal table: harness/cli/gate.py).
 
 JUnit follows the schema CI tools read (Jenkins xunit junit-10.xsd, also
 GitLab and GitHub test reporters): <testsuites> holds one <testsuite> per
@@ -14,10 +14,6 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from harness.gates.checks import FAIL, PASS, SKIP, Check, GateReport
 
 ICONS = {PASS: "✅", FAIL: "❌", SKIP: "⏭️"}
@@ -27,28 +23,7 @@ ENVIRONMENT_ADVICE = ("Latency and memory gates fail on these differences unless
 _XML_INVALID = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def print_table(report: GateReport, console: Console) -> None:
-    table = Table(title=f"gates · baseline {report.baseline}", show_lines=False)
-    for column in ("result", "gate", "decoder", "observed", "limit", "note"):
-        table.add_column(column, overflow="fold")
-    colors = {PASS: "green", FAIL: "bold red", SKIP: "yellow"}
-    for check in report.checks:
-        table.add_row(f"[{colors[check.status]}]{check.status}[/]",
-                      *(escape(text) for text in (check.gate, check.name, check.observed, check.limit,
-                                                  check.message)))
-    console.print(table)
-    for mismatch in report.mismatches:
-        console.print(f"[yellow]environment differs from the baseline:[/] {escape(str(mismatch))}",
-                      highlight=False)
-    if report.mismatches:
-        console.print(ENVIRONMENT_ADVICE, highlight=False)
-    for note in report.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    verdict = "[bold green]all gates hold[/]" if report.passed else "[bold red]gates failed[/]"
-    console.print(f"{verdict} ({_counts(report)})")
-
-
-def _counts(report: GateReport) -> str:
+def counts(report: GateReport) -> str:
     counts = {status: sum(c.status == status for c in report.checks) for status in (PASS, FAIL, SKIP)}
     return f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped"
 
@@ -106,7 +81,7 @@ def _md(text: str) -> str:
 def markdown_summary(report: GateReport) -> str:
     verdict = "✅ decoderbench gates hold" if report.passed else "❌ decoderbench gates failed"
     lines = [f"## {verdict} · baseline `{_md(report.baseline)}`", "",
-             f"Run `{_md(str(report.run_dir))}` · {_counts(report)}.", "",
+             f"Run `{_md(str(report.run_dir))}` · {counts(report)}.", "",
              "| result | gate | decoder | observed | limit | note |", "|---|---|---|---|---|---|"]
     for check in report.checks:
         lines.append(f"| {ICONS[check.status]} {check.status} | {_md(check.gate)} | {_md(check.name)} | "

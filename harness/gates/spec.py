@@ -46,7 +46,7 @@ _ONLY_FOR = {
 
 
 class GateSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:-]*$", max_length=80)
     statistic: Statistic = "mean_delta"
@@ -156,9 +156,9 @@ def _gate_problems(gate: GateSpec, raw: dict[str, Any]) -> list[tuple[tuple[str,
         problems.append((("metric",), f"{gate.metric!r} is {cls.family}; fraction_exceeding compares "
                          "this run's output with the baseline's and needs a full-reference metric "
                          "(e.g. lpips)"))
-    declared = {"higher_is_better": True, "lower_is_better": False}.get(gate.direction or "")
-    if declared is not None and declared != cls.higher_is_better:
-        actual = "higher" if cls.higher_is_better else "lower"
-        problems.append((("direction",), f"{gate.metric} is {actual}-is-better; "
+    declared = {"higher_is_better": "higher", "lower_is_better": "lower"}.get(gate.direction or "")
+    actual = cls.direction()
+    if declared is not None and declared != actual.better:
+        problems.append((("direction",), f"{gate.metric} is best {actual.label}; "
                          f"direction {gate.direction!r} contradicts it"))
     return problems

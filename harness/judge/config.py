@@ -12,7 +12,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class CustomCriterion(_Strict):
@@ -51,6 +51,14 @@ class JudgeConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples of the cases")
     bootstrap_seed: int = 0
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs_as_tuples(cls, value: Any) -> Any:
+        """TOML and JSON have arrays, not tuples (the model is strict)."""
+        if isinstance(value, list):
+            return [tuple(pair) if isinstance(pair, list) else pair for pair in value]
+        return value
 
     @field_validator("criteria")
     @classmethod

@@ -110,6 +110,10 @@ def _plan(config: JudgeConfig, pairs: list[tuple[str, str]], store: RunStore, re
                 not_applicable.add(record["decoder"])
             else:
                 outputs[(record["decoder"], record["case"])] = record
+    upstream = (store.manifest().get("source_model") or {}).get("quality_not_applicable")
+    if upstream:
+        notes.append(f"judge: nothing asked: {upstream}")
+        return
     criteria = config.criterion_list()
     missing: Counter[str] = Counter()
     for case in store.cases():

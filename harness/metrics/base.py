@@ -17,8 +17,8 @@ value belongs to is the metric's `scope`:
   aggregate over the set (GenEval's task-averaged score, CER pooled over
   every text line).
 - `Scope.SEED_GROUP`: one value per group of images that are the same case
-  except for the seed (how much a stochastic decoder invents); every update
-  holds whole groups.
+  except for the decoder seed (how much a stochastic decoder invents); every
+  update holds whole groups.
 - `Scope.SET`: one value for the whole set (FID, KID), compared with the
   `ReferenceSet` given by `set_reference()`.
 """
@@ -34,9 +34,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
+from decoders.lazy import torch
 from decoders.plugins import NoParams, Params, Registry, UnknownName
+from harness.metrics.direction import Direction
 
 
 class Family(StrEnum):
@@ -45,6 +45,15 @@ class Family(StrEnum):
     DISTRIBUTION = "distribution"
     TEXT_ALIGNMENT = "text_alignment"
     SEED_VARIATION = "seed_variation"
+
+
+# The summary group a family's metrics count towards by default (HELM-style win rates per group);
+# a metric class may name another group, or None for a diagnostic that is shown but not ranked.
+FAMILY_GROUPS: dict[str, str | None] = {
+    "full_reference": "fidelity", "no_reference": "no_reference", "distribution": "distribution",
+    "text_alignment": "text", "seed_variation": None,
+}
+FROM_FAMILY = "<the family's group>"
 
 
 class Scope(StrEnum):
@@ -64,13 +73,15 @@ class ImageContext:
     case_id: str
     item_id: str
     prompt: str | None
-    seed: int
-    seed_group: str  # equal for cases that differ only in their seed
+    seed: int  # the decoder seed
+    seed_group: str  # equal for cases that differ only in their decoder seed
     reference_key: str  # content hash of the case's reference image
     output_size: tuple[int, int]  # comparison size (width, height) of the image fed
     native_size: tuple[int, int] | None  # the decoder's output size before resampling
     facts: Mapping[str, Any] = field(default_factory=dict)  # decoder facts, e.g. "tile_grid"
     annotations: Mapping[str, Any] = field(default_factory=dict)  # source facts, e.g. "text_lines"
+    input_sha256: str | None = None  # what the decoder's worker received (None: a prompt only)
+    input_seed: int = 0  # the source's seed (latent noise, text-to-image generation)
 
 
 @dataclass(frozen=True)
@@ -103,18 +114,43 @@ class MetricValues:
 class Metric(ABC):
     name: ClassVar[str]
     family: ClassVar[Family]
+    # The direction is declared with these two (plug-ins written for earlier releases keep working);
+    # everything that compares values asks `direction()`.
     higher_is_better: ClassVar[bool]
     target: ClassVar[float | None] = None  # when closest-to-target is best (e.g. a ratio to the reference)
     scope: ClassVar[Scope] = Scope.IMAGE
+    summary_group: ClassVar[str | None] = FROM_FAMILY  # None: a diagnostic, shown but not ranked
     aggregates: ClassVar[bool] = False  # Scope.IMAGE: compute() also gives one value per set
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = ""
+    unit: ClassVar[str] = ""  # what a value is measured in: "dB", "0–1", "distance (≈0–1)", ...
     Params: ClassVar[type[Params]] = NoParams
+    requires: ClassVar[tuple[str, ...]] = ()  # Python packages load() imports (see check())
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()
         self.device = torch.device("cpu")
         self.weights_sha256: dict[str, str] = {}  # weight file → sha256, filled by load()
+
+    @classmethod
+    def direction(cls) -> Direction:
+        direction = Direction.of(getattr(cls, "higher_is_better", None), cls.target)
+        if direction is None:
+            raise TypeError(f"metric {cls.__name__} declares no direction (higher_is_better or target)")
+        return direction
+
+    @classmethod
+    def group(cls) -> str | None:
+        """The summary group this metric counts towards (None: a diagnostic, not ranked)."""
+        if cls.summary_group == FROM_FAMILY:
+            return FAMILY_GROUPS.get(str(cls.family))
+        return cls.summary_group
+
+    @classmethod
+    def min_side(cls, params: Params) -> int:
+        """The smallest image side (px) this metric can score; suites comparing at smaller sizes
+        are refused by `validate` instead of recording an error on every value."""
+        return 1
 
     @classmethod
     def needs_targets(cls) -> bool:
@@ -124,6 +160,23 @@ class Metric(ABC):
     def load(self, device: torch.device) -> None:
         """Load models once. Raise MetricUnavailable when something is missing."""
         self.device = device
+
+    def check(self) -> None:
+        """Raise MetricUnavailable, saying how to get it, when something `load()` needs is missing
+        here — a package in `requires`, a weight file of the lock table — without loading,
+        hashing or the network (`decoderbench doctor` asks; `load()` still checks for itself)."""
+        import importlib.util
+
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                raise MetricUnavailable(f"{self.name} needs the Python package {module!r}: "
+                                        "pip install 'decoderbench[metrics]'")
+        from harness.metrics import weights
+
+        try:
+            weights.require(self.name)
+        except weights.WeightsMissing as exc:
+            raise MetricUnavailable(str(exc)) from None
 
     def protocol(self) -> dict[str, Any]:
         """Everything that determines this metric's numbers."""
@@ -193,15 +246,53 @@ def require_weights(metric: Metric) -> dict[str, Path]:
     return paths
 
 
-def load_backend(registry: Registry, name: str, device: torch.device) -> Any:
+def load_backend(registry: Registry, name: str, device: torch.device,
+                 options: Mapping[str, Any] | None = None) -> Any:
     """Create and load a plug-in backend (a detector, a VQA model) by name; an unknown name or
-    missing plug-in makes the metric unavailable rather than failing the run."""
+    missing plug-in makes the metric unavailable rather than failing the run. A backend with a
+    `Params` model gets the metric's `backend_options` validated by it (see `backend_params`)."""
     try:
-        backend = registry.get(name)()
+        cls = registry.get(name)
     except UnknownName as exc:
         raise MetricUnavailable(str(exc)) from None
+    try:
+        params = backend_params(cls, name, options or {})
+    except ValueError as exc:
+        raise MetricUnavailable(str(exc)) from None
+    backend = cls(params) if params is not None else cls()
     backend.load(device)
     return backend
+
+
+def backend_params(cls: type, name: str, options: Mapping[str, Any]) -> Params | None:
+    """A backend's validated options (None for a backend without a `Params` model); ValueError
+    with every problem when they do not fit."""
+    model = getattr(cls, "Params", None)
+    if model is None:
+        if options:
+            raise ValueError(f"backend {name!r} takes no options, got {sorted(options)}")
+        return None
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        known = ", ".join(model.model_fields)
+        problems = [f"unknown key {'.'.join(map(str, e['loc']))!r} (known: {known})"
+                    if e["type"] == "extra_forbidden" else f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                    for e in exc.errors()]
+        raise ValueError(f"backend {name!r} options: {'; '.join(problems)}") from None
+
+
+def check_backend_options(params: Any, registry: Registry) -> Any:
+    """For a metric's Params validator: `backend_options` must fit the named backend's Params
+    where the backend can be imported (an unknown backend is reported when the metric loads)."""
+    try:
+        cls = registry.get(params.backend)
+    except Exception:  # unknown, or a plug-in that fails to import: load() says so
+        return params
+    backend_params(cls, params.backend, params.backend_options)
+    return params
 
 
 def pixel_chunks(images: torch.Tensor, max_pixels: int) -> Iterator[slice]:

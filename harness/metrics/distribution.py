@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
 from harness.images import quantize
 from harness.metrics.base import (
@@ -46,7 +46,14 @@ from harness.metrics.base import (
     Scope,
     require_weights,
 )
-from harness.metrics.inception import INCEPTION, TORCHSCRIPT_PREFIX, FeatureNetwork, ResizeMode, load_network
+from harness.metrics.inception import (
+    INCEPTION,
+    RESIZE_VERSION,
+    TORCHSCRIPT_PREFIX,
+    FeatureNetwork,
+    ResizeMode,
+    load_network,
+)
 from harness.metrics.patches import PatchParams, extract, patch_protocol, protocol_sha256
 from harness.sources.cache import TensorCache, cache_key
 
@@ -56,6 +63,9 @@ class FeatureParams(Params):
     feature_network: str = Field(
         default=INCEPTION, description=f"'{INCEPTION}' or 'torchscript:/path/to/network.pt'")
     feature_batch_size: int = Field(default=32, ge=1)
+    reference_folder: str | None = Field(
+        default=None, description="real images to compare with instead of the run's references (text-to-"
+        "image runs have none); each is centre-cropped and resized to the set's size as references are")
 
 
 class KIDParams(FeatureParams):
@@ -115,6 +125,7 @@ class DistributionMetric(Metric):
     """Features of the generated set (fed by update) against those of the reference set."""
 
     family = Family.DISTRIBUTION
+    version = "2"  # 2: the `clean` resize clips to [0, 255] as clean-fid does
     scope = Scope.SET
     higher_is_better = False
     Params: ClassVar = FeatureParams
@@ -125,6 +136,17 @@ class DistributionMetric(Metric):
         self._reference: ReferenceSet | None = None
         self._reference_memo: dict[str, np.ndarray] = {}
         self.network: FeatureNetwork | None = None
+
+    def check(self) -> None:
+        spec = self.params.feature_network
+        if spec == INCEPTION:
+            super().check()
+        elif spec.startswith(TORCHSCRIPT_PREFIX):
+            path = Path(spec.removeprefix(TORCHSCRIPT_PREFIX)).expanduser()
+            if not path.is_file():
+                raise MetricUnavailable(f"feature network file not found: {path}")
+        else:
+            raise MetricUnavailable(f"unknown feature network {spec!r}")
 
     def load(self, device: torch.device) -> None:
         super().load(device)
@@ -142,15 +164,22 @@ class DistributionMetric(Metric):
             raise MetricUnavailable(f"unknown feature network {spec!r}; use '{INCEPTION}' or "
                                     f"'{TORCHSCRIPT_PREFIX}/path/to/network.pt'")
         self.network = load_network(path, spec, self.params.resize_mode, device)
+        if self.params.reference_folder:
+            from harness.metrics.reference_folder import reference_images
+
+            reference_images(self.params.reference_folder)  # MetricUnavailable when it holds none
 
     def feature_protocol(self) -> dict[str, Any]:
         """What determines a feature vector: network and its weights, resize mode, patches."""
         return {"network": self.params.feature_network, "network_sha256": self.weights_sha256,
-                "resize_mode": self.params.resize_mode, "features": "float32, as the network returns them"}
+                "resize_mode": self.params.resize_mode, "features": "float32, as the network returns them",
+                "resize_version": RESIZE_VERSION}
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "features": self.feature_protocol(),
-                "reference": "every reference image of the run at the set's comparison size"}
+        reference = ("every image of params.reference_folder, as a reference of the set's comparison size"
+                     if self.params.reference_folder else
+                     "every reference image of the run at the set's comparison size")
+        return {**super().protocol(), "features": self.feature_protocol(), "reference": reference}
 
     def features(self, images: torch.Tensor, keys: list[str]) -> torch.Tensor:
         """uint8 [B, 3, H, W] → float32 [N, D] (N = B for whole-image metrics)."""
@@ -160,12 +189,17 @@ class DistributionMetric(Metric):
         return torch.cat(chunks).float().cpu()
 
     def set_reference(self, reference: ReferenceSet) -> None:
+        if self.params.reference_folder:
+            from harness.metrics.reference_folder import folder_reference
+
+            reference = folder_reference(self.params.reference_folder, reference.size, reference.cache_dir)
         self._reference = reference
 
     def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None,
                contexts: list[ImageContext] | None = None) -> None:
         # Patches of a generated image are cut like those of its reference: keyed by the reference.
-        feature_keys = [c.reference_key for c in contexts] if contexts else keys
+        # (An image without a reference, from a text-to-image source, is keyed by its case.)
+        feature_keys = [c.reference_key or c.case_id for c in contexts] if contexts else keys
         self._generated.append(self.features(quantize(preds), feature_keys))
 
     def reference_features(self) -> np.ndarray:
@@ -220,6 +254,7 @@ def fid_values(generated: np.ndarray, reference: np.ndarray) -> MetricValues:
 
 class FID(DistributionMetric):
     name = "fid"
+    unit = "Fréchet distance"
     summary = "Fréchet Inception distance vs the references (clean-fid features and resize modes)"
 
     def compare(self, generated: np.ndarray, reference: np.ndarray) -> MetricValues:
@@ -228,6 +263,7 @@ class FID(DistributionMetric):
 
 class KID(DistributionMetric):
     name = "kid"
+    unit = "MMD²"
     summary = "kernel Inception distance (unbiased MMD², cubic kernel) vs the references"
     Params: ClassVar = KIDParams
 
@@ -247,6 +283,7 @@ class KID(DistributionMetric):
 
 class PatchFID(DistributionMetric):
     name = "patch_fid"
+    unit = "Fréchet distance"
     summary = "FID over patches cut by a named protocol (random_crops | grid_halfshift | native_crops)"
     Params: ClassVar = PatchFIDParams
 

@@ -3,37 +3,57 @@
 The questions come from DPG-Bench's `dpg_bench.csv` (TencentQQGYLab/ELLA,
 columns item_id, text, keywords, proposition_id, dependency, category_broad,
 category_detailed, tuple, question_natural_language); the VQA model is a
-pluggable backend (the reference: mPLUG-large). A case is matched to its
-questions by its prompt (the CSV's `text`).
+pluggable backend (the reference's mPLUG-large is not in transformers: the
+built-in `blip-vqa` and `vlm` backends are others, so numbers compare only
+with numbers from the same VQA model). A case is matched to its questions by
+the item id a `benchmark = "dpg-bench"` source carries (ELLA matches image
+file names to item ids), else by its prompt (the CSV's `text`).
 
-Per image: every question of the prompt is asked; an answer scores 1 only
-if it is "yes" (case and surrounding whitespace ignored). A question scores
-0 when any of its parents (the `dependency` ids; 0 = none) scores 0 —
-transitively, parents first, whatever the CSV's row order. The image's score
-is the mean over its questions. A prompt's score is the mean over its images
-(the suite's seeds: DPG-Bench uses 4); the set's score is the mean over
-prompts × 100.
+Every question of the prompt is asked about every image (DPG-Bench uses 4
+images per prompt: the suite's seeds). Two named scoring protocols; the
+name is part of the metric's protocol hash:
 
-Category scores (L2: the tuple's text before "(", e.g. "entity - whole";
-L1: its part before " - ") pool the question scores *after* dependency
-zeroing over *every* image — not, as ELLA's script does (issue 60), the raw
-answers of the last crop only. ELLA's script also skips the CSV's first
-question; this reads every row.
+`ella` — ELLA's dpg_bench/compute_dpg_bench.py (@3c228f1) as published,
+which is where papers' numbers come from:
+- questions are read as its prepare_dpg_data reads them: the CSV's first
+  data row is skipped, and rows are grouped by runs of equal item_id (a
+  later run of an item replaces an earlier one);
+- an answer scores 1 only if it equals "yes" exactly;
+- dependencies are applied in one pass over the questions in CSV order:
+  each question's parents are visited in their listed order (0 skipped)
+  and the first one scoring 0 as the pass has left it so far zeroes the
+  question (a parent zeroed later in the pass does not); a parent that is
+  not a question of the item, visited before any zero, makes the script
+  fail on that image, and the prompt (the script's 2×2 grid file) is left
+  out of every number;
+- image score = mean over the item's questions after zeroing; prompt score
+  = mean over its images (the grid's 4 crops); score = mean over prompts
+  × 100;
+- categories (L2: the tuple's text before "(", L1: its part before "-")
+  pool the raw answers (before zeroing) of the last image only (the grid's
+  bottom-right crop: here the image with the highest seed) — ELLA issue 60.
+
+`corrected` — the same score with the script's slips removed: every row is
+read (rows of an item are grouped wherever they are), an answer is "yes"
+after stripping and lower-casing, zeroing is transitive whatever the row
+order (a missing parent is ignored), and categories pool the question
+scores after zeroing over every image.
 """
 
 from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
-import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from decoders.lazy import torch
 from decoders.plugins import Params, Registry
+from decoders.weights import file_sha256
 from harness.images import quantize
 from harness.metrics.base import (
     Family,
@@ -41,17 +61,21 @@ from harness.metrics.base import (
     Metric,
     MetricUnavailable,
     MetricValues,
+    check_backend_options,
     load_backend,
 )
 
 COLUMNS = ("item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
            "category_detailed", "tuple", "question_natural_language")
+PROTOCOLS = ("ella", "corrected")
+# The L1 categories in the order of the DPG-Bench results table (ELLA paper).
+CATEGORIES = ("global", "entity", "attribute", "relation", "other")
 
 
 @dataclass(frozen=True)
 class Question:
     id: int
-    parents: tuple[int, ...]
+    parents: tuple[int, ...]  # in CSV order, 0 (= none) dropped
     category: str  # L2, e.g. "entity - whole"
     text: str
 
@@ -76,29 +100,63 @@ class VQABackend(Protocol):
     def weights(self) -> dict[str, str]: ...
 
 
-BACKENDS: Registry = Registry("VQA backend", "decoderbench.vqa_backends", {})
+BACKENDS: Registry = Registry("VQA backend", "decoderbench.vqa_backends", {
+    "blip-vqa": "harness.metrics.vqa:BlipVQABackend",
+    "vlm": "harness.metrics.vqa:VLMBackend",
+})
 
 
-def read_questions(path: Path) -> dict[str, Prompt]:
-    """dpg_bench.csv → prompt text → Prompt (questions in file order)."""
+# --------------------------------------------------------------------------- reading the CSV
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = set(COLUMNS) - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        rows: dict[str, list[dict[str, str]]] = defaultdict(list)
-        for row in reader:
-            rows[row["item_id"]].append(row)
-    prompts = {}
-    for item_id, item_rows in rows.items():
-        questions = tuple(
-            Question(int(r["proposition_id"]),
-                     tuple(int(d) for d in r["dependency"].split(",") if d.strip() and int(d) != 0),
-                     r["tuple"].split("(")[0].strip(), r["question_natural_language"])
-            for r in item_rows)
-        text = item_rows[0]["text"].strip()
-        prompts[text] = Prompt(item_id, text, questions)
-    return prompts
+        return list(reader)
+
+
+def _question(row: dict[str, str], where: str) -> Question:
+    try:
+        parents = tuple(int(d.strip()) for d in row["dependency"].split(","))
+        return Question(int(row["proposition_id"]), tuple(p for p in parents if p != 0),
+                        row["tuple"].split("(")[0].strip(), row["question_natural_language"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def read_questions(path: Path) -> dict[str, Prompt]:
+    """`corrected`: every row; item id → Prompt (questions in file order, rows grouped by item)."""
+    grouped: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    for number, row in enumerate(_rows(path), start=2):
+        grouped[row["item_id"]].append((number, row))
+    return {item: Prompt(item, rows[0][1]["text"].strip(),
+                         tuple(_question(row, f"{path}:{n}") for n, row in rows))
+            for item, rows in grouped.items()}
+
+
+def read_questions_ella(path: Path) -> dict[str, Prompt]:
+    """`ella`: item id → Prompt as prepare_dpg_data builds it (first data row skipped; a run of rows of
+    one item replaces an earlier run; a repeated proposition id keeps its first place, last row)."""
+    items: dict[str, dict[int, Question]] = {}
+    texts: dict[str, str] = {}
+    previous = ""
+    for number, row in enumerate(_rows(path)[1:], start=3):
+        current, question = row["item_id"], _question(row, f"{path}:{number}")
+        if current != previous:
+            items[current], texts[current] = {}, row["text"].strip()
+        items[current][question.id] = question
+        previous = current
+    return {item: Prompt(item, texts[item], tuple(questions.values())) for item, questions in items.items()}
+
+
+# --------------------------------------------------------------------------- scoring one image
+
+
+class ScriptFailure(ValueError):
+    """ELLA's script raises on this image (and so leaves its prompt out)."""
 
 
 def is_yes(answer: str) -> bool:
@@ -106,7 +164,7 @@ def is_yes(answer: str) -> bool:
 
 
 def question_scores(questions: tuple[Question, ...], answers: dict[int, str]) -> dict[int, float]:
-    """Answers → scores after dependency zeroing (a question counts only if all its ancestors do)."""
+    """`corrected`: scores after transitive zeroing (a question counts only if all its ancestors do)."""
     by_id = {q.id: q for q in questions}
     scores: dict[int, float] = {}
 
@@ -115,9 +173,8 @@ def question_scores(questions: tuple[Question, ...], answers: dict[int, str]) ->
             return scores[qid]
         if qid in path:
             raise ValueError(f"dependency cycle through question {qid}")
-        question = by_id[qid]
         value = float(is_yes(answers[qid]))
-        if value and any(score(p, (*path, qid)) == 0 for p in question.parents if p in by_id):
+        if value and any(score(p, (*path, qid)) == 0 for p in by_id[qid].parents if p in by_id):
             value = 0.0
         scores[qid] = value
         return value
@@ -127,48 +184,103 @@ def question_scores(questions: tuple[Question, ...], answers: dict[int, str]) ->
     return scores
 
 
+def question_scores_ella(questions: tuple[Question, ...], answers: dict[int, str]) -> dict[int, float]:
+    """`ella`: exact "yes", then one zeroing pass in question order over the scores as they stand."""
+    scores = {q.id: float(answers[q.id] == "yes") for q in questions}
+    for question in questions:
+        for parent in question.parents:
+            if parent not in scores:
+                raise ScriptFailure(f"question {question.id} depends on question {parent}, which ELLA's "
+                                    "script does not have for this item (it skips the CSV's first row)")
+            if scores[parent] == 0:
+                scores[question.id] = 0.0
+                break
+    return scores
+
+
+# --------------------------------------------------------------------------- the set
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    seed: int  # the image's order: input seed, then decoder seed (ELLA's "last image" is the highest)
+    scores: dict[int, float] | None  # after zeroing; None: ELLA's script fails on this image
+    raw: dict[int, float]  # before zeroing
+
+
+@dataclass
+class DPGSummary:
+    score: float
+    l1: dict[str, float]
+    l2: dict[str, float]
+    prompts: int
+    left_out: list[str] = field(default_factory=list)  # item ids the protocol leaves out
+
+
 @dataclass
 class DPGTally:
-    """Image scores per prompt and question scores per category, over a whole set."""
+    """Every scored image, by prompt; the protocol decides how they add up."""
 
-    image_scores: dict[str, list[float]]
-    category_scores: dict[str, list[float]]
+    prompts: dict[str, Prompt] = field(default_factory=dict)
+    images: dict[str, list[ImageResult]] = field(default_factory=lambda: defaultdict(list))
 
-    @classmethod
-    def empty(cls) -> DPGTally:
-        return cls(defaultdict(list), defaultdict(list))
+    def add(self, prompt: Prompt, result: ImageResult) -> None:
+        self.prompts[prompt.item_id] = prompt
+        self.images[prompt.item_id].append(result)
 
-    def add(self, prompt: Prompt, scores: dict[int, float]) -> float:
-        image_score = sum(scores.values()) / len(scores)
-        self.image_scores[prompt.item_id].append(image_score)
-        for question in prompt.questions:
-            self.category_scores[question.category].append(scores[question.id])
-        return image_score
-
-    def overall(self) -> float:
-        """Mean over prompts of the mean over their images, × 100."""
-        return 100 * float(np.mean([np.mean(v) for v in self.image_scores.values()]))
-
-    def categories(self) -> tuple[dict[str, float], dict[str, float]]:
-        """(L1, L2) category scores × 100."""
+    def summary(self, protocol: str) -> DPGSummary:
+        left_out = sorted(i for i, images in self.images.items() if any(r.scores is None for r in images))
+        kept = {i: images for i, images in self.images.items() if i not in left_out}
+        prompt_scores = [np.mean([_mean(r.scores) for r in images]) for images in kept.values()]
+        pooled: dict[str, list[float]] = defaultdict(list)
+        for item, images in kept.items():
+            chosen = [max(images, key=lambda r: r.seed)] if protocol == "ella" else images
+            for result in chosen:
+                values = result.raw if protocol == "ella" else result.scores
+                for question in self.prompts[item].questions:
+                    pooled[question.category].append(values[question.id])  # type: ignore[index]
         level1: dict[str, list[float]] = defaultdict(list)
-        for category, values in self.category_scores.items():
+        for category, values in pooled.items():
             level1[category.split("-")[0].strip()].extend(values)
-        return ({k: 100 * float(np.mean(v)) for k, v in sorted(level1.items())},
-                {k: 100 * float(np.mean(v)) for k, v in sorted(self.category_scores.items())})
+        return DPGSummary(100 * float(np.mean(prompt_scores)) if prompt_scores else float("nan"),
+                          {k: 100 * float(np.mean(v)) for k, v in sorted(level1.items())},
+                          {k: 100 * float(np.mean(v)) for k, v in sorted(pooled.items())},
+                          len(kept), left_out)
+
+
+def _mean(scores: dict[int, float] | None) -> float:
+    assert scores is not None
+    return sum(scores.values()) / len(scores)
+
+
+# --------------------------------------------------------------------------- the metric
 
 
 class DPGParams(Params):
-    questions: str = Field(description="path of DPG-Bench's dpg_bench.csv")
-    backend: str = Field(description="VQA plug-in (entry-point group decoderbench.vqa_backends)")
+    questions: str | None = Field(default=None, description="DPG-Bench's dpg_bench.csv (default: the "
+                                  "fetched benchmark data, `decoderbench benchmarks fetch dpg-bench`)")
+    protocol: Literal["ella", "corrected"] = Field(
+        default="ella", description="ella: compute_dpg_bench.py as published (papers' numbers); corrected: "
+        "its slips removed")
+    backend: str = Field(default="blip-vqa", description="VQA plug-in (built in: blip-vqa, vlm; others "
+                         "through entry-point group decoderbench.vqa_backends)")
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="the backend's own "
+                                            "parameters, validated by its Params model")
+
+    @model_validator(mode="after")
+    def _options_fit_the_backend(self) -> DPGParams:
+        return check_backend_options(self, BACKENDS)
 
 
 class DPGBench(Metric):
     name = "dpg_bench"
+    unit = "0–100"
     family = Family.TEXT_ALIGNMENT
     higher_is_better = True
     aggregates = True
-    summary = "DPG-Bench: VQA yes-rate with dependency zeroing, ×100; set = mean over prompts"
+    version = "2"
+    summary = ("DPG-Bench: VQA yes-rate with dependency zeroing, ×100; set = mean over prompts; named "
+               "protocol (ella | corrected); comparable only with the same VQA model")
     Params: ClassVar = DPGParams
 
     def __init__(self, params: Params | None = None) -> None:
@@ -176,47 +288,105 @@ class DPGBench(Metric):
         self.backend: VQABackend | None = None
         self.reset()
 
+    def check(self) -> None:
+        """The questions file and the backend's name, without loading anything."""
+        self._questions_path()
+        if self.params.backend not in BACKENDS.names():
+            raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, BACKENDS.names()))
+
     def load(self, device: torch.device) -> None:
         super().load(device)
-        path = Path(self.params.questions).expanduser()
-        if not path.is_file():
-            raise MetricUnavailable(f"DPG-Bench questions not found: {path} (dpg_bench.csv from "
-                                    "TencentQQGYLab/ELLA, dpg_bench/)")
-        self.prompts = read_questions(path)
-        self.backend = load_backend(BACKENDS, self.params.backend, device)
+        path = self._questions_path()
+        reader = read_questions_ella if self.params.protocol == "ella" else read_questions
+        try:
+            self.prompts = reader(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise MetricUnavailable(f"cannot read DPG-Bench questions: {exc}") from None
+        self.by_text = {p.text: p for p in self.prompts.values()}
+        self.questions_sha256 = file_sha256(path)
+        self.backend = load_backend(BACKENDS, self.params.backend, device, self.params.backend_options)
         self.weights_sha256 = self.backend.weights()
 
+    def _questions_path(self) -> Path:
+        if self.params.questions is None:
+            from harness.sources import benchmarks
+
+            try:
+                return benchmarks.require("dpg-bench")["dpg_bench.csv"]
+            except benchmarks.BenchmarkDataMissing as exc:
+                raise MetricUnavailable(str(exc)) from None
+        path = Path(self.params.questions).expanduser()
+        if not path.is_file():
+            raise MetricUnavailable(f"DPG-Bench questions not found: {path} (dpg_bench/dpg_bench.csv of "
+                                    "TencentQQGYLab/ELLA; `decoderbench benchmarks fetch dpg-bench`)")
+        return path
+
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "answer": "1 iff answer.strip().lower() == 'yes'",
-                "dependencies": "transitive zeroing", "categories": "after zeroing, over all images"}
+        describe = getattr(self.backend, "describe", None)
+        rules = {"ella": "TencentQQGYLab/ELLA@3c228f1 dpg_bench/compute_dpg_bench.py as published: first "
+                         "CSV row skipped, answer == 'yes', one zeroing pass in CSV order, categories from "
+                         "the last image's raw answers",
+                 "corrected": "every row, strip().lower() == 'yes', transitive zeroing, categories after "
+                              "zeroing over all images"}
+        return {**super().protocol(), "scoring": rules[self.params.protocol],
+                "backend": {"name": self.params.backend, **(describe() if describe else {})},
+                "questions_sha256": getattr(self, "questions_sha256", None)}
+
+    def prompt_for(self, context: ImageContext) -> Prompt | None:
+        benchmark = context.annotations.get("benchmark") or {}
+        if benchmark.get("name") == "dpg-bench":
+            return self.prompts.get(benchmark["item_id"])
+        return self.by_text.get((context.prompt or "").strip())
 
     def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None,
                contexts: list[ImageContext] | None = None) -> None:
         assert contexts is not None and self.backend is not None
         for key, image, context in zip(keys, preds, contexts, strict=True):
-            prompt = self.prompts.get((context.prompt or "").strip())
+            prompt = self.prompt_for(context)
             if prompt is None:
-                self._values.not_applicable[key] = "the case's prompt is not in the DPG-Bench questions"
+                self._values.not_applicable[key] = "the case's prompt has no DPG-Bench questions"
                 continue
             array = quantize(image).permute(1, 2, 0).cpu().numpy()
-            answers = self.backend.answer(array, [q.text for q in prompt.questions])
-            scores = question_scores(prompt.questions, dict(zip([q.id for q in prompt.questions], answers,
-                                                                strict=True)))
-            self._values.per_key[key] = 100 * self._tally.add(prompt, scores)
-            self._values.details[key] = {"item_id": prompt.item_id,
-                                         "question_scores": {str(k): v for k, v in scores.items()}}
+            answers = dict(zip([q.id for q in prompt.questions],
+                               self.backend.answer(array, [q.text for q in prompt.questions]), strict=True))
+            self._score(key, (context.input_seed << 32) + context.seed, prompt, answers)
+
+    def _score(self, key: str, seed: int, prompt: Prompt, answers: dict[int, str]) -> None:
+        ella = self.params.protocol == "ella"
+        raw = {qid: float(a == "yes" if ella else is_yes(a)) for qid, a in answers.items()}
+        details: dict[str, Any] = {"item_id": prompt.item_id,
+                                   "answers": {str(k): v for k, v in answers.items()}}
+        try:
+            scores: dict[int, float] | None = (question_scores_ella if ella else question_scores)(
+                prompt.questions, answers)
+        except ScriptFailure as exc:
+            scores = None
+            self._values.not_applicable[key] = f"{exc}; the published script leaves this prompt out"
+        else:
+            self._values.per_key[key] = 100 * _mean(scores)
+            details["question_scores"] = {str(k): v for k, v in scores.items()}
+        self._values.details[key] = details
+        self._tally.add(prompt, ImageResult(seed, scores, raw))
 
     def compute(self) -> MetricValues:
-        if self._tally.image_scores:
-            level1, level2 = self._tally.categories()
-            self._values.aggregate = self._tally.overall()
-            self._values.aggregate_details = {
-                "l1_categories": level1, "l2_categories": level2,
-                "prompts": len(self._tally.image_scores),
-                "images_per_prompt": sorted({len(v) for v in self._tally.image_scores.values()}),
-            }
+        if not self._tally.images:
+            return self._values
+        summary = self._tally.summary(self.params.protocol)
+        counts = sorted({len(v) for v in self._tally.images.values()})
+        if summary.prompts:
+            self._values.aggregate = summary.score
+        self._values.aggregate_details = {
+            "protocol": self.params.protocol, "backend": self.params.backend,
+            "l1_categories": summary.l1, "l2_categories": summary.l2, "prompts": summary.prompts,
+            "images_per_prompt": counts, "left_out": summary.left_out}
+        if summary.left_out:
+            self._values.warnings.append(
+                f"{len(summary.left_out)} prompt(s) left out as ELLA's script leaves them out (a question "
+                f"depends on one it never read): {', '.join(summary.left_out[:5])}")
+        if counts != [4]:
+            self._values.warnings.append(f"DPG-Bench uses 4 images per prompt; this set has {counts}")
         return self._values
 
     def reset(self) -> None:
         self._values = MetricValues()
-        self._tally = DPGTally.empty()
+        self._tally = DPGTally()

@@ -33,10 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import ClassVar, TypeVar
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
+from decoders.lazy import F, torch
 from decoders.plugins import Params
 from harness.metrics.base import Family, PerImageMetric
 
@@ -66,6 +65,7 @@ def strip_rows(images: torch.Tensor, planes: int) -> int:
 
 class PSNR(PerImageMetric):
     name = "psnr"
+    unit = "dB"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "peak signal-to-noise ratio (dB), data range 1.0, per image"
@@ -84,10 +84,15 @@ class PSNR(PerImageMetric):
         return 10 * torch.log10(DATA_RANGE**2 / mse)
 
 
+def _window(sigma: float) -> int:
+    """Gaussian window width for σ (pure arithmetic: suites check it without torch)."""
+    return 2 * int(3.5 * sigma + 0.5) + 1
+
+
 @lru_cache(maxsize=8)
 def gaussian_taps(sigma: float) -> tuple[float, ...]:
     """scikit-image's window: exp(−x²/2σ²) for |x| ≤ ⌊3.5σ + ½⌋, normalised to sum 1."""
-    radius = int(3.5 * sigma + 0.5)
+    radius = _window(sigma) // 2
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
     taps = torch.exp(-(offsets**2) / (2 * sigma**2))
     return tuple((taps / taps.sum()).tolist())
@@ -187,28 +192,39 @@ def _check_size(images: torch.Tensor, needed: int, what: str) -> None:
 
 class SSIM(PerImageMetric):
     name = "ssim"
+    unit = "0–1"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "structural similarity (scikit-image convention), data range 1.0"
     Params: ClassVar = SSIMParams
 
+    @classmethod
+    def min_side(cls, params: Params) -> int:
+        return _window(params.sigma)  # type: ignore[attr-defined]
+
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        _check_size(preds, len(gaussian_taps(self.params.sigma)), "ssim")
+        _check_size(preds, self.min_side(self.params), "ssim")
         return ssim_terms(preds, targets, self.params.sigma)[0].mean(dim=1)
 
 
 class MSSSIM(PerImageMetric):
     name = "ms_ssim"
+    unit = "0–1"
     family = Family.FULL_REFERENCE
     higher_is_better = True
     summary = "multi-scale SSIM, 5 scales (pytorch_msssim definition), data range 1.0"
     Params: ClassVar = SSIMParams
 
+    @classmethod
+    def min_side(cls, params: Params) -> int:
+        """The window must fit the coarsest of the five scales (161 px at σ = 1.5)."""
+        window = _window(params.sigma)  # type: ignore[attr-defined]
+        return (window - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
+
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        window = len(gaussian_taps(self.params.sigma))
-        _check_size(preds, (window - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1, "ms_ssim")
+        _check_size(preds, self.min_side(self.params), "ms_ssim")
         x, y = preds, targets
         terms = []
         for level in range(len(MS_SSIM_WEIGHTS)):

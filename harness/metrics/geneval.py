@@ -1,11 +1,15 @@
 """GenEval: compositional prompt following, scored from object detections.
 
-The rules are GenEval's (djghosh13/geneval, evaluation/evaluate_images.py
-and summary_scores.py); the detector and colour classifier are a pluggable
-backend (the reference: Mask2Former Swin-S COCO through mmdet, colours by
-CLIP ViT-L/14 zero-shot on masked crops).
+The rules are GenEval's (djghosh13/geneval @ af4902f, evaluation/
+evaluate_images.py and summary_scores.py); the detector and colour
+classifier are a pluggable backend (GenEval's own: Mask2Former Swin-S COCO
+through mmdet, colours by CLIP ViT-L/14 zero-shot on masked crops; built in:
+the same through transformers, geneval_detector.py). Numbers from different
+backends are not comparable: the backend is part of the protocol hash.
 
-Per image, given the case prompt's metadata entry
+A case's metadata entry comes with the case (a `benchmark = "geneval"`
+source annotates each prompt with it) or, for other prompts sources, from
+`metadata` by prompt. Per image, given the entry
 {"tag", "include": [{"class", "count", "color"?, "position"?: [relation, index]}],
  "exclude": [{"class", "count"}]}:
 
@@ -37,10 +41,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from decoders.lazy import torch
 from decoders.plugins import Params, Registry
+from decoders.weights import file_sha256
 from harness.images import quantize
 from harness.metrics.base import (
     Family,
@@ -48,11 +53,15 @@ from harness.metrics.base import (
     Metric,
     MetricUnavailable,
     MetricValues,
+    check_backend_options,
     load_backend,
 )
 
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 RELATIONS = ("left of", "right of", "above", "below")
+# GenEval's tasks (metadata "tag") in the order and with the names of the paper's results table.
+TASKS = {"single_object": "Single object", "two_object": "Two object", "counting": "Counting",
+         "colors": "Colors", "position": "Position", "color_attr": "Color attribution"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,9 @@ class GenEvalBackend(Protocol):
         ...
 
 
-BACKENDS: Registry = Registry("GenEval backend", "decoderbench.geneval_backends", {})
+BACKENDS: Registry = Registry("GenEval backend", "decoderbench.geneval_backends", {
+    "transformers": "harness.metrics.geneval_detector:TransformersGenEvalBackend",
+})
 
 
 @dataclass(frozen=True)
@@ -159,21 +170,17 @@ def evaluate_image(metadata: dict[str, Any], objects: dict[str, list[Detection]]
             reasons.append(f"expected {classname}>={count}, found {len(found)}")
         else:
             if "color" in clause:
-                seen = colours(found, classname)
-                if seen.count(clause["color"]) < count:
+                seen, colour = colours(found, classname), clause["color"]
+                if seen.count(colour) < count:
                     matched = False
-                    reasons.append(f"expected {clause['color']} {classname}>={count}, found "
-                                   f"{seen.count(clause['color'])} {clause['color']}")
+                    tally = ", ".join(f"{seen.count(c)} {c}" for c in COLORS if c in seen)
+                    reasons.append(f"expected {colour} {classname}>={count}, found {seen.count(colour)} "
+                                   f"{colour}; and {tally}")
             if "position" in clause and matched:
-                relation, target = clause["position"]
-                targets = matched_groups[target]
-                if targets is None:
+                problem = _position_problem(clause, classname, found, matched_groups, margin)
+                if problem:
                     matched = False
-                    reasons.append(f"no target for {classname} to be {relation}")
-                elif not all(relation in relative_position(obj, other, margin)
-                             for obj in found for other in targets):
-                    matched = False
-                    reasons.append(f"expected {classname} {relation} target")
+                    reasons.append(problem)
         correct &= matched
         matched_groups.append(found if matched else None)
     for clause in metadata.get("exclude", []):
@@ -182,6 +189,22 @@ def evaluate_image(metadata: dict[str, Any], objects: dict[str, list[Detection]]
             correct = False
             reasons.append(f"expected {clause['class']}<{clause['count']}, found {present}")
     return correct, reasons
+
+
+def _position_problem(clause: dict[str, Any], classname: str, found: list[Detection],
+                      matched_groups: list[list[Detection] | None], margin: float) -> str | None:
+    """GenEval's position check: every object against every object of the target clause; the
+    first pair that is not in the relation is the reason."""
+    relation, target = clause["position"]
+    targets = matched_groups[target]
+    if targets is None:
+        return f"no target for {classname} to be {relation}"
+    for obj in found:
+        for other in targets:
+            relations = relative_position(obj, other, margin)
+            if relation not in relations:
+                return f"expected {classname} {relation} target, found {' and '.join(relations)} target"
+    return None
 
 
 def summarise(results: Iterable[tuple[str, bool]]) -> tuple[float, dict[str, float]]:
@@ -206,27 +229,41 @@ def read_metadata(path: Path) -> dict[str, dict[str, Any]]:
 
 
 class GenEvalParams(Params):
-    metadata: str = Field(description="path of GenEval's evaluation_metadata.jsonl (553 prompts)")
-    backend: str = Field(description="detector + colour classifier plug-in (entry-point group "
-                                     "decoderbench.geneval_backends)")
+    metadata: str | None = Field(
+        default=None, description="GenEval's evaluation_metadata.jsonl, to match cases by prompt; cases of "
+        "a `benchmark = \"geneval\"` source carry their entry (default: the fetched benchmark data)")
+    backend: str = Field(default="transformers", description="detector + colour classifier plug-in "
+                         "(built in: transformers; others through entry-point group "
+                         "decoderbench.geneval_backends)")
+    backend_options: dict[str, Any] = Field(default_factory=dict, description="the backend's own "
+                                            "parameters, validated by its Params model")
     threshold: float = 0.3
     counting_threshold: float = 0.9
     max_objects: int = 16
     max_overlap: float = 1.0
     position_margin: float = 0.1
 
+    @model_validator(mode="after")
+    def _options_fit_the_backend(self) -> GenEvalParams:
+        return check_backend_options(self, BACKENDS)
+
 
 class GenEval(Metric):
     name = "geneval"
+    unit = "0–1"
     family = Family.TEXT_ALIGNMENT
     higher_is_better = True
     aggregates = True
-    summary = "GenEval: image correct (1/0) per prompt's object/count/colour/position rules; set = task mean"
+    version = "2"
+    summary = ("GenEval: image correct (1/0) per prompt's object/count/colour/position rules; set = mean "
+               "of the 6 task means; comparable only with the same backend (detector, CLIP)")
     Params: ClassVar = GenEvalParams
 
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
         self.backend: GenEvalBackend | None = None
+        self.metadata: dict[str, dict[str, Any]] = {}
+        self.metadata_sha256: str | None = None
         self.reset()
 
     @property
@@ -234,28 +271,59 @@ class GenEval(Metric):
         p = self.params
         return Rules(p.threshold, p.counting_threshold, p.max_objects, p.max_overlap, p.position_margin)
 
+    def check(self) -> None:
+        """The metadata (when named) and the backend's name, without loading anything."""
+        self._metadata_path()
+        if self.params.backend not in BACKENDS.names():
+            raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, BACKENDS.names()))
+
     def load(self, device: torch.device) -> None:
         super().load(device)
-        path = Path(self.params.metadata).expanduser()
-        if not path.is_file():
-            raise MetricUnavailable(f"GenEval metadata not found: {path} (evaluation_metadata.jsonl from "
-                                    "djghosh13/geneval, prompts/)")
-        self.metadata = read_metadata(path)
-        self.backend = load_backend(BACKENDS, self.params.backend, device)
+        path = self._metadata_path()
+        if path is not None:
+            self.metadata, self.metadata_sha256 = read_metadata(path), file_sha256(path)
+        self.backend = load_backend(BACKENDS, self.params.backend, device, self.params.backend_options)
+        if hasattr(self.backend, "min_score"):  # detections at or below every threshold cannot count
+            self.backend.min_score = min(self.params.threshold, self.params.counting_threshold)
         self.weights_sha256 = self.backend.weights()
 
+    def _metadata_path(self) -> Path | None:
+        if self.params.metadata is None:
+            from harness.sources import benchmarks
+
+            try:
+                return benchmarks.require("geneval")["evaluation_metadata.jsonl"]
+            except benchmarks.BenchmarkDataMissing:
+                return None  # cases of the benchmark source carry their entries
+        path = Path(self.params.metadata).expanduser()
+        if not path.is_file():
+            raise MetricUnavailable(f"GenEval metadata not found: {path} (prompts/evaluation_metadata.jsonl "
+                                    "of djghosh13/geneval; `decoderbench benchmarks fetch geneval`)")
+        return path
+
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "rules": "djghosh13/geneval evaluate_images.py",
-                "score": "mean over tasks of the fraction of correct images"}
+        describe = getattr(self.backend, "describe", None)
+        return {**super().protocol(), "rules": "djghosh13/geneval@af4902f evaluation/evaluate_images.py",
+                "score": "mean over tasks of the fraction of correct images (summary_scores.py)",
+                "backend": {"name": self.params.backend, **(describe() if describe else {})},
+                "metadata_sha256": self.metadata_sha256}
+
+    def entry_for(self, context: ImageContext) -> dict[str, Any] | None:
+        """The case's GenEval entry: carried by a benchmark case, else found by its prompt."""
+        benchmark = context.annotations.get("benchmark") or {}
+        if benchmark.get("name") == "geneval":
+            return benchmark["metadata"]
+        return self.metadata.get((context.prompt or "").strip())
 
     def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None,
                contexts: list[ImageContext] | None = None) -> None:
         assert contexts is not None and self.backend is not None
         backend = self.backend
         for key, image, context in zip(keys, preds, contexts, strict=True):
-            entry = self.metadata.get((context.prompt or "").strip())
+            entry = self.entry_for(context)
             if entry is None:
-                self._values.not_applicable[key] = "the case's prompt is not in the GenEval metadata"
+                self._values.not_applicable[key] = ("the case is not a GenEval prompt (use a source with "
+                                                    "benchmark = \"geneval\", or params.metadata)")
                 continue
             array = quantize(image).permute(1, 2, 0).cpu().numpy()
             objects = select_objects(backend.detect(array), entry["tag"], self.rules)
@@ -263,22 +331,29 @@ class GenEval(Metric):
                 entry, objects, lambda found, name, a=array: backend.colours(a, found, name),
                 self.params.position_margin)
             self._values.per_key[key] = float(correct)
-            self._values.details[key] = {"tag": entry["tag"], "reasons": reasons,
-                                         "objects": {k: len(v) for k, v in objects.items()}}
+            self._values.details[key] = {
+                "tag": entry["tag"], "reasons": reasons,
+                "objects": {k: [[round(v, 1) for v in d.box] + [round(d.score, 4)] for d in found]
+                            for k, found in objects.items()}}
             self._results.append((entry["tag"], correct))
 
     def compute(self) -> MetricValues:
         if self._results:
             overall, tasks = summarise(self._results)
+            counts = {tag: [sum(c for t, c in self._results if t == tag),
+                            sum(1 for t, _ in self._results if t == tag)] for tag in tasks}
             self._values.aggregate = overall
-            self._values.aggregate_details = {"tasks": tasks, "images": len(self._results)}
-            every = {e["tag"] for e in self.metadata.values()}
-            missing = sorted(every - set(tasks))
+            self._values.aggregate_details = {
+                "tasks": {tag: tasks[tag] for tag in [*TASKS, *sorted(set(tasks) - set(TASKS))]
+                          if tag in tasks},
+                "correct_of": counts, "images": len(self._results), "backend": self.params.backend}
+            missing = [TASKS[tag] for tag in TASKS if tag not in tasks]
             if missing:
-                self._values.warnings.append(f"GenEval score over {len(tasks)} of {len(every)} tasks; no "
+                self._values.warnings.append(f"GenEval score over {len(tasks)} of {len(TASKS)} tasks; no "
                                              f"image of {', '.join(missing)} (not comparable with full runs)")
         return self._values
 
     def reset(self) -> None:
         self._values = MetricValues()
         self._results: list[tuple[str, bool]] = []
+

@@ -7,7 +7,9 @@ to 299×299 by the resize mode, exactly as clean-fid does
 (GaParmar/clean-fid cleanfid/resize.py and features.py):
 
 - `clean`: PIL bicubic (antialiased) on each channel in float mode "F",
-  no quantisation; then (x − 128) / 128 into the network's layers.
+  clipped to [0, 255] (bicubic overshoots at edges: 12.7 % of a text chart's
+  values at 512→299), no quantisation; then (x − 128) / 128 into the
+  network's layers.
 - `legacy_pytorch`: torch bilinear interpolation, align_corners=False, no
   antialiasing, clipped to [0, 255]; then as above.
 - `legacy_tensorflow`: no resize outside; the TorchScript model's own
@@ -24,13 +26,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+from decoders.lazy import F, no_grad, torch
 
 ResizeMode = Literal["clean", "legacy_tensorflow", "legacy_pytorch"]
 INCEPTION = "inception-v3-tf"
 INPUT_PX = 299
+RESIZE_VERSION = 2  # part of cached feature keys; 2: `clean` clips to [0, 255] like clean-fid
 TORCHSCRIPT_PREFIX = "torchscript:"
 
 
@@ -55,7 +58,7 @@ def _pil_bicubic(image: torch.Tensor) -> torch.Tensor:
     channels = []
     for channel in image.numpy().astype(np.float32):
         resized = Image.fromarray(channel).resize((INPUT_PX, INPUT_PX), resample=Image.BICUBIC)
-        channels.append(np.asarray(resized, dtype=np.float32))
+        channels.append(np.asarray(resized, dtype=np.float32).clip(0, 255))
     return torch.from_numpy(np.stack(channels))
 
 
@@ -65,7 +68,7 @@ class FeatureNetwork:
     def __init__(self, module: torch.jit.ScriptModule, name: str, mode: ResizeMode, inception: bool) -> None:
         self.module, self.name, self.mode, self.inception = module, name, mode, inception
 
-    @torch.no_grad()
+    @no_grad
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = resize_for_features(images, self.mode)
         if not self.inception:

@@ -1,6 +1,10 @@
 """Invention: how much a stochastic decoder's output depends on the seed alone.
 
-A group is the same case (item, sizes, noise level, so the same latent) decoded with K ≥ 2 seeds.
+A group is the same case (item, sizes, noise level and input seed, so the same latent) decoded
+with K ≥ 2 decoder seeds. Only outputs of byte-identical inputs are compared: the sha256 of the
+tensor each decoder worker received must be equal across the group (prompt-only decoders receive
+the same prompt), otherwise the group is not applicable — differing inputs would measure the input
+noise, not invention.
 Where the decoder reproduces what the latent determines, the K outputs agree;
 where it invents detail, they disagree. Two scores per group:
 
@@ -22,9 +26,9 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
 from harness.images import quantize
 from harness.metrics.base import Family, ImageContext, Metric, MetricValues, Scope, require_weights
@@ -32,8 +36,18 @@ from harness.metrics.perceptual import load_lpips, to_signed
 
 
 def single_seed_reason(contexts: list[ImageContext]) -> str:
-    return (f"needs ≥ 2 seeds of the same case; this case has seed {contexts[0].seed} only "
+    return (f"needs ≥ 2 decoder seeds of the same case; this case has seed {contexts[0].seed} only "
             "(list several seeds in the suite's `seeds`)")
+
+
+def differing_inputs_reason(contexts: list[ImageContext]) -> str | None:
+    """Why a group cannot measure invention (its inputs are not byte-identical), or None."""
+    hashes = {c.input_sha256 for c in contexts}
+    if len(hashes) == 1:
+        return None
+    listed = ", ".join(f"seed {c.seed}: {(c.input_sha256 or 'none')[:12]}" for c in contexts)
+    return (f"the decoder received different inputs for the seeds of this case ({listed}); "
+            "invention compares only outputs of byte-identical inputs")
 
 
 class GroupMetric(Metric):
@@ -42,6 +56,7 @@ class GroupMetric(Metric):
     family = Family.SEED_VARIATION
     higher_is_better = False
     scope = Scope.SEED_GROUP
+    version = "2"  # 2: groups compare only byte-identical inputs (input seeds apart)
 
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
@@ -53,8 +68,15 @@ class GroupMetric(Metric):
         if len(keys) < 2:
             self._values.not_applicable[keys[0]] = single_seed_reason(contexts)
             return
+        differing = differing_inputs_reason(contexts)
+        if differing is not None:
+            self._values.not_applicable[keys[0]] = differing
+            return
         self._values.per_key[keys[0]] = self.score_group(keys[0], preds)
-        self._values.details[keys[0]] = {"seeds": [c.seed for c in contexts]}
+        self._values.details[keys[0]] = {
+            "seeds": [c.seed for c in contexts],
+            "input_sha256": contexts[0].input_sha256,  # identical for every seed (checked)
+        }
 
     @abstractmethod
     def score_group(self, key: str, group: torch.Tensor) -> float:
@@ -97,6 +119,7 @@ def seed_std(group: torch.Tensor) -> torch.Tensor:
 
 class InventionStd(GroupMetric):
     name = "invention_std"
+    unit = "0–1 (pixel std)"
     summary = "mean per-pixel std over K seeds of the same latent (0 = deterministic); heat map per case"
     Params: ClassVar = InventionStdParams
 
@@ -107,18 +130,20 @@ class InventionStd(GroupMetric):
 
     def protocol(self) -> dict[str, Any]:
         return {**super().protocol(), "std": "sample std over seeds (K − 1), mean over pixels and channels",
+                "inputs": "byte-identical (equal input_sha256) across the seeds of a group",
                 "heatmap": "channel-mean std, magma, 0 … heatmap_max"}
 
 
 class InventionLPIPS(GroupMetric):
     name = "invention_lpips"
+    unit = "distance (≈0–1)"
     summary = "mean pairwise LPIPS (alex) between outputs of K seeds of the same latent"
 
     def load(self, device: torch.device) -> None:
         super().load(device)
         self.network = load_lpips("alex", require_weights(self), device)
 
-    @torch.no_grad()
+    @no_grad
     def score_group(self, key: str, group: torch.Tensor) -> float:
         pairs = list(itertools.combinations(range(group.shape[0]), 2))
         first = to_signed(group[[a for a, _ in pairs]].float())
@@ -126,4 +151,5 @@ class InventionLPIPS(GroupMetric):
         return float(self.network(first, second).double().mean())
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "lpips": "v0.1 alex, inputs mapped to [-1, 1]", "pairs": "all K(K-1)/2"}
+        return {**super().protocol(), "lpips": "v0.1 alex, inputs mapped to [-1, 1]", "pairs": "all K(K-1)/2",
+                "inputs": "byte-identical (equal input_sha256) across the seeds of a group"}

@@ -14,6 +14,10 @@ over all its lines; the set's aggregate pools every line of the set, and
 its details give the CER per font size (px at the comparison size), next
 to the same numbers for the reference image — the OCR floor, which shows
 where the font is too small for the OCR rather than spoiled by the decoder.
+The set's `reference_value` is the pooled CER of the references; when the
+OCR misreads more than `uninformative_above` of the references' own
+characters, the set is declared uninformative (the CER then measures the
+OCR, not the decoders) and reports leave it out of their rankings.
 Images without text lines are not applicable.
 """
 
@@ -23,15 +27,15 @@ import contextlib
 import io
 from collections import defaultdict
 from functools import lru_cache
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
+from harness.env import package_version
 from harness.images import pixels_sha256, quantize
 from harness.metrics.base import Family, ImageContext, Metric, MetricUnavailable, MetricValues
 
@@ -76,6 +80,8 @@ def font_key(font_px: float) -> str:
 
 class LegibilityParams(Params):
     pad: float = Field(default=0.5, ge=0, le=2, description="crop padding around a line box, × its height")
+    uninformative_above: float = Field(
+        default=0.25, gt=0, le=1, description="reference CER above which the set is declared uninformative")
 
 
 class Tally:
@@ -104,7 +110,10 @@ class Tally:
 
 class LegibilityCER(Metric):
     name = "legibility_cer"
+    unit = "character error rate (0–1)"
+    requires = ("rapidocr_onnxruntime",)
     family = Family.FULL_REFERENCE
+    summary_group = "text"
     higher_is_better = False
     aggregates = True
     summary = "OCR character error rate on rendered text lines (rapidocr); per font size in details"
@@ -129,7 +138,8 @@ class LegibilityCER(Metric):
         self.weights_sha256 = {f"rapidocr-onnxruntime/{REC_MODEL}": file_sha256(model)}
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "ocr": f"rapidocr-onnxruntime {version('rapidocr-onnxruntime')}, "
+        ocr = package_version("rapidocr-onnxruntime") or "not installed"
+        return {**super().protocol(), "ocr": f"rapidocr-onnxruntime {ocr}, "
                 "recognition only, on the annotated line boxes", "normalise": "whitespace removed",
                 "cer": "Levenshtein distance / truth length; font sizes in comparison px"}
 
@@ -165,11 +175,18 @@ class LegibilityCER(Metric):
         values = self._values
         if values.per_key:
             values.aggregate = self._tally.cer()
+            floor = self._reference.cer()
             values.aggregate_details = {
                 "cer_by_font_px": self._tally.by_font(),
                 "reference_cer_by_font_px": self._reference.by_font(),
                 "characters_by_font_px": {k: self._tally.chars[k] for k in self._tally.by_font()},
+                "reference_value": floor,
             }
+            if floor > self.params.uninformative_above:
+                values.aggregate_details["uninformative"] = (
+                    f"the OCR misreads {floor:.0%} of the reference's own characters (above "
+                    f"{self.params.uninformative_above:.0%}): at this size the CER measures the OCR, "
+                    "not the decoder")
         return values
 
     def reset(self) -> None:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
+from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
 from decoders.resample import resize
 from harness.metrics.base import Family, PerImageMetric, pixel_chunks, require_weights
@@ -77,6 +77,7 @@ class PyiqaNoReference(PerImageMetric):
 
     family = Family.NO_REFERENCE
     Params: ClassVar = NoReferenceParams
+    requires = ("pyiqa",)
     pyiqa_name: ClassVar[str]
     pyiqa_options: ClassVar[dict[str, Any]] = {}
 
@@ -89,7 +90,7 @@ class PyiqaNoReference(PerImageMetric):
         return {**super().protocol(), **pyiqa_protocol(self.pyiqa_name, self.pyiqa_options),
                 "large_image_resize": "lanczos3 antialiased"}
 
-    @torch.no_grad()
+    @no_grad
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         pieces, per_image = apply_policy(preds.float(), self.params.large_image, self.params.max_side)
         scores = torch.cat([self.model(pieces[part]).reshape(-1).double()
@@ -99,6 +100,7 @@ class PyiqaNoReference(PerImageMetric):
 
 class MUSIQ(PyiqaNoReference):
     name = "musiq"
+    unit = "0–100"
     higher_is_better = True
     pyiqa_name = "musiq"
     summary = "MUSIQ (KonIQ-10k), multi-scale image quality transformer, ~0–100"
@@ -106,6 +108,7 @@ class MUSIQ(PyiqaNoReference):
 
 class CLIPIQA(PyiqaNoReference):
     name = "clipiqa"
+    unit = "0–1"
     higher_is_better = True
     pyiqa_name = "clipiqa"
     summary = "CLIP-IQA (CLIP RN50 antonym prompts), 0–1"
@@ -113,6 +116,7 @@ class CLIPIQA(PyiqaNoReference):
 
 class MANIQA(PyiqaNoReference):
     name = "maniqa"
+    unit = "0–1"
     higher_is_better = True
     pyiqa_name = "maniqa"
     summary = "MANIQA (KonIQ-10k), multi-dimension attention network, ~0–1"
@@ -120,6 +124,7 @@ class MANIQA(PyiqaNoReference):
 
 class TOPIQNR(PyiqaNoReference):
     name = "topiq_nr"
+    unit = "0–1"
     higher_is_better = True
     pyiqa_name = "topiq_nr"
     pyiqa_options: ClassVar[dict[str, Any]] = {"backbone_pretrain": False}
@@ -128,6 +133,7 @@ class TOPIQNR(PyiqaNoReference):
 
 class NIQE(PyiqaNoReference):
     name = "niqe"
+    unit = "score (≥ 0)"
     higher_is_better = False
     pyiqa_name = "niqe"
     summary = "NIQE natural image quality evaluator (Y channel), lower is better"
@@ -135,6 +141,7 @@ class NIQE(PyiqaNoReference):
 
 class BRISQUE(PyiqaNoReference):
     name = "brisque"
+    unit = "0–100"
     higher_is_better = False
     pyiqa_name = "brisque"
     summary = "BRISQUE blind spatial quality (Y channel), lower is better"
@@ -142,6 +149,7 @@ class BRISQUE(PyiqaNoReference):
 
 class PIQE(PyiqaNoReference):
     name = "piqe"
+    unit = "0–100"
     higher_is_better = False
     pyiqa_name = "piqe"
     summary = "PIQE perception-based quality (weight-free), 0–100, lower is better"

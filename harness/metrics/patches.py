@@ -24,9 +24,9 @@ import json
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
+from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.resample import resize
 from harness.images import quantize

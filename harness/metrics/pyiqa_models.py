@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-from importlib.metadata import version
 from typing import Any
 
-import torch
+from decoders.lazy import torch
+from harness.env import package_version
 
 
 def create_pyiqa_metric(name: str, device: torch.device, **options: object) -> torch.nn.Module:
@@ -29,5 +29,6 @@ def create_pyiqa_metric(name: str, device: torch.device, **options: object) -> t
 
 
 def pyiqa_protocol(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    return {"implementation": f"pyiqa {name}", "pyiqa": version("pyiqa"), "pyiqa_options": options,
-            "input_range": "[0, 1]"}
+    # "not installed": the metric is then unavailable, and its records still name a protocol
+    return {"implementation": f"pyiqa {name}", "pyiqa": package_version("pyiqa") or "not installed",
+            "pyiqa_options": options, "input_range": "[0, 1]"}

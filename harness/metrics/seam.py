@@ -1,63 +1,123 @@
-"""Seam score for tiled decoders: gradient energy on tile boundaries vs off them.
+"""Seam score for tiled decoders: the brightness step a decoder's tiling adds across its seams.
 
 A tiled decoder reports its grid in its decode facts:
-`tile_grid = {"tile_px", "overlap_px", "x_seams", "y_seams", "native_size": [w, h]}`
-with seam centre lines in native-output pixels. They are scaled to the
-comparison size. On the luma of the output (BT.601), the squared difference
-between horizontally adjacent pixels is the gradient energy across vertical
-seams, vertically adjacent pixels across horizontal ones. A difference
-located at x + ½ lies on a seam when it is within `band_px` of the seam
-line. The score is
+`tile_grid = {"tile_px", "overlap_px", "x_seams", "y_seams", "x_overlaps", "y_overlaps",
+"native_size": [w, h]}` with seam centre lines and overlap (cross-fade) widths in native-output
+pixels (`overlap_px`, the declared minimum, stands in where the per-seam widths are absent). They
+are scaled to the comparison size.
 
-    mean energy of differences on seams / mean energy of all other differences
+Two tiles that disagree — a VAE's GroupNorm sees only its tile, a diffusion decoder draws its own
+noise per tile — leave a low-frequency step that a cross-fade spreads over the whole overlap band:
+a 0.2 brightness mismatch becomes a ramp of 0.2 / overlap per pixel, invisible to an
+adjacent-pixel gradient but plain to the eye. The score measures the step *across the band*, on
+the decoder's error (output − reference, luma BT.601), where the image's own content — which
+steps across any line in a photograph — cancels. For each seam and each stretch of it between two
+perpendicular seams, the mean over that stretch of
 
-(both directions pooled). 1 means the boundaries are as busy as the rest of
-the image (no visible seam); a visible seam raises it. Images of decoders
-without a tile grid are not applicable.
+    mean(error in a strip just beyond the band) − mean(error in a strip just before it)
+
+(strips `strip_px` wide, at least 2 px or a quarter of the band); the score is the RMS of these
+steps in 8-bit luma levels (0 = seamless; a 0.2 mismatch is 51). The same RMS across lines in the
+middle of the tiles (strips clear of every band; where the tiles leave room) is reported as the
+`control_levels` floor: a seam whose score is near it is invisible. Without a reference image
+(prompt sources) or a tile grid the score is not applicable.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, ClassVar
 
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
 from harness.metrics.base import Family, ImageContext, Metric, MetricValues
 from harness.metrics.spectral import luma
 
+Line = tuple[float, float]  # (centre, half-width of the band), comparison pixels
+
 
 class SeamParams(Params):
-    band_px: float = Field(default=1.0, gt=0, description="half-width of a seam band (comparison px)")
+    strip_px: float | None = Field(default=None, gt=0, description="strip width beside the band "
+                                   "(comparison px); default max(2, band / 4)")
 
 
-def seam_mask(length: int, seams: list[float], band: float, device: torch.device) -> torch.Tensor:
-    """Which of the length−1 adjacent-pixel differences lie within `band` of a seam line."""
-    centres = torch.arange(length - 1, dtype=torch.float64, device=device) + 1.0
-    if not seams:
-        return torch.zeros(length - 1, dtype=torch.bool, device=device)
-    lines = torch.tensor(seams, dtype=torch.float64, device=device)
-    return ((centres[:, None] - lines[None, :]).abs() <= band).any(dim=1)
+def axis_steps(gray: torch.Tensor, lines: list[Line], breaks: list[float],
+               strip_px: float | None) -> list[float]:
+    """Mean step across each vertical line (band centre ± half-width), one value per stretch of rows
+    between consecutive `breaks` (the perpendicular seams). gray: [H, W] float64."""
+    height, width = gray.shape
+    edges = [0, *[round(b) for b in breaks if 0 < b < height], height]
+    steps = []
+    for centre, half in lines:
+        strip = max(2.0, half / 2) if strip_px is None else strip_px
+        left = (round(centre - half - strip), round(centre - half))
+        right = (round(centre + half), round(centre + half + strip))
+        if left[0] < 0 or right[1] > width or left[1] <= left[0] or right[1] <= right[0]:
+            continue
+        profile = gray[:, right[0]:right[1]].mean(dim=1) - gray[:, left[0]:left[1]].mean(dim=1)  # [H]
+        steps.extend(float(profile[a:b].mean()) for a, b in itertools.pairwise(edges) if b > a)
+    return steps
 
 
-def seam_ratio(image: torch.Tensor, x_seams: list[float], y_seams: list[float], band: float) -> float:
-    """image [3, H, W] in [0, 1]; seams in its own pixel coordinates."""
-    gray = luma(image[None])[0]
-    dx = (gray[:, 1:] - gray[:, :-1]).pow(2)  # [H, W-1], the difference between x and x+1 sits at x+1
-    dy = (gray[1:, :] - gray[:-1, :]).pow(2)  # [H-1, W]
-    on_x = seam_mask(gray.shape[1], x_seams, band, gray.device)[None, :].expand_as(dx)
-    on_y = seam_mask(gray.shape[0], y_seams, band, gray.device)[:, None].expand_as(dy)
-    on = torch.cat([dx[on_x], dy[on_y]])
-    off = torch.cat([dx[~on_x], dy[~on_y]])
-    return float(on.mean() / off.mean().clamp(min=1e-20))
+def control_lines(seams: list[Line], length: int, strip_px: float | None) -> list[Line]:
+    """A line in the middle of every tile along an axis, kept only where its band and strips stay
+    clear of every seam band (heavily overlapping tiles leave no such room)."""
+    half = max((h for _, h in seams), default=0.0)
+    bands = [(c - h, c + h) for c, h in seams]
+    bounds = [0.0, *sorted(c for c, _ in seams), float(length)]
+    found = []
+    for a, b in itertools.pairwise(bounds):
+        centre = (a + b) / 2
+        reach = half + (max(2.0, half / 2) if strip_px is None else strip_px)
+        if all(centre + reach <= low or centre - reach >= high for low, high in bands):
+            found.append((centre, half))
+    return found
+
+
+def seam_score(error: torch.Tensor, x_lines: list[Line], y_lines: list[Line],
+               strip_px: float | None = None) -> tuple[float, dict[str, Any]] | None:
+    """error [3, H, W] (output − reference); lines in its own pixel coordinates. None: no seam
+    stretch fits in the image."""
+    gray = luma(error[None].double())[0]
+    height, width = gray.shape
+    xs, ys = [c for c, _ in x_lines], [c for c, _ in y_lines]
+    seam = axis_steps(gray, x_lines, ys, strip_px) + axis_steps(gray.T, y_lines, xs, strip_px)
+    controls = axis_steps(gray, control_lines(x_lines, width, strip_px), ys, strip_px) + axis_steps(
+        gray.T, control_lines(y_lines, height, strip_px), xs, strip_px)
+    if not seam:
+        return None
+
+    def levels(values: list[float]) -> float:
+        return 255 * (sum(v * v for v in values) / len(values)) ** 0.5
+
+    return levels(seam), {"control_levels": levels(controls) if controls else None,
+                          "stretches": {"seam": len(seam), "control": len(controls)}}
+
+
+def grid_lines(grid: dict[str, Any], output_size: tuple[int, int]) -> tuple[list[Line], list[Line]]:
+    """Seam centres and band half-widths of a tile grid, scaled to the comparison size."""
+    native_w, native_h = grid["native_size"]
+    width, height = output_size
+    sx, sy = width / native_w, height / native_h
+
+    def lines(seams: list[float], overlaps: list[float] | None, scale: float) -> list[Line]:
+        widths = overlaps if overlaps is not None else [grid.get("overlap_px", 0)] * len(seams)
+        return [(c * scale, w * scale / 2) for c, w in zip(seams, widths, strict=True)]
+
+    return (lines(grid.get("x_seams", []), grid.get("x_overlaps"), sx),
+            lines(grid.get("y_seams", []), grid.get("y_overlaps"), sy))
 
 
 class SeamScore(Metric):
     name = "seam_score"
-    family = Family.NO_REFERENCE
+    unit = "8-bit levels"
+    family = Family.FULL_REFERENCE  # the error against the reference cancels the image's own content
+    summary_group = None  # a diagnostic of tiled decoders, not a quality ranking
     higher_is_better = False
-    summary = "gradient energy on tile seams ÷ off seams (1 = invisible); tiled decoders only"
+    version = "2"  # 2: the step across the whole overlap band, on the error (1: gradients at the seam)
+    summary = "RMS brightness step the tiling adds across seams, 8-bit levels (0 = seamless); tiled decoders"
     Params: ClassVar = SeamParams
 
     def __init__(self, params: Params | None = None) -> None:
@@ -66,21 +126,22 @@ class SeamScore(Metric):
 
     def update(self, keys: list[str], preds: torch.Tensor, targets: torch.Tensor | None,
                contexts: list[ImageContext] | None = None) -> None:
-        assert contexts is not None
-        for key, image, context in zip(keys, preds, contexts, strict=True):
+        assert contexts is not None and targets is not None
+        for key, image, target, context in zip(keys, preds, targets, contexts, strict=True):
             grid = context.facts.get("tile_grid")
             if not grid:
                 self._values.not_applicable[key] = "the decoder reports no tile grid (not tiled)"
                 continue
-            native_w, native_h = grid["native_size"]
-            width, height = context.output_size
-            x_seams = [x * width / native_w for x in grid.get("x_seams", [])]
-            y_seams = [y * height / native_h for y in grid.get("y_seams", [])]
-            if not x_seams and not y_seams:
+            x_lines, y_lines = grid_lines(grid, context.output_size)
+            if not x_lines and not y_lines:
                 self._values.not_applicable[key] = "the tile grid has a single tile (no seams)"
                 continue
-            self._values.per_key[key] = seam_ratio(image.double(), x_seams, y_seams, self.params.band_px)
-            self._values.details[key] = {"seams": {"x": len(x_seams), "y": len(y_seams)}}
+            scored = seam_score(image.double() - target.double(), x_lines, y_lines, self.params.strip_px)
+            if scored is None:
+                self._values.not_applicable[key] = "no seam stretch with room for its strips in the image"
+                continue
+            self._values.per_key[key], details = scored
+            self._values.details[key] = {"seams": {"x": len(x_lines), "y": len(y_lines)}, **details}
 
     def compute(self) -> MetricValues:
         return self._values
@@ -89,6 +150,8 @@ class SeamScore(Metric):
         self._values = MetricValues()
 
     def protocol(self) -> dict[str, Any]:
-        return {**super().protocol(), "luma": "BT.601",
-                "energy": "squared adjacent-pixel differences across each seam direction",
-                "seams": "facts.tile_grid seam lines scaled from native to comparison size"}
+        return {**super().protocol(), "luma": "BT.601 of output − reference",
+                "step": "mean over each seam stretch of (strip beyond the overlap band − strip before it)",
+                "score": "RMS of the seam steps × 255 (8-bit levels)",
+                "control": "the same RMS across lines in the middle of the tiles, clear of every band",
+                "seams": "facts.tile_grid seam lines and overlap widths, native → comparison size"}

@@ -19,9 +19,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, ClassVar
 
-import torch
 from pydantic import Field
 
+from decoders.lazy import torch
 from decoders.plugins import Params
 from harness.metrics.base import Family, ImageContext, MetricValues, PerImageMetric, pixel_chunks
 
@@ -112,7 +112,9 @@ def profiles_db(preds: torch.Tensor, targets: torch.Tensor, bins: int) -> tuple[
 
 class SpectralDistance(PerImageMetric):
     name = "spectral_distance"
+    unit = "dB"
     family = Family.FULL_REFERENCE
+    summary_group = None  # a diagnostic (blur or ringing), not a quality ranking
     higher_is_better = False
     summary = "mean |dB difference| of radially averaged power spectra vs the reference (luma, Hann)"
     Params: ClassVar = SpectrumParams
@@ -162,7 +164,9 @@ def high_frequency_energy(images: torch.Tensor, cutoff: float) -> torch.Tensor:
 
 class HFEnergyRatio(PerImageMetric):
     name = "hf_energy_ratio"
+    unit = "ratio"
     family = Family.FULL_REFERENCE
+    summary_group = None  # a diagnostic (blur or ringing), not a quality ranking
     higher_is_better = True
     target = 1.0
     summary = "high-frequency power (≥ cutoff cycles/px) of the output ÷ the reference's; 1 = same"

@@ -23,9 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
+from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
 from harness.images import quantize
 from harness.metrics.base import (
@@ -74,6 +74,8 @@ def load_clip(model: str, metric: Metric) -> tuple[Any, Any]:
 
 class CLIPScore(Metric):
     name = "clipscore"
+    unit = "0–100"
+    requires = ("transformers",)
     family = Family.TEXT_ALIGNMENT
     higher_is_better = True
     summary = "100·max(cos(CLIP image, CLIP prompt), 0); declared long-caption policy"
@@ -82,6 +84,18 @@ class CLIPScore(Metric):
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)
         self.reset()
+
+    def check(self) -> None:
+        model = self.params.model
+        if model == DEFAULT_CLIP or Path(model).expanduser().is_dir():
+            super().check()  # the lock table's files (a local directory needs nothing more)
+            return
+        from huggingface_hub import try_to_load_from_cache
+
+        super().check()
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise MetricUnavailable(f"CLIP model {model!r} is not in the Hugging Face cache; download it "
+                                    f"with `hf download {model}`, or give a local directory")
 
     def load(self, device: torch.device) -> None:
         super().load(device)
@@ -106,7 +120,7 @@ class CLIPScore(Metric):
             windows = windows[:1]
         return [[bos, *window, eos] for window in windows], len(ids) + 2
 
-    @torch.no_grad()
+    @no_grad
     def text_embedding(self, prompt: str) -> tuple[torch.Tensor, int, int]:
         windows, tokens = self.token_windows(prompt)
         width = max(len(w) for w in windows)
@@ -117,7 +131,7 @@ class CLIPScore(Metric):
         embeddings = embeddings / embeddings.norm(dim=-1, keepdim=True)
         return embeddings.mean(dim=0), tokens, len(windows)
 
-    @torch.no_grad()
+    @no_grad
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         pixels = self.processor(images=[image.cpu() for image in quantize(images)], return_tensors="pt")
         return _tensor(self.model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device)))

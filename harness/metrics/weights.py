@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -121,11 +122,24 @@ LOCK: tuple[WeightFile, ...] = (
         ("fid", "kid", "patch_fid")),
     *(WeightFile(
         name, Store.HF, f"https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/{name}",
-        "OpenAI CLIP ViT-L/14 (transformers format)", "OpenAI CLIP, MIT",
-        ("clipscore",), hf_repo="openai/clip-vit-large-patch14")
+        "OpenAI CLIP ViT-L/14 (transformers format); GenEval's colour classifier",
+        "OpenAI CLIP, MIT", ("clipscore", "geneval"), hf_repo="openai/clip-vit-large-patch14")
       for name in ("config.json", "model.safetensors", "preprocessor_config.json",
                    "tokenizer_config.json", "tokenizer.json", "vocab.json", "merges.txt",
                    "special_tokens_map.json")),
+    *(WeightFile(
+        name, Store.HF,
+        f"https://huggingface.co/facebook/mask2former-swin-small-coco-instance/resolve/main/{name}",
+        "Mask2Former Swin-S, COCO instance segmentation (transformers port of the Detectron2 "
+        "release): GenEval's object detector", "Mask2Former, MIT (Facebook Research)", ("geneval",),
+        hf_repo="facebook/mask2former-swin-small-coco-instance")
+      for name in ("config.json", "model.safetensors")),
+    *(WeightFile(
+        name, Store.HF, f"https://huggingface.co/Salesforce/blip-vqa-base/resolve/main/{name}",
+        "Salesforce BLIP VQA (ViT-B, VQAv2): the built-in DPG-Bench VQA model", "BLIP, BSD-3-Clause",
+        ("dpg_bench",), hf_repo="Salesforce/blip-vqa-base")
+      for name in ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json",
+                   "tokenizer.json", "vocab.txt", "special_tokens_map.json")),
 )
 
 
@@ -142,9 +156,15 @@ def users() -> list[str]:
 
 
 def torch_hub_dir() -> Path:
-    import torch.hub
+    """torch.hub.get_dir(): $TORCH_HOME/hub, TORCH_HOME defaulting to $XDG_CACHE_HOME/torch or
+    ~/.cache/torch — computed without importing torch unless it is loaded (set_dir() may have
+    moved it)."""
+    if "torch" in sys.modules:
+        import torch.hub
 
-    return Path(torch.hub.get_dir())
+        return Path(torch.hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
 
 def hf_cache_dir() -> Path:
@@ -188,22 +208,50 @@ def locate(entry: WeightFile) -> Path | None:
     return None
 
 
-def missing_message(entry: WeightFile) -> str:
-    metric = entry.used_by[0]
+def missing_message(entry: WeightFile, metric: str | None = None) -> str:
+    metric = metric or entry.used_by[0]
     return (f"missing weight file {entry.filename} ({entry.description}); expected at "
             f"{expected_path(entry)}; get it with `decoderbench weights fetch {metric}` on a "
             f"machine with network access (source: {entry.url}) or copy it there")
 
 
 def require(metric: str) -> dict[str, Path]:
-    """Every weight file `metric` needs → its path; WeightsMissing (without any network) if not."""
-    found: dict[str, Path] = {}
-    for entry in files_for(metric):
-        path = locate(entry)
-        if path is None:
-            raise WeightsMissing(missing_message(entry))
-        found[entry.key] = path
-    return found
+    """Every weight file `metric` needs → its path; WeightsMissing (without any network) if not,
+    naming the first missing file and listing the others."""
+    located = {entry: locate(entry) for entry in files_for(metric)}
+    missing = [entry for entry, path in located.items() if path is None]
+    if missing:
+        more = f"; {len(missing) - 1} more missing: {', '.join(e.key for e in missing[1:])}" \
+            if len(missing) > 1 else ""
+        raise WeightsMissing(missing_message(missing[0], metric) + more)
+    return {entry.key: path for entry, path in located.items() if path is not None}
+
+
+def pretrained(reference: str, metric: str, what: str) -> tuple[str, dict[str, str]]:
+    """(what to give `from_pretrained`, sha256 of its weight files) for an HF id or a local folder.
+
+    A repository of the lock table must have every listed file in the HF cache (WeightsMissing
+    naming the first absent one, no network) and each is checked; another id must be in the HF
+    cache (offline) and a folder must hold a config.json — their weight files are hashed.
+    """
+    entries = [entry for entry in files_for(metric) if entry.hf_repo == reference]
+    if entries:
+        paths = {}
+        for entry in entries:
+            path = locate(entry)
+            if path is None:
+                raise WeightsMissing(missing_message(entry, metric))
+            paths[entry.key] = path
+        return reference, checked_sha256(metric, paths)
+    from decoders.base import DecoderUnavailable
+    from decoders.weights import folder_sha256, resolve_pretrained
+
+    try:
+        source, _ = resolve_pretrained(reference, None, what)
+    except DecoderUnavailable as exc:
+        raise WeightsMissing(str(exc)) from None
+    folder = Path(source)
+    return source, folder_sha256(folder, reference) if folder.is_dir() else {reference: "not yet downloaded"}
 
 
 # --------------------------------------------------------------------------- hashing

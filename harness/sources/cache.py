@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+from decoders.lazy import torch
 
 CACHE_VERSION = 1
 
@@ -60,6 +60,8 @@ class TensorCache:
             return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
 
     def put(self, key: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+        from safetensors.torch import save_file  # imports torch: not at module import
+
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

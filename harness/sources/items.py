@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
+from decoders.lazy import torch
 from decoders.spaces import SPACES, LatentSpace, as_space, get_space
 from harness import images
 from harness.cases import Item, Size
@@ -45,10 +44,32 @@ class LoadableItem:
     # Facts about the image in its own pixel coordinates (a chart's text lines and boxes);
     # cases get them mapped onto the reference by `sources.reference_annotations`.
     annotations: dict[str, Any] = field(default_factory=dict, compare=False)
+    # Why the item's file cannot be used (`PATH: what is wrong`): validate reports it, a run records
+    # its cases as `input_error` and runs the other items.
+    problem: str | None = None
 
 
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+
+
+def sidecar_prompt(path: Path) -> str | None:
+    """The prompt in PATH.txt next to a file, if there is one (UTF-8)."""
+    sidecar = path.with_suffix(".txt")
+    if not sidecar.is_file():
+        return None
+    try:
+        return read_bytes(sidecar, "the prompt").decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{sidecar}: the prompt is not UTF-8 text ({exc.reason} at byte {exc.start})") \
+            from None
 
 
 # --------------------------------------------------------------------------- latents
@@ -58,11 +79,16 @@ def _latent_item(item_id: str, path: Path, prompt: str | None, reference: Path |
                  space: LatentSpace, sizes: list[Size]) -> LoadableItem:
     if not path.is_file():
         raise SourceError(f"{origin}: latent file not found: {path}")
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
-        if LATENT_KEY not in keys:
-            raise SourceError(f"{path}: no tensor named {LATENT_KEY!r} (found {keys})")
-        shape = list(handle.get_slice(LATENT_KEY).get_shape())
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+            if LATENT_KEY not in keys:
+                raise SourceError(f"{path}: no tensor named {LATENT_KEY!r} (found {keys})")
+            shape = list(handle.get_slice(LATENT_KEY).get_shape())
+    except SourceError:
+        raise
+    except Exception as exc:  # safetensors raises its own error type for a damaged header
+        raise SourceError(f"{path}: not a readable safetensors file ({exc})") from None
     if len(shape) == 4 and shape[0] == 1:
         shape = shape[1:]
     channels = shape[0] if len(shape) == 3 else None
@@ -76,13 +102,18 @@ def _latent_item(item_id: str, path: Path, prompt: str | None, reference: Path |
     if size not in sizes:
         raise SourceError(f"{path}: a {shape} latent stands for a {size[0]}x{size[1]} image, which is "
                           f"not among resolution.input {[list(s) for s in sizes]}")
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256(read_bytes(path, "the latent"))
     if reference is not None:
         if not reference.is_file():
             raise SourceError(f"{origin}: reference image not found: {reference}")
-        digest.update(reference.read_bytes())
+        problem = images.check_image(reference)
+        if problem is not None:
+            raise SourceError(f"{origin}: reference {problem}")
+        digest.update(read_bytes(reference, "the reference image"))
 
     def load_latent() -> torch.Tensor:
+        from safetensors.torch import load_file  # imports torch: not at module import
+
         tensor = load_file(str(path))[LATENT_KEY].float()
         return as_space(tensor.reshape(1, *shape), space)[0].contiguous()
 
@@ -96,8 +127,7 @@ def _folder_latents(folder: Path, space: LatentSpace, sizes: list[Size]) -> list
         raise SourceError(f"source.folder: {folder} is not a directory")
     found = []
     for path in sorted(folder.rglob("*.safetensors")):
-        sidecar = path.with_suffix(".txt")
-        prompt = sidecar.read_text(encoding="utf-8").strip() if sidecar.exists() else None
+        prompt = sidecar_prompt(path)
         found.append(_latent_item(path.relative_to(folder).as_posix(), path, prompt, None, str(folder),
                                   space, sizes))
     if not found:
@@ -107,9 +137,9 @@ def _folder_latents(folder: Path, space: LatentSpace, sizes: list[Size]) -> list
 
 def json_lines(path: Path, allowed: set[str], required: str) -> list[tuple[str, dict]]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc}") from None
+        lines = read_bytes(path, "the file").decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     entries = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -192,9 +222,9 @@ def prompt_items(inline: list[str], file: Path | None) -> list[LoadableItem]:
             found.append(_prompt_item(entry.get("id") or f"{file.stem}-{index:04d}", entry["prompt"], where))
         return found
     try:
-        lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
-    except OSError as exc:
-        raise SourceError(f"source.file: cannot read {file}: {exc}") from None
+        lines = [line.strip() for line in read_bytes(file, "the prompts").decode("utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     for index, prompt in enumerate(line for line in lines if line):
         found.append(_prompt_item(f"{file.stem}-{index:04d}", prompt, str(file)))
     return found

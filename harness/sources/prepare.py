@@ -9,10 +9,12 @@ where there is one, a reference image):
   comparison size with antialiased Lanczos-3, 8-bit; (2) the input image:
   the reference area-downsampled to the input size; (3) the latent: the
   input through the suite's encoder, then noised to the case's sigma with
-  the latent space's noise form and a generator seeded by the case seed.
+  the latent space's noise form and a generator seeded by the case's input
+  seed (never by the decoder seed: cases that differ only in the decoder
+  seed get byte-identical latents).
 - `latents`: latents users bring (harness.sources.items), noised the same way;
   a reference image only where the manifest names one.
-- `prompts` ("from text"): each prompt and seed through the suite's
+- `prompts` ("from text"): each prompt and input seed through the suite's
   text-to-image pipeline, run to the end or stopped early (x_t and its sigma
   captured); no reference. Without a pipeline only text-to-pixel decoders run.
 
@@ -33,17 +35,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from decoders.lazy import torch
 from decoders.registry import ENCODERS
 from decoders.resample import resize
 from decoders.spaces import LatentSpace, get_space
 from harness import images
 from harness.cases import Case, Item
+from harness.sources.benchmarks import benchmark_items
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
-from harness.sources.items import LoadableItem, SourceError, json_lines, latent_items, prompt_items
+from harness.sources.items import (
+    LoadableItem,
+    SourceError,
+    json_lines,
+    latent_items,
+    prompt_items,
+    read_bytes,
+    sidecar_prompt,
+)
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
-from harness.sources.worker import SourceModel
 from harness.suite import Suite
 
 __all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
@@ -81,8 +91,28 @@ PHOTOS = {
 # --------------------------------------------------------------------------- listing
 
 
+# The files behind skimage.data.<name>() (each function only reads its file; tests check the
+# arrays are equal). Read with PIL they cost no import of skimage.io (~0.4 s), which `validate`
+# of the demo suite would otherwise pay to hash the photographs.
+PHOTO_FILES = {
+    "astronaut": "astronaut.png", "coffee": "coffee.png", "chelsea": "chelsea.png", "rocket": "rocket.jpg",
+    "hubble_deep_field": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png",
+    "retina": "retina.jpg", "camera": "camera.png", "brick": "brick.png", "grass": "grass.png",
+    "gravel": "gravel.png", "coins": "coins.png",
+}
+
+
 def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
+        import importlib.util
+
+        from PIL import Image
+
+        spec = importlib.util.find_spec("skimage")
+        folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "data" if spec else None
+        if folder is not None and (folder / PHOTO_FILES[name]).is_file():
+            with Image.open(folder / PHOTO_FILES[name]) as image:
+                return images.to_rgb_array(np.asarray(image))
         import skimage.data
 
         return images.to_rgb_array(getattr(skimage.data, name)())
@@ -132,8 +162,10 @@ BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
 
 
 def _file_item(item_id: str, path: Path, prompt: str | None, origin: str) -> LoadableItem:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return LoadableItem(Item(item_id, digest, prompt, origin), lambda: images.read_rgb(path))
+    """An image file; one that cannot be read keeps its problem (the other items still run)."""
+    digest = hashlib.sha256(read_bytes(path, "the image")).hexdigest()
+    return LoadableItem(Item(item_id, digest, prompt, origin), lambda: images.read_rgb(path),
+                        problem=images.check_image(path))
 
 
 def _folder_items(folder: Path) -> list[LoadableItem]:
@@ -143,8 +175,7 @@ def _folder_items(folder: Path) -> list[LoadableItem]:
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
             continue
-        sidecar = path.with_suffix(".txt")
-        prompt = sidecar.read_text(encoding="utf-8").strip() if sidecar.exists() else None
+        prompt = sidecar_prompt(path)
         found.append(_file_item(path.relative_to(folder).as_posix(), path, prompt, str(folder)))
     if not found:
         raise SourceError(f"source.folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
@@ -191,6 +222,8 @@ def list_items(suite: Suite) -> list[LoadableItem]:
             suite.model.resolution.input)
     else:
         found = prompt_items(source.prompts, suite.resolve_path(source.file) if source.file else None)
+        for name in source.benchmark:
+            found.extend(benchmark_items(name))
     ids = [entry.item.id for entry in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -235,6 +268,12 @@ class PreparedCase:
     input_sigma: float = 0.0  # noise level of the latent (a captured x_t has its own)
     notes: tuple[str, ...] = ()
     annotations: dict[str, Any] = field(default_factory=dict, compare=False)  # reference pixels
+    problem: str | None = None  # the input could not be made (a bad image file): no decoder runs it
+
+    @classmethod
+    def failed(cls, case: Case, problem: str) -> PreparedCase:
+        return cls(case=case, input_path=None, input_sha256=None, latent_shape=None, reference_key=None,
+                   reference_path=None, input_sigma=case.sigma, problem=problem)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +283,7 @@ class PreparedCase:
             "input_sigma": self.input_sigma, "reference_key": self.reference_key,
             "notes": list(self.notes),
             **({"annotations": self.annotations} if self.annotations else {}),
+            **({"input_error": self.problem} if self.problem else {}),
         }
 
 
@@ -296,12 +336,21 @@ def reference_annotations(annotations: dict[str, Any], size: tuple[int, int]) ->
     return {"image_size": list(size), "text_lines": lines}
 
 
+def case_annotations(annotations: dict[str, Any], prepared: PreparedCase) -> dict[str, Any]:
+    """What a case's metrics learn from its item: benchmark metadata as it is, geometric
+    annotations mapped onto the reference (when there is one)."""
+    found = {"benchmark": annotations["benchmark"]} if "benchmark" in annotations else {}
+    if prepared.reference_key is not None:
+        found.update(reference_annotations(annotations, prepared.case.output_size))
+    return found
+
+
 def make_input(reference: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 [3, H, W] reference → float32 [1, 3, h, w] in [0, 1] by area downsampling."""
     return resize(images.to_float(reference)[None].double(), size, "area").float()
 
 
-Reference = tuple[str, torch.Tensor, list[str]]  # cache key, uint8 [3, H, W], notes
+Reference = tuple[str, "torch.Tensor", list[str]]  # cache key, uint8 [3, H, W], notes
 
 
 class InputPreparer:
@@ -312,6 +361,8 @@ class InputPreparer:
         self.kind = suite.model.source.kind
         self.protocol = source_protocol(suite)
         self.space = source_space(suite)
+        from harness.sources.worker import SourceModel  # the process machinery: only to prepare
+
         self.model = SourceModel.for_suite(suite, log_dir or cache.root / "logs")
 
     def describe(self) -> dict[str, Any]:
@@ -325,6 +376,7 @@ class InputPreparer:
     def prepare(self, cases: list[Case], items: list[LoadableItem]) -> Iterator[PreparedCase]:
         by_id = {entry.item.id: entry for entry in items}
         memo: dict[str, np.ndarray] = {}
+        problems = {entry.item.id: entry.problem for entry in items if entry.problem}
 
         def pixels(item_id: str) -> np.ndarray:
             """Decode an image only on a cache miss; keep one (cases of an item are adjacent)."""
@@ -335,17 +387,24 @@ class InputPreparer:
 
         for case in cases:
             entry = by_id[case.item_id]
-            reference = (self._reference(case, partial(pixels, case.item_id))
-                         if entry.load is not None else None)
+            if case.item_id in problems:
+                yield PreparedCase.failed(case, problems[case.item_id])
+                continue
+            try:
+                reference = (self._reference(case, partial(pixels, case.item_id))
+                             if entry.load is not None else None)
+            except images.ImageFileError as exc:  # damage that only decoding the pixels finds
+                problems[case.item_id] = str(exc)
+                yield PreparedCase.failed(case, str(exc))
+                continue
             if self.kind == "images":
                 prepared = self._from_image(case, reference)  # type: ignore[arg-type]
             elif self.kind == "latents":
                 prepared = self._from_latent(case, entry, reference)
             else:
                 prepared = self._from_prompt(case)
-            if entry.annotations and prepared.reference_key is not None:
-                prepared = replace(prepared, annotations=reference_annotations(
-                    entry.annotations, case.output_size))
+            if entry.annotations:
+                prepared = replace(prepared, annotations=case_annotations(entry.annotations, prepared))
             yield prepared
 
     # ------------------------------------------------------------------ per kind
@@ -367,7 +426,7 @@ class InputPreparer:
         fields: dict[str, Any] = {
             "reference": ref_key, "input": list(case.input_size), "source": self.protocol,
             "encoder_weights": self.model.weights(),
-            "sigma": case.sigma, "seed": case.seed if case.sigma > 0 else None,
+            "sigma": case.sigma, "seed": case.input_seed if case.sigma > 0 else None,
         }
         if not self.model.in_process:
             fields["device"] = self.model.device_type
@@ -382,7 +441,7 @@ class InputPreparer:
     def _from_latent(self, case: Case, entry: LoadableItem, reference: Reference | None) -> PreparedCase:
         key = cache_key("latent", {
             "item_sha256": case.item_sha256, "input": list(case.input_size), "source": self.protocol,
-            "sigma": case.sigma, "seed": case.seed if case.sigma > 0 else None,
+            "sigma": case.sigma, "seed": case.input_seed if case.sigma > 0 else None,
         })
 
         def make() -> tuple[torch.Tensor, float]:
@@ -396,14 +455,14 @@ class InputPreparer:
             return PreparedCase(case=case, input_path=None, input_sha256=None, latent_shape=None,
                                 reference_key=None, reference_path=None, input_sigma=case.sigma)
         key = cache_key("latent", {
-            "prompt_sha256": case.item_sha256, "input": list(case.input_size), "seed": case.seed,
+            "prompt_sha256": case.item_sha256, "input": list(case.input_size), "seed": case.input_seed,
             "sigma": case.sigma, "source": self.protocol, "pipeline_weights": self.model.weights(),
             "device": self.model.device_type,
         })
         stopped_early = self.suite.model.source.pipeline.stop_at_step is not None  # type: ignore[union-attr]
 
         def make() -> tuple[torch.Tensor, float]:
-            latent, sigma = self.model.generate(case.prompt or "", case.seed, case.input_size)
+            latent, sigma = self.model.generate(case.prompt or "", case.input_seed, case.input_size)
             latent = self._noised(self._checked(latent[0].float(), case), case)
             return latent, sigma if stopped_early else case.sigma
 
@@ -422,7 +481,7 @@ class InputPreparer:
 
     def _noised(self, latent: torch.Tensor, case: Case) -> torch.Tensor:
         assert self.space is not None
-        generator = torch.Generator().manual_seed(case.seed)
+        generator = torch.Generator().manual_seed(case.input_seed)
         return self.space.add_noise(latent, case.sigma, generator).contiguous()
 
     def _prepared(self, case: Case, key: str, make: Callable[[], tuple[torch.Tensor, float]],

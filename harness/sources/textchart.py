@@ -8,12 +8,12 @@ The strings and their boxes are returned so an OCR metric can score them.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -34,7 +34,12 @@ class TextLine:
 
 
 def font_path() -> Path:
-    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    """DejaVu Sans inside matplotlib's package data (matplotlib.get_data_path(), found without
+    importing matplotlib: validating a suite renders the charts, and should start fast)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the text chart's font ships with matplotlib: pip install matplotlib")
+    return Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
 
 
 def render_chart(

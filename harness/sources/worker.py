@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from decoders.base import DecoderUnavailable
-from decoders.plugins import Params
+from decoders.plugins import Params, unavailable_reason
 from decoders.registry import ENCODERS
 from decoders.t2i import PipelineParams, TextToLatent, pipeline_weights
 from harness.sources.items import SourceError
@@ -84,10 +84,14 @@ def source_worker_main(conn: Any, job: SourceJob) -> None:
     except DecoderUnavailable as exc:
         conn.send(LoadFailed(pid, "unavailable", str(exc)))
         return
+    except ImportError as exc:
+        conn.send(LoadFailed(pid, "unavailable", unavailable_reason(exc)))
+        return
     except Exception as exc:
         conn.send(LoadFailed(pid, "error", f"{type(exc).__name__}: {exc}", excerpt(exc)))
         return
-    conn.send(Loaded(pid=pid, import_ms=0.0, load_ms=load_ms, weights={}, facts={},
+    facts = model.facts() if isinstance(model, TextToLatent) else {}
+    conn.send(Loaded(pid=pid, import_ms=0.0, load_ms=load_ms, weights={}, facts=facts,
                      device=device_facts(device), torch_state=torch_state()))
     while True:
         try:
@@ -185,11 +189,17 @@ class SourceModel:
         return self._weights
 
     def describe(self) -> dict[str, Any]:
-        return {"component": self.component, "name": self.name,
-                "params": self.params.model_dump(mode="json"), "weights": self.weights(),
-                "device": "cpu" if self.in_process else self._job.device,
-                "process": "runner" if self.in_process else "source worker",
-                "pid": self._worker.loaded.pid if self._worker is not None else None}
+        facts = {"component": self.component, "name": self.name,
+                 "params": self.params.model_dump(mode="json"), "weights": self.weights(),
+                 "device": "cpu" if self.in_process else self._job.device,
+                 "process": "runner" if self.in_process else "source worker",
+                 "pid": self._worker.loaded.pid if self._worker is not None else None,
+                 "facts": self._worker.loaded.facts if self._worker is not None else {}}
+        if facts["params"].get("weights") == "random":
+            facts["quality_not_applicable"] = (
+                f"random-weight {self.component} {self.name!r} upstream: the inputs are not those of a "
+                "trained model, so no decoder's quality on them means anything (performance only)")
+        return facts
 
     def _remote(self) -> SourceWorker:
         if self._worker is None:

@@ -3,13 +3,24 @@
 Only the callable passed to `measure()` runs inside the timed region. On
 CUDA each repeat is bracketed by CUDA events with a device synchronize before
 and after, so a repeat is the latency of one call, not a pipelined
-throughput; peak memory is `max_memory_allocated` / `max_memory_reserved`
-after `reset_peak_memory_stats` at the start of the timed repeats (warm-up
-done, so the caching allocator is in its steady state). On CPU the clock is
-`perf_counter_ns` and memory is the worker's peak resident set size: the
-kernel's high-water mark (VmHWM) is reset through /proc/self/clear_refs
-before the repeats and read after; where that is impossible the process
-lifetime `ru_maxrss` is reported and labelled as such.
+throughput. A sample is the latency of one call of the task's batch size:
+per-image latency is derived from it (÷ batch size) by the readers, who never
+pool calls of different batch sizes.
+
+Memory, each figure named by what it is:
+- CUDA: `peak_allocated_bytes` (`max_memory_allocated`: tensors) and
+  `peak_reserved_bytes` (`max_memory_reserved`: what the caching allocator
+  holds, what an OOM is about) after `reset_peak_memory_stats` at the start of
+  the timed repeats (warm-up done, so the allocator is in its steady state),
+  and `device_used_bytes`: the device's used memory after the repeats
+  (`cudaMemGetInfo` total − free, what nvidia-smi shows: the CUDA context,
+  the allocator's reservation and any other process on the device).
+- CPU: `peak_rss_bytes`, the worker's peak resident set size — the kernel's
+  high-water mark (VmHWM) reset through /proc/self/clear_refs before the
+  repeats and read after (where that is impossible, the process lifetime
+  `ru_maxrss`, labelled as such) — and `rss_increment_bytes`, that peak minus
+  the worker's resident set once its decoder was loaded (`loaded_rss_bytes`):
+  what decoding needs beyond the interpreter, torch and the weights.
 """
 
 from __future__ import annotations
@@ -133,24 +144,39 @@ class MemoryProbe:
         except OSError:
             self._method = "ru_maxrss_process_lifetime"
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self, loaded_rss_bytes: int | None = None) -> dict[str, Any]:
         if _is_cuda(self.device):
             torch.cuda.synchronize(self.device)
+            free, total = torch.cuda.mem_get_info(self.device)
             return {
                 "method": self._method,
                 "baseline_allocated_bytes": self._baseline,
                 "peak_allocated_bytes": torch.cuda.max_memory_allocated(self.device),
                 "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.device),
+                "device_used_bytes": total - free,
+                "device_total_bytes": total,
             }
         if self._method == "linux_vmhwm_reset":
             peak = _status_bytes("VmHWM")
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return {"method": self._method, "baseline_rss_bytes": self._baseline, "peak_rss_bytes": peak}
+        increment = (peak - loaded_rss_bytes
+                     if peak is not None and loaded_rss_bytes is not None else None)
+        return {"method": self._method, "baseline_rss_bytes": self._baseline, "peak_rss_bytes": peak,
+                "loaded_rss_bytes": loaded_rss_bytes, "rss_increment_bytes": increment}
 
 
-def measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> Measurement:
-    """Time `repeats` calls of fn and take peak memory over them; keep the last output."""
+def resident_bytes() -> int | None:
+    """The process's resident set size now (None where /proc is unavailable)."""
+    return _status_bytes("VmRSS")
+
+
+def measure(fn: Callable[[], Any], repeats: int, device: torch.device,
+            loaded_rss_bytes: int | None = None) -> Measurement:
+    """Time `repeats` calls of fn and take peak memory over them; keep the last output.
+
+    `loaded_rss_bytes` (CPU): the worker's resident set once its decoder was loaded, the base of
+    `rss_increment_bytes`."""
     probe = MemoryProbe(device)
     probe.start()
     samples: list[float] = []
@@ -159,20 +185,35 @@ def measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> Measur
         output = None  # drop the previous output before the next call allocates its own
         output, elapsed_ms = time_call(fn, device)
         samples.append(elapsed_ms)
-    memory = probe.stop()
+    memory = probe.stop(loaded_rss_bytes)
     return Measurement(summarize(samples, timer_name(device)), memory, output)
 
 
 # --------------------------------------------------------------------------- failures
 
 
+OOM_MARKERS = ("out of memory", "defaultcpuallocator: can't allocate memory",
+               "cublas_status_alloc_failed", "cudnn_status_alloc_failed", "cufft_alloc_failed")
+
+
 def is_oom(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError (torch.OutOfMemoryError), MemoryError, and the allocation
+    failures CUDA libraries and the CPU allocator raise as plain RuntimeErrors."""
     if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError):
         return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text.lower() or "DefaultCPUAllocator: can't allocate memory" in text
-    )
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(marker in text for marker in OOM_MARKERS)
+
+
+def memory_at_failure(device: torch.device) -> dict[str, Any] | None:
+    """What the CUDA allocator held when a call failed (after its tensors were released)."""
+    if not _is_cuda(device):
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    return {"allocated_bytes": torch.cuda.memory_allocated(device),
+            "reserved_bytes": torch.cuda.memory_reserved(device),
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved(device),
+            "device_used_bytes": total - free, "device_total_bytes": total}
 
 
 def release_memory(device: torch.device) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from decoders.base import DecodeBatch, Decoder, DecoderUnavailable
+from decoders.plugins import unavailable_reason
 from decoders.registry import DECODERS
 from decoders.resample import resize
 from harness import images
@@ -36,7 +38,14 @@ from harness.workers.channel import (
     TaskDone,
     WorkerJob,
 )
-from harness.workers.measure import is_oom, measure, release_memory, time_call
+from harness.workers.measure import (
+    is_oom,
+    measure,
+    memory_at_failure,
+    release_memory,
+    resident_bytes,
+    time_call,
+)
 from harness.workers.process import (
     device_facts,
     die_with_parent,
@@ -66,8 +75,12 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
         begin = time.perf_counter()
         decoder.load(device, dtype)
         load_ms = (time.perf_counter() - begin) * 1e3
+        loaded_rss_bytes = resident_bytes() if device.type == "cpu" else None
     except DecoderUnavailable as exc:
         conn.send(LoadFailed(pid, "unavailable", str(exc)))
+        return
+    except ImportError as exc:  # a library the decoder needs is missing: what to install
+        conn.send(LoadFailed(pid, "unavailable", unavailable_reason(exc)))
         return
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
@@ -87,14 +100,16 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
         if task is None:
             return
         with torch.inference_mode():  # no autograd graph: it would inflate memory and latency
-            records = run_task(decoder, job, task, warmed)
+            records = run_task(decoder, job, task, warmed, loaded_rss_bytes)
         conn.send(TaskDone(tuple(records)))
 
 
 def run_task(
-    decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[Any]
+    decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[Any],
+    loaded_rss_bytes: int | None = None,
 ) -> list[dict[str, Any]]:
     device, dtype = torch.device(job.device), getattr(torch, job.dtype)
+    began = time.perf_counter()
     records = [_record(case, task, job) for case in task.cases]
     try:
         latents, received = _load_inputs(task, device, dtype)
@@ -110,15 +125,21 @@ def run_task(
     )
     try:
         warm = _warm_up(decoder, batch, job, device, warmed)
-        measured = measure(lambda: decoder.decode(batch), job.repeats, device)
+        measured = measure(lambda: decoder.decode(batch), job.repeats, device, loaded_rss_bytes)
     except Exception as exc:
-        del batch, latents
-        release_memory(device)
+        failed_after_ms = (time.perf_counter() - began) * 1e3
         status = "oom" if is_oom(exc) else "error"
         failed = _failed(records, status, f"{type(exc).__name__}: {exc}", excerpt(exc))
+        # The traceback's frames hold the failed call's tensors: drop them before releasing memory,
+        # or the allocator keeps what the OOM was about and the next case inherits it.
+        traceback.clear_frames(exc.__traceback__)
+        del exc, batch, latents
+        release_memory(device)
         if status == "oom":
+            after = memory_at_failure(device)
             for record in failed:
-                record["failed_size"] = list(task.request_size)
+                record.update(failed_size=list(task.request_size), failed_after_ms=failed_after_ms,
+                              memory_after_release=after)
         return failed
     shared = {
         "latency": measured.latency.as_dict(), "memory": measured.memory, "warmup": warm,
@@ -135,6 +156,7 @@ def _warm_up(
 ) -> dict[str, Any] | None:
     shape = tuple(batch.latents.shape) if batch.latents is not None else batch.size
     key = (shape, batch.output_size)
+    worker_first_call = not warmed  # the first call this process makes: part of its cold start
     if key in warmed or job.warmup == 0:
         warmed.add(key)
         return None
@@ -144,7 +166,8 @@ def _warm_up(
         del output
         calls_ms.append(elapsed_ms)
     warmed.add(key)
-    return {"n": job.warmup, "first_call_ms": calls_ms[0], "total_ms": sum(calls_ms)}
+    return {"n": job.warmup, "first_call_ms": calls_ms[0], "total_ms": sum(calls_ms),
+            "worker_first_call": worker_first_call}
 
 
 def _load_inputs(

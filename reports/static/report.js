@@ -1,4 +1,6 @@
-// decoderbench report: table sorting and case filtering. No network, no dependencies.
+// decoderbench report: table sorting, case filtering, the metric chooser of the plots, the A/B
+// compare panel (slider, flicker, difference) and synchronized pan and zoom. No network, no
+// dependencies; images are never read back (file:// pages cannot), the browser composites them.
 "use strict";
 
 function cellKey(cell) {
@@ -32,9 +34,116 @@ function sortTable(table, index, header) {
 function filterRows(input) {
   const table = document.getElementById(input.getAttribute("data-table"));
   const needle = input.value.trim().toLowerCase();
+  let shown = 0;
   for (const row of table.tBodies[0].rows) {
     row.hidden = needle !== "" && !row.textContent.toLowerCase().includes(needle);
+    if (!row.hidden) shown += 1;
   }
+  const count = document.getElementById(input.getAttribute("data-count"));
+  if (count) count.textContent = shown === table.tBodies[0].rows.length ? `${shown}` : `${shown} of ${table.tBodies[0].rows.length}`;
+  const noun = document.getElementById(input.getAttribute("data-noun"));
+  if (noun) noun.textContent = shown === 1 ? "case" : "cases";
+}
+
+// The plotted metric: one figure per metric, the chosen one shown.
+function chooseFigure(select) {
+  for (const figure of document.querySelectorAll(`[data-figures="${select.dataset.for}"] [data-metric]`)) {
+    figure.hidden = figure.dataset.metric !== select.value;
+  }
+}
+
+// A/B compare: the same region of two images; slider (B clipped), flicker, difference (blend).
+function setupCompare(root) {
+  const width = Number(root.dataset.width), height = Number(root.dataset.height);
+  const stage = root.querySelector(".stage"), frame = root.querySelector(".frame");
+  const a = root.querySelector("img.a"), b = root.querySelector("img.b");
+  const split = root.querySelector(".split");
+  let timer = null;
+  const update = () => {
+    a.src = root.querySelector(".pick-a").value;
+    b.src = root.querySelector(".pick-b").value;
+    const [x, y, size] = root.querySelector(".pick-region").value.split(",").map(Number);
+    const fit = Math.min(1, (root.clientWidth || width) / width);
+    const scale = size ? 2 : fit;
+    const boxW = size ? size * 2 : Math.round(width * fit), boxH = size ? size * 2 : Math.round(height * fit);
+    stage.style.width = `${boxW}px`;
+    stage.style.height = `${boxH}px`;
+    for (const img of [a, b]) {
+      img.style.width = `${width * scale}px`;
+      img.style.height = `${height * scale}px`;
+      img.style.transform = `translate(${-x * scale}px, ${-y * scale}px)`;
+      img.classList.toggle("pixelated", scale >= 2);
+    }
+    const mode = root.querySelector("input[name=mode]:checked").value;
+    stage.dataset.mode = mode;
+    split.hidden = mode !== "slider";
+    b.style.clipPath = mode === "slider" ? `inset(0 0 0 ${split.value}%)` : "none";
+    b.style.visibility = "visible";
+    clearInterval(timer);
+    if (mode === "flicker") timer = setInterval(() => {
+      b.style.visibility = b.style.visibility === "hidden" ? "visible" : "hidden";
+    }, 600);
+  };
+  root.addEventListener("input", update);
+  root.addEventListener("change", update);
+  update();
+}
+
+// Pan and zoom: one transform for every view; wheel zooms about the cursor, drag pans.
+function setupPanZoom(root) {
+  const width = Number(root.dataset.width), height = Number(root.dataset.height);
+  const ports = Array.from(root.querySelectorAll(".port"));
+  const state = { scale: 1, x: 0, y: 0 };
+  const apply = () => {
+    for (const port of ports) {
+      const img = port.querySelector("img");
+      img.style.width = `${width}px`;
+      img.style.height = `${height}px`;
+      img.style.transform = `translate(${state.x}px, ${state.y}px) scale(${state.scale})`;
+      img.classList.toggle("pixelated", state.scale >= 2);
+    }
+  };
+  const fit = () => {
+    const port = ports[0];
+    state.scale = Math.min(port.clientWidth / width, port.clientHeight / height);
+    state.x = (port.clientWidth - width * state.scale) / 2;
+    state.y = (port.clientHeight - height * state.scale) / 2;
+    apply();
+  };
+  const zoomAt = (factor, cx, cy) => {
+    const next = Math.min(32, Math.max(0.05, state.scale * factor));
+    state.x = cx - (cx - state.x) * (next / state.scale);
+    state.y = cy - (cy - state.y) * (next / state.scale);
+    state.scale = next;
+    apply();
+  };
+  for (const port of ports) {
+    port.addEventListener("wheel", event => {
+      event.preventDefault();
+      const box = port.getBoundingClientRect();
+      zoomAt(event.deltaY < 0 ? 1.25 : 0.8, event.clientX - box.left, event.clientY - box.top);
+    }, { passive: false });
+    port.addEventListener("pointerdown", event => {
+      port.setPointerCapture(event.pointerId);
+      let last = [event.clientX, event.clientY];
+      const move = e => {
+        state.x += e.clientX - last[0];
+        state.y += e.clientY - last[1];
+        last = [e.clientX, e.clientY];
+        apply();
+      };
+      port.addEventListener("pointermove", move);
+      port.addEventListener("pointerup", () => port.removeEventListener("pointermove", move), { once: true });
+    });
+  }
+  for (const button of root.querySelectorAll("[data-zoom]")) {
+    button.addEventListener("click", () => {
+      if (button.dataset.zoom === "fit") return fit();
+      const port = ports[0];
+      zoomAt(Number(button.dataset.zoom) / state.scale, port.clientWidth / 2, port.clientHeight / 2);
+    });
+  }
+  fit();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -50,4 +159,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const input of document.querySelectorAll("input.filter")) {
     input.addEventListener("input", () => filterRows(input));
   }
+  for (const select of document.querySelectorAll("select.figure-choice")) {
+    select.addEventListener("change", () => chooseFigure(select));
+    chooseFigure(select);
+  }
+  document.querySelectorAll(".compare").forEach(setupCompare);
+  document.querySelectorAll(".panzoom").forEach(setupPanZoom);
 });

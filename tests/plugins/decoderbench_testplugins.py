@@ -12,18 +12,30 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from decoders.base import Consumes, DecodeBatch, Decoder, DecoderSpec, DecoderUnavailable
 from decoders.plugins import Params
 
 
 class FaultParams(Params):
-    mode: Literal["ok", "oom", "nan", "crash", "sleep", "raise", "range", "unavailable",
-                  "load_crash", "grad_probe"] = "ok"
+    mode: Literal["ok", "oom", "cuda_oom", "load_oom", "import_error", "nan", "crash", "sleep", "raise",
+                  "range", "unavailable", "load_crash", "grad_probe"] = "ok"
     fail_seeds: list[int] | None = None  # None: every case
     sleep_s: float = 0.0
+    sleep_per_image_s: float = 0.0  # a known decode time: this × the batch size, in every mode
+    slow_facts_s: float = 0.0  # time spent in facts(), which the worker calls outside the timed region
     set_global_state: bool = False
     hog_bytes_per_pixel: int = 0  # touch this much memory per output pixel (memory-wall tests)
+    oom_from_px: int | None = None  # cuda_oom: only outputs with a side of at least this many px
+
+
+def cuda_oom(width: int, height: int) -> torch.OutOfMemoryError:
+    """The exception a CUDA allocation failure raises, as torch words it (injected on the CPU)."""
+    need = width * height * 3 * 4 * 2**10 / 2**30
+    return torch.cuda.OutOfMemoryError(
+        f"CUDA out of memory. Tried to allocate {need:.2f} GiB. GPU 0 has a total capacity of "
+        "139.80 GiB of which 1.20 GiB is free. Of the allocated memory 120.00 GiB is allocated by PyTorch")
 
 
 class FaultDecoder(Decoder):
@@ -36,6 +48,10 @@ class FaultDecoder(Decoder):
             raise DecoderUnavailable("fault-weights.safetensors not found: put it in /nowhere")
         if self.params.mode == "load_crash":
             ctypes.string_at(0)
+        if self.params.mode == "load_oom":
+            raise cuda_oom(4096, 4096)
+        if self.params.mode == "import_error":
+            import decoderbench_missing_dependency  # noqa: F401  (a library that is not installed)
         if self.params.set_global_state:  # what PiD does on load
             torch.manual_seed(0)
             torch.backends.cudnn.benchmark = True
@@ -53,6 +69,8 @@ class FaultDecoder(Decoder):
         mode = self.params.mode if failing else "ok"
         if mode == "oom":
             torch.empty(2**50, dtype=torch.uint8)  # a real allocation failure
+        if mode == "cuda_oom" and max(width, height) >= (self.params.oom_from_px or 0):
+            raise cuda_oom(width, height)
         if mode == "nan":
             out[:, :, 0, 0] = float("nan")
         if mode == "range":
@@ -61,6 +79,8 @@ class FaultDecoder(Decoder):
             ctypes.string_at(0)  # segmentation fault
         if mode == "sleep":
             time.sleep(self.params.sleep_s)
+        if self.params.sleep_per_image_s:
+            time.sleep(self.params.sleep_per_image_s * batch.latents.shape[0])
         if mode == "raise":
             raise ValueError("decoder exploded on purpose")
         if self.params.hog_bytes_per_pixel:
@@ -70,6 +90,7 @@ class FaultDecoder(Decoder):
         return out
 
     def facts(self) -> dict[str, object]:
+        time.sleep(self.params.slow_facts_s)
         return {"mode": self.params.mode, "grad_enabled": getattr(self, "_grad_enabled", None)}
 
 
@@ -127,6 +148,28 @@ class TiledDecoder(Decoder):
                               "y_seams": list(range(tile, height, tile))}}
 
 
+class PainterParams(Params):
+    reds: dict[str, int] = Field(default_factory=dict)  # prompt → red of seed 0; seed s paints red + s
+
+
+class PromptPainter(Decoder):
+    """Text-to-pixel stand-in: a flat image whose red value says which prompt and seed it is for."""
+
+    spec = DecoderSpec(name="prompt-painter", consumes=Consumes.PROMPT, stochastic=True, needs_prompt=True,
+                       summary="test text-to-pixel decoder: a flat colour per prompt and seed")
+    Params = PainterParams
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device = device
+
+    def decode(self, batch: DecodeBatch) -> torch.Tensor:
+        width, height = batch.output_size
+        out = torch.zeros(batch.size, 3, height, width, device=self.device)
+        for index, (prompt, seed) in enumerate(zip(batch.prompts, batch.seeds, strict=True)):
+            out[index, 0] = (self.params.reds.get(prompt or "", 100) + seed) / 255
+        return out
+
+
 def _script(variable: str) -> dict:
     import json
     import os
@@ -165,15 +208,18 @@ class ScriptedGenEvalBackend:
 
 
 class ScriptedVQABackend:
-    """Answers 'yes' to the questions $DECODERBENCH_TEST_VQA_SCRIPT lists per image (tests only):
-    {"<mean red>": ["question", ...]}."""
+    """Answers what $DECODERBENCH_TEST_VQA_SCRIPT says per image (tests only): {"<mean red>":
+    ["question", ...]} answers " Yes" to the listed questions, {"<mean red>": {"question": "answer"}}
+    answers exactly that; anything else is "no"."""
 
     def load(self, device: torch.device) -> None:
         self.script = _script("DECODERBENCH_TEST_VQA_SCRIPT")
 
     def answer(self, image, questions: list[str]) -> list[str]:
-        yes = set(self.script.get(_image_key(image), []))
-        return [" Yes" if q in yes else "no" for q in questions]
+        listed = self.script.get(_image_key(image), [])
+        if isinstance(listed, dict):
+            return [listed.get(q, "no") for q in questions]
+        return [" Yes" if q in set(listed) else "no" for q in questions]
 
     def weights(self) -> dict[str, str]:
         return {}

@@ -1,0 +1,95 @@
+"""`decoderbench benchmarks list|where|verify|fetch`: the pinned prompt sets of GenEval and DPG-Bench."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from harness.cli.console import EXIT_USAGE, out
+from harness.cli.console import console as err
+from harness.sources import benchmarks
+
+app = typer.Typer(help="Benchmark data (GenEval, DPG-Bench): lock table, location, verification, "
+                  "explicit download.", no_args_is_help=True)
+
+NamesArg = Annotated[list[str] | None, typer.Argument(
+    help=f"Benchmark names (default: all of {', '.join(benchmarks.BENCHMARKS)}).")]
+
+
+def _selected(names: list[str] | None) -> list[benchmarks.Benchmark]:
+    unknown = sorted(set(names or ()) - set(benchmarks.BENCHMARKS))
+    if unknown:
+        err.print(f"[red]error:[/] unknown benchmark {', '.join(unknown)}; known: "
+                  f"{', '.join(benchmarks.BENCHMARKS)}", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    return [benchmarks.BENCHMARKS[n] for n in names] if names else list(benchmarks.BENCHMARKS.values())
+
+
+def _content(entry: benchmarks.DataFile) -> str:
+    kind = "tree" if entry.folder else "blob"
+    sha = entry.sha256 or "not recorded (verify prints it)"
+    size = "" if entry.size is None else f", {entry.size} {'files' if entry.folder else 'bytes'}"
+    return f"git {kind} {entry.git_object}\nsha256 {sha}{size}"
+
+
+@app.command("list")
+def list_(names: NamesArg = None) -> None:
+    """Every benchmark file: source repository, commit and path, content ids, licence, present or not."""
+    table = Table("benchmark", "file", "source", "content", "licence", "present")
+    for benchmark in _selected(names):
+        for entry in benchmark.files:
+            present = benchmarks.verify(benchmark, entry).status != "missing"
+            table.add_row(benchmark.name, entry.local, benchmark.origin(entry), _content(entry),
+                          benchmark.licence, "[green]yes[/]" if present else "[red]no[/]")
+    out.print(table)
+
+
+@app.command()
+def where(names: NamesArg = None) -> None:
+    """The data directory and the path of each file (found, or expected)."""
+    out.print(f"benchmarks: {benchmarks.benchmarks_dir()}  (set DECODERBENCH_BENCHMARKS_DIR to move it)",
+              highlight=False)
+    for benchmark in _selected(names):
+        for entry in benchmark.files:
+            path = benchmarks.path_of(benchmark, entry)
+            state = "found   " if path.exists() else "missing "
+            out.print(f"{state} {benchmark.name}/{entry.local}: {path}", highlight=False)
+
+
+@app.command()
+def verify(
+    names: NamesArg = None,
+    strict: Annotated[bool, typer.Option(help="Also fail when a file is missing.")] = False,
+) -> None:
+    """Recompute the content ids of every present file and compare them with the lock table."""
+    failed = False
+    table = Table("file", "status", "git object (computed)", "sha256 (computed)", "path")
+    for benchmark in _selected(names):
+        for entry in benchmark.files:
+            result = benchmarks.verify(benchmark, entry)
+            colour = {"ok": "green", "mismatch": "red", "missing": "red"}[result.status]
+            table.add_row(f"{benchmark.name}/{entry.local}", f"[{colour}]{result.status}[/]",
+                          result.git_object or "—", result.sha256 or "—", str(result.path))
+            failed |= result.status == "mismatch" or (strict and result.status == "missing")
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def fetch(names: NamesArg = None) -> None:
+    """Download each benchmark's files at its pinned commit (needs network), then verify them."""
+    failed = False
+    for benchmark in _selected(names):
+        try:
+            paths = benchmarks.fetch(benchmark.name)
+        except Exception as exc:  # network errors, missing members, content mismatches
+            err.print(f"[red]✗[/] {benchmark.name}: {type(exc).__name__}: {exc}", highlight=False)
+            failed = True
+            continue
+        for local, path in paths.items():
+            out.print(f"[green]✓[/] {benchmark.name}/{local}: {path}", highlight=False)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,163 @@
+"""Tables at any width: nothing is ever cut to `…`, names and numbers stay whole, the layout
+follows the width, piped output gets the log layout, Markdown escapes what it must; and every
+table the command line prints, rendered at 80 columns (what a CI log shows)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from helpers import cli
+from rich.console import Console
+from synthetic_runs import SynthDecoder, write_run
+
+from harness.cli.tables import Cell, Column, Grid, choose, markdown_grid, print_grid, print_note
+
+LONG_NAMES = ["flux-vae.real-esrgan", "pid-teacher-50step", "vae-tiled", "bilinear"]
+SUMMARY = "a decoder that tiles large outputs with overlapping cross-faded tiles"
+
+
+def _grid() -> Grid:
+    columns = [Column(f"metric_number_{i} ↑", numeric=True) for i in range(9)]
+    grid = Grid("synth · 2048×2048", Column("decoder"), [*columns, Column("summary", text=True)])
+    for index, name in enumerate(LONG_NAMES):
+        cells = [Cell(f"{1234.5678 * (index + 1) + i:,.4f}", interval=f"± {0.0123 * (i + 1):.4f}", n="13",
+                      best=i == index) for i in range(9)]
+        grid.add(name, [*cells, Cell(SUMMARY)])
+    return grid
+
+
+def _render(grid: Grid, width: int, terminal: bool) -> tuple[str, str]:
+    console = Console(width=width, record=True, force_terminal=terminal, color_system=None)
+    layout = print_grid(grid, console)
+    return layout, console.export_text()
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+@pytest.mark.parametrize("width", [40, 80, 120, 400])
+def test_no_value_or_name_is_ever_cut(width: int, terminal: bool) -> None:
+    grid = _grid()
+    _, text = _render(grid, width, terminal)
+    assert "…" not in text
+    for name, cells in grid.rows:
+        assert name in text
+        for cell in cells[:-1]:  # names and numbers never wrap: each appears whole on one line
+            assert cell.text in text
+            assert cell.interval in text or width < 80  # narrower, the long form's value wraps at words
+    for word in SUMMARY.split():
+        assert re.search(rf"(^|[\s│]){re.escape(word)}([\s│]|$)", text, re.MULTILINE), word  # whole words
+    if width >= 80:
+        assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_the_layout_follows_the_width_and_pipes_get_the_log_layout() -> None:
+    grid = _grid()
+    assert _render(grid, 400, True)[0] == "wide"
+    assert _render(grid, 80, True)[0] == "long"
+    narrow = Grid("t", Column("decoder"), [Column(f"m{i}", numeric=True) for i in range(12)])
+    for name in ("a", "b"):
+        narrow.add(name, [Cell(f"{i}.{i}{i}{i}") for i in range(12)])
+    assert choose(narrow, Console(), 40, plain=False)[0] == "transposed"
+    assert choose(narrow, Console(), 40, plain=True)[0] == "long"  # logs: one line per value
+    layout, text = _render(narrow, 40, terminal=False)
+    assert layout == "long" and "─" not in text and "│" not in text  # no box drawing in logs
+    assert re.search(r"^b\s+m11\s+11\.111111$", text, re.MULTILINE)  # greppable lines
+
+
+def test_the_long_form_carries_value_interval_mark_and_n() -> None:
+    _, text = _render(_grid(), 80, terminal=False)
+    assert re.search(r"^bilinear\s+metric_number_3 ↑\s+★ 4,941\.2712 ± 0\.0492\s+13$", text, re.MULTILINE)
+
+
+def test_markdown_escapes_pipes_and_keeps_everything() -> None:
+    grid = Grid("a | b", Column("decoder"), [Column("note", text=True), Column("x", numeric=True)])
+    grid.add("d|1", [Cell("one | two"), Cell("3.5", best=True)])
+    text = markdown_grid(grid, 200)
+    assert "**a \\| b**" in text and "| d\\|1 | one \\| two | ★ 3.5 |" in text
+    assert "|---|---|---:|" in text
+
+
+def test_notes_print_long_words_whole_on_their_own_line() -> None:
+    url = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+    console = Console(width=80, record=True, color_system=None)
+    print_note(console, f"metric fid unavailable: missing weight file (source: {url}) or copy it there")
+    lines = console.export_text().splitlines()
+    assert [line for line in lines if url in line] == [f"  {url})"]  # whole, on a line of its own
+    assert all(len(line) <= 80 for line in lines if url not in line)
+
+
+# --------------------------------------------------------------------------- the command line at 80
+
+
+def _no_ellipsis(result) -> str:
+    text = result.stdout + result.stderr
+    assert result.returncode in (0, 1), text
+    assert "…" not in text, text
+    return text
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tables")
+    decoders = [SynthDecoder(name, latency_ms=10 * (i + 1), metrics={
+        "psnr": lambda k, i=i: 20 + i + 0.1 * k, "ssim": lambda k, i=i: 0.6 + 0.01 * i + 0.001 * k,
+        "lpips": lambda k: "unavailable"}) for i, name in enumerate(LONG_NAMES)]
+    decoders[0].failures = {0: ("oom", "CUDA out of memory. Tried to allocate 20.00 GiB")}
+    return write_run(root / "run", decoders, 6, {"psnr": True, "ssim": True, "lpips": False},
+                     size=(64, 64), notes=["a note with a path /very/long/path/to/some/file/that/"
+                                           "does/not/fit/anywhere/near/eighty/columns.safetensors"])
+
+
+@pytest.mark.parametrize("args", [["list", "decoders"], ["list", "metrics"], ["list", "suites"],
+                                  ["weights", "list"], ["doctor", "smoke"], ["--help"], ["run", "--help"],
+                                  ["gate", "check", "--help"], ["gate", "--help"], ["weights", "--help"],
+                                  ["baseline", "--help"]])
+def test_every_listing_is_whole_at_80_columns(args: list[str]) -> None:
+    text = _no_ellipsis(cli(*args, columns=80))
+    if args == ["list", "decoders"]:
+        assert all(name in text for name in ("vae-tiled", "bilinear", "available here"))
+        assert "builtin" not in text
+    if args == ["gate", "check", "--help"]:
+        assert "[[gate]]" in text and "--allow-environment-mismatch" in text
+    if "--help" in args:
+        assert "<bool>" not in text
+        assert all("..." not in line for line in text.splitlines() if not line.startswith("Usage"))
+
+
+@pytest.mark.parametrize("form", ["table", "markdown", "csv", "json"])
+def test_show_is_whole_at_80_columns_in_every_format(run_dir: Path, form: str) -> None:
+    text = _no_ellipsis(cli("show", str(run_dir), "--format", form, columns=80))
+    assert all(name in text for name in LONG_NAMES)
+    if form == "json":
+        records = json.loads(cli("show", str(run_dir), "--format", "json").stdout)["records"]
+        psnr = next(r for r in records if r["column"] == "metric:psnr" and r["decoder"] == "bilinear")
+        assert psnr["unit"] == "dB" and psnr["better"] == "higher" and psnr["n"] == 6
+        assert abs(psnr["value"] - (23 + 0.25)) < 1e-9
+    if form == "markdown":
+        assert "| decoder |" in text and "★" in text
+    if form == "table":
+        assert "CUDA out of memory" in text
+        assert "/does/not/fit/anywhere/near/eighty/columns.safetensors" in text  # unbroken
+
+
+def test_show_metrics_and_summary_options(run_dir: Path) -> None:
+    only = cli("show", str(run_dir), "--metrics", "ssim", "--format", "csv").stdout
+    columns = {row["column"] for row in csv.DictReader(io.StringIO(only))}
+    assert "metric:ssim" in columns and "metric:psnr" not in columns and "latency" in columns
+    text = cli("show", str(run_dir), "--summary", "--format", "csv").stdout
+    summary = list(csv.DictReader(io.StringIO(text)))
+    assert summary and all(row["column"].startswith("summary:") for row in summary)
+    wrong = cli("show", str(run_dir), "--metrics", "psnx")
+    assert wrong.returncode == 2 and "did you mean 'psnr'" in wrong.stderr
+
+
+def test_version_and_suite_suggestions() -> None:
+    from harness import __version__
+
+    assert cli("--version").stdout.strip() == f"decoderbench {__version__}"
+    result = cli("validate", "smok")
+    assert result.returncode == 2 and "did you mean 'smoke'?" in result.stderr
