@@ -4,8 +4,9 @@
     nox -s lint             # ruff
     nox -s smoke            # the offline demo suite
     nox -s bench-metrics    # every metric against the library it matches (CPU, and CUDA if present)
-    nox -s bench-h100       # GPU suites on an H100 runner (--device cuda)
-    nox -s bench-gb200      # GPU suites on a GB200 runner (--device cuda)
+    nox -s bench-h100       # GPU suites on an H100 runner (--device cuda, every GPU at once)
+    nox -s bench-gb200      # GPU suites on a GB200 runner (--device cuda, every GPU at once)
+    nox -s bench-overhead   # the harness's own cost (tests/bench_overhead.py)
 
 Sessions install the project with the pinned torch of constraints.txt; pass
 `-- ARGS` to forward extra arguments (e.g. `nox -s bench-h100 -- --out runs/h100`).
@@ -61,8 +62,8 @@ def _bench(session: nox.Session, runner: str) -> None:
     for suite in GPU_SUITES:
         session.log(f"{runner}: suite {suite}")
         # exit code 1 = some cases did not decode (OOM at 4K, missing weights): recorded, go on
-        session.run("decoderbench", "run", suite, "--device", "cuda", *session.posargs, env=env,
-                    success_codes=[0, 1])
+        session.run("decoderbench", "run", suite, "--device", "cuda", "--gpus", "all", *session.posargs,
+                    env=env, success_codes=[0, 1])
     for decoder in ("flux-vae", "flux-vae-fp32"):  # bf16, and fp32 (the PiD paper's 37 GB figure)
         session.log(f"{runner}: FLUX.1 VAE memory wall ({decoder})")
         session.run("decoderbench", "sweep", "flux-vae-wall", "--decoder", decoder, "--from", "512",
@@ -77,6 +78,17 @@ def bench_h100(session: nox.Session) -> None:
 @nox.session(name="bench-gb200")
 def bench_gb200(session: nox.Session) -> None:
     _bench(session, "gb200")
+
+
+@nox.session(name="bench-overhead")
+def bench_overhead(session: nox.Session) -> None:
+    """Harness overhead of a fixed-time synthetic decoder over 200 cases, worker start-up spawned vs
+    forked, PNG levels; `-- ray` or `-- demo --checkouts A B` for the other measurements."""
+    _install(session)
+    env = {"HF_HUB_OFFLINE": "1", "PYTHONPATH": "."}
+    commands = [session.posargs] if session.posargs else [["overhead"], ["startup"], ["png"]]
+    for command in commands:
+        session.run("python", "tests/bench_overhead.py", *command, env=env)
 
 
 @nox.session(name="timing-check")

@@ -75,6 +75,9 @@ class DecoderUnavailable(RuntimeError):
 
 class _Component(ABC):
     Params: ClassVar[type[Params]] = NoParams
+    # Modules load() imports that a worker forkserver may import ahead (import only: a module
+    # named here must not initialise a device when imported).
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -86,6 +86,7 @@ class CascadeParams(Params):
 
 class Cascade(Decoder):
     Params = CascadeParams
+    preload = ("diffusers",)
     spec = DecoderSpec(
         name="cascade", consumes=Consumes.LATENT,
         latent_spaces=("flux1", "flux2", "flux2-unpacked", "sd3", "sdxl", "sd"), native_scale=4.0,

@@ -39,7 +39,14 @@ from decoders.base import DecoderUnavailable, Encoder, EncoderSpec
 from decoders.lazy import F, torch
 from decoders.pid import ROOT_ENV
 from decoders.plugins import Params
-from decoders.weights import file_sha256, folder_sha256, require, resolve_file, resolve_pretrained
+from decoders.weights import (
+    build_seeded,
+    file_sha256,
+    folder_sha256,
+    require,
+    resolve_file,
+    resolve_pretrained,
+)
 
 RANDOM = "random"
 DINOV2_STATS = "checkpoints/rae/stats/dinov2/wReg_base/imagenet1k_512/stat.pt"  # in PiD's checkout
@@ -112,9 +119,9 @@ class _LoadedRae:
         family, params = self.family, self.params
         if params.weights == RANDOM:
             config = getattr(transformers, family.config_class)(**{**family.config, **params.config})
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(params.init_seed)
-                return getattr(transformers, family.model_class)(config), family.mean, family.std
+            model = build_seeded(lambda: getattr(transformers, family.model_class)(config), params.init_seed,
+                                 self.device)
+            return model, family.mean, family.std
         reference, _ = resolve_pretrained(params.weights or family.default_weights, None,
                                           f"{family.space} encoder")
         try:

@@ -43,7 +43,14 @@ from decoders.lazy import torch
 from decoders.plugins import Params
 from decoders.spaces import LatentSpace, as_space, fold, get_space, unfold
 from decoders.tiling import DIFFUSERS_OVERLAP, TileGrid, decode_tiled, diffusers_grid, make_grid
-from decoders.weights import dtype_kwargs, folder_sha256, require, resolve_pretrained, state_dict_sha256
+from decoders.weights import (
+    build_seeded,
+    dtype_kwargs,
+    folder_sha256,
+    require,
+    resolve_pretrained,
+    state_dict_sha256,
+)
 
 RANDOM = "random"
 RANDOM_WEIGHTS_NOTE = "random weights: performance-only"
@@ -126,14 +133,13 @@ class LoadedVae:
         require("diffusers")
         import diffusers
 
-        self.params, self.space = params, get_space(params.space)
+        self.params, self.space, self.init_device = params, get_space(params.space), device.type
         self.dtype = getattr(torch, params.dtype) if params.dtype else dtype
         cls = getattr(diffusers, params.family.model_class)
         what = f"{params.space} VAE"
-        if params.weights == RANDOM:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(params.init_seed)
-                model = cls.from_config({**params.family.config, **params.config})
+        if params.weights == RANDOM:  # built and initialised on the device itself
+            config = {**params.family.config, **params.config}
+            model = build_seeded(lambda: cls.from_config(config), params.init_seed, device)
         else:
             reference, subfolder = resolve_pretrained(params.describe_weights(), params.subfolder, what)
             try:
@@ -208,6 +214,7 @@ class LoadedVae:
         if self.params.weights == RANDOM:
             facts["quality_not_applicable"] = RANDOM_WEIGHTS_NOTE
             facts["state_dict_sha256"] = self.state_dict_sha256
+            facts["init_device"] = self.init_device
             if self.params.config:
                 facts["config_overrides"] = self.params.config
         return facts

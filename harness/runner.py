@@ -1,23 +1,30 @@
-"""Run a suite: sources → cache → one worker per decoder → store → metrics.
+"""Run a suite: sources → cache → one worker per decoder unit → store → metrics.
 
 The runner is the only module that knows decoders, sources, the store and
 metrics at once. Phases are strictly ordered: all inputs are prepared before
-any decoder runs; every decoder runs in its own spawned worker, one after
-the other (never two measured at once); metrics run after all decoding, so
-no metric model is resident while a decoder is measured; the pairwise judge
-(suites with a [judge] table) runs last, over the stored outputs. Every
-(decoder, case) unit ends as exactly one record — ok, or the failure that
-happened — and a resumed run only does the units that have none.
+any decoder runs; decoders run in worker processes through an executor
+(harness.workers.executor: by default one after the other on the suite's
+device; with `gpus` one worker per GPU at once, stated in the manifest; or
+on Ray), and the runner alone writes the run directory; metrics run after
+all decoding, once every worker has exited, so no metric model is resident
+while a decoder is measured; the pairwise judge (suites with a [judge]
+table) runs last, over the stored outputs. Every (decoder, case) unit ends
+as exactly one record — ok, or the failure that happened — and a resumed
+run only does the units that have none.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import torch
 
 from decoders.base import Consumes
 from decoders.registry import DECODERS
@@ -30,11 +37,21 @@ from harness.sources.cache import TensorCache
 from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, list_items, source_protocol
 from harness.store import MANIFEST, RunData, RunStore, StoreError, now_iso, read_run, writable_dir
 from harness.suite import DecoderEntry, Suite, validate_raw
-from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
-from harness.workers.process import WorkerGone, WorkerProcess
-from harness.workers.worker import worker_main
+from harness.workers.channel import CaseInput, DecodeTask, WorkerJob
+from harness.workers.executor import (
+    Executor,
+    ExecutorError,
+    LocalExecutor,
+    Policy,
+    Slot,
+    local_slots,
+    plan_units,
+)
+from harness.workers.process import start_forkserver
+from harness.workers.sink import ImageWriter, RunSink
 
 OK = "ok"
+Size = tuple[int, int]
 INPUT_ERROR = "input_error"  # the case's input could not be made (a bad image file); no decoder ran it
 
 
@@ -85,19 +102,25 @@ def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
 
 class Runner:
     def __init__(self, suite: Suite, store: RunStore, cache: TensorCache,
-                 reporter: Reporter | None = None, items: list[LoadableItem] | None = None) -> None:
+                 reporter: Reporter | None = None, items: list[LoadableItem] | None = None,
+                 executor: Executor | None = None) -> None:
         self.suite, self.store, self.cache = suite, store, cache
         self.reporter = reporter or SilentReporter()
         self.notes: list[str] = []
         self.items = items  # listed (and checked) before the run directory was made
+        start_forkserver(preload_modules(suite))  # imports in the background from now on
+        self.executor = executor or make_executor(suite)
 
     # ------------------------------------------------------------------ entry points
 
     @classmethod
     def new(cls, suite: Suite, run_dir: Path, cache: TensorCache,
-            reporter: Reporter | None = None) -> Runner:
+            reporter: Reporter | None = None, **execution: Any) -> Runner:
         """Everything that can be checked is checked before the run directory exists: the source's
-        items (SourceError), the cases (SuiteError), the cache and the run directory (StoreError)."""
+        items (SourceError), the cases (SuiteError), the cache and the run directory (StoreError),
+        the executor (ExecutorError). `execution`: `executor` ("local" | "ray") and `address` (Ray),
+        as make_executor takes them."""
+        executor = make_executor(suite, **execution)
         items = list_items(suite)
         suite.expand([entry.item for entry in items], source_protocol(suite))
         writable_dir(cache.root, "cache directory")
@@ -112,11 +135,13 @@ class Runner:
             "environment": fingerprint(),
             "cache_dir": str(cache.root.resolve()),
         }
-        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter, items)
+        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter, items, executor)
 
     @classmethod
     def resume(cls, run_dir: Path, cache: TensorCache | None = None,
-               reporter: Reporter | None = None) -> Runner:
+               reporter: Reporter | None = None, gpus: str | list[int] | None = None,
+               **execution: Any) -> Runner:
+        """`gpus` chooses where the rest runs (not part of the stored suite's identity)."""
         data = read_run(run_dir, results_required=False)  # RunDirError: FILE:LINE: what is wrong
         store = RunStore(run_dir)
         store.lock()
@@ -132,7 +157,9 @@ class Runner:
         cache_dir = manifest.get("cache_dir")
         if cache is None and cache_dir is None:
             raise StoreError(f"{run_dir / MANIFEST}: cache_dir: missing; give --cache-dir")
-        runner = cls(suite, store, cache or TensorCache(Path(str(cache_dir))), reporter)
+        suite = suite.with_overrides(gpus=gpus)
+        runner = cls(suite, store, cache or TensorCache(Path(str(cache_dir))), reporter,
+                     executor=make_executor(suite, **execution))
         writable_dir(runner.cache.root, "cache directory")
         store.remove_temp_files()
         repaired = store.repair()
@@ -181,11 +208,11 @@ class Runner:
             prepared = self._prepare_inputs()
             self._phase_done(index, phases, "sources_s", begin)
             begin = time.perf_counter()
-            for entry in self.suite.model.decoder:
-                self._run_decoder(entry, prepared)
+            phases.update(self._decode(prepared))  # every worker has exited when this returns
             self._phase_done(index, phases, "decode_s", begin)
             begin = time.perf_counter()
-            notes = evaluate(self.suite, self.store, prepared, self.reporter)
+            notes = evaluate(self.suite, self.store, prepared, self.reporter,
+                             evaluation_device(self.suite, self.executor.slots))
             for note in notes:
                 self._note(note)
             self._phase_done(index, phases, "evaluate_s", begin)
@@ -271,96 +298,52 @@ class Runner:
 
     # ------------------------------------------------------------------ phase 2: decoders
 
-    def _run_decoder(self, entry: DecoderEntry, prepared: dict[str, PreparedCase]) -> None:
+    def _decode(self, prepared: dict[str, PreparedCase]) -> dict[str, float]:
+        """Every pending (decoder, case) unit through the executor; the phase's writer figures."""
         records, _ = self.store.records()
-        done = {r["case"] for r in records if r["kind"] == "decode" and r["decoder"] == entry.id}
-        pending = [p for case_id, p in prepared.items() if case_id not in done]
-        self.reporter.phase(f"decode {entry.id}", len(pending))
-        for item in [p for p in pending if p.problem]:
-            self.store.append({"kind": "decode", "decoder": entry.id, "case": item.case.id,
-                               "status": INPUT_ERROR, "message": item.problem, "latency": None,
-                               "memory": None, "output_size": list(item.case.output_size)})
-            self.reporter.advance()
-        pending = [p for p in pending if not p.problem]
-        if not pending:
-            return
-        job = self._job(entry)
-        tasks = deque(self._tasks(entry, pending))
-        worker: WorkerProcess | None = None
+        done = {(r["decoder"], r["case"]) for r in records if r["kind"] == "decode"}
+        groups, pending = [], {}
+        for entry in self.suite.model.decoder:
+            todo = [p for case_id, p in prepared.items() if (entry.id, case_id) not in done]
+            for item in [p for p in todo if p.problem]:
+                self.store.append({"kind": "decode", "decoder": entry.id, "case": item.case.id,
+                                   "status": INPUT_ERROR, "message": item.problem, "latency": None,
+                                   "memory": None, "output_size": list(item.case.output_size)})
+            todo = [p for p in todo if not p.problem]
+            pending[entry.id] = len(todo)
+            by_size: dict[Size, list[DecodeTask]] = {}
+            for task in self._tasks(entry, todo):
+                by_size.setdefault(task.compare_size, []).append(task)
+            groups.extend((self._job(entry), size, tasks) for size, tasks in by_size.items())
+        for decoder_id in (d for d, n in pending.items() if n == 0):
+            self.reporter.phase(f"decode {decoder_id}", 0)
+        slots = self.executor.slots
+        units = plan_units(groups, len(slots))
+        if not units:
+            return {}
+        timing = self.suite.model.timing
+        background = timing.overlap_io if timing.overlap_io is not None else timing.device.startswith("cuda")
+        policy = Policy(timing.timeout_s, timing.load_timeout_s, pipeline=background,
+                        crash_retries=self.executor.crash_retries)
+        writer = ImageWriter(self.store, background)
+        sink = RunSink(self.store, writer, self.reporter, len(slots) > 1,
+                       {d: n for d, n in pending.items() if n}, self._note)
         try:
-            while tasks:
-                if worker is None:
-                    worker = self._start_worker(job, tasks)
-                    if worker is None:
-                        return
-                task = tasks.popleft()
-                reply = self._send(worker, task)
-                if isinstance(reply, TaskDone):
-                    for record in reply.records:
-                        self.store.append(record)
-                    self.reporter.advance(len(task.cases))
-                    if any(record.get("status") == "oom" for record in reply.records):
-                        worker.close()  # a fresh worker: no later case inherits the allocator's state
-                        worker = None
-                    continue
-                self._fail_units(entry.id, task, reply.status, reply.reason)
-                worker = None
+            self.executor.run(units, sink, policy)
+            writer.drain()
         finally:
-            if worker is not None:
-                worker.close()
+            writer.close()
+            self._record_execution(sink, background, writer)
+        return {"writing_s": writer.wait_s, "writer_busy_s": writer.busy_s, "slots": len(slots)}
 
-    def _send(self, worker: WorkerProcess, task: DecodeTask) -> TaskDone | WorkerGone:
-        try:
-            worker.send(task)
-        except (BrokenPipeError, OSError):
-            return WorkerGone("crashed", "worker process was gone before the task was sent")
-        reply = worker.receive(self.suite.model.timing.timeout_s)
-        if isinstance(reply, TaskDone | WorkerGone):
-            return reply
-        worker.kill()
-        return WorkerGone("error", f"protocol error: unexpected {type(reply).__name__} from worker")
-
-    def _start_worker(self, job: WorkerJob, tasks: deque[DecodeTask]) -> WorkerProcess | None:
-        """Spawn and load; on failure, every remaining unit gets the failure as its record."""
-        worker = WorkerProcess(job, worker_main)
-        reply = worker.receive(self.suite.model.timing.load_timeout_s)
-        spawn_to_ready_ms = (time.perf_counter() - worker.started) * 1e3
-        if isinstance(reply, Loaded):
-            self.store.append({
-                "kind": "load", "decoder": job.decoder_id, "status": OK, "pid": reply.pid,
-                "spawn_to_ready_ms": spawn_to_ready_ms, "import_ms": reply.import_ms,
-                "load_ms": reply.load_ms, "weights": reply.weights, "facts": reply.facts,
-                "device": reply.device, "torch_state": reply.torch_state,
-            })
-            decoders = self.store.manifest().get("decoders", {})
-            decoders[job.decoder_id] = {
-                "name": job.decoder_name, "params": job.params, "weights": reply.weights,
-                "facts": reply.facts, "device": reply.device,
-            }
-            self.store.update_manifest(decoders=decoders)
-            return worker
-        if isinstance(reply, LoadFailed):
-            status, message, excerpt = reply.status, reply.message, reply.traceback
-        elif isinstance(reply, WorkerGone):
-            status, message, excerpt = reply.status, reply.reason, ""
-        else:
-            status, message, excerpt = "error", f"protocol error: got {type(reply).__name__}", ""
-        worker.close()
-        self.store.append({"kind": "load", "decoder": job.decoder_id, "status": status,
-                           "message": message, "traceback": excerpt or None})
-        while tasks:
-            self._fail_units(job.decoder_id, tasks.popleft(), status, f"load failed: {message}")
-        return None
-
-    def _fail_units(self, decoder_id: str, task: DecodeTask, status: str, message: str) -> None:
-        for case in task.cases:
-            self.store.append({
-                "kind": "decode", "decoder": decoder_id, "case": case.case_id, "status": status,
-                "message": message, "latency": None, "memory": None,
-                "batch_size": len(task.cases), "request_size": list(task.request_size),
-                "output_size": list(task.compare_size),
-            })
-        self.reporter.advance(len(task.cases))
+    def _record_execution(self, sink: RunSink, background: bool, writer: ImageWriter) -> None:
+        units = list(sink.units.values())
+        entry = {**self.executor.describe(), "units": units, "concurrent": ran_concurrently(units),
+                 "overlap_io": background, "writer_threads": writer.threads}
+        for note in concurrency_notes(units, self.suite.model.timing.device):
+            self._note(note)
+        executions = self.store.manifest().get("executions", [])
+        self.store.update_manifest(executions=[*executions, entry])
 
     def _job(self, entry: DecoderEntry) -> WorkerJob:
         return worker_job(self.suite, entry, self.store.root)
@@ -410,6 +393,74 @@ class Runner:
                 per = counts.setdefault(record["decoder"], {})
                 per[record["status"]] = per.get(record["status"], 0) + 1
         return RunOutcome(self.store.root, counts, list(self.notes))
+
+
+# =========================================================================== execution
+
+
+def make_executor(suite: Suite, executor: str = "local", address: str | None = None) -> Executor:
+    """The local executor (the suite's device, or one slot per GPU of `timing.gpus`) or Ray."""
+    timing = suite.model.timing
+    if executor == "ray":
+        if timing.gpus is not None:
+            raise ExecutorError("--gpus is for the local executor: Ray places units on the cluster's GPUs")
+        from harness.workers.ray_executor import RayExecutor
+
+        return RayExecutor(address, timing.device, timing.threads)
+    if executor != "local":
+        raise ExecutorError(f"unknown executor {executor!r}; known: local, ray")
+    if address is not None:
+        raise ExecutorError("--address is for --executor ray")
+    return LocalExecutor(local_slots(timing.gpus, timing.device))
+
+
+def preload_modules(suite: Suite) -> list[str]:
+    """What the forkserver imports ahead: the suite's decoder modules and the libraries they name."""
+    modules: list[str] = []
+    for entry in suite.model.decoder:
+        with contextlib.suppress(Exception):  # an unknown plug-in fails later, with its message
+            cls = DECODERS.get(entry.name)
+            modules.extend([cls.__module__, *cls.preload])
+    return modules
+
+
+def evaluation_device(suite: Suite, slots: list[Slot]) -> torch.device:
+    """Metrics run on `evaluation.device`, else the timing device; with GPU slots, on the first
+    slot's GPU (every decoder worker has exited by then)."""
+    model = suite.model
+    device = torch.device(model.evaluation.device or model.timing.device)
+    gpu = slots[0].gpu_index if slots else None
+    if device.type != "cuda" or device.index is not None or gpu is None:
+        return device
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return torch.device("cuda", visible.index(str(gpu)) if str(gpu) in visible else gpu)
+
+
+def ran_concurrently(units: list[dict[str, Any]]) -> bool:
+    spans = sorted((u["started_s"], u.get("finished_s", u["started_s"])) for u in units)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def concurrency_notes(units: list[dict[str, Any]], device: str) -> list[str]:
+    """Say when latencies were measured side by side, or on different GPUs (never hidden)."""
+    notes = []
+    if ran_concurrently(units):
+        slots = sorted({u["slot"] for u in units})
+        shared = ("other workers ran at the same time and may have shared its CPU cores: latencies are "
+                  "not those of a run alone" if not device.startswith("cuda")
+                  else "other units ran on the node's other GPUs")
+        notes.append(f"decode units ran concurrently on {len(slots)} slots ({', '.join(slots)}): "
+                     f"while a decoder was timed, {shared}")
+    where: dict[str, set[str]] = {}
+    for unit in units:
+        if unit.get("gpu_index") is not None:
+            host = f"{unit['host']}:" if unit.get("host") else ""
+            label = f"{host}GPU {unit['gpu_index']} ({unit['gpu_name']})"
+            where.setdefault(unit["decoder"], set()).add(label)
+    if len({frozenset(v) for v in where.values()}) > 1:
+        placed = "; ".join(f"{decoder} on {', '.join(sorted(gpus))}" for decoder, gpus in where.items())
+        notes.append(f"decoders were measured on different GPUs: {placed}")
+    return notes
 
 
 def _check_source_paths(suite: Suite, manifest: Path) -> None:

@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -357,6 +358,7 @@ class RunStore:
         self.root = root
         self._results_handle: Any = None
         self._lock_handle: Any = None
+        self._append_lock = threading.Lock()  # the runner's threads (slots, image writer) append
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -451,12 +453,13 @@ class RunStore:
         return len(dropped)
 
     def append(self, record: dict[str, Any]) -> None:
-        if self._results_handle is None:
-            self._results_handle = (self.root / RESULTS).open("a", encoding="utf-8")
         line = json.dumps({**record, "time": now_iso()}, sort_keys=True, allow_nan=False)
-        self._results_handle.write(line + "\n")
-        self._results_handle.flush()
-        os.fsync(self._results_handle.fileno())
+        with self._append_lock:
+            if self._results_handle is None:
+                self._results_handle = (self.root / RESULTS).open("a", encoding="utf-8")
+            self._results_handle.write(line + "\n")
+            self._results_handle.flush()
+            os.fsync(self._results_handle.fileno())
 
     def remove_temp_files(self) -> None:
         """Drop half-written files (images, manifest) that a killed process left behind."""

@@ -272,6 +272,10 @@ class Timing(_Strict):
     timeout_s: float = Field(default=600.0, gt=0, description="per decode call batch")
     load_timeout_s: float = Field(default=1800.0, gt=0)
     threads: int | None = Field(default=None, ge=1)
+    gpus: Literal["all"] | list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, min_length=1, description="decode on these GPUs at once, one worker per GPU")
+    overlap_io: bool | None = Field(
+        default=None, description="store outputs while the next task decodes (default: on GPUs only)")
 
 
 class Compare(_Strict):

@@ -34,13 +34,14 @@ from decoders.registry import DECODERS
 from decoders.spaces import LatentSpace
 from harness import __version__
 from harness.env import fingerprint
-from harness.runner import OK, worker_job
+from harness.images import pixels_sha256
+from harness.runner import OK, preload_modules, worker_job
 from harness.sources.cache import tensor_sha256
 from harness.sources.prepare import list_items, source_space
 from harness.store import RunStore, now_iso
 from harness.suite import MAX_SIDE, Suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
-from harness.workers.process import WorkerGone, WorkerProcess
+from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver
 from harness.workers.worker import worker_main
 from reports.sweep import deciding_memory
 
@@ -145,6 +146,7 @@ class Sweep:
             raise SweepError(f"no size between {start} and {stop} is a multiple of {step} "
                              f"(what {self.entry.id} accepts)")
         self.store = RunStore.create(self.run_dir, self._manifest(start, stop, step))
+        start_forkserver(preload_modules(self.suite))  # every size's fresh worker forks from it
         outcome = SweepOutcome(self.run_dir)
         try:
             self._search(low, high, step, outcome)
@@ -206,8 +208,9 @@ class Sweep:
             return {**record, "status": reply.status, "message": reply.reason}
         assert isinstance(reply, TaskDone)
         decoded = reply.records[0]
-        image = self.run_dir / task.cases[0].image_path
-        image.unlink(missing_ok=True)  # the sweep is about memory: keep the hash, not the pixels
+        pixels = reply.images[0] if reply.images else None  # about memory: the hash, not the pixels
+        if pixels is not None:
+            decoded["image_sha256"] = pixels_sha256(pixels)
         record.update(status=decoded["status"], message=decoded.get("message"),
                       latency=decoded.get("latency"), memory=decoded.get("memory"),
                       stage_ms=decoded.get("stage_ms"), warmup=decoded.get("warmup"),

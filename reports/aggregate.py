@@ -428,25 +428,46 @@ class TimeBudget:
 
     wall_s: float
     decoder_calls_s: float  # every decode call: warm-up and timed repeats
-    worker_startup_s: float  # spawn → ready of every worker: process, imports, decoder load
+    worker_startup_s: float  # start → ready of every worker: process, imports, decoder load
     metrics_s: float  # the evaluation phase
     judge_s: float
+    sources_s: float = 0.0  # inputs: references, encoders, text-to-image pipelines (a phase of its own)
+    writing_s: float = 0.0  # time decoding waited for the image writer (PNG encoding, fsync)
+    writer_background_s: float = 0.0  # writer time spent while workers decoded (not on the wall)
+    slots: int = 1  # workers at once: their calls and start-ups are shared over this many
     complete: bool = True  # False: an invocation was killed; its wall runs from its start to its last record
     invocations: tuple[TimeBudget, ...] = ()
 
     @property
+    def decoding_s(self) -> float:
+        """Decoder calls as wall time: summed calls ÷ slots (exact for one slot), per invocation."""
+        if self.invocations:
+            return sum(i.decoding_s for i in self.invocations)
+        return self.decoder_calls_s / self.slots
+
+    @property
+    def startup_wall_s(self) -> float:
+        if self.invocations:
+            return sum(i.startup_wall_s for i in self.invocations)
+        return self.worker_startup_s / self.slots
+
+    @property
     def harness_s(self) -> float:
-        """Everything else: inputs, IPC, checks, PNG writes, records, the runner itself. Each part is
-        counted in the invocation it happened in, so this is never negative (0 within clock jitter)."""
-        rest = self.wall_s - self.decoder_calls_s - self.worker_startup_s - self.metrics_s - self.judge_s
+        """Everything else: IPC, checks, records, scheduling, the runner itself (and idle slots). Each
+        part is counted in the invocation it happened in, so this is never negative (0 within clock
+        jitter)."""
+        rest = (self.wall_s - self.sources_s - self.decoding_s - self.startup_wall_s - self.writing_s
+                - self.metrics_s - self.judge_s)
         return max(0.0, rest)
 
     @property
     def overhead_fraction(self) -> float:
-        """(wall − decoder calls − metrics) / wall: what the harness adds around the measured work."""
+        """(wall − sources − decoder calls − metrics − judge) / wall: the share of the wall the
+        harness adds around the work it runs (worker start-up, writing and the rest)."""
         if not self.wall_s:
             return 0.0
-        return max(0.0, self.wall_s - self.decoder_calls_s - self.metrics_s) / self.wall_s
+        work = self.sources_s + self.decoding_s + self.metrics_s + self.judge_s
+        return max(0.0, self.wall_s - work) / self.wall_s
 
 
 def _seconds(iso: str) -> float:
@@ -489,6 +510,8 @@ def time_budget(view: RunView) -> TimeBudget | None:
     return TimeBudget(
         wall_s=total("wall_s"), decoder_calls_s=total("decoder_calls_s"),
         worker_startup_s=total("worker_startup_s"), metrics_s=total("metrics_s"), judge_s=total("judge_s"),
+        sources_s=total("sources_s"), writing_s=total("writing_s"),
+        writer_background_s=total("writer_background_s"), slots=max(i.slots for i in invocations),
         complete=all(i.complete for i in invocations), invocations=invocations)
 
 
@@ -503,11 +526,17 @@ def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: 
             seen.add(batch)
             calls_ms += _calls_ms(record)
     startup_ms = sum(r.get("spawn_to_ready_ms") or 0.0 for r in loads if r.get("kind") == "load")
+
+    def total(key: str) -> float:
+        return sum(p.get(key, 0.0) for p in phases)
+
     return TimeBudget(
         wall_s=sum(p.get("wall_s", 0.0) for p in phases) if wall_s is None else wall_s,
         decoder_calls_s=calls_ms / 1e3, worker_startup_s=startup_ms / 1e3,
-        metrics_s=sum(p.get("evaluate_s", 0.0) for p in phases),
-        judge_s=sum(p.get("judge_s", 0.0) for p in phases), complete=complete)
+        metrics_s=total("evaluate_s"), judge_s=total("judge_s"), sources_s=total("sources_s"),
+        writing_s=total("writing_s"),
+        writer_background_s=max(0.0, total("writer_busy_s") - total("writing_s")),
+        slots=max(int(p.get("slots", 1)) for p in phases), complete=complete)
 
 
 def _invocation(phase: dict[str, Any], start: float, last: float | None,

@@ -291,3 +291,42 @@ def test_qwenimage_vae_per_channel_latents() -> None:
         LoadedVae(VaeParams(space="qwenimage", weights="random", config={**tiny, "latents_mean": [0.0] * 16}),
                   CPU, torch.float32)
     assert VaeDecoder.spec_for(VaeDecoder.Params(space="qwenimage")).latent_spaces == ("qwenimage",)
+
+
+def test_random_weights_are_built_on_the_decoders_device(monkeypatch) -> None:
+    """weights = "random" creates and initialises the parameters where the model will live (no CPU
+    initialisation before the move to a GPU): every init call of the exact FLUX.1 VAE runs on the
+    decoder's device — here the meta device, which has no storage — and the architecture keeps its
+    83,819,683 parameters."""
+    seen: list[str] = []
+    real = torch.nn.init.kaiming_uniform_
+
+    def kaiming_uniform_(tensor, *args, **kwargs):
+        seen.append(tensor.device.type)
+        return real(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", kaiming_uniform_)
+    vae = LoadedVae(VaeParams(space="flux1", weights="random"), torch.device("meta"), torch.float32)
+    assert len(seen) > 50 and set(seen) == {"meta"}  # every conv and linear layer, none on the CPU
+    assert {p.device.type for p in vae.model.parameters()} == {"meta"}
+    assert vae.parameters == 83_819_683 and vae.init_device == "meta"
+
+
+def test_random_init_on_the_cpu_is_the_seeded_init_it_always_was() -> None:
+    import diffusers
+
+    from decoders.vae import VAE_FAMILIES
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        reference = diffusers.AutoencoderKL.from_config({**VAE_FAMILIES["flux1"].config, **TINY_VAE})
+    state = torch.get_rng_state()
+    params = VaeParams(space="flux1", weights="random", config=TINY_VAE, init_seed=3)
+    vae = LoadedVae(params, CPU, torch.float32)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
+    expected = reference.state_dict()
+    assert all(torch.equal(tensor, expected[key]) for key, tensor in vae.model.state_dict().items())
+    other = LoadedVae(VaeParams(space="flux1", weights="random", config=TINY_VAE, init_seed=4), CPU,
+                      torch.float32)
+    assert other.state_dict_sha256 != vae.state_dict_sha256
+    assert vae.facts()["init_device"] == "cpu"

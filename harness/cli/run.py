@@ -27,6 +27,13 @@ def run(
     dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Latent cache (default: $DECODERBENCH_CACHE_DIR or ~/.cache/decoderbench).")] = None,
+    gpus: Annotated[str | None, typer.Option(
+        help="Decode on these GPUs at once, one worker per GPU: 'all' or indices like 0,1,3 "
+             "(overrides timing.gpus).")] = None,
+    executor: Annotated[str, typer.Option(
+        help="Where units run: 'local' (this machine) or 'ray' (a Ray cluster; extra 'cluster').")] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join ('auto': the running one); default: a local Ray instance.")] = None,
     report: Annotated[bool, typer.Option(help="Write RUN_DIR/report/index.html at the end.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -35,19 +42,23 @@ def run(
     from harness.sources.cache import TensorCache, default_cache_dir
     from harness.sources.prepare import SourceError
     from harness.store import StoreError
+    from harness.workers.executor import ExecutorError, parse_gpus
 
     cache = TensorCache(cache_dir or default_cache_dir())
+    execution = {"executor": executor, "address": address}
     try:
+        wanted_gpus = parse_gpus(gpus)
         with RichReporter(quiet) as reporter:
             if resume is not None:
-                runner = Runner.resume(resume, cache if cache_dir else None, reporter)
+                runner = Runner.resume(resume, cache if cache_dir else None, reporter, gpus=wanted_gpus,
+                                       **execution)
             else:
-                loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
+                loaded = load_suite(suite).with_overrides(device=device, dtype=dtype, gpus=wanted_gpus)
                 for problem in missing_before_run(loaded):
                     print_note(console, problem, label="missing")
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
-                runner = Runner.new(loaded, run_dir, cache, reporter)
+                runner = Runner.new(loaded, run_dir, cache, reporter, **execution)
             outcome = runner.run()
         print_summary(outcome.run_dir, notes=False)
         if report:
@@ -56,7 +67,7 @@ def run(
             print_note(console, str(render_report(outcome.run_dir)), label="report", style="cyan")
     except SuiteError as exc:
         raise fail(str(exc), prefix="invalid suite: ") from None
-    except (StoreError, SourceError) as exc:
+    except (StoreError, SourceError, ExecutorError) as exc:
         raise fail(str(exc)) from None
     print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
     if outcome.failed_units:

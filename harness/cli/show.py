@@ -166,18 +166,24 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
     if budget is None or summary_only:
         return
     count = len(budget.invocations)
-    print_note(console, _time_line(budget), label="time" if count < 2 else f"time, {count} invocations",
+    print_note(console, time_line(budget), label="time" if count < 2 else f"time, {count} invocations",
                style="cyan")
     for number, part in enumerate(budget.invocations if count > 1 else (), start=1):
         killed = "" if part.complete else " (killed: wall up to its last record)"
-        print_note(console, _time_line(part), label=f"  invocation {number}{killed}", style="cyan")
+        print_note(console, time_line(part), label=f"  invocation {number}{killed}", style="cyan")
 
 
-def _time_line(budget: TimeBudget) -> str:
-    return (f"wall {budget.wall_s:.1f} s = decoder calls {budget.decoder_calls_s:.1f} s + worker "
-            f"start-up {budget.worker_startup_s:.1f} s + metrics {budget.metrics_s:.1f} s + judge "
-            f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; overhead (wall − decoder calls "
-            f"− metrics) {100 * budget.overhead_fraction:.0f}% of wall")
+def time_line(budget: TimeBudget) -> str:
+    """wall = sources + worker start-up + decoding + writing + metrics + judge + harness."""
+    shared = f" (over {budget.slots} concurrent workers)" if budget.slots > 1 else ""
+    background = (f" (+{budget.writer_background_s:.1f} s while decoding)"
+                  if budget.writer_background_s >= 0.05 else "")
+    return (f"wall {budget.wall_s:.1f} s = sources {budget.sources_s:.1f} s + worker start-up "
+            f"{budget.startup_wall_s:.1f} s + decoder calls {budget.decoding_s:.1f} s{shared} + writing "
+            f"{budget.writing_s:.1f} s{background} + metrics {budget.metrics_s:.1f} s + judge "
+            f"{budget.judge_s:.1f} s + harness {budget.harness_s:.1f} s; harness overhead (wall − sources − "
+            f"decoder calls − metrics − judge) {100 * budget.overhead_fraction:.1f}% of wall")
+
 
 def benchmark_grids(view: RunView) -> list[Grid]:
     """GenEval / DPG-Bench tables as their papers print them, and the published numbers rows name."""

@@ -1,6 +1,6 @@
 """The process that makes a suite's inputs: a learned encoder or a text-to-image pipeline.
 
-It runs spawned, on the suite's device, like a decoder worker (harness.workers.worker):
+It runs in its own process, on the suite's device, like a decoder worker (harness.workers.worker):
 the runner process never initialises CUDA, and the model is gone before any
 decoder is measured. The parent side (`SourceWorker`) starts it only when
 the cache misses, sends one request at a time and turns every failure into

@@ -1,7 +1,11 @@
-"""Phase 3 — workers: one spawned process per decoder that loads, warms up, decodes and measures.
+"""Phase 3 — workers: one process per decoder unit that loads, warms up, decodes and measures.
 
-    worker.py     the decoder worker: load, warm-up per shape, timed decodes, output checks, PNGs
-    measure.py    the timed region (CUDA events / perf counters), peak memory, OOM detection
-    channel.py    the typed messages between the runner and a worker
-    process.py    spawned child processes (shared with the source worker): logs, deadlines, deaths
+    executor.py       units of work (decoder, size, shard), slots, the slot driver and the local
+                      executor (the suite's device, or one worker per GPU at once)
+    ray_executor.py   the same units as Ray actors (extra `cluster`)
+    worker.py         the decoder worker: load, warm-up per shape, timed decodes, output checks
+    measure.py        the timed region (CUDA events / perf counters), peak memory, OOM detection
+    sink.py           where results land: records, and the image writer (PNG + fsync, background)
+    channel.py        the typed messages between the runner and a worker
+    process.py        child processes (forkserver; shared with the source worker): logs, deadlines
 """

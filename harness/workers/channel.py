@@ -1,9 +1,10 @@
 """The typed messages between the runner and a decoder worker process.
 
-The parent sends a `WorkerJob` at spawn, then one `DecodeTask` at a time
-(None to stop); the worker answers `Loaded` or `LoadFailed` once, then one
-`TaskDone` per task. Messages are frozen dataclasses sent over a
-multiprocessing pipe; anything else arriving is a protocol error.
+The parent sends a `WorkerJob` at start, then `DecodeTask`s (None to stop;
+a task may be queued while the previous one runs); the worker answers
+`Loaded` or `LoadFailed` once, then one `TaskDone` per task, in order.
+Messages are frozen dataclasses sent over a multiprocessing pipe (or as
+Ray actor calls); anything else arriving is a protocol error.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class CaseInput:
     sigma: float
     prompt: str | None
     image_path: str  # relative to the run dir
+    input_data: bytes | None = None  # the cached file's bytes, where workers cannot read the cache (Ray)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Loaded:
     facts: dict[str, Any]
     device: dict[str, Any]
     torch_state: dict[str, Any]
+    placement: dict[str, Any] = field(default_factory=dict)  # host, GPU index and model
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,11 @@ class LoadFailed:
 
 @dataclass(frozen=True)
 class TaskDone:
+    """The task's records and, aligned with them, each ok output as uint8 [3, H, W] at the
+    comparison size (None where there is none): the runner's writer encodes and stores them."""
+
     records: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    images: tuple[Any, ...] = field(default_factory=tuple)
 
 
 FromWorker = Loaded | LoadFailed | TaskDone

@@ -1,9 +1,21 @@
-"""Spawned child processes: the machinery decoder workers and the source worker share.
+"""Child processes: the machinery decoder workers and the source worker share.
+
+Children start from a *forkserver* (Linux; elsewhere, or with
+DECODERBENCH_START_METHOD=spawn, they are spawned): a server process, started
+once per runner, imports torch, the harness's worker modules and the suite's
+decoder modules, and forks every worker from that state. Each worker is still
+a fresh process — nothing a decoder does in one can reach another — but it
+skips the interpreter start and the imports (seconds per worker). The server
+never initialises CUDA: it only imports, with PYTORCH_NVML_BASED_CUDA_CHECK=1
+so that an import asking `torch.cuda.is_available()` cannot initialise the
+driver before the fork. A child takes the parent's environment of the moment
+it is started (as a spawned one would), plus its own pinning
+(CUDA_VISIBLE_DEVICES), before anything touches CUDA.
 
 Child side: leave at once when done (`exits_fast`), send output to a log
 (`redirect_output`), die with the parent (`die_with_parent`), describe the
 device and the process-wide torch state. Parent side (`WorkerProcess`):
-spawn, send, wait with a deadline, and turn a dead or hung child into a
+start, send, wait with a deadline, and turn a dead or hung child into a
 reason string (`WorkerGone`).
 """
 
@@ -15,13 +27,16 @@ import functools
 import multiprocessing
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 # =========================================================================== child side
@@ -67,6 +82,21 @@ def device_facts(device: torch.device) -> dict[str, Any]:
     return facts
 
 
+def placement(device: torch.device) -> dict[str, Any]:
+    """Where this worker runs: host, physical GPU index and model (None on CPU), and the
+    CUDA_VISIBLE_DEVICES it was pinned with (a GPU index is physical: the pinned list is mapped)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    facts: dict[str, Any] = {"host": socket.gethostname(), "gpu_index": None, "gpu_name": None,
+                             "cuda_visible_devices": visible}
+    if device.type == "cuda":
+        logical = device.index if device.index is not None else torch.cuda.current_device()
+        ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+        physical: int | str = ids[logical] if logical < len(ids) else logical
+        facts["gpu_index"] = int(physical) if str(physical).isdigit() else physical
+        facts["gpu_name"] = torch.cuda.get_device_name(logical)
+    return facts
+
+
 def torch_state() -> dict[str, Any]:
     """Process-wide torch settings a decoder may have changed on load."""
     return {
@@ -92,7 +122,9 @@ def redirect_output(log_path: Path) -> None:
 
 
 def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this worker if the runner dies (Linux)."""
+    """Ask the kernel to SIGKILL this worker if its parent dies (Linux).
+
+    The parent is the runner (spawn) or the forkserver, which leaves when the runner does."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -101,8 +133,58 @@ def die_with_parent() -> None:
     except OSError:
         return
     parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:
-        os._exit(1)  # the parent died before prctl took effect
+    if parent is not None and not parent.is_alive():
+        os._exit(1)  # the runner died before prctl took effect
+
+
+def _child_main(target: Callable[[Any, Any], None], conn: Any, job: Any,
+                environ: Mapping[str, str]) -> None:
+    """First code of every child: the parent's environment of now (a forkserver child would
+    otherwise see the server's) and fresh random seeds (a forked child would otherwise share the
+    server's torch and numpy generator states), then the worker's own entry point."""
+    os.environ.clear()
+    os.environ.update(environ)
+    torch.seed()  # as a fresh interpreter would: a nondeterministic seed (CUDA's set lazily)
+    np.random.seed()
+    target(conn, job)
+
+
+# =========================================================================== start method
+
+START_METHOD_ENV = "DECODERBENCH_START_METHOD"
+# Imported by the forkserver before it forks any child (the suite's decoder modules are added).
+BASE_PRELOAD = ("torch", "numpy", "PIL.Image", "safetensors.torch", "harness.workers.worker",
+                "harness.sources.worker")
+_server_lock = threading.Lock()
+_server_started = False
+
+
+def start_method() -> str:
+    """forkserver where the platform has it, unless DECODERBENCH_START_METHOD=spawn asks otherwise."""
+    wanted = os.environ.get(START_METHOD_ENV, "")
+    if wanted in ("spawn", "forkserver"):
+        return wanted if wanted in multiprocessing.get_all_start_methods() else "spawn"
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def start_forkserver(preload: Iterable[str] = ()) -> bool:
+    """Launch the forkserver now (it imports in the background) with these modules preloaded.
+
+    Only the first call of a process chooses the modules: the server lives as long as the
+    process. Returns False where children are spawned instead."""
+    global _server_started
+    if start_method() != "forkserver":
+        return False
+    with _server_lock:
+        if not _server_started:
+            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(list(dict.fromkeys([*BASE_PRELOAD, *preload])))
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+            _server_started = True
+    return True
 
 
 # =========================================================================== parent side
@@ -116,15 +198,22 @@ class WorkerGone:
 
 
 class WorkerProcess:
-    """A spawned child running `target(conn, job)` (a decoder worker, the source worker)."""
+    """A child running `target(conn, job)` (a decoder worker, the source worker).
+
+    `env`: variables set in the child on top of the parent's environment (GPU pinning)."""
 
     def __init__(self, job: Any, target: Callable[[Any, Any], None],
-                 name: str | None = None) -> None:
-        context = multiprocessing.get_context("spawn")
+                 name: str | None = None, env: Mapping[str, str] | None = None) -> None:
+        method = start_method()
+        if method == "forkserver":
+            start_forkserver()
+        context = multiprocessing.get_context(method)
         self.job = job
         self._conn, child_conn = context.Pipe()
+        environ = {**os.environ, **(env or {})}
         self._proc = context.Process(
-            target=target, args=(child_conn, job), name=name or f"decoderbench-{job.decoder_id}"
+            target=_child_main, args=(target, child_conn, job, environ),
+            name=name or f"decoderbench-{job.decoder_id}",
         )
         self.started = time.perf_counter()
         self._proc.start()

@@ -4,9 +4,12 @@ Why a process per decoder: loading some decoders changes process-wide torch
 state (PiD sets manual_seed, cudnn.benchmark and TF32 on load), and a
 segfault, OOM or hang must cost one case, not the run. The worker loads the
 decoder once, then answers one `DecodeTask` at a time: inputs are read from
-the latent cache and moved to the device, warm-up runs once per input shape,
-`measure()` times the repeats, and only then — outside every timed region —
-the output is checked, brought to the comparison size and written as PNG.
+the latent cache (or arrive as bytes) and moved to the device, warm-up runs
+once per input shape, `measure()` times the repeats, and only then — outside
+every timed region — the output is checked, brought to the comparison size
+and quantized; the 8-bit pixels go back to the runner, whose background
+writer encodes and stores them (harness.workers.writer). A process loads one
+decoder, ever (`load_decoder` refuses a second).
 
 The parent side is harness.workers.process.WorkerProcess with `worker_main`
 as its target.
@@ -15,6 +18,7 @@ as its target.
 from __future__ import annotations
 
 import faulthandler
+import math
 import os
 import time
 import traceback
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load, load_file
 
 from decoders.base import DecodeBatch, Decoder, DecoderUnavailable
 from decoders.plugins import unavailable_reason
@@ -51,6 +55,7 @@ from harness.workers.process import (
     die_with_parent,
     excerpt,
     exits_fast,
+    placement,
     redirect_output,
     torch_state,
 )
@@ -63,7 +68,38 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
     redirect_output(Path(job.log_path))
     faulthandler.enable()
     die_with_parent()
+    decoder, reply, loaded_rss_bytes = load_decoder(job)
+    conn.send(reply)
+    if decoder is None:
+        return
+    warmed: set[Any] = set()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send(serve_task(decoder, job, task, warmed, loaded_rss_bytes))
+
+
+_loaded_in_this_process: str | None = None  # isolation: one decoder per process, ever
+
+
+def load_decoder(job: WorkerJob) -> tuple[Decoder | None, Loaded | LoadFailed, int | None]:
+    """Load the job's decoder in this process: (decoder, Loaded, loaded RSS) or (None, LoadFailed).
+
+    The same code for every executor (a local worker process, a Ray actor)."""
+    global _loaded_in_this_process
     pid = os.getpid()
+    if _loaded_in_this_process is not None:  # a reused process would leak global torch state
+        return None, LoadFailed(pid, "error", f"process {pid} already loaded decoder "
+                                f"{_loaded_in_this_process!r}: refusing to reuse it"), None
+    _loaded_in_this_process = job.decoder_id
+    if job.device.startswith("cuda") and torch.cuda._is_in_bad_fork():
+        return None, LoadFailed(pid, "error", "this worker was forked from a process that had "
+                                "initialised CUDA (a module the forkserver preloads?); run with "
+                                "DECODERBENCH_START_METHOD=spawn and report the module"), None
     try:
         begin = time.perf_counter()
         cls = DECODERS.get(job.decoder_name)
@@ -77,40 +113,42 @@ def worker_main(conn: Any, job: WorkerJob) -> None:
         load_ms = (time.perf_counter() - begin) * 1e3
         loaded_rss_bytes = resident_bytes() if device.type == "cpu" else None
     except DecoderUnavailable as exc:
-        conn.send(LoadFailed(pid, "unavailable", str(exc)))
-        return
+        return None, LoadFailed(pid, "unavailable", str(exc)), None
     except ImportError as exc:  # a library the decoder needs is missing: what to install
-        conn.send(LoadFailed(pid, "unavailable", unavailable_reason(exc)))
-        return
+        return None, LoadFailed(pid, "unavailable", unavailable_reason(exc)), None
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
-        conn.send(LoadFailed(pid, status, f"{type(exc).__name__}: {exc}", excerpt(exc)))
-        return
-    conn.send(Loaded(
+        return None, LoadFailed(pid, status, f"{type(exc).__name__}: {exc}", excerpt(exc)), None
+    loaded = Loaded(
         pid=pid, import_ms=import_ms, load_ms=load_ms,
         weights=decoder.weights(), facts=decoder.facts(),
-        device=device_facts(device), torch_state=torch_state(),
-    ))
-    warmed: set[Any] = set()
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        with torch.inference_mode():  # no autograd graph: it would inflate memory and latency
-            records = run_task(decoder, job, task, warmed, loaded_rss_bytes)
-        conn.send(TaskDone(tuple(records)))
+        device=device_facts(device), torch_state=torch_state(), placement=placement(device),
+    )
+    return decoder, loaded, loaded_rss_bytes
+
+
+def serve_task(decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[Any],
+               loaded_rss_bytes: int | None) -> TaskDone:
+    """One task, answered as the runner wants it: records plus the ok outputs' pixels."""
+    with torch.inference_mode():  # no autograd graph: it would inflate memory and latency
+        records, pixels = run_task(decoder, job, task, warmed, loaded_rss_bytes)
+    images = tuple(image.numpy() if image is not None else None for image in pixels)
+    return TaskDone(tuple(records), images)
+
+
+Outputs = tuple[list[dict[str, Any]], list[torch.Tensor | None]]
 
 
 def run_task(
     decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[Any],
     loaded_rss_bytes: int | None = None,
-) -> list[dict[str, Any]]:
+) -> Outputs:
+    """Decode one task: its records, and each ok output as uint8 [3, H, W] on the CPU (None for a
+    case without an output). Nothing is written here: the runner's writer stores the images."""
     device, dtype = torch.device(job.device), getattr(torch, job.dtype)
+    where = placement(device)
     began = time.perf_counter()
-    records = [_record(case, task, job) for case in task.cases]
+    records = [_record(case, task, job, where) for case in task.cases]
     try:
         latents, received = _load_inputs(task, device, dtype)
     except Exception as exc:
@@ -137,7 +175,7 @@ def run_task(
         release_memory(device)
         if status == "oom":
             after = memory_at_failure(device)
-            for record in failed:
+            for record in failed[0]:
                 record.update(failed_size=list(task.request_size), failed_after_ms=failed_after_ms,
                               memory_after_release=after)
         return failed
@@ -148,7 +186,7 @@ def run_task(
     for record in records:
         record.update(shared)
     output, measured.output = measured.output, None
-    return _write_outputs(output, task, job, records)
+    return _finish_outputs(output, task, job, records)
 
 
 def _warm_up(
@@ -177,7 +215,10 @@ def _load_inputs(
         return None, [None] * len(task.cases)
     tensors, received = [], []
     for case in task.cases:
-        tensor = load_file(case.input_path)["latent"]
+        if case.input_data is not None:
+            tensor = load(case.input_data)["latent"]
+        else:
+            tensor = load_file(case.input_path)["latent"]
         sha = tensor_sha256(tensor)
         if case.input_sha256 is not None and sha != case.input_sha256:
             raise ValueError(f"cached input for {case.case_id} changed on disk (sha256 {sha})")
@@ -186,9 +227,8 @@ def _load_inputs(
     return torch.stack(tensors).to(device=device, dtype=dtype), received
 
 
-def _write_outputs(
-    output: Any, task: DecodeTask, job: WorkerJob, records: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def _finish_outputs(output: Any, task: DecodeTask, job: WorkerJob, records: list[dict[str, Any]]) -> Outputs:
+    """Check the output, bring it to the comparison size, quantize it (outside the timed region)."""
     problem = _output_problem(output, len(task.cases))
     if problem is not None:
         return _failed(records, "invalid_output", problem, "", keep_measurements=True)
@@ -199,13 +239,9 @@ def _write_outputs(
         output = resize(output, task.compare_size, job.compare_resampler)  # type: ignore[arg-type]
         resampled = {"from": list(native), "method": job.compare_resampler}
     pixels = images.quantize(output).cpu()
-    for record, case, image in zip(records, task.cases, pixels, strict=True):
-        images.write_png(image, Path(job.run_dir) / case.image_path)
-        record.update(
-            status="ok", native_size=list(native), resampled=resampled,
-            image=case.image_path, image_sha256=images.pixels_sha256(image),
-        )
-    return records
+    for record, case in zip(records, task.cases, strict=True):
+        record.update(status="ok", native_size=list(native), resampled=resampled, image=case.image_path)
+    return records, list(pixels)
 
 
 def _output_problem(output: Any, batch_size: int) -> str | None:
@@ -215,31 +251,30 @@ def _output_problem(output: Any, batch_size: int) -> str | None:
         return f"decoder returned shape {list(output.shape)}, expected [{batch_size}, 3, H, W]"
     if not output.is_floating_point():
         return f"decoder returned dtype {output.dtype}, expected floats in [0, 1]"
-    finite = torch.isfinite(output)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
+    low, high = (float(v) for v in torch.aminmax(output))  # one pass; NaN and ±Inf show in it
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = int((~torch.isfinite(output)).sum())
         return f"decoder output has {bad} non-finite values (NaN/Inf) of {output.numel()}"
-    low, high = float(output.min()), float(output.max())
     if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
         return f"decoder output spans [{low:.4g}, {high:.4g}]; the protocol requires [0, 1]"
     return None
 
 
-def _record(case: CaseInput, task: DecodeTask, job: WorkerJob) -> dict[str, Any]:
+def _record(case: CaseInput, task: DecodeTask, job: WorkerJob, where: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": "decode", "decoder": job.decoder_id, "case": case.case_id, "status": None,
         "batch_size": len(task.cases), "batch_id": f"{os.getpid()}:{task.cases[0].case_id}",
         "request_size": list(task.request_size), "output_size": list(task.compare_size),
-        "worker_pid": os.getpid(),
+        "worker_pid": os.getpid(), "placement": where,
     }
 
 
 def _failed(
     records: list[dict[str, Any]], status: str, message: str, trace: str,
     keep_measurements: bool = False,
-) -> list[dict[str, Any]]:
+) -> Outputs:
     for record in records:
         record.update(status=status, message=message, traceback=trace or None)
         if not keep_measurements:
             record.update(latency=None, memory=None)
-    return records
+    return records, [None] * len(records)

@@ -7,6 +7,8 @@ or only on cases whose seed is listed in `fail_seeds`.
 from __future__ import annotations
 
 import ctypes
+import os
+import signal
 import time
 from typing import Literal
 
@@ -27,6 +29,8 @@ class FaultParams(Params):
     slow_facts_s: float = 0.0  # time spent in facts(), which the worker calls outside the timed region
     set_global_state: bool = False
     hog_bytes_per_pixel: int = 0  # touch this much memory per output pixel (memory-wall tests)
+    die_once_marker: str | None = None  # SIGKILL the worker on its first decode, noted in this file
+    report_env: list[str] = Field(default_factory=list)  # facts: these variables, the parent pid
     oom_from_px: int | None = None  # cuda_oom: only outputs with a side of at least this many px
 
 
@@ -83,6 +87,11 @@ class FaultDecoder(Decoder):
             time.sleep(self.params.sleep_per_image_s * batch.latents.shape[0])
         if mode == "raise":
             raise ValueError("decoder exploded on purpose")
+        marker = self.params.die_once_marker
+        if marker is not None and not os.path.exists(marker):
+            with open(marker, "w") as handle:
+                handle.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)  # a killed worker, mid-unit
         if self.params.hog_bytes_per_pixel:
             hog = torch.ones(width * height * self.params.hog_bytes_per_pixel, dtype=torch.uint8)
             out = out + float(hog[-1]) * 0  # keep the allocation alive until here
@@ -91,7 +100,12 @@ class FaultDecoder(Decoder):
 
     def facts(self) -> dict[str, object]:
         time.sleep(self.params.slow_facts_s)
-        return {"mode": self.params.mode, "grad_enabled": getattr(self, "_grad_enabled", None)}
+        facts: dict[str, object] = {"mode": self.params.mode,
+                                    "grad_enabled": getattr(self, "_grad_enabled", None)}
+        if self.params.report_env:
+            facts["env"] = {name: os.environ.get(name) for name in self.params.report_env}
+            facts["parent_pid"] = os.getppid()
+        return facts
 
 
 class SeededNoiseDecoder(Decoder):

@@ -1,0 +1,175 @@
+"""The Ray executor: units of work as Ray actors, on a local Ray instance or an existing cluster.
+
+`decoderbench run SUITE --executor ray [--address auto]` (extra `cluster`).
+Each worker is a Ray actor — its own process, with `num_gpus=1` when the
+suite times on CUDA (Ray pins it with CUDA_VISIBLE_DEVICES) — running the
+decoder worker's own code (`load_decoder`, `serve_task` of
+harness.workers.worker), so the records are those of a local worker. An
+actor loads one decoder and is killed when its slot moves to another
+decoder; actor processes are never reused (the worker refuses a second
+decoder in one process). Inputs travel with the calls through Ray's object
+store (the bytes of the cached latent files: no shared file system needed),
+outputs come back the same way, and the driver — the runner — writes every
+record and image. An actor that dies (a killed worker, a lost node) makes
+its task `crashed` and the unit is retried once on a fresh actor; a call
+that outlives `timing.timeout_s` kills the actor (`timeout`).
+
+Without `--address` a local Ray instance is started for the run and shut
+down after it; `--address auto` (or `ray://…`, or an address) joins a
+running cluster, whose nodes need the same decoderbench installation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from harness.workers.channel import DecodeTask, WorkerJob
+from harness.workers.executor import ExecutorError, Policy, Sink, Slot, Unit, run_slots
+from harness.workers.process import WorkerGone
+from harness.workers.worker import load_decoder, serve_task
+
+INSTALL = "pip install 'decoderbench[cluster]'"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+class RayWorker:
+    """The decoder worker inside a Ray actor's process (wrapped by ray.remote at run time)."""
+
+    def __init__(self, job: WorkerJob) -> None:
+        self.job = job
+        self.decoder: Any = None
+        self.warmed: set[Any] = set()
+        self.loaded_rss_bytes: int | None = None
+
+    def load(self) -> Any:
+        faulthandler.enable()
+        self.decoder, reply, self.loaded_rss_bytes = load_decoder(self.job)
+        return reply
+
+    def run(self, task: DecodeTask) -> Any:
+        return serve_task(self.decoder, self.job, task, self.warmed, self.loaded_rss_bytes)
+
+
+def with_input_bytes(task: DecodeTask) -> DecodeTask:
+    """The task with each cached latent's file bytes in it (the worker checks their sha256)."""
+    cases = tuple(replace(case, input_data=Path(case.input_path).read_bytes())
+                  if case.input_path is not None else case for case in task.cases)
+    return replace(task, cases=cases)
+
+
+class RayHandle:
+    """One actor: asked to load at creation; calls queue on the actor in order."""
+
+    def __init__(self, actor_class: Any, job: WorkerJob, options: dict[str, Any]) -> None:
+        self.ray = import_ray()
+        self.started = time.perf_counter()
+        self.actor = actor_class.options(**options).remote(job)
+        self._load = self.actor.load.remote()
+        self._calls: deque[Any] = deque()
+
+    def loaded(self, timeout_s: float) -> Any:
+        return self._get(self._load, timeout_s)
+
+    def send(self, task: DecodeTask) -> None:
+        self._calls.append(self.actor.run.remote(with_input_bytes(task)))
+
+    def receive(self, timeout_s: float) -> Any:
+        return self._get(self._calls.popleft(), timeout_s)
+
+    def _get(self, ref: Any, timeout_s: float) -> Any:
+        errors = self.ray.exceptions
+        try:
+            return self.ray.get(ref, timeout=timeout_s)
+        except errors.GetTimeoutError:
+            self.kill()
+            return WorkerGone("timeout", f"no answer within {timeout_s:g} s; Ray actor killed")
+        except (errors.RayActorError, errors.WorkerCrashedError, errors.ObjectLostError,
+                errors.NodeDiedError, errors.LocalRayletDiedError) as exc:
+            return WorkerGone("crashed", f"Ray worker died: {_first_line(exc)}")
+        except errors.RayError as exc:
+            return WorkerGone("error", f"Ray: {_first_line(exc)}")
+
+    def close(self) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the actor and wait until Ray knows it is gone (its GPU memory with it)."""
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actor, no_restart=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.ray.get(self.actor.__ray_ready__.remote(), timeout=5)
+            except self.ray.exceptions.GetTimeoutError:
+                continue
+            except Exception:
+                return  # dead
+            time.sleep(0.05)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class RayExecutor:
+    name = "ray"
+    crash_retries = 1  # a killed Ray worker or a lost node: the unit is tried once more
+
+    def __init__(self, address: str | None, device: str, threads: int | None) -> None:
+        ray = import_ray()
+        self.address = address
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            try:
+                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ExecutorError(f"cannot start or join Ray (address {address!r}): {exc}") from None
+        resources = ray.cluster_resources()
+        gpu = device.startswith("cuda")
+        cpus = threads or 1
+        if gpu:
+            count = int(resources.get("GPU", 0))
+            if count == 0:
+                self.shutdown()
+                raise ExecutorError(f"the Ray cluster ({address or 'local'}) has no GPUs for {device!r}")
+        else:
+            count = max(1, int(resources.get("CPU", 1) // cpus))
+        self.slots = [Slot(f"ray{i}", remote=True, device="cuda" if gpu else None) for i in range(count)]
+        self.options = {"num_cpus": cpus, "num_gpus": 1 if gpu else 0, "max_restarts": 0,
+                        "max_task_retries": 0}
+        self.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+
+    def run(self, units: Sequence[Unit], sink: Sink, policy: Policy) -> None:
+        ray = import_ray()
+        actor_class = ray.remote(RayWorker)
+        try:
+            run_slots(self.slots, units, lambda job, slot: RayHandle(actor_class, job, self.options),
+                      sink, policy)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        if self._started_here:
+            import_ray().shutdown()
+            self._started_here = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "address": self.address or "local instance", "nodes": self.nodes,
+                "slots": [{"label": s.label} for s in self.slots], "actor_options": self.options}
+
