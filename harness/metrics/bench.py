@@ -206,7 +206,7 @@ def random_lpips(backbone: str) -> torch.nn.Module:
 @cache
 def ours_lpips(backbone: str) -> torch.nn.Module:
     """Our network with the lpips package's random backbone and its shipped lin layers."""
-    from harness.metrics.perceptual import LPIPSNetwork
+    from harness.metrics.lpips_network import LPIPSNetwork
 
     reference = random_lpips(backbone)
     backbone_state = {f"features.{k.split('.', 2)[1]}.{k.rsplit('.', 1)[1]}": v
