@@ -94,6 +94,7 @@ class Inputs:
     preds: torch.Tensor  # uint8 [N, 3, S, S]: degraded copies
     targets: torch.Tensor  # uint8 references
     device: torch.device
+    against_library: bool = True  # False: a memory row (our metric alone, with its default settings)
 
     def floats(self, which: str) -> torch.Tensor:
         return (getattr(self, which).float() / 255).to(self.device)
@@ -225,7 +226,9 @@ def pyiqa_case(name: str, **options: Any) -> Callable[[Inputs], Case]:
 
         torch.manual_seed(0)
         model = pyiqa.create_metric(name, device=inputs.device, **options).eval()
-        metric = METRICS.get(name)(METRICS.get(name).Params(max_side=max(inputs.size, 64)))
+        params = METRICS.get(name).Params
+        whole = inputs.against_library  # the library scores whole images; a memory row uses the defaults
+        metric = METRICS.get(name)(params(max_side=max(inputs.size, 64)) if whole else params())
         metric.model = model
         preds = inputs.floats("preds")
 
@@ -234,8 +237,8 @@ def pyiqa_case(name: str, **options: Any) -> Callable[[Inputs], Case]:
             return model(preds).reshape(-1).tolist()
 
         note = "random weights, both sides; " if options else ""
-        return Case("pyiqa", _ours(metric, inputs, full_reference=False), theirs,
-                    note + "whole images (max_side = size)")
+        policy = "whole images (max_side = size)" if inputs.against_library else "default large-image policy"
+        return Case("pyiqa", _ours(metric, inputs, full_reference=False), theirs, note + policy)
     return case
 
 
@@ -372,11 +375,11 @@ def seam_case(inputs: Inputs) -> Case:
     contexts = [ImageContext(case_id=f"c{i}", item_id="i", prompt=None, seed=0, seed_group="g",
                              reference_key="r", output_size=(size, size), native_size=(size, size),
                              facts={"tile_grid": grid}) for i in range(len(inputs.preds))]
-    preds, keys = inputs.floats("preds"), [c.case_id for c in contexts]
+    preds, targets, keys = inputs.floats("preds"), inputs.floats("targets"), [c.case_id for c in contexts]
 
     def ours() -> Values:
         metric = SeamScore()
-        metric.update(keys, preds, None, contexts)
+        metric.update(keys, preds, targets, contexts)
         return [metric.compute().per_key[key] for key in keys]
 
     return Case("—", ours, note="no library defines it")
@@ -418,6 +421,17 @@ def _call(fn: Callable[[], Values], device: torch.device) -> tuple[Values, float
     return values, time.perf_counter() - began
 
 
+def _release_freed_heap() -> None:
+    """Return freed heap pages to the kernel (glibc), so that a call's peak resident set above the
+    baseline counts the memory it needs, not only what earlier calls left unreturned."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the peak may be understated
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
 def peak_mb(fn: Callable[[], Values], device: torch.device) -> tuple[float | None, float]:
     """(peak memory of one call above what was held before it in MB, its seconds)."""
     import gc
@@ -425,6 +439,7 @@ def peak_mb(fn: Callable[[], Values], device: torch.device) -> tuple[float | Non
     from harness.workers.measure import MemoryProbe
 
     gc.collect()
+    _release_freed_heap()
     probe = MemoryProbe(device)
     probe.start()
     seconds = _call(fn, device)[1]
@@ -478,6 +493,7 @@ def run(metrics: list[str], sizes: list[int], devices: list[str], repeats: int,
         plan = [(size, True) for size in sizes] + ([(memory_size, False)] if memory_size else [])
         for size, with_library in plan:
             inputs = photo_inputs(size, IMAGES_PER_SIZE.get(size, 1) if with_library else 1, device)
+            inputs.against_library = with_library
             for name in metrics:
                 if name in NOT_RUN:
                     continue
@@ -508,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.metrics.bench",
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--metrics", nargs="+", default=list(CASES), choices=sorted(CASES))
-    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 1024, 2048])
+    parser.add_argument("--sizes", nargs="*", type=int, default=[256, 1024, 2048])
     parser.add_argument("--memory-size", type=int, default=4096,
                         help="one ours-only row per metric at this size (0: none)")
     parser.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda where available")

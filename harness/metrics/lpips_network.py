@@ -66,7 +66,8 @@ class LPIPSNetwork(nn.Module):
         total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         for lin, (start, stop) in zip(self.lins, itertools.pairwise(SLICES[self.backbone]), strict=True):
             for layer in self.features[start:stop]:
-                x, y = layer(x), layer(y)
+                x = layer(x)  # one at a time: x's input is freed before y's output exists
+                y = layer(y)
             fx = x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
             fy = y / (y.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
             total = total + lin(fx.sub_(fy).pow_(2)).mean(dim=(1, 2, 3))
