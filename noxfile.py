@@ -3,6 +3,7 @@
     nox -s tests            # the test suite (CPU, offline)
     nox -s lint             # ruff
     nox -s smoke            # the offline demo suite
+    nox -s bench-metrics    # every metric against the library it matches (CPU, and CUDA if present)
     nox -s bench-h100       # GPU suites on an H100 runner (--device cuda, every GPU at once)
     nox -s bench-gb200      # GPU suites on a GB200 runner (--device cuda, every GPU at once)
     nox -s bench-overhead   # the harness's own cost (tests/bench_overhead.py)
@@ -45,6 +46,14 @@ def lint(session: nox.Session) -> None:
 def smoke(session: nox.Session) -> None:
     _install(session)
     session.run("decoderbench", "run", "smoke", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+
+
+@nox.session(name="bench-metrics")
+def bench_metrics(session: nox.Session) -> None:
+    """Metric throughput and agreement against scikit-image, pytorch_msssim, lpips, pyiqa, rapidocr,
+    clean-fid (see harness/metrics/bench.py); `-- --sizes 256 --device cuda` etc. are forwarded."""
+    _install(session)
+    session.run("python", "-m", "harness.metrics.bench", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
 
 
 def _bench(session: nox.Session, runner: str) -> None:

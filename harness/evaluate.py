@@ -18,14 +18,44 @@ without text lines for an OCR metric; ...), `error` (the metric failed on
 that batch or set). Resume never writes a second record for anything: a set
 whose aggregate is missing is fed again in full, but only records that do
 not exist yet are written.
+
+How images flow (one read per image, bounded memory):
+
+- *Passes.* Every metric of the suite is loaded at the start of one shared
+  pass over the stored images, and each batch read is fed to all of them in
+  turn, so an output is decoded from PNG once per run, not once per metric.
+  Metrics with multi-gigabyte models — the text-alignment family (CLIPScore's
+  CLIP ViT-L/14, GenEval's detector, DPG-Bench's VQA model) — each get a pass
+  of their own afterwards: loaded, fed, and released before the next, so at
+  most one of them is resident. They read only the outputs, and their models
+  cost far more per image than a PNG decode.
+- *Batches.* Sets are streamed one at a time (sizes in order, then decoders);
+  a set's units are cut into batches of `evaluation.batch_size` whole seed
+  groups (a group larger than that is one batch). Each metric gets the part of
+  a batch it still needs (resume) and may score; a failure in one metric's
+  update is an `error` record for that metric and batch only.
+- *Reader.* A background thread decodes the PNGs of the next batches (two
+  ahead) while the metrics work on the current one; the uint8 tensors move to
+  the evaluation device and become float32 [0, 1] there. References are kept
+  decoded for the next decoder's set of the same size while they fit
+  `REFERENCE_CACHE_BYTES` (512 MiB: every reference of a 256² suite with
+  thousands of cases, ten at 4096²); beyond that they are read again per
+  decoder. Memory is therefore three batches of images plus the largest
+  metric's working set — never a whole run — and each metric bounds its own
+  working set at 4096² (see the Metrics section of the README).
+
+A metric's `seconds` in the manifest is the time spent in its own load,
+updates and compute (PNG decoding is shared and not counted in any).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import queue
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,13 +65,26 @@ import torch
 from decoders.plugins import unavailable_reason
 from harness import images
 from harness.metrics import METRICS
-from harness.metrics.base import ImageContext, Metric, MetricUnavailable, MetricValues, ReferenceSet, Scope
+from harness.metrics.base import (
+    Family,
+    ImageContext,
+    Metric,
+    MetricUnavailable,
+    MetricValues,
+    ReferenceSet,
+    Scope,
+)
 from harness.sources.prepare import PreparedCase
 from harness.store import RunStore
 from harness.suite import Suite
 
 Unit = tuple[str, str]  # (decoder id, case id)
 Size = tuple[int, int]
+SetKey = tuple[str, Size]  # (decoder id, comparison size)
+
+READ_AHEAD_BATCHES = 2
+REFERENCE_CACHE_BYTES = 512 << 20
+OWN_PASS_FAMILIES = frozenset({Family.TEXT_ALIGNMENT})
 
 
 @dataclass
@@ -67,32 +110,35 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
     decodes = {(r["decoder"], r["case"]): r for r in records if r["kind"] == "decode"}
     notes: list[str] = []
     info = store.manifest().get("metrics", {})
-    for name, params in suite.metric_params.items():
-        metric: Metric = METRICS.get(name)(params)
-        feeder = Feeder(metric, store, decodes, prepared, reporter, model.evaluation.batch_size)
-        sets = feeder.pending_sets(records)
-        reporter.phase(f"metric {name}", sum(len(s.units) for s in sets))
-        if not sets:
+    for names in passes(suite.metric_params):
+        feeders = []
+        for name in names:
+            feeder = Feeder(METRICS.get(name)(suite.metric_params[name]), store, decodes, prepared)
+            if feeder.start(records, device):
+                feeders.append(feeder)
+            elif feeder.unavailable is not None:
+                notes.append(f"metric {name} unavailable: {feeder.unavailable}")
+                info[name] = metric_info(feeder.metric, status="unavailable", message=feeder.unavailable)
+                store.update_manifest(metrics=info)
+        if not feeders:
             continue
-        began = time.perf_counter()
-        try:
-            metric.load(device)
-        except Exception as exc:  # a missing library or weight file, a broken install: unavailable
-            reason = str(exc) if isinstance(exc, MetricUnavailable) else unavailable_reason(exc)
-            notes.append(f"metric {name} unavailable: {reason}")
-            for evaluation_set in sets:
-                feeder.fail(evaluation_set, "unavailable", reason)
-            info[name] = metric_info(metric, status="unavailable", message=reason)
-            store.update_manifest(metrics=info)
-            continue
-        counted = sum(feeder.score(evaluation_set) for evaluation_set in sets)
-        notes.extend(feeder.notes)
-        info[name] = metric_info(metric, status="ok", seconds=time.perf_counter() - began, images=counted)
+        Stream(feeders, store, decodes, prepared, reporter, model.evaluation.batch_size, device).run()
+        for feeder in feeders:
+            notes.extend(feeder.notes)
+            info[feeder.metric.name] = metric_info(feeder.metric, status="ok", seconds=feeder.seconds,
+                                                   images=feeder.counted)
         store.update_manifest(metrics=info)
-        del metric, feeder
+        del feeders
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return notes
+
+
+def passes(metric_params: dict[str, Any]) -> list[list[str]]:
+    """The shared pass (every metric but those with multi-GB models), then one pass per such metric."""
+    own = [name for name in metric_params if METRICS.get(name).family in OWN_PASS_FAMILIES]
+    shared = [name for name in metric_params if name not in own]
+    return [group for group in (shared, *[[name] for name in own]) if group]
 
 
 def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
@@ -105,17 +151,48 @@ def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
+def seed_group(prepared: PreparedCase) -> str:
+    """Identity of a case without its decoder seed: item, sizes, noise level and input seed."""
+    case = prepared.case
+    return "|".join(map(str, (case.item_id, case.item_sha256[:16], list(case.input_size),
+                              list(case.output_size), case.sigma, case.input_seed)))
+
+
+# --------------------------------------------------------------------------- one metric
+
+
 class Feeder:
-    """Feeds one metric its sets and turns what it computes into records."""
+    """One metric in a pass: what it still needs, what it is fed, and the records it writes."""
 
     def __init__(self, metric: Metric, store: RunStore, decodes: dict[Unit, dict[str, Any]],
-                 prepared: dict[str, PreparedCase], reporter: Any, batch_size: int) -> None:
+                 prepared: dict[str, PreparedCase]) -> None:
         self.metric, self.store, self.decodes, self.prepared = metric, store, decodes, prepared
-        self.reporter, self.batch_size = reporter, batch_size
+        self.sets: dict[SetKey, EvalSet] = {}
         self.notes: list[str] = []
+        self.unavailable: str | None = None
+        self.seconds = 0.0
+        self.counted = 0
+        self._wanted: set[Unit] = set()
+        self._fed: list[Unit] = []
         # A random-weight encoder or pipeline upstream spoils every decoder's quality alike.
         source = store.manifest().get("source_model") or {}
         self.source_not_applicable = source.get("quality_not_applicable")
+
+    def start(self, records: list[dict[str, Any]], device: torch.device) -> bool:
+        """Find the pending sets and load the metric; False when there is nothing to feed."""
+        self.sets = {(s.decoder, s.size): s for s in self.pending_sets(records)}
+        if not self.sets:
+            return False
+        began = time.perf_counter()
+        try:
+            self.metric.load(device)
+        except Exception as exc:  # a missing library or weight file, a broken install: unavailable
+            self.unavailable = str(exc) if isinstance(exc, MetricUnavailable) else unavailable_reason(exc)
+            for evaluation_set in self.sets.values():
+                self.fail(evaluation_set, "unavailable", self.unavailable)
+            return False
+        self.seconds += time.perf_counter() - began
+        return True
 
     # ------------------------------------------------------------------ what is left to do
 
@@ -125,13 +202,8 @@ class Feeder:
         scored = {(r["decoder"], r["case"]) for r in mine if r["case"] is not None}
         scored_ok = {(r["decoder"], r["case"]) for r in mine if r["case"] is not None and r["status"] == "ok"}
         aggregated = {(r["decoder"], tuple(r["size"])) for r in mine if r["case"] is None}
-        by_set: dict[tuple[str, Size], list[Unit]] = {}
-        for unit, record in self.decodes.items():
-            if record["status"] == "ok" and unit[1] in self.prepared:
-                size = self.prepared[unit[1]].case.output_size
-                by_set.setdefault((unit[0], size), []).append(unit)
         sets = []
-        for (decoder, size), units in by_set.items():
+        for (decoder, size), units in ok_sets(self.decodes, self.prepared).items():
             keys = [u[1] for u in units] if scope == Scope.IMAGE else self._group_keys(units)
             pending = {key for key in keys if (decoder, key) not in scored}
             wants_aggregate = scope == Scope.SET or (self.metric.aggregates and scope == Scope.IMAGE)
@@ -145,64 +217,92 @@ class Feeder:
         return sets
 
     def _group_keys(self, units: list[Unit]) -> list[str]:
-        return [members[0][1] for members in self._groups(units)]
-
-    def _groups(self, units: list[Unit]) -> list[list[Unit]]:
-        """Units that differ only in the decoder seed, lowest seed first."""
-        groups: dict[str, list[Unit]] = {}
-        for unit in units:
-            groups.setdefault(seed_group(self.prepared[unit[1]]), []).append(unit)
-        return [sorted(members, key=lambda u: self.prepared[u[1]].case.seed) for members in groups.values()]
+        return [members[0][1] for members in seed_groups(units, self.prepared)]
 
     # ------------------------------------------------------------------ feeding
 
-    def score(self, evaluation_set: EvalSet) -> int:
-        """Feed one set and write its records; return the number of images fed."""
-        metric = self.metric
-        metric.reset()
-        units = self._applicable(evaluation_set)
-        if not units:
-            if metric.scope == Scope.SET and evaluation_set.aggregate_pending:
-                self._append_set(evaluation_set, "not_applicable",
-                                 message="no decoded image of this set has meaningful quality")
-            return 0
-        if metric.scope == Scope.SET:
-            metric.set_reference(self._reference_set(evaluation_set.size))
-        if metric.scope == Scope.IMAGE and not evaluation_set.aggregate_pending:
+    def plan(self, key: SetKey) -> list[Unit]:
+        """The units of a set the metric is to be fed: applicable, and still needed."""
+        evaluation_set = self.sets.get(key)
+        if evaluation_set is None:
+            return []
+        units = [u for u in evaluation_set.units if self._not_applicable(u) is None]
+        if self.metric.scope == Scope.IMAGE and not evaluation_set.aggregate_pending:
             units = [u for u in units if u[1] in evaluation_set.pending]
-        elif metric.scope == Scope.SEED_GROUP:
-            units = [u for group in self._groups(units) if group[0][1] in evaluation_set.pending
-                     for u in group]
-        fed: list[Unit] = []
-        for batch in self._batches(units):
-            try:
-                metric.update([case for _, case in batch], *self._load(batch), self._contexts(batch))
-            except Exception as exc:
-                self._fail_batch(evaluation_set, batch, f"{type(exc).__name__}: {exc}")
-            else:
-                fed.extend(batch)
-            finally:
-                self.reporter.advance(len(batch))
-        if not fed:
-            return 0
-        try:
-            values = metric.compute()
-        except Exception as exc:
-            self._fail_batch(evaluation_set, fed, f"{type(exc).__name__}: {exc}")
-            return 0
-        self._write(evaluation_set, fed, values)
-        return len(fed)
+        elif self.metric.scope == Scope.SEED_GROUP:
+            units = [u for group in seed_groups(units, self.prepared)
+                     if group[0][1] in evaluation_set.pending for u in group]
+        return units
 
-    def _applicable(self, evaluation_set: EvalSet) -> list[Unit]:
-        """Units of the set the metric may score; the others get not_applicable with the reason."""
-        units = []
+    def begin(self, key: SetKey) -> None:
+        """Start a set: record the images the metric may not score, reset it, give it the references."""
+        self._wanted, self._fed = set(), []
+        evaluation_set = self.sets.get(key)
+        if evaluation_set is None:
+            return
+        applicable = False
         for unit in evaluation_set.units:
             reason = self._not_applicable(unit)
-            if reason is None:
-                units.append(unit)
-            elif unit[1] in evaluation_set.pending:
+            applicable = applicable or reason is None
+            if reason is not None and unit[1] in evaluation_set.pending:
                 self.store.append(self._record(unit[0], unit[1], "not_applicable", message=reason))
-        return units
+        if not applicable:
+            if self.metric.scope == Scope.SET and evaluation_set.aggregate_pending:
+                self._append_set(evaluation_set, "not_applicable",
+                                 message="no decoded image of this set has meaningful quality")
+            return
+        self.metric.reset()
+        if self.metric.scope == Scope.SET:
+            self.metric.set_reference(self._reference_set(evaluation_set.size))
+        self._wanted = set(self.plan(key))
+
+    def feed(self, key: SetKey, batch: list[Unit], preds: torch.Tensor, targets: torch.Tensor | None,
+             contexts: list[ImageContext]) -> None:
+        """Give the metric its part of a batch (whole seed groups for seed-group metrics)."""
+        mine = [i for i, unit in enumerate(batch) if unit in self._wanted]
+        if not mine:
+            return
+        pieces = ([mine] if self.metric.scope != Scope.SEED_GROUP
+                  else _group_indices([batch[i] for i in mine], mine, self.prepared))
+        for indices in pieces:
+            self._update(key, [batch[i] for i in indices], _select(preds, indices, len(batch)),
+                         None if targets is None else _select(targets, indices, len(batch)),
+                         [contexts[i] for i in indices])
+
+    def _update(self, key: SetKey, units: list[Unit], preds: torch.Tensor, targets: torch.Tensor | None,
+                contexts: list[ImageContext]) -> None:
+        began = time.perf_counter()
+        try:
+            self.metric.update([case for _, case in units], preds,
+                               targets if self.metric.needs_targets() else None, contexts)
+        except Exception as exc:
+            self._fail_batch(self.sets[key], units, f"{type(exc).__name__}: {exc}")
+        else:
+            self._fed.extend(units)
+        finally:
+            self.seconds += time.perf_counter() - began
+
+    def fail_read(self, key: SetKey, batch: list[Unit], message: str) -> None:
+        """The images of a batch could not be read: an error for the part this metric wanted."""
+        units = [u for u in batch if u in self._wanted]
+        if units:
+            self._fail_batch(self.sets[key], units, message)
+
+    def finish(self, key: SetKey) -> None:
+        """Compute the set's values and write its records."""
+        evaluation_set = self.sets.get(key)
+        if evaluation_set is None or not self._fed:
+            return
+        began = time.perf_counter()
+        try:
+            values = self.metric.compute()
+        except Exception as exc:
+            self._fail_batch(evaluation_set, self._fed, f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.seconds += time.perf_counter() - began
+        self._write(evaluation_set, self._fed, values)
+        self.counted += len(self._fed)
 
     def _not_applicable(self, unit: Unit) -> str | None:
         """Random-weight decoders have no meaningful quality; without a reference (latents and
@@ -218,39 +318,6 @@ class Feeder:
                 return "no reference image: the source has none for this case (latents or prompts)"
             return facts.get("full_reference_not_applicable")
         return None
-
-    def _batches(self, units: list[Unit]) -> Iterator[list[Unit]]:
-        if self.metric.scope == Scope.SEED_GROUP:
-            yield from self._groups(units)
-            return
-        for start in range(0, len(units), self.batch_size):
-            yield units[start:start + self.batch_size]
-
-    def _load(self, batch: list[Unit]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        root = self.store.root
-        preds = torch.stack([images.read_png(root / self.decodes[u]["image"]) for u in batch])
-        targets = None
-        if self.metric.needs_targets():
-            targets = torch.stack([
-                images.read_png(root / RunStore.reference_relpath(self.prepared[case].reference_key))
-                for _, case in batch])
-            targets = images.to_float(targets).to(self.metric.device)
-        return images.to_float(preds).to(self.metric.device), targets
-
-    def _contexts(self, batch: list[Unit]) -> list[ImageContext]:
-        contexts = []
-        for unit in batch:
-            case, decode = self.prepared[unit[1]], self.decodes[unit]
-            native = decode.get("native_size")
-            contexts.append(ImageContext(
-                case_id=unit[1], item_id=case.case.item_id, prompt=case.case.prompt,
-                seed=case.case.seed, seed_group=seed_group(case), reference_key=case.reference_key,
-                output_size=case.case.output_size,
-                native_size=tuple(native) if native else None,  # type: ignore[arg-type]
-                facts=decode.get("facts") or {}, annotations=case.annotations,
-                input_sha256=decode.get("input_sha256"), input_seed=case.case.input_seed,
-            ))
-        return contexts
 
     def _reference_set(self, size: Size) -> ReferenceSet:
         keys = sorted({p.reference_key for p in self.prepared.values()
@@ -272,7 +339,7 @@ class Feeder:
 
     def _write(self, evaluation_set: EvalSet, fed: list[Unit], values: MetricValues) -> None:
         decoder = evaluation_set.decoder
-        members = {group[0][1]: [u[1] for u in group] for group in self._groups(fed)}
+        members = {group[0][1]: [u[1] for u in group] for group in seed_groups(fed, self.prepared)}
         keys = [u[1] for u in fed] if self.metric.scope == Scope.IMAGE else list(members)
         if self.metric.scope != Scope.SET:
             for key in keys:
@@ -308,7 +375,6 @@ class Feeder:
             self.store.append(self._record(evaluation_set.decoder, key, status, message=message))
         if evaluation_set.aggregate_pending:
             self._append_set(evaluation_set, status, message=message)
-        self.reporter.advance(len(evaluation_set.units))
 
     def _fail_batch(self, evaluation_set: EvalSet, batch: list[Unit], message: str) -> None:
         if self.metric.scope == Scope.SET:
@@ -316,7 +382,8 @@ class Feeder:
                 self._append_set(evaluation_set, "error", message=message)
                 evaluation_set.aggregate_pending = False
             return
-        keys = [u[1] for u in batch] if self.metric.scope == Scope.IMAGE else [batch[0][1]]
+        keys = ([u[1] for u in batch] if self.metric.scope == Scope.IMAGE
+                else [group[0][1] for group in seed_groups(batch, self.prepared)])
         for key in keys:
             if key in evaluation_set.pending:
                 self.store.append(self._record(evaluation_set.decoder, key, "error", message=message))
@@ -344,8 +411,195 @@ class Feeder:
         return record
 
 
-def seed_group(prepared: PreparedCase) -> str:
-    """Identity of a case without its decoder seed: item, sizes, noise level and input seed."""
-    case = prepared.case
-    return "|".join(map(str, (case.item_id, case.item_sha256[:16], list(case.input_size),
-                              list(case.output_size), case.sigma, case.input_seed)))
+def ok_sets(decodes: dict[Unit, dict[str, Any]],
+            prepared: dict[str, PreparedCase]) -> dict[SetKey, list[Unit]]:
+    """The ok units of the run by set, in record order."""
+    by_set: dict[SetKey, list[Unit]] = {}
+    for unit, record in decodes.items():
+        if record["status"] == "ok" and unit[1] in prepared:
+            by_set.setdefault((unit[0], prepared[unit[1]].case.output_size), []).append(unit)
+    return by_set
+
+
+def seed_groups(units: Iterable[Unit], prepared: dict[str, PreparedCase]) -> list[list[Unit]]:
+    """Units that differ only in the decoder seed, lowest seed first; groups in order of first appearance."""
+    groups: dict[str, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(seed_group(prepared[unit[1]]), []).append(unit)
+    return [sorted(members, key=lambda u: prepared[u[1]].case.seed) for members in groups.values()]
+
+
+def _group_indices(units: list[Unit], indices: list[int],
+                   prepared: dict[str, PreparedCase]) -> list[list[int]]:
+    position = dict(zip(units, indices, strict=True))
+    return [[position[u] for u in group] for group in seed_groups(units, prepared)]
+
+
+def _select(tensor: torch.Tensor, indices: list[int], length: int) -> torch.Tensor:
+    if indices == list(range(length)):
+        return tensor
+    return tensor[torch.tensor(indices, device=tensor.device)]
+
+
+# --------------------------------------------------------------------------- the pass
+
+
+@dataclass
+class Batch:
+    key: SetKey
+    units: list[Unit]
+    preds: torch.Tensor | None = None  # uint8 [B, 3, H, W], filled by the reader
+    targets: torch.Tensor | None = None
+    error: str | None = None  # the outputs could not be read
+    targets_error: str | None = None  # the references could not be read
+
+
+class Stream:
+    """One pass: every set once, batch by batch, each batch fed to every metric of the pass."""
+
+    def __init__(self, feeders: list[Feeder], store: RunStore, decodes: dict[Unit, dict[str, Any]],
+                 prepared: dict[str, PreparedCase], reporter: Any, batch_size: int,
+                 device: torch.device) -> None:
+        self.feeders, self.store, self.decodes, self.prepared = feeders, store, decodes, prepared
+        self.reporter, self.batch_size, self.device = reporter, batch_size, device
+
+    def run(self) -> None:
+        keys = sorted({key for f in self.feeders for key in f.sets}, key=lambda k: (k[1], k[0]))
+        batches = {key: self._cut(self._units(key)) for key in keys}
+        self.reporter.phase(f"metrics: {', '.join(f.metric.name for f in self.feeders)}",
+                            sum(len(units) for cut in batches.values() for units in cut))
+        needs_targets = any(f.metric.needs_targets() for f in self.feeders)
+        reader = Reader(self.store.root, self.decodes, self.prepared, needs_targets, self.device)
+        stream = reader.read([Batch(key, units) for key in keys for units in batches[key]])
+        try:
+            for key in keys:
+                for feeder in self.feeders:
+                    feeder.begin(key)
+                for _ in batches[key]:
+                    self._feed(next(stream))
+                for feeder in self.feeders:
+                    feeder.finish(key)
+        finally:
+            stream.close()
+
+    def _units(self, key: SetKey) -> list[Unit]:
+        """The set's units that at least one metric is to be fed, in record order."""
+        wanted = {unit for feeder in self.feeders for unit in feeder.plan(key)}
+        return [unit for unit in ok_sets(self.decodes, self.prepared)[key] if unit in wanted]
+
+    def _cut(self, units: list[Unit]) -> list[list[Unit]]:
+        """Batches of whole seed groups, up to batch_size units (a larger group is one batch)."""
+        batches: list[list[Unit]] = []
+        for group in seed_groups(units, self.prepared):
+            if batches and len(batches[-1]) + len(group) <= self.batch_size:
+                batches[-1].extend(group)
+            else:
+                batches.append(list(group))
+        return batches
+
+    def _feed(self, batch: Batch) -> None:
+        if batch.preds is None:
+            for feeder in self.feeders:
+                feeder.fail_read(batch.key, batch.units, batch.error or "no images")
+        else:
+            preds = images.to_float(batch.preds.to(self.device, non_blocking=True))
+            targets = (None if batch.targets is None
+                       else images.to_float(batch.targets.to(self.device, non_blocking=True)))
+            contexts = self._contexts(batch.units)
+            for feeder in self.feeders:
+                if batch.targets_error is not None and feeder.metric.needs_targets():
+                    feeder.fail_read(batch.key, batch.units, batch.targets_error)
+                else:
+                    feeder.feed(batch.key, batch.units, preds, targets, contexts)
+        self.reporter.advance(len(batch.units))
+
+    def _contexts(self, batch: list[Unit]) -> list[ImageContext]:
+        contexts = []
+        for unit in batch:
+            case, decode = self.prepared[unit[1]], self.decodes[unit]
+            native = decode.get("native_size")
+            contexts.append(ImageContext(
+                case_id=unit[1], item_id=case.case.item_id, prompt=case.case.prompt,
+                seed=case.case.seed, seed_group=seed_group(case), reference_key=case.reference_key,
+                output_size=case.case.output_size,
+                native_size=tuple(native) if native else None,  # type: ignore[arg-type]
+                facts=decode.get("facts") or {}, annotations=case.annotations,
+                input_sha256=decode.get("input_sha256"), input_seed=case.case.input_seed,
+            ))
+        return contexts
+
+
+class Reader:
+    """Decodes the PNGs of the coming batches in a background thread, `READ_AHEAD_BATCHES` ahead.
+
+    References stay decoded while they fit `REFERENCE_CACHE_BYTES`, so the next decoder's set of
+    the same size does not read them again.
+    """
+
+    def __init__(self, root: Path, decodes: dict[Unit, dict[str, Any]], prepared: dict[str, PreparedCase],
+                 needs_targets: bool, device: torch.device) -> None:
+        self.root, self.decodes, self.prepared = root, decodes, prepared
+        self.needs_targets = needs_targets
+        self.pin = device.type == "cuda"
+        self._references: dict[str, torch.Tensor] = {}
+        self._cached_bytes = 0
+
+    def read(self, batches: list[Batch]) -> Iterator[Batch]:
+        """The batches in order, their images filled in (or `error` set) by the reader thread."""
+        ready: queue.Queue[Batch | None] = queue.Queue(maxsize=READ_AHEAD_BATCHES)
+        stop = threading.Event()
+
+        def offer(item: Batch | None) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            for batch in batches:
+                self._load(batch)
+                if not offer(batch):
+                    return
+            offer(None)
+
+        thread = threading.Thread(target=work, name="decoderbench-png-reader", daemon=True)
+        thread.start()
+        try:
+            while (batch := ready.get()) is not None:
+                yield batch
+        finally:
+            stop.set()
+            thread.join()
+
+    def _load(self, batch: Batch) -> None:
+        try:
+            batch.preds = self._stack([images.read_png(self.root / self.decodes[u]["image"])
+                                       for u in batch.units])
+        except Exception as exc:  # an unreadable or missing file: an error for this batch's images
+            batch.error = f"{type(exc).__name__}: {exc}"
+            return
+        if not self.needs_targets:
+            return
+        try:
+            keys = [self.prepared[case].reference_key for _, case in batch.units]
+            # A case without a reference gets zeros: no metric that needs targets is fed it.
+            batch.targets = self._stack([self._reference(key) if key is not None
+                                         else torch.zeros_like(batch.preds[i]) for i, key in enumerate(keys)])
+        except Exception as exc:
+            batch.targets_error = f"{type(exc).__name__}: {exc}"
+
+    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(tensors)
+        return stacked.pin_memory() if self.pin else stacked
+
+    def _reference(self, key: str) -> torch.Tensor:
+        if key in self._references:
+            return self._references[key]
+        image = images.read_png(self.root / RunStore.reference_relpath(key))
+        if self._cached_bytes + image.numel() <= REFERENCE_CACHE_BYTES:
+            self._references[key] = image
+            self._cached_bytes += image.numel()
+        return image

@@ -192,3 +192,115 @@ def test_invention_refuses_groups_whose_inputs_differ() -> None:
     metric.reset()
     metric.update(["c0", "c1"], pixels, None, [context(0, "a" * 64), context(1, "a" * 64)])
     assert metric.compute().per_key["c0"] > 0
+
+
+def _values(records: list[dict]) -> dict:
+    return {(r["metric"], r["decoder"], r["case"]): (r["status"], r["value"]) for r in records}
+
+
+def _alone(run_dir: Path, suite, metric_name: str) -> dict:
+    """What one metric gives fed on its own, set by set, every image read from its PNG."""
+    import torch
+
+    from harness.metrics import METRICS
+
+    store = RunStore.open(run_dir)
+    cases = {c["id"]: c for c in store.cases()}
+    decodes = [r for r in store.records()[0] if r["kind"] == "decode" and r["status"] == "ok"]
+    metric = METRICS.get(metric_name)(suite.metric_params[metric_name])
+    values = {}
+    for decoder in sorted({r["decoder"] for r in decodes}):
+        metric.reset()
+        mine = [r for r in decodes if r["decoder"] == decoder]
+        preds = torch.stack([images.read_png(run_dir / r["image"]) for r in mine])
+        targets = torch.stack([images.read_png(run_dir / cases[r["case"]]["reference"]) for r in mine])
+        metric.update([r["case"] for r in mine], images.to_float(preds), images.to_float(targets))
+        values.update({(metric_name, decoder, key): ("ok", value)
+                       for key, value in metric.compute().per_key.items()})
+    return values
+
+
+def test_one_read_per_image_feeds_every_metric_the_values_it_gives_alone(
+        write_suite, tmp_path, image_folder, monkeypatch) -> None:
+    """The shared pass decodes each stored PNG once (references once for all decoders) and every
+    metric gets exactly the values it computes when fed alone."""
+    reads: Counter = Counter()
+    read_png = images.read_png
+    monkeypatch.setattr(images, "read_png", lambda path: reads.update([Path(path)]) or read_png(path))
+    text = suite_text(image_folder, decoder_tables('name = "nearest"', 'name = "bilinear"'))
+    text = text.replace('metrics = ["psnr", "ssim"]',
+                        'metrics = ["psnr", "ssim", "spectral_distance", "hf_energy_ratio"]')
+    suite = load_suite(write_suite(text.replace("[timing]", "[evaluation]\nbatch_size = 2\n[timing]")))
+    run_dir = Runner.new(suite, tmp_path / "run", TensorCache(tmp_path / "cache")).run().run_dir
+    stored = [*(run_dir / "images").rglob("*.png"), *(run_dir / "references").glob("*.png")]
+    assert len(stored) == 9 and {path: reads[path] for path in stored} == dict.fromkeys(stored, 1)
+    records = _metric_records(run_dir)
+    assert len(records) == 4 * 6
+    for name in ("psnr", "ssim", "spectral_distance", "hf_energy_ratio"):
+        alone = _alone(run_dir, suite, name)
+        assert {k: v for k, v in _values(records).items() if k[0] == name} == alone
+
+
+def test_a_failing_metric_or_file_spoils_only_its_own_records(write_suite, tmp_path, image_folder,
+                                                               monkeypatch) -> None:
+    from harness.metrics.fullref import SSIM
+
+    def broken(self, preds, targets):
+        raise RuntimeError("ssim broke")
+
+    text = suite_text(image_folder, decoder_tables('name = "nearest"'))
+    suite = load_suite(write_suite(text.replace("[timing]", "[evaluation]\nbatch_size = 1\n[timing]")))
+    cache = TensorCache(tmp_path / "cache")
+    run_dir = Runner.new(suite, tmp_path / "run", cache).run().run_dir
+    # Re-evaluate with SSIM broken and one output unreadable.
+    results = run_dir / "results.jsonl"
+    results.write_text("".join(line for line in results.read_text().splitlines(keepends=True)
+                               if '"kind": "metric"' not in line))
+    spoiled = sorted((run_dir / "images").rglob("*.png"))[0]
+    spoiled.write_bytes(b"not a png")
+    monkeypatch.setattr(SSIM, "score", broken)
+    Runner.resume(run_dir, cache).run()
+    records = _metric_records(run_dir)
+    assert Counter((r["metric"], r["status"]) for r in records) == {
+        ("psnr", "ok"): 2, ("psnr", "error"): 1, ("ssim", "error"): 3}
+    unreadable = [r for r in records if r["case"] == spoiled.stem]
+    assert all(spoiled.name in r["message"] for r in unreadable)
+    assert all(r["message"] == "RuntimeError: ssim broke" for r in records
+               if r["metric"] == "ssim" and r["case"] != spoiled.stem)
+
+
+def test_text_alignment_metrics_get_a_pass_of_their_own() -> None:
+    from harness.evaluate import passes
+
+    assert passes(dict.fromkeys(["psnr", "clipscore", "ssim", "geneval"])) == [
+        ["psnr", "ssim"], ["clipscore"], ["geneval"]]
+    assert passes(dict.fromkeys(["clipscore"])) == [["clipscore"]]
+
+
+def test_the_reader_stays_a_bounded_number_of_batches_ahead(monkeypatch) -> None:
+    """Memory is bounded by batches in flight, not by the run: the reader blocks when it is ahead."""
+    import threading
+
+    import torch
+
+    from harness.evaluate import READ_AHEAD_BATCHES, Batch, Reader
+
+    loaded: list[str] = []
+    lock = threading.Lock()
+
+    def fake_read(path):
+        with lock:
+            loaded.append(Path(path).name)
+        return torch.zeros(3, 4, 4, dtype=torch.uint8)
+
+    monkeypatch.setattr(images, "read_png", fake_read)
+    decodes = {("d", f"c{i}"): {"image": f"c{i}.png"} for i in range(20)}
+    reader = Reader(Path("/nowhere"), decodes, {}, needs_targets=False, device=torch.device("cpu"))
+    batches = reader.read([Batch(("d", (4, 4)), [("d", f"c{i}")]) for i in range(20)])
+    for taken in range(1, 6):
+        batch = next(batches)
+        assert batch.units == [("d", f"c{taken - 1}")] and batch.preds.shape == (1, 3, 4, 4)
+        threading.Event().wait(0.2)  # let the reader run as far ahead as it may
+        assert len(loaded) <= taken + READ_AHEAD_BATCHES + 1
+    batches.close()  # stops the reader thread
+    assert len(loaded) < 20

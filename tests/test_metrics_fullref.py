@@ -40,10 +40,10 @@ def test_psnr_and_ssim_equal_scikit_image(index: int) -> None:
     reference, degraded = _pairs()[index]
     psnr = PSNR().score(_tensor(degraded), _tensor(reference)).item()
     ssim = SSIM().score(_tensor(degraded), _tensor(reference)).item()
-    assert psnr == pytest.approx(peak_signal_noise_ratio(reference, degraded, data_range=1), abs=1e-4)
+    assert psnr == pytest.approx(peak_signal_noise_ratio(reference, degraded, data_range=1), abs=1e-10)
     expected = structural_similarity(reference, degraded, channel_axis=-1, data_range=1,
                                      gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    assert ssim == pytest.approx(expected, abs=1e-4)
+    assert ssim == pytest.approx(expected, abs=1e-12)
 
 
 def test_ms_ssim_equals_pytorch_msssim() -> None:
@@ -51,7 +51,7 @@ def test_ms_ssim_equals_pytorch_msssim() -> None:
     reference, degraded = _pairs()[1]
     ours = MSSSIM().score(_tensor(degraded), _tensor(reference)).item()
     theirs = pytorch_msssim.ms_ssim(_tensor(degraded), _tensor(reference), data_range=1.0).item()
-    assert ours == pytest.approx(theirs, abs=1e-4)
+    assert ours == pytest.approx(theirs, abs=1e-5)  # pytorch_msssim builds its window in float32
     assert 0.8 < ours < 1.0
 
 
@@ -82,3 +82,39 @@ def test_registry_and_protocol_hash() -> None:
     assert cls.family == Family.FULL_REFERENCE and cls.higher_is_better
     a, b = cls(), cls(cls.Params(sigma=2.0))
     assert a.protocol_sha256() == cls().protocol_sha256() != b.protocol_sha256()
+
+
+def test_tiles_and_strips_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Odd sizes cut into many small tiles and strips (SSIM, PSNR, the MS-SSIM pyramid) give
+    scikit-image's and pytorch_msssim's values, and the whole-image ones to rounding."""
+    pytorch_msssim = pytest.importorskip("pytorch_msssim")
+    from harness.metrics import fullref
+
+    rng = np.random.default_rng(1)
+    reference = rng.integers(0, 256, (2, 3, 203, 229)).astype(np.float64) / 255
+    degraded = np.clip(np.round((reference + rng.normal(0, 0.05, reference.shape)) * 255), 0, 255) / 255
+    x, y = torch.from_numpy(degraded), torch.from_numpy(reference)
+    whole = [metric().score(x, y) for metric in (PSNR, SSIM, MSSSIM)]
+    for name, value in (("TILE_ROWS", 17), ("TILE_COLUMNS", 40), ("TILE_BYTES", 1)):
+        monkeypatch.setitem(getattr(fullref, name), "cpu", value)
+    monkeypatch.setitem(fullref.STRIP_BYTES, "cpu", 1)
+    tiled = [metric().score(x, y) for metric in (PSNR, SSIM, MSSSIM)]
+    for a, b in zip(whole, tiled, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
+    for i in range(2):
+        ref, deg = reference[i].transpose(1, 2, 0), degraded[i].transpose(1, 2, 0)
+        assert tiled[0][i].item() == pytest.approx(peak_signal_noise_ratio(ref, deg, data_range=1), abs=1e-10)
+        assert tiled[1][i].item() == pytest.approx(structural_similarity(
+            ref, deg, channel_axis=-1, data_range=1, gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False), abs=1e-12)
+    theirs = pytorch_msssim.ms_ssim(x, y, data_range=1.0, size_average=False)
+    torch.testing.assert_close(tiled[2], theirs, rtol=0, atol=1e-5)
+
+
+def test_halve_is_pytorch_msssims_pooling_exactly() -> None:
+    from harness.metrics.fullref import halve
+
+    for height, width in ((9, 7), (8, 8), (33, 64), (5, 2)):
+        x = torch.rand(2, 3, height, width)
+        expected = torch.nn.functional.avg_pool2d(x.double(), kernel_size=2, padding=[height % 2, width % 2])
+        assert torch.equal(halve(x), expected)

@@ -90,3 +90,23 @@ def test_annotations_follow_the_reference_crop_and_scale() -> None:
     assert 0 < len(wide) < len(lines) and all(line["box"][1] >= 0 and line["box"][3] <= 256 for line in wide)
     crops = line_crops(chart.load(), lines[:2], pad=0.5)
     assert crops[0].shape[0] > lines[0]["box"][3] - lines[0]["box"][1]
+
+
+def test_crops_from_the_tensor_are_the_bytes_of_the_whole_image_in_bgr() -> None:
+    """The metric quantizes only the line crops; they equal the crops of the whole quantized image
+    flipped to BGR (what rapidocr reads), for floats and for uint8 alike."""
+    from harness.images import quantize
+    from harness.metrics.legibility import bgr_line_crops
+
+    array, lines = render_chart(3, font_sizes=(8, 16), alphabet=LEGIBLE_ALPHABET)
+    lines = line_annotations(lines, (512, 512))["text_lines"]
+    image = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255)
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(0)) * 0.05
+    image = (image + noise).clamp(-0.1, 1.1)  # out-of-range values too: quantize clamps them
+    whole = np.ascontiguousarray(quantize(image).permute(1, 2, 0).numpy()[..., ::-1])
+    expected = line_crops(whole, lines, pad=0.5)
+    for source in (image, quantize(image)):
+        crops = bgr_line_crops(source, lines, pad=0.5)
+        assert len(crops) == len(expected) == len(lines)
+        for crop, wanted in zip(crops, expected, strict=True):
+            assert crop.flags.c_contiguous and np.array_equal(crop, wanted)

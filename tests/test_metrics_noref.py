@@ -110,3 +110,21 @@ def test_musiq_loads_through_the_lock_table_and_matches_pyiqa(tmp_path: Path,
         expected = network(image).item()
     assert metric.compute().per_key["x"] == pytest.approx(expected, rel=1e-5)
     assert metric.protocol()["weights_sha256"] == {filename: weights.file_sha256(path)}
+
+
+def test_tiles_reach_the_model_within_the_pixel_budget(piqe_direct: torch.nn.Module,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.metrics import noref
+
+    seen: list[int] = []
+    metric = PIQE(PIQE.Params(max_side=128))
+    metric.load(torch.device("cpu"))
+    model = metric.model
+    metric.model = lambda pieces: seen.append(len(pieces)) or model(pieces)
+    image = _photo("astronaut", (384, 256))
+    monkeypatch.setattr(noref, "MAX_PIXELS", 2 * 128 * 128)
+    metric.update(["x"], image, None)
+    pieces = [image[..., y:y + 128, x:x + 128] for y in (0, 128) for x in (0, 128, 256)]
+    assert seen == [2, 2, 2]
+    assert metric.compute().per_key["x"] == pytest.approx(
+        float(np.mean([piqe_direct(p).item() for p in pieces])), rel=1e-6)

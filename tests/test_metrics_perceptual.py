@@ -102,3 +102,15 @@ def test_metric_loads_weight_files_from_the_cache_and_records_their_sha256(
     assert recorded[filename] == weights.file_sha256(path)
     assert recorded[f"LPIPS_v0.1_{backbone}-{'df73285e' if backbone == 'alex' else 'a78928a0'}.pth"]
     assert metric.protocol()["input_range"].startswith("[-1, 1]")
+
+
+def test_batches_split_by_pixel_budget_give_the_same_distances(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.metrics import perceptual
+
+    _, network = _reference_and_ours("alex")
+    metric = LPIPS()
+    metric.network = network
+    preds, targets = _photos(128)
+    whole = metric.score(preds, targets)
+    monkeypatch.setitem(perceptual.MAX_PIXELS, "alex", 1)  # one image per forward pass
+    torch.testing.assert_close(metric.score(preds, targets), whole, rtol=1e-6, atol=1e-7)

@@ -293,3 +293,11 @@ def check_backend_options(params: Any, registry: Registry) -> Any:
         return params
     backend_params(cls, params.backend, params.backend_options)
     return params
+
+
+def pixel_chunks(images: torch.Tensor, max_pixels: int) -> Iterator[slice]:
+    """Slices of a batch [B, C, H, W] with at most `max_pixels` pixels each (at least one image):
+    how a metric with a network bounds its memory on large images."""
+    per_chunk = max(1, max_pixels // (images.shape[-2] * images.shape[-1]))
+    for start in range(0, images.shape[0], per_chunk):
+        yield slice(start, start + per_chunk)

@@ -52,16 +52,33 @@ def levenshtein(truth: str, read: str) -> int:
     return previous[-1]
 
 
-def line_crops(image: np.ndarray, lines: list[dict[str, Any]], pad: float) -> list[np.ndarray]:
-    """Crop each annotated line (box in image pixels) with padding; HxWx3 uint8 arrays."""
-    height, width = image.shape[:2]
-    crops = []
+def crop_boxes(height: int, width: int, lines: list[dict[str, Any]],
+               pad: float) -> list[tuple[slice, slice]]:
+    """(rows, columns) of each annotated line (box in image pixels) with padding, inside the image."""
+    boxes = []
     for line in lines:
         left, top, right, bottom = line["box"]
         margin = max(3.0, pad * (bottom - top))
         y0, y1 = max(0, int(np.floor(top - margin))), min(height, int(np.ceil(bottom + margin)))
         x0, x1 = max(0, int(np.floor(left - margin))), min(width, int(np.ceil(right + margin)))
-        crops.append(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        boxes.append((slice(y0, y1), slice(x0, x1)))
+    return boxes
+
+
+def line_crops(image: np.ndarray, lines: list[dict[str, Any]], pad: float) -> list[np.ndarray]:
+    """Crop each annotated line with padding from an HxWx3 uint8 array."""
+    return [np.ascontiguousarray(image[rows, columns])
+            for rows, columns in crop_boxes(image.shape[0], image.shape[1], lines, pad)]
+
+
+def bgr_line_crops(image: torch.Tensor, lines: list[dict[str, Any]], pad: float) -> list[np.ndarray]:
+    """The crops `line_crops` cuts from the BGR uint8 array of a [3, H, W] image (floats in [0, 1]
+    or uint8), converting only the crops: at 2048² the text lines are a small part of the image."""
+    crops = []
+    for rows, columns in crop_boxes(image.shape[-2], image.shape[-1], lines, pad):
+        crop = image[:, rows, columns]
+        crop = crop if crop.dtype == torch.uint8 else quantize(crop)  # elementwise: same bytes
+        crops.append(np.ascontiguousarray(crop.permute(1, 2, 0).cpu().numpy()[..., ::-1]))  # RGB → BGR
     return crops
 
 
@@ -144,9 +161,8 @@ class LegibilityCER(Metric):
                 "cer": "Levenshtein distance / truth length; font sizes in comparison px"}
 
     def read(self, image: torch.Tensor, lines: list[dict[str, Any]]) -> Tally:
-        """OCR every line of one [3, H, W] image in [0, 1]."""
-        array = quantize(image).permute(1, 2, 0).cpu().numpy()[..., ::-1]  # RGB → BGR, as rapidocr reads
-        results, _ = self.engine.text_rec(line_crops(np.ascontiguousarray(array), lines, self.params.pad))
+        """OCR every line of one [3, H, W] image (floats in [0, 1], or uint8), in BGR as rapidocr reads."""
+        results, _ = self.engine.text_rec(bgr_line_crops(image, lines, self.params.pad))
         tally = Tally()
         for line, (text, _score) in zip(lines, results, strict=True):
             read = "".join(text.split())
@@ -162,9 +178,10 @@ class LegibilityCER(Metric):
                 self._values.not_applicable[key] = "the source image has no annotated text lines"
                 continue
             tally = self.read(pred, lines)
-            reference_id = pixels_sha256(quantize(target))
+            reference = quantize(target)
+            reference_id = pixels_sha256(reference)
             if reference_id not in self._reference_memo:
-                self._reference_memo[reference_id] = self.read(target, lines)
+                self._reference_memo[reference_id] = self.read(reference, lines)
             self._tally.merge(tally)
             self._reference.merge(self._reference_memo[reference_id])
             self._values.per_key[key] = tally.cer()

@@ -53,26 +53,23 @@ class LPIPSNetwork(nn.Module):
         self.eval()
 
     def load_weights(self, backbone: dict[str, torch.Tensor], lins: dict[str, torch.Tensor]) -> None:
-        """str: a torchvision state dict (features.N.*); lins: the lpips file (linK.model.1.weight)."""
+        """backbone: a torchvision state dict (features.N.*); lins: the lpips file (linK.model.1.weight)."""
         features = {k.removeprefix("features."): v for k, v in backbone.items() if k.startswith("features.")}
         self.features.load_state_dict(features)
         for index, lin in enumerate(self.lins):
             lin.weight.copy_(lins[f"lin{index}.model.1.weight"])
 
-    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x - self.shift) / self.scale
-        bounds = SLICES[self.backbone]
-        outputs = []
-        for start, stop in itertools.pairwise(bounds):
-            for layer in self.features[start:stop]:
-                x = layer(x)
-            outputs.append(x)
-        return outputs
-
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Both images pass through the backbone in lockstep and each tapped layer's distance is
+        taken as soon as it is reached, so only the current activations are held (not all taps)."""
+        x, y = (x - self.shift) / self.scale, (y - self.shift) / self.scale
         total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-        for lin, fx, fy in zip(self.lins, self.taps(x), self.taps(y), strict=True):
-            fx = fx / (fx.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
-            fy = fy / (fy.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
-            total = total + lin((fx - fy).pow(2)).mean(dim=(1, 2, 3))
+        for lin, (start, stop) in zip(self.lins, itertools.pairwise(SLICES[self.backbone]), strict=True):
+            for layer in self.features[start:stop]:
+                x = layer(x)  # one at a time: x's input is freed before y's output exists
+                y = layer(y)
+            fx = x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
+            fy = y / (y.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
+            total = total + lin(fx.sub_(fy).pow_(2)).mean(dim=(1, 2, 3))
+            del fx, fy
         return total

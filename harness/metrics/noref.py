@@ -16,6 +16,9 @@ megapixel and run out of memory on 4K outputs. The declared policy
   rather than pad — and average the tile scores. Keeps native detail.
 - `resize`: Lanczos-3 antialiased resize so that the longer side is max_side.
 - `centre_crop`: score the centred max_side × max_side crop.
+
+The pieces of a batch reach the model at most `MAX_PIXELS` at a time, so
+memory stays bounded whatever the batch and image size.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from pydantic import Field
 from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
 from decoders.resample import resize
-from harness.metrics.base import Family, PerImageMetric, require_weights
+from harness.metrics.base import Family, PerImageMetric, pixel_chunks, require_weights
 from harness.metrics.pyiqa_models import create_pyiqa_metric, pyiqa_protocol
 
 LargeImagePolicy = Literal["tile", "resize", "centre_crop"]
+# Pixels per forward pass: the pieces of a batch (e.g. the sixteen 1024² tiles of a 4096² image)
+# go to the model eight megapixels at a time, which bounds its activation memory.
+MAX_PIXELS = 8 << 20
 
 
 class NoReferenceParams(Params):
@@ -87,7 +93,8 @@ class PyiqaNoReference(PerImageMetric):
     @no_grad
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         pieces, per_image = apply_policy(preds.float(), self.params.large_image, self.params.max_side)
-        scores = self.model(pieces).reshape(-1).double()
+        scores = torch.cat([self.model(pieces[part]).reshape(-1).double()
+                            for part in pixel_chunks(pieces, MAX_PIXELS)])
         return scores.view(preds.shape[0], per_image).mean(dim=1)
 
 

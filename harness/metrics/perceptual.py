@@ -11,6 +11,14 @@ over space and summed over layers. Backbone: torchvision ImageNet weights;
 lin layers: the v0.1 files shipped with `lpips` (identical, by sha256, to
 pyiqa's hosted copies). Images are scored at their comparison size, float32.
 
+Memory: the two images go through the backbone in lockstep and each layer's
+distance is taken when it is reached, so only the current activations are
+alive; batches are split so that one forward pass holds at most `MAX_PIXELS`
+pixels (a 4096² image goes alone). The definition — a spatial mean over whole
+feature maps of a deep network — allows no tiling without halos as wide as the
+receptive field, so a single 4096² image still needs its full activations
+(see the README's benchmark table for the measured peaks).
+
 DISTS (Ding et al. 2020) comes from pyiqa (`dists`), the same network and
 weights as the authors' release; pyiqa expects [0, 1].
 """
@@ -21,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from decoders.lazy import no_grad, torch
-from harness.metrics.base import Family, PerImageMetric, require_weights
+from harness.metrics.base import Family, PerImageMetric, pixel_chunks, require_weights
 from harness.metrics.pyiqa_models import create_pyiqa_metric, pyiqa_protocol
 
 if TYPE_CHECKING:
@@ -31,6 +39,9 @@ Backbone = Literal["alex", "vgg"]
 
 BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 LIN_FILES = {"alex": "LPIPS_v0.1_alex-df73285e.pth", "vgg": "LPIPS_v0.1_vgg-a78928a0.pth"}
+# Pixels per forward pass (batches are split by image above this): eight 1024² images through
+# AlexNet, two 1024² through VGG16; a 4096² image goes alone. Bounds activation memory.
+MAX_PIXELS: dict[str, int] = {"alex": 8 << 20, "vgg": 2 << 20}
 
 
 def load_lpips(backbone: Backbone, paths: dict[str, Path], device: torch.device) -> LPIPSNetwork:
@@ -69,7 +80,8 @@ class LPIPS(PerImageMetric):
     @no_grad
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        return self.network(to_signed(preds.float()), to_signed(targets.float()))
+        return torch.cat([self.network(to_signed(preds[part].float()), to_signed(targets[part].float()))
+                          for part in pixel_chunks(preds, MAX_PIXELS[self.backbone])])
 
 
 class LPIPSVGG(LPIPS):
@@ -98,4 +110,5 @@ class DISTS(PerImageMetric):
     @no_grad
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        return self.model(preds.float(), targets.float()).reshape(-1)
+        return torch.cat([self.model(preds[part].float(), targets[part].float()).reshape(-1)
+                          for part in pixel_chunks(preds, MAX_PIXELS["vgg"])])

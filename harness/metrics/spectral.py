@@ -23,10 +23,13 @@ from pydantic import Field
 
 from decoders.lazy import torch
 from decoders.plugins import Params
-from harness.metrics.base import Family, ImageContext, MetricValues, PerImageMetric
+from harness.metrics.base import Family, ImageContext, MetricValues, PerImageMetric, pixel_chunks
 
 LUMA = (0.299, 0.587, 0.114)
 FLOOR = 1e-20  # power floor before the log (a flat image has no energy)
+# Pixels transformed at once: the FFT needs the whole image (no tiling by definition), so large
+# images go one at a time — a 4096² image takes ~1 GB of float64/complex128 working memory.
+MAX_PIXELS = 4 << 20
 
 
 class SpectrumParams(Params):
@@ -39,42 +42,66 @@ class HFRatioParams(Params):
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(LUMA, dtype=torch.float64, device=images.device).view(1, 3, 1, 1)
-    return (images.double() * weights).sum(dim=1)
+    """[B, 3, H, W] → float64 [B, H, W]: 0.299 R + 0.587 G + 0.114 B, channel by channel."""
+    red, green, blue = images.unbind(1)
+    gray = red.double() * LUMA[0]
+    gray += green.double() * LUMA[1]
+    gray += blue.double() * LUMA[2]
+    return gray
 
 
 @lru_cache(maxsize=8)
-def _window_and_radius(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Separable symmetric Hann window and radial frequency (cycles/px) of an H×W FFT grid."""
+def _window_and_radius(height: int, width: int,
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Separable symmetric Hann window, its energy, and the radial frequency (cycles/px) of an
+    H×W FFT grid."""
     window = (torch.hann_window(height, periodic=False, dtype=torch.float64, device=device)[:, None]
               * torch.hann_window(width, periodic=False, dtype=torch.float64, device=device)[None, :])
     fy = torch.fft.fftfreq(height, dtype=torch.float64, device=device)[:, None]
     fx = torch.fft.fftfreq(width, dtype=torch.float64, device=device)[None, :]
-    return window, torch.hypot(fy, fx)
+    return window, window.pow(2).sum(), torch.hypot(fy, fx)
 
 
 def power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """[B, 3, H, W] → (power [B, H, W], radial frequency [H, W] in cycles/px)."""
     gray = luma(images)
     gray = gray - gray.mean(dim=(1, 2), keepdim=True)
-    window, radius = _window_and_radius(*gray.shape[-2:], gray.device)
-    power = torch.fft.fft2(gray * window).abs().pow(2) / window.pow(2).sum()
+    window, energy, radius = _window_and_radius(*gray.shape[-2:], gray.device)
+    spectrum = torch.view_as_real(torch.fft.fft2(gray.mul_(window)))
+    power = spectrum[..., 0].square().add_(spectrum[..., 1].square()).div_(energy)  # re² + im²
     return power, radius
+
+
+@lru_cache(maxsize=8)
+def _bin_index(height: int, width: int, bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frequency's radial bin (edges[i] ≤ r < edges[i+1]; beyond Nyquist: the extra bin `bins`),
+    and the count of frequencies per bin."""
+    radius = _window_and_radius(height, width, device)[2].flatten()
+    edges = torch.arange(bins + 1, dtype=torch.float64, device=device) * 0.5 / bins
+    index = (torch.bucketize(radius, edges, right=True) - 1).long().clamp(max=bins)
+    counts = torch.bincount(index, minlength=bins + 1)[:bins].clamp(min=1).double()
+    return index, counts
+
+
+@lru_cache(maxsize=8)
+def _band_index(height: int, width: int, cutoff: float, device: torch.device) -> torch.Tensor:
+    radius = _window_and_radius(height, width, device)[2].flatten()
+    return torch.nonzero((radius >= cutoff) & (radius <= 0.5)).flatten()
 
 
 def radial_profile(images: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Radially averaged power spectrum: (bin centres [bins], power [B, bins])."""
-    power, radius = power_spectrum(images)
-    edges = torch.arange(bins + 1, dtype=torch.float64, device=radius.device) * 0.5 / bins
-    index = (torch.bucketize(radius.flatten(), edges, right=True) - 1).long()  # edges[i] ≤ r < edges[i+1]
-    inside = index < bins
-    flat = power.flatten(1)[:, inside]
-    index = index[inside]
-    sums = torch.zeros(power.shape[0], bins, dtype=torch.float64, device=power.device)
-    sums.index_add_(1, index, flat)
-    counts = torch.bincount(index, minlength=bins).clamp(min=1).to(sums)
+    profiles = [_radial_profile(images[part], bins) for part in pixel_chunks(images, MAX_PIXELS)]
+    return profiles[0][0], torch.cat([power for _, power in profiles])
+
+
+def _radial_profile(images: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    power, _ = power_spectrum(images)
+    index, counts = _bin_index(*power.shape[-2:], bins, power.device)
+    sums = torch.zeros(power.shape[0], bins + 1, dtype=torch.float64, device=power.device)
+    sums.index_add_(1, index, power.flatten(1))  # in pixel order within each bin, as a masked sum
     centres = (torch.arange(bins, dtype=torch.float64) + 0.5) * 0.5 / bins
-    return centres, sums / counts
+    return centres, sums[:, :bins] / counts
 
 
 def profiles_db(preds: torch.Tensor, targets: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,9 +154,12 @@ class SpectralDistance(PerImageMetric):
 
 
 def high_frequency_energy(images: torch.Tensor, cutoff: float) -> torch.Tensor:
-    power, radius = power_spectrum(images)
-    band = (radius >= cutoff) & (radius <= 0.5)
-    return power[:, band].sum(dim=1)
+    energies = []
+    for part in pixel_chunks(images, MAX_PIXELS):
+        power, _ = power_spectrum(images[part])
+        band = _band_index(*power.shape[-2:], cutoff, power.device)
+        energies.append(power.flatten(1)[:, band].sum(dim=1))
+    return torch.cat(energies)
 
 
 class HFEnergyRatio(PerImageMetric):
