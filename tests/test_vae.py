@@ -100,14 +100,22 @@ def test_tiling_is_exact_wherever_the_receptive_field_allows() -> None:
     assert tile_starts(64, 64, 16) == (0,)
 
 
-def test_tiled_vae_agrees_with_untiled_away_from_seams() -> None:
+def _untiled_and_tiled(latent_side: int, tile_px: int, overlap_px: int,
+                       seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """One random tiny FLUX.1 VAE decoding the same latents untiled and tiled: (untiled, tiled,
+    the tiled decoder's tile grid)."""
     cfg = {"space": "flux1", "weights": "random", "config": TINY_VAE}
     vae = _loaded(VaeDecoder, **cfg)
-    tiled = _loaded(TiledVaeDecoder, **cfg, tile_px=160, overlap_px=32)
-    latents = torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(1))
+    tiled = _loaded(TiledVaeDecoder, **cfg, tile_px=tile_px, overlap_px=overlap_px)
+    latents = torch.randn(1, 16, latent_side, latent_side, generator=torch.Generator().manual_seed(seed))
+    size = latent_side * 8
     with torch.no_grad():
-        full, out = vae.decode(_batch(latents, 256)), tiled.decode(_batch(latents, 256))
-    grid = tiled.facts()["tile_grid"]
+        full, out = vae.decode(_batch(latents, size)), tiled.decode(_batch(latents, size))
+    return full, out, tiled.facts()["tile_grid"]
+
+
+def test_tiled_vae_agrees_with_untiled_away_from_seams() -> None:
+    full, out, grid = _untiled_and_tiled(latent_side=32, tile_px=160, overlap_px=32, seed=1)
     assert grid["x_seams"] == grid["y_seams"] == [128]
     report = seam_difference(out, full, grid, band_px=32)
     print("tiny VAE, random weights, tiled vs untiled:", report)
@@ -204,13 +212,7 @@ def test_seam_score_sees_the_real_tiled_vae_path() -> None:
     from harness.metrics.base import ImageContext
     from harness.metrics.seam import SeamScore
 
-    cfg = {"space": "flux1", "weights": "random", "config": TINY_VAE}
-    vae = _loaded(VaeDecoder, **cfg)
-    tiled = _loaded(TiledVaeDecoder, **cfg, tile_px=192, overlap_px=64)
-    latents = torch.randn(1, 16, 40, 40, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        full, out = vae.decode(_batch(latents, 320)), tiled.decode(_batch(latents, 320))
-    grid = tiled.facts()["tile_grid"]
+    full, out, grid = _untiled_and_tiled(latent_side=40, tile_px=192, overlap_px=64, seed=2)
     context = ImageContext(case_id="t", item_id="i", prompt=None, seed=0, seed_group="g", reference_key="r",
                            output_size=(320, 320), native_size=(320, 320), facts={"tile_grid": grid})
     metric = SeamScore()
