@@ -83,8 +83,9 @@ MEMORY_KINDS: dict[str, tuple[str, str]] = {  # record field → (label, what it
     "rss_increment_bytes": ("RSS increment", "peak RSS minus the worker's RSS once its decoder was "
                             "loaded: what decoding needs (CPU)"),
 }
-CUDA_MEMORY = ("peak_allocated_bytes", "peak_reserved_bytes", "device_used_bytes")
-CPU_MEMORY = ("peak_rss_bytes", "rss_increment_bytes")
+# The figure one memory column or budget compares, first present: CUDA peak allocated, CPU RSS
+# increment (the decoder's own), CPU peak RSS where the increment was not recorded.
+HEADLINE_MEMORY = ("peak_allocated_bytes", "rss_increment_bytes", "peak_rss_bytes")
 
 
 @dataclass
@@ -164,17 +165,9 @@ class Row:
     # ------------------------------------------------------------------ memory
 
     @property
-    def memory_kinds(self) -> tuple[str, ...]:
-        return CUDA_MEMORY if "peak_allocated_bytes" in self.memory else CPU_MEMORY
-
-    @property
     def memory_headline_kind(self) -> str | None:
-        """The figure a single memory column or budget compares: CUDA peak allocated, CPU RSS
-        increment (the decoder's own), CPU peak RSS where the increment was not recorded."""
-        for kind in ("peak_allocated_bytes", "rss_increment_bytes", "peak_rss_bytes"):
-            if kind in self.memory:
-                return kind
-        return None
+        """The figure a single memory column or budget compares (HEADLINE_MEMORY)."""
+        return next((kind for kind in HEADLINE_MEMORY if kind in self.memory), None)
 
     @property
     def peak_memory_bytes(self) -> int | None:
@@ -198,7 +191,7 @@ class RunView:
     judge_records: list[dict[str, Any]] = field(default_factory=list)
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
     missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
-    record_times: list[str] = field(default_factory=list)  # when each record was written (ISO, UTC)
+    records: list[dict[str, Any]] = field(default_factory=list)  # every record, as read_run validated it
 
     @property
     def sizes(self) -> list[Size]:
@@ -308,7 +301,7 @@ def load_run(run_dir: Path) -> RunView:
     view.metric_names = ordered or declared
     view.warnings = [w for w in [data.torn, data.missing_note, *manifest.get("notes", [])] if w]
     view.missing_images = data.missing_images
-    view.record_times = [r["time"] for r in records if isinstance(r.get("time"), str)]
+    view.records = records
     return view
 
 
@@ -391,8 +384,7 @@ def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, s
             if value is not None and value > row.memory.get(kind, -1):
                 row.memory[kind] = value
         row.memory_method = row.memory_method or memory.get("method")
-        headline = next((memory[k] for k in ("peak_allocated_bytes", "rss_increment_bytes", "peak_rss_bytes")
-                         if memory.get(k) is not None), None)
+        headline = next((memory[k] for k in HEADLINE_MEMORY if memory.get(k) is not None), None)
         if headline is not None:
             row.case_memory[record["case"]] = headline
     if record.get("native_size") and row.native_size is None:
@@ -500,7 +492,7 @@ def time_budget(view: RunView) -> TimeBudget | None:
         if record.get("time"):
             per[invocation_of(record["time"])].append(record)
     last: list[float | None] = [None for _ in phases]
-    for iso in view.record_times:
+    for iso in (r["time"] for r in view.records if isinstance(r.get("time"), str)):
         index, at = invocation_of(iso), _seconds(iso)
         last[index] = max(at, last[index] or at)
     invocations = tuple(_invocation(*args) for args in zip(phases, starts, last, per, strict=True))

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from harness.metrics.direction import LOWER, Direction
-from reports.aggregate import MetricSummary, Row, RunView, Size
+from reports.aggregate import MetricSummary, Row, RunView, Size, registry_metric
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -89,7 +89,6 @@ class Decision:
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
     uninformative: str | None = None
     reference_value: float | None = None
-    paired: bool = True  # False: set-level values, ranked without an interval
 
     def note(self, decoder: str) -> str:
         """Why a decoder has (or lacks) the best mark, for hover text and logs."""
@@ -148,11 +147,10 @@ def criteria(view: RunView) -> list[Criterion]:
 
 
 def _group(metric: str) -> str | None:
-    from harness.metrics import METRICS
-
+    cls = registry_metric(metric)
     try:
-        return METRICS.get(metric).group()
-    except Exception:  # unknown or not importable here: shown, not ranked
+        return None if cls is None else cls.group()
+    except Exception:  # not importable here: shown, not ranked
         return None
 
 
@@ -225,7 +223,6 @@ def decide(view: RunView, size: Size, criterion: Criterion) -> Decision:
     if decision.best is None:
         return decision
     spread = {d: _timing_spread(rows[d]) for d in headline} if criterion.key == "cost:latency" else {}
-    decision.paired = any(len(v) >= 2 for v in per_case.values())
     for a, b in combinations(headline, 2):
         better = min(headline[a], headline[b], key=criterion.direction.badness)
         margin = criterion.margin(better, max(spread.get(a, 0.0), spread.get(b, 0.0)))

@@ -19,13 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.metrics.direction import Direction
-from harness.store import RunStore
+from reports.aggregate import MEMORY_KINDS, load_run
 
 LATENCY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms")
 PER_IMAGE_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "min_ms", "max_ms")
-MEMORY_FIELDS = ("peak_allocated_bytes", "peak_reserved_bytes", "device_used_bytes", "peak_rss_bytes",
-                 "rss_increment_bytes")
 WIN_RATE_UNIT = "share of decoders beaten (0–1)"
 # Column order, and the Parquet types of the columns that are not strings.
 COLUMNS: dict[str, str] = {
@@ -41,14 +38,12 @@ COLUMNS: dict[str, str] = {
 
 
 def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
-    from reports.aggregate import load_run
     from reports.decisions import summary_rows
 
     view = load_run(run_dir)
-    context = _run_context(view)
+    context = DecoderContexts(view)
     rows = [_summary_row(context, view, row) for row in summary_rows(view)]
-    records, _ = RunStore.open(run_dir).records()
-    for record in records:
+    for record in view.records:
         if record["kind"] == "decode":
             rows.extend(_decode_rows(context, view, record))
         elif record["kind"] == "metric":
@@ -72,9 +67,19 @@ def _run_context(view: Any) -> dict[str, Any]:
     }
 
 
-def _decoder(context: dict[str, Any], view: Any, decoder: str) -> dict[str, Any]:
-    name = next((r.name for r in view.rows if r.decoder == decoder), decoder)
-    return {**context, "decoder": decoder, "decoder_name": name, "weights_digest": view.checkpoint(decoder)}
+class DecoderContexts(dict[str, dict[str, Any]]):
+    """decoder → the context columns of its rows (the run's, then the decoder's name and weights
+    digest), each made once: the digest hashes the decoder's weights map."""
+
+    def __init__(self, view: Any) -> None:
+        super().__init__()
+        self.view, self.run = view, _run_context(view)
+
+    def __missing__(self, decoder: str) -> dict[str, Any]:
+        name = next((r.name for r in self.view.rows if r.decoder == decoder), decoder)
+        self[decoder] = {**self.run, "decoder": decoder, "decoder_name": name,
+                         "weights_digest": self.view.checkpoint(decoder)}
+        return self[decoder]
 
 
 def _case(view: Any, case_id: str | None) -> dict[str, Any]:
@@ -85,17 +90,17 @@ def _case(view: Any, case_id: str | None) -> dict[str, Any]:
             "output_width": outputs[0], "output_height": outputs[1]}
 
 
-def _summary_row(context: dict[str, Any], view: Any, row: dict[str, Any]) -> dict[str, Any]:
-    return {**_decoder(context, view, row["decoder"]), "scope": "summary", "output_width": row["size"][0],
+def _summary_row(context: DecoderContexts, view: Any, row: dict[str, Any]) -> dict[str, Any]:
+    return {**context[row["decoder"]], "scope": "summary", "output_width": row["size"][0],
             "output_height": row["size"][1], "variable": f"win_rate:{row['group']}", "value": row["win_rate"],
             "unit": WIN_RATE_UNIT, "better": "higher", "status": "ok", "criteria": ", ".join(row["criteria"])}
 
 
-def _decode_rows(context: dict[str, Any], view: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
+def _decode_rows(context: DecoderContexts, view: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
     latency, memory = record.get("latency") or {}, record.get("memory") or {}
     batch = int(record.get("batch_size") or 1)
     samples = len(latency.get("samples_ms") or []) or latency.get("n")
-    common = {**_decoder(context, view, record["decoder"]), **_case(view, record["case"]), "scope": "call",
+    common = {**context[record["decoder"]], **_case(view, record["case"]), "scope": "call",
               "status": record["status"], "decode_status": record["status"], "batch_size": batch,
               "image": record.get("image"), "reason": _reason(record)}
     rows = [{**common, "variable": f"latency_{name}", "value": latency[name], "unit": "ms", "n": samples}
@@ -103,18 +108,18 @@ def _decode_rows(context: dict[str, Any], view: Any, record: dict[str, Any]) -> 
     rows += [{**common, "variable": f"latency_per_image_{name}", "value": latency[name] / batch,
               "unit": "ms", "n": samples} for name in PER_IMAGE_FIELDS if name in latency]
     rows += [{**common, "variable": name, "value": float(memory[name]), "unit": "bytes", "n": 1}
-             for name in MEMORY_FIELDS if memory.get(name) is not None]
+             for name in MEMORY_KINDS if memory.get(name) is not None]
     for row in rows:
         row["better"] = "lower"
     return rows or [{**common, "variable": "status", "value": None}]
 
 
-def _metric_row(context: dict[str, Any], view: Any, record: dict[str, Any]) -> dict[str, Any]:
+def _metric_row(context: DecoderContexts, view: Any, record: dict[str, Any]) -> dict[str, Any]:
     metric = record["metric"]
     info = view.metric_info.get(metric) or {}
-    direction = Direction.from_info(info) or view.direction(metric)
+    direction = view.direction(metric)
     decode = view.decodes.get((record["decoder"], record["case"])) or {}
-    row = {**_decoder(context, view, record["decoder"]), **_case(view, record["case"]),
+    row = {**context[record["decoder"]], **_case(view, record["case"]),
            "variable": metric, "value": record.get("value"), "unit": view.unit(metric),
            "better": direction.label if direction else None, "status": record["status"],
            "reason": _reason(record), "decode_status": decode.get("status"), "image": decode.get("image"),
@@ -128,9 +133,9 @@ def _metric_row(context: dict[str, Any], view: Any, record: dict[str, Any]) -> d
     return row
 
 
-def _first_call_rows(context: dict[str, Any], view: Any, row: Any) -> list[dict[str, Any]]:
+def _first_call_rows(context: DecoderContexts, view: Any, row: Any) -> list[dict[str, Any]]:
     """First call, worker start-up and cold start: one value per decoder and comparison size."""
-    common = {**_decoder(context, view, row.decoder), "scope": "set", "output_width": row.size[0],
+    common = {**context[row.decoder], "scope": "set", "output_width": row.size[0],
               "output_height": row.size[1], "unit": "ms", "better": "lower", "status": "ok", "n": 1,
               "batch_size": row.batch_size}
     values = {"first_call_ms": row.first_call_ms, "worker_startup_ms": row.worker_startup_ms,

@@ -72,9 +72,9 @@ class SweepView:
     @property
     def memory_kinds(self) -> list[str]:
         """The memory figures these records hold, CUDA allocated and reserved or CPU RSS."""
-        order = ("peak_allocated_bytes", "peak_reserved_bytes", "device_used_bytes", "peak_rss_bytes",
-                 "rss_increment_bytes")
-        return [k for k in order if any(k in p.memory for p in self.points)]
+        from reports.aggregate import MEMORY_KINDS
+
+        return [k for k in MEMORY_KINDS if any(k in p.memory for p in self.points)]
 
     def of(self, decoder: str) -> list[SweepPoint]:
         return sorted((p for p in self.points if p.decoder == decoder), key=lambda p: p.megapixels)

@@ -67,10 +67,6 @@ class Cell:
         return f"{self.value} [{self.n}]" if self.partial and self.n else self.value
 
 
-def cells(*texts: str, style: str = "") -> list[Cell]:
-    return [Cell(text, style=style) for text in texts]
-
-
 @dataclass
 class Grid:
     title: str
