@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from harness.workers.executor import (
     local_slots,
     plan_units,
 )
-from harness.workers.process import start_forkserver
+from harness.workers.process import start_forkserver, visible_devices
 from harness.workers.sink import ImageWriter, RunSink
 
 OK = "ok"
@@ -432,7 +431,7 @@ def evaluation_device(suite: Suite, slots: list[Slot]) -> torch.device:
     gpu = slots[0].gpu_index if slots else None
     if device.type != "cuda" or device.index is not None or gpu is None:
         return device
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    visible = visible_devices() or []
     return torch.device("cuda", visible.index(str(gpu)) if str(gpu) in visible else gpu)
 
 

@@ -94,6 +94,17 @@ def test_all_gpus_without_a_gpu_is_a_clear_error(monkeypatch) -> None:
     assert [s.gpu_index for s in local_slots("all", "cuda")] == [0, 1]
 
 
+def test_all_gpus_under_an_existing_mask_are_the_masks_gpus(monkeypatch) -> None:
+    """With CUDA_VISIBLE_DEVICES=2,3 already set, --gpus all means GPUs 2 and 3 (not 0 and 1)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 2)
+    assert [(s.label, s.gpu_index, dict(s.env)) for s in local_slots("all", "cuda")] == [
+        ("gpu2", 2, {"CUDA_VISIBLE_DEVICES": "2"}), ("gpu3", 3, {"CUDA_VISIBLE_DEVICES": "3"})]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,GPU-bbbb")  # UUIDs: pinned as given
+    assert [(s.gpu_index, dict(s.env)) for s in local_slots("all", "cuda")] == [
+        (0, {"CUDA_VISIBLE_DEVICES": "GPU-aaaa"}), (1, {"CUDA_VISIBLE_DEVICES": "GPU-bbbb"})]
+
+
 def test_evaluation_runs_on_the_first_slots_gpu(monkeypatch, write_suite, image_folder) -> None:
     suite = load_suite(write_suite(suite_text(image_folder, decoder_tables('name = "nearest"'))))
     cuda = suite.with_overrides(device="cuda")

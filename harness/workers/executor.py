@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from harness.workers.channel import DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
-from harness.workers.process import WorkerGone, WorkerProcess
+from harness.workers.process import WorkerGone, WorkerProcess, visible_devices
 from harness.workers.worker import worker_main
 
 Size = tuple[int, int]
@@ -70,7 +70,7 @@ class Slot:
     """One place where one worker runs at a time."""
 
     label: str  # "gpu3", "local", "ray2"
-    gpu_index: int | None = None  # physical GPU the slot's workers are pinned to
+    gpu_index: int | None = None  # physical GPU the slot's workers are pinned to (see _gpu_slot)
     env: Mapping[str, str] = field(default_factory=dict)  # set in the worker (CUDA_VISIBLE_DEVICES)
     device: str | None = None  # the device workers are told to use (None: the suite's)
     remote: bool = False  # workers run where a cluster places them (Ray): host unknown until loaded
@@ -135,9 +135,16 @@ def local_slots(gpus: str | Sequence[int] | None, device: str) -> list[Slot]:
         count = visible_gpu_count()
         if count == 0:
             raise ExecutorError("--gpus all: no GPU is visible to this process")
-        wanted = list(range(count))
-    return [Slot(f"gpu{index}", index, {"CUDA_VISIBLE_DEVICES": str(index)},
-                 "cuda" if device == "cuda" else None) for index in wanted]
+        # Every GPU this process sees: under an existing CUDA_VISIBLE_DEVICES mask, the GPUs it names
+        # (physical indices; a mask of UUIDs pins each UUID and records its position).
+        visible = visible_devices() or [str(index) for index in range(count)]
+        return [_gpu_slot(int(pinned) if pinned.isdigit() else position, pinned, device)
+                for position, pinned in enumerate(visible[:count])]
+    return [_gpu_slot(index, str(index), device) for index in wanted]
+
+
+def _gpu_slot(index: int, pinned: str, device: str) -> Slot:
+    return Slot(f"gpu{index}", index, {"CUDA_VISIBLE_DEVICES": pinned}, "cuda" if device == "cuda" else None)
 
 
 # =========================================================================== the interface

@@ -82,6 +82,12 @@ def device_facts(device: torch.device) -> dict[str, Any]:
     return facts
 
 
+def visible_devices() -> list[str] | None:
+    """The GPUs CUDA_VISIBLE_DEVICES lets this process see, in its cuda:N order; None: not set."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return None if visible is None else [v.strip() for v in visible.split(",") if v.strip()]
+
+
 def placement(device: torch.device) -> dict[str, Any]:
     """Where this worker runs: host, physical GPU index and model (None on CPU), and the
     CUDA_VISIBLE_DEVICES it was pinned with (a GPU index is physical: the pinned list is mapped)."""
@@ -90,7 +96,7 @@ def placement(device: torch.device) -> dict[str, Any]:
                              "cuda_visible_devices": visible}
     if device.type == "cuda":
         logical = device.index if device.index is not None else torch.cuda.current_device()
-        ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+        ids = visible_devices() or []
         physical: int | str = ids[logical] if logical < len(ids) else logical
         facts["gpu_index"] = int(physical) if str(physical).isdigit() else physical
         facts["gpu_name"] = torch.cuda.get_device_name(logical)
