@@ -101,14 +101,13 @@ def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
 
 class Runner:
     def __init__(self, suite: Suite, store: RunStore, cache: TensorCache,
-                 reporter: Reporter | None = None, items: list[LoadableItem] | None = None,
-                 executor: Executor | None = None) -> None:
+                 reporter: Reporter | None = None, items: list[LoadableItem] | None = None, *,
+                 executor: Executor) -> None:
         self.suite, self.store, self.cache = suite, store, cache
         self.reporter = reporter or SilentReporter()
         self.notes: list[str] = []
         self.items = items  # listed (and checked) before the run directory was made
-        start_forkserver(preload_modules(suite))  # imports in the background from now on
-        self.executor = executor or make_executor(suite)
+        self.executor = executor
 
     # ------------------------------------------------------------------ entry points
 
@@ -134,7 +133,7 @@ class Runner:
             "environment": fingerprint(),
             "cache_dir": str(cache.root.resolve()),
         }
-        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter, items, executor)
+        return cls(suite, RunStore.create(run_dir, manifest), cache, reporter, items, executor=executor)
 
     @classmethod
     def resume(cls, run_dir: Path, cache: TensorCache | None = None,
@@ -410,7 +409,9 @@ def make_executor(suite: Suite, executor: str = "local", address: str | None = N
         raise ExecutorError(f"unknown executor {executor!r}; known: local, ray")
     if address is not None:
         raise ExecutorError("--address is for --executor ray")
-    return LocalExecutor(local_slots(timing.gpus, timing.device))
+    slots = local_slots(timing.gpus, timing.device)
+    start_forkserver(preload_modules(suite))  # local workers fork from it: imports start now
+    return LocalExecutor(slots)
 
 
 def preload_modules(suite: Suite) -> list[str]:

@@ -211,8 +211,7 @@ class WorkerProcess:
     def __init__(self, job: Any, target: Callable[[Any, Any], None],
                  name: str | None = None, env: Mapping[str, str] | None = None) -> None:
         method = start_method()
-        if method == "forkserver":
-            start_forkserver()
+        start_forkserver()  # no-op where children are spawned, or once the server runs
         context = multiprocessing.get_context(method)
         self.job = job
         self._conn, child_conn = context.Pipe()
