@@ -109,16 +109,21 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
     records, _ = store.records()
     decodes = {(r["decoder"], r["case"]): r for r in records if r["kind"] == "decode"}
     notes: list[str] = []
-    info = store.manifest().get("metrics", {})
+    manifest = store.manifest()
+    info = manifest.get("metrics", {})
+    upstream = (manifest.get("source_model") or {}).get("quality_not_applicable")
     for names in passes(suite.metric_params):
         feeders = []
         for name in names:
-            feeder = Feeder(METRICS.get(name)(suite.metric_params[name]), store, decodes, prepared)
+            feeder = Feeder(METRICS.get(name)(suite.metric_params[name]), store, decodes, prepared, upstream)
             if feeder.start(records, device):
                 feeders.append(feeder)
             elif feeder.unavailable is not None:
                 notes.append(f"metric {name} unavailable: {feeder.unavailable}")
                 info[name] = metric_info(feeder.metric, status="unavailable", message=feeder.unavailable)
+                store.update_manifest(metrics=info)
+            elif feeder.sets:  # nothing applied: the not_applicable records are written
+                info[name] = metric_info(feeder.metric, status="ok", seconds=0.0, images=0)
                 store.update_manifest(metrics=info)
         if not feeders:
             continue
@@ -165,7 +170,7 @@ class Feeder:
     """One metric in a pass: what it still needs, what it is fed, and the records it writes."""
 
     def __init__(self, metric: Metric, store: RunStore, decodes: dict[Unit, dict[str, Any]],
-                 prepared: dict[str, PreparedCase]) -> None:
+                 prepared: dict[str, PreparedCase], source_not_applicable: str | None = None) -> None:
         self.metric, self.store, self.decodes, self.prepared = metric, store, decodes, prepared
         self.sets: dict[SetKey, EvalSet] = {}
         self.notes: list[str] = []
@@ -175,13 +180,17 @@ class Feeder:
         self._wanted: set[Unit] = set()
         self._fed: list[Unit] = []
         # A random-weight encoder or pipeline upstream spoils every decoder's quality alike.
-        source = store.manifest().get("source_model") or {}
-        self.source_not_applicable = source.get("quality_not_applicable")
+        self.source_not_applicable = source_not_applicable
 
     def start(self, records: list[dict[str, Any]], device: torch.device) -> bool:
-        """Find the pending sets and load the metric; False when there is nothing to feed."""
+        """Find the pending sets and load the metric; False when there is nothing to feed (no
+        pending set, none that applies, or the metric cannot load)."""
         self.sets = {(s.decoder, s.size): s for s in self.pending_sets(records)}
         if not self.sets:
+            return False
+        if all(self._not_applicable(u) for s in self.sets.values() for u in s.units):
+            for key in self.sets:  # records every image as not applicable, loads nothing
+                self.begin(key)
             return False
         began = time.perf_counter()
         try:

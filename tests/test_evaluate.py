@@ -304,3 +304,24 @@ def test_the_reader_stays_a_bounded_number_of_batches_ahead(monkeypatch) -> None
         assert len(loaded) <= taken + READ_AHEAD_BATCHES + 1
     batches.close()  # stops the reader thread
     assert len(loaded) < 20
+
+
+def test_a_metric_is_not_loaded_when_nothing_it_would_score_applies(write_suite, tmp_path, image_folder,
+                                                                     monkeypatch) -> None:
+    """Every decoded image is not applicable (random weights): the records say so, and no metric
+    model is loaded for nothing (a metric that cannot load is not 'unavailable' then either)."""
+    from harness.metrics.fullref import PSNR
+
+    def refuse(self, device):
+        raise AssertionError("psnr was loaded with nothing to score")
+
+    monkeypatch.setattr(PSNR, "load", refuse)
+    text = suite_text(image_folder, decoder_tables(
+        'name = "fault"\nparams = {quality_not_applicable = "random weights: performance-only"}'))
+    run_dir = Runner.new(load_suite(write_suite(text.replace('["psnr", "ssim"]', '["psnr"]'))),
+                         tmp_path / "run", TensorCache(tmp_path / "cache")).run().run_dir
+    records = _metric_records(run_dir)
+    assert records and {r["status"] for r in records} == {"not_applicable"}
+    assert {r["message"] for r in records} == {"random weights: performance-only"}
+    info = RunStore.open(run_dir).manifest()["metrics"]["psnr"]
+    assert info["status"] == "ok" and info["images"] == 0

@@ -32,6 +32,7 @@ class FaultParams(Params):
     die_once_marker: str | None = None  # SIGKILL the worker on its first decode, noted in this file
     report_env: list[str] = Field(default_factory=list)  # facts: these variables, the parent pid
     oom_from_px: int | None = None  # cuda_oom: only outputs with a side of at least this many px
+    quality_not_applicable: str | None = None  # facts: say this decoder's quality means nothing
 
 
 def cuda_oom(width: int, height: int) -> torch.OutOfMemoryError:
@@ -105,6 +106,8 @@ class FaultDecoder(Decoder):
         if self.params.report_env:
             facts["env"] = {name: os.environ.get(name) for name in self.params.report_env}
             facts["parent_pid"] = os.getppid()
+        if self.params.quality_not_applicable:
+            facts["quality_not_applicable"] = self.params.quality_not_applicable
         return facts
 
 
