@@ -169,3 +169,29 @@ def test_invention_lpips_is_the_mean_over_all_pairs() -> None:
         pairs = [network(group[a:a + 1] * 2 - 1, group[b:b + 1] * 2 - 1).item()
                  for a, b in itertools.combinations(range(4), 2)]
     assert metric.compute().per_key["c0"] == pytest.approx(float(np.mean(pairs)), rel=1e-5)
+
+
+def test_invention_lpips_bounds_its_forward_passes_like_lpips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The K(K−1)/2 pairs go through the network in passes of at most MAX_PIXELS (a 4096² group
+    of 4 seeds would otherwise be 6 full-size pairs at once), with the same mean."""
+    from harness.metrics import perceptual
+
+    torch.manual_seed(0)
+    network = LPIPSNetwork("alex")
+    group = torch.rand(4, 3, 64, 64)
+
+    def mean_and_passes() -> tuple[float, list[int]]:
+        metric, passes = InventionLPIPS(), []
+        metric.network = network
+        hook = network.register_forward_pre_hook(lambda _, args: passes.append(args[0].shape[0]))
+        try:
+            metric.update([f"c{i}" for i in range(4)], group, None, _group_contexts([0, 1, 2, 3]))
+            return metric.compute().per_key["c0"], passes
+        finally:
+            hook.remove()
+
+    whole, passes = mean_and_passes()
+    assert passes == [6]
+    monkeypatch.setitem(perceptual.MAX_PIXELS, "alex", 2 * 64 * 64)
+    chunked, passes = mean_and_passes()
+    assert passes == [2, 2, 2] and chunked == pytest.approx(whole, rel=1e-6)

@@ -32,7 +32,7 @@ from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
 from harness.images import quantize
 from harness.metrics.base import Family, ImageContext, Metric, MetricValues, Scope, require_weights
-from harness.metrics.perceptual import load_lpips, to_signed
+from harness.metrics.perceptual import load_lpips, lpips_distances
 
 
 def single_seed_reason(contexts: list[ImageContext]) -> str:
@@ -146,9 +146,8 @@ class InventionLPIPS(GroupMetric):
     @no_grad
     def score_group(self, key: str, group: torch.Tensor) -> float:
         pairs = list(itertools.combinations(range(group.shape[0]), 2))
-        first = to_signed(group[[a for a, _ in pairs]].float())
-        second = to_signed(group[[b for _, b in pairs]].float())
-        return float(self.network(first, second).double().mean())
+        first, second = group[[a for a, _ in pairs]], group[[b for _, b in pairs]]
+        return float(lpips_distances(self.network, first, second).double().mean())
 
     def protocol(self) -> dict[str, Any]:
         return {**super().protocol(), "lpips": "v0.1 alex, inputs mapped to [-1, 1]", "pairs": "all K(K-1)/2",

@@ -60,6 +60,13 @@ def to_signed(images: torch.Tensor) -> torch.Tensor:
     return images * 2 - 1
 
 
+def lpips_distances(network: LPIPSNetwork, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """LPIPS between [0, 1] images x[i] and y[i], [B], in forward passes of at most
+    MAX_PIXELS[backbone] pixels (every metric built on LPIPS bounds its memory here)."""
+    return torch.cat([network(to_signed(x[part].float()), to_signed(y[part].float()))
+                      for part in pixel_chunks(x, MAX_PIXELS[network.backbone])])
+
+
 class LPIPS(PerImageMetric):
     name = "lpips"
     unit = "distance (≈0–1)"
@@ -80,8 +87,7 @@ class LPIPS(PerImageMetric):
     @no_grad
     def score(self, preds: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         assert targets is not None
-        return torch.cat([self.network(to_signed(preds[part].float()), to_signed(targets[part].float()))
-                          for part in pixel_chunks(preds, MAX_PIXELS[self.backbone])])
+        return lpips_distances(self.network, preds, targets)
 
 
 class LPIPSVGG(LPIPS):
