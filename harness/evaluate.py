@@ -274,8 +274,8 @@ class Feeder:
         pieces = ([mine] if self.metric.scope != Scope.SEED_GROUP
                   else _group_indices([batch[i] for i in mine], mine, self.prepared))
         for indices in pieces:
-            self._update(key, [batch[i] for i in indices], _select(preds, indices, len(batch)),
-                         None if targets is None else _select(targets, indices, len(batch)),
+            self._update(key, [batch[i] for i in indices], _select(preds, indices),
+                         None if targets is None else _select(targets, indices),
                          [contexts[i] for i in indices])
 
     def _update(self, key: SetKey, units: list[Unit], preds: torch.Tensor, targets: torch.Tensor | None,
@@ -444,8 +444,9 @@ def _group_indices(units: list[Unit], indices: list[int],
     return [[position[u] for u in group] for group in seed_groups(units, prepared)]
 
 
-def _select(tensor: torch.Tensor, indices: list[int], length: int) -> torch.Tensor:
-    if indices == list(range(length)):
+def _select(tensor: torch.Tensor, indices: list[int]) -> torch.Tensor:
+    """The batch rows `indices` (the tensor itself when that is all of them, in order)."""
+    if indices == list(range(tensor.shape[0])):
         return tensor
     return tensor[torch.tensor(indices, device=tensor.device)]
 

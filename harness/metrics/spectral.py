@@ -62,14 +62,14 @@ def _window_and_radius(height: int, width: int,
     return window, window.pow(2).sum(), torch.hypot(fy, fx)
 
 
-def power_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, 3, H, W] → (power [B, H, W], radial frequency [H, W] in cycles/px)."""
+def power_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] → power [B, H, W] (the radial frequency of each bin: _window_and_radius)."""
     gray = luma(images)
     gray = gray - gray.mean(dim=(1, 2), keepdim=True)
-    window, energy, radius = _window_and_radius(*gray.shape[-2:], gray.device)
+    window, energy, _ = _window_and_radius(*gray.shape[-2:], gray.device)
     spectrum = torch.view_as_real(torch.fft.fft2(gray.mul_(window)))
     power = spectrum[..., 0].square().add_(spectrum[..., 1].square()).div_(energy)  # re² + im²
-    return power, radius
+    return power
 
 
 @lru_cache(maxsize=8)
@@ -96,7 +96,7 @@ def radial_profile(images: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch
 
 
 def _radial_profile(images: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    power, _ = power_spectrum(images)
+    power = power_spectrum(images)
     index, counts = _bin_index(*power.shape[-2:], bins, power.device)
     sums = torch.zeros(power.shape[0], bins + 1, dtype=torch.float64, device=power.device)
     sums.index_add_(1, index, power.flatten(1))  # in pixel order within each bin, as a masked sum
@@ -156,7 +156,7 @@ class SpectralDistance(PerImageMetric):
 def high_frequency_energy(images: torch.Tensor, cutoff: float) -> torch.Tensor:
     energies = []
     for part in pixel_chunks(images, MAX_PIXELS):
-        power, _ = power_spectrum(images[part])
+        power = power_spectrum(images[part])
         band = _band_index(*power.shape[-2:], cutoff, power.device)
         energies.append(power.flatten(1)[:, band].sum(dim=1))
     return torch.cat(energies)
