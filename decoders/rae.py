@@ -25,8 +25,6 @@ the latent normalization then is the identity unless `stats` is given.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from decoders.weights import (
     build_seeded,
     file_sha256,
     folder_sha256,
+    random_recipe,
     require,
     resolve_file,
     resolve_pretrained,
@@ -150,14 +149,9 @@ def _grid(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(batch, channels, side, side)
 
 
-def _random_recipe(space: str, params: RaeParams) -> dict[str, str]:
-    recipe = json.dumps({"family": space, "config": params.config, "seed": params.init_seed}, sort_keys=True)
-    return {f"random:{space}": hashlib.sha256(recipe.encode()).hexdigest()}
-
-
 def _encoder_weights(family: RaeFamily, params: RaeParams) -> dict[str, str]:
     if params.weights == RANDOM:
-        return _random_recipe(family.space, params)
+        return random_recipe(family.space, params.config, params.init_seed)
     reference = params.weights or family.default_weights
     folder, _ = resolve_pretrained(reference, None, f"{family.space} encoder")
     if not Path(folder).is_dir():  # online and not cached yet

@@ -43,6 +43,7 @@ from decoders.plugins import Params
 from decoders.spaces import as_space, get_space
 from decoders.weights import (
     HF_PREFIX,
+    build_seeded,
     file_sha256,
     is_local,
     resolve_file,
@@ -163,9 +164,7 @@ def load_half(params: TaeParams, part: Literal["encoder", "decoder"]) -> nn.Sequ
     v = params.info
     build = build_encoder if part == "encoder" else build_decoder
     if params.weights == RANDOM:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(params.init_seed)
-            return build(v.latent_channels, v.pooled)
+        return build_seeded(lambda: build(v.latent_channels, v.pooled), params.init_seed, torch.device("cpu"))
     kind, path = _weight_source(params, part)
     state = _state_dict(kind, path, part)
     pooled = any(".pool." in key for key in state)

@@ -20,8 +20,6 @@ tiles of the config's `sample_size`, overlap factor 0.25, `blend_v/blend_h`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -47,6 +45,7 @@ from decoders.weights import (
     build_seeded,
     dtype_kwargs,
     folder_sha256,
+    random_recipe,
     require,
     resolve_pretrained,
     state_dict_sha256,
@@ -230,9 +229,7 @@ def check_vae(params: VaeParams) -> None:
 def vae_weights(params: VaeParams) -> dict[str, str]:
     """sha256 of the weight files (resolved without loading), or the random-init recipe."""
     if params.weights == RANDOM:
-        recipe = json.dumps({"family": params.space, "config": params.config, "seed": params.init_seed},
-                            sort_keys=True)
-        return {f"random:{params.space}": hashlib.sha256(recipe.encode()).hexdigest()}
+        return random_recipe(params.space, params.config, params.init_seed)
     reference, subfolder = resolve_pretrained(params.describe_weights(), params.subfolder,
                                               f"{params.space} VAE")
     folder = Path(reference) / subfolder if subfolder else Path(reference)

@@ -14,13 +14,14 @@ with `DecoderUnavailable` naming the file and the command that fetches it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from decoders.base import DecoderUnavailable
 from decoders.lazy import torch
@@ -176,6 +177,13 @@ def dtype_kwargs(dtype: torch.dtype) -> dict[str, torch.dtype]:
 
     major, minor = (int(part) for part in version("diffusers").split(".")[:2])
     return {"dtype": dtype} if (major, minor) >= (0, 42) else {"torch_dtype": dtype}
+
+
+def random_recipe(space: str, config: Any, seed: int) -> dict[str, str]:
+    """What identifies random weights in place of a weight digest: `random:<space>` → sha256 of the
+    (family, config, seed) recipe."""
+    recipe = json.dumps({"family": space, "config": config, "seed": seed}, sort_keys=True)
+    return {f"random:{space}": hashlib.sha256(recipe.encode()).hexdigest()}
 
 
 def build_seeded(build: Callable[[], T], seed: int, device: torch.device) -> T:
