@@ -292,8 +292,9 @@ class PidDecoder(Decoder):
             experiment, checkpoint, config = entry.experiment, entry.checkpoint_path, DISTILLED_CONFIG
         return p.experiment or experiment, p.checkpoint or checkpoint, config
 
-    def _check_files(self, root: Path, checkpoint: str) -> None:
-        needed = {checkpoint: f"{Path(checkpoint).parent.as_posix()}/*"}
+    def _check_files(self, root: Path, checkpoint: str | None) -> None:
+        """The backbone's files, and the checkpoint's where its name is known (PiD's registry)."""
+        needed = {checkpoint: f"{Path(checkpoint).parent.as_posix()}/*"} if checkpoint else {}
         needed.update({relative: relative for relative in self.params.info.files})
         for relative, include in needed.items():
             if not (root / relative).is_file():
@@ -315,10 +316,7 @@ class PidDecoder(Decoder):
         root = self._root()
         if not (root / "pid").is_dir():
             raise DecoderUnavailable(f"{root} is not a PiD checkout (no pid/ package); {INSTALL}")
-        for relative in self.params.info.files:
-            if not (root / relative).is_file():
-                raise DecoderUnavailable(f"PiD file missing: {root / relative}; run `hf download "
-                                         f"{HF_REPO} --local-dir {root} --include '{relative}'`")
+        self._check_files(root, None)
         self._check_hub_models()
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
