@@ -31,6 +31,13 @@ Size = tuple[int, int]
 Unit = tuple[str, str]  # (decoder id, case id)
 
 
+def ci95_half(values: list[float]) -> float | None:
+    """Half-width of a normal-approximation 95% interval of the mean; None under two values."""
+    if len(values) < 2:
+        return None
+    return 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+
+
 @dataclass
 class MetricSummary:
     per_case: dict[str, float] = field(default_factory=dict)
@@ -60,10 +67,7 @@ class MetricSummary:
 
     @property
     def ci95(self) -> float | None:
-        """Half-width of a normal-approximation 95% interval of the mean."""
-        if len(self.per_case) < 2:
-            return None
-        return 1.96 * statistics.stdev(self.per_case.values()) / math.sqrt(len(self.per_case))
+        return ci95_half(list(self.per_case.values()))
 
     def add_status(self, status: str, message: str | None) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1

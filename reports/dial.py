@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from harness.judge.aggregate import combine_orders, wilson_interval
 from harness.metrics.direction import HIGHER, Direction
-from reports.aggregate import RunView, registry_metric
+from reports.aggregate import RunView, ci95_half, registry_metric
 
 Kind = Literal["fidelity", "plausibility"]
 FAMILY_KINDS: dict[str, Kind] = {"full_reference": "fidelity", "no_reference": "plausibility"}
@@ -64,7 +64,7 @@ def _kind(view: RunView, metric: str) -> Kind | None:
 
 def _mean_point(x: float, values: list[float]) -> DialPoint:
     mean = statistics.fmean(values)
-    half = 1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    half = ci95_half(values) or 0.0
     return DialPoint(x, mean, mean - half, mean + half, len(values))
 
 
