@@ -55,11 +55,12 @@ def _image_problem(path: Path, exc: Exception) -> ImageFileError:
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # what PIL raises
 
 
-def check_image(path: Path) -> str | None:
+def check_image(path: Path, data: bytes | None = None) -> str | None:
     """Read an image file's header and check its chunks (PNG CRCs) without decoding the pixels:
-    the problem in one line, or None. A damage that only decoding finds shows at run time."""
+    the problem in one line, or None. A damage that only decoding finds shows at run time.
+    `data`: the file's bytes where the caller has read them already (not read again)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path if data is None else io.BytesIO(data)) as image:
             image.verify()
     except IMAGE_ERRORS as exc:
         return str(_image_problem(path, exc))

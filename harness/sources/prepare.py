@@ -163,9 +163,9 @@ BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
 
 def _file_item(item_id: str, path: Path, prompt: str | None, origin: str) -> LoadableItem:
     """An image file; one that cannot be read keeps its problem (the other items still run)."""
-    digest = hashlib.sha256(read_bytes(path, "the image")).hexdigest()
-    return LoadableItem(Item(item_id, digest, prompt, origin), lambda: images.read_rgb(path),
-                        problem=images.check_image(path))
+    data = read_bytes(path, "the image")
+    return LoadableItem(Item(item_id, hashlib.sha256(data).hexdigest(), prompt, origin),
+                        lambda: images.read_rgb(path), problem=images.check_image(path, data))
 
 
 def _folder_items(folder: Path) -> list[LoadableItem]:
