@@ -1,14 +1,14 @@
 """Read a run directory into summary rows: one per (comparison size, decoder).
 
-Latency pools the timed repeats of the `ok` decode calls of that decoder at
-that size that have the same batch size (a batch counts once; calls of
-another batch size are kept apart), per call and per image; each memory
-figure is the maximum over its calls;
-quality is the mean over cases of each metric with a normal-approximation
-95% interval, and keeps the per-case values (gates pair them by case).
-Anything that is not a number says why (status counts, notes). The view also
-keeps what the report shows per case: decode records, metric artifacts
-(e.g. invention heat-maps) and judge verdicts.
+Latency and memory are kept per decode call: a call decoded `batch_size` cases at once, its timed
+repeats give the call's median, and the headline figures come from the calls of the row's batch
+size only (a last, smaller batch is kept apart, never pooled). Paired decisions and gates compare
+one value per call (per image = call ÷ batch size), so n counts calls, not the cases they held.
+The spread of a row's timed repeats (IQR / median) says whether its latency is stable enough to
+rank. Quality is the mean over cases of each metric with a normal-approximation 95% interval, and
+keeps the per-case values (decisions and gates pair them by case). Anything that is not a number
+says why (status counts, notes). The view also keeps what the report shows per case: decode
+records, metric artifacts (e.g. invention heat-maps) and judge verdicts.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.metrics.direction import Direction
+from harness.stats import UNSTABLE_SPREAD, relative_spread
 from harness.store import read_run
 
 Size = tuple[int, int]
@@ -92,6 +93,17 @@ MEMORY_KINDS: dict[str, tuple[str, str]] = {  # record field → (label, what it
 HEADLINE_MEMORY = ("peak_allocated_bytes", "rss_increment_bytes", "peak_rss_bytes")
 
 
+@dataclass(frozen=True)
+class Call:
+    """One ok decode call: the cases it decoded at once, its timed repeats and its memory."""
+
+    cases: tuple[str, ...]  # sorted case ids: the same key for two decoders that decoded the same batch
+    batch_size: int
+    median_ms: float | None
+    samples_ms: tuple[float, ...]
+    memory: int | None  # its headline memory figure (HEADLINE_MEMORY), None where not recorded
+
+
 @dataclass
 class Row:
     """One decoder at one comparison size. Latency and memory come from `ok` decodes only (an
@@ -101,11 +113,9 @@ class Row:
     name: str
     size: Size
     statuses: dict[str, int] = field(default_factory=dict)
-    calls_ms: dict[int, list[float]] = field(default_factory=dict)  # batch size → per-call samples
-    case_latency_ms: dict[str, float] = field(default_factory=dict)  # case → per-image median
+    calls: list[Call] = field(default_factory=list)  # the ok decode calls, in record order
     native_size: tuple[int, int] | None = None  # the decoder's own output size (before resampling)
     memory: dict[str, int] = field(default_factory=dict)  # MEMORY_KINDS field → max over calls
-    case_memory: dict[str, int] = field(default_factory=dict)  # case → headline memory of its call
     memory_method: str | None = None
     worker_startup_ms: float | None = None  # spawn → ready of the worker that served this size first
     first_call_ms: float | None = None  # first (warm-up) call at this size
@@ -131,16 +141,33 @@ class Row:
     # ------------------------------------------------------------------ latency
 
     @property
+    def calls_ms(self) -> dict[int, list[float]]:
+        """Batch size → the timed samples of every call of that size (for quantiles and spread)."""
+        pooled: dict[int, list[float]] = {}
+        for call in self.calls:
+            if call.samples_ms:
+                pooled.setdefault(call.batch_size, []).extend(call.samples_ms)
+        return pooled
+
+    @property
     def batch_size(self) -> int | None:
         """The batch size of most timed calls (the larger on a tie): what latency describes."""
-        if not self.calls_ms:
+        counts: dict[int, int] = {}
+        for call in self.calls:
+            if call.samples_ms:
+                counts[call.batch_size] = counts.get(call.batch_size, 0) + 1
+        if not counts:
             return None
-        return max(self.calls_ms, key=lambda b: (len(self.calls_ms[b]), b))
+        return max(counts, key=lambda b: (counts[b], b))
 
     @property
     def other_batches(self) -> dict[int, int]:
         """Timed samples of calls of other batch sizes (a last, smaller batch): kept apart."""
         return {b: len(s) for b, s in self.calls_ms.items() if b != self.batch_size}
+
+    def headline_calls(self) -> list[Call]:
+        """The calls of `batch_size`: the only ones latency and memory decisions compare."""
+        return [call for call in self.calls if call.batch_size == self.batch_size]
 
     def call_latency(self, quantile: float) -> float | None:
         """Latency of one decode call of `batch_size` images (ms)."""
@@ -153,6 +180,26 @@ class Row:
         """Latency per image: a call of `batch_size` images ÷ batch_size (ms)."""
         call = self.call_latency(quantile)
         return None if call is None else call / self.batch_size  # type: ignore[operator]
+
+    @property
+    def latency_spread(self) -> float | None:
+        """IQR ÷ median of the timed samples of `batch_size` calls: how much one call's time moves."""
+        batch = self.batch_size
+        return None if batch is None else relative_spread(self.calls_ms[batch])
+
+    @property
+    def latency_unstable(self) -> bool:
+        spread = self.latency_spread
+        return spread is not None and spread > UNSTABLE_SPREAD
+
+    def per_call_latency(self) -> dict[tuple[str, ...], float]:
+        """Per image latency of each `batch_size` call (its median ÷ batch size), keyed by its cases."""
+        return {call.cases: call.median_ms / call.batch_size
+                for call in self.headline_calls() if call.median_ms is not None}
+
+    def per_call_memory(self) -> dict[tuple[str, ...], float]:
+        """The headline memory figure of each `batch_size` call, keyed by its cases."""
+        return {call.cases: float(call.memory) for call in self.headline_calls() if call.memory is not None}
 
     @property
     def images_per_s(self) -> float | None:
@@ -272,7 +319,6 @@ def load_run(run_dir: Path) -> RunView:
     cases = {c["id"]: c for c in data.cases}
     names = {d["label"] or d["name"]: d["name"] for d in manifest["suite"]["resolved"]["decoder"]}
     rows: dict[tuple[str, Size], Row] = {}
-    seen_batches: set[tuple[str, str]] = set()
     view = RunView(run_dir=run_dir, manifest=manifest, rows=[], metric_info=manifest.get("metrics", {}),
                    metric_names=[], warnings=[], cases=cases)
 
@@ -291,12 +337,19 @@ def load_run(run_dir: Path) -> RunView:
             view.load_failures[record["decoder"]] = record
         elif record["kind"] == "judge":
             view.judge_records.append(record)
+    calls: dict[tuple[str, str], tuple[Row, list[dict[str, Any]]]] = {}
     for record in records:
         if record["kind"] != "decode":
             continue
         size = tuple(record.get("output_size") or cases.get(record["case"], {}).get("output_size"))
         view.decodes[(record["decoder"], record["case"])] = record
-        _add_decode(row_for(record["decoder"], size), record, seen_batches)  # type: ignore[arg-type]
+        row = row_for(record["decoder"], size)  # type: ignore[arg-type]
+        _add_decode(row, record)
+        if record["status"] == "ok":  # an invalid output keeps its timings, but they are no measurement
+            key = (record["decoder"], record.get("batch_id") or record["case"])
+            calls.setdefault(key, (row, []))[1].append(record)
+    for row, members in calls.values():
+        row.calls.append(_call(members))
     metric_names = _add_metrics(view, records, row_for)
     declared = [m["name"] for m in manifest["suite"]["resolved"].get("metrics", [])]
     ordered = [m for m in declared if m in metric_names] + [m for m in metric_names if m not in declared]
@@ -365,7 +418,7 @@ def _reference_value(details: dict[str, Any]) -> float | None:
     return None
 
 
-def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, str]]) -> None:
+def _add_decode(row: Row, record: dict[str, Any]) -> None:
     status = record["status"]
     row.statuses[status] = row.statuses.get(status, 0) + 1
     if status != "ok" and record.get("message"):
@@ -373,28 +426,29 @@ def _add_decode(row: Row, record: dict[str, Any], seen_batches: set[tuple[str, s
         if message not in row.failures:
             row.failures.append(message)
     if status != "ok":
-        return  # an invalid output keeps its timings in its record, but they are no measurement
-    latency, memory = record.get("latency"), record.get("memory")
-    batch_size = int(record.get("batch_size") or 1)
-    if latency:
-        batch = (record["decoder"], record.get("batch_id") or record["case"])
-        if batch not in seen_batches:
-            seen_batches.add(batch)
-            row.calls_ms.setdefault(batch_size, []).extend(latency["samples_ms"])
-        row.case_latency_ms[record["case"]] = latency["median_ms"] / batch_size
+        return
+    memory = record.get("memory")
     if memory:
         for kind in MEMORY_KINDS:
             value = memory.get(kind)
             if value is not None and value > row.memory.get(kind, -1):
                 row.memory[kind] = value
         row.memory_method = row.memory_method or memory.get("method")
-        headline = next((memory[k] for k in HEADLINE_MEMORY if memory.get(k) is not None), None)
-        if headline is not None:
-            row.case_memory[record["case"]] = headline
     if record.get("native_size") and row.native_size is None:
         row.native_size = tuple(record["native_size"])  # type: ignore[assignment]
     if record.get("resampled"):
         row.resampled_from = record["resampled"]["from"]
+
+
+def _call(records: list[dict[str, Any]]) -> Call:
+    """The records of one call's cases (each carries the call's timings and memory) as one Call."""
+    first = records[0]
+    latency, memory = first.get("latency") or {}, first.get("memory") or {}
+    headline = next((memory[k] for k in HEADLINE_MEMORY if memory.get(k) is not None), None)
+    return Call(cases=tuple(sorted(r["case"] for r in records)),
+                batch_size=int(first.get("batch_size") or len(records)),
+                median_ms=latency.get("median_ms"), samples_ms=tuple(latency.get("samples_ms") or ()),
+                memory=headline)
 
 
 def _add_first_calls(view: RunView) -> None:

@@ -1,53 +1,64 @@
-"""Decisions a reader can trust: paired comparisons, ties within noise, summary win rates.
+"""Decisions a reader can trust: paired tests with a known error rate, an honest summary.
 
-For every criterion of a comparison size — each metric, and the two costs
-(latency per image, peak memory) — decoders are compared pairwise over the
-cases both have values for. The paired difference of their values (on the
-criterion's "smaller is better" axis, see harness.metrics.direction) is
-resampled over cases (a percentile bootstrap, fixed seed); a decoder is
-better than another only when the 95 % interval excludes zero *and* the
-mean difference exceeds the criterion's resolution (for costs, a relative
-margin that run-to-run timing and RSS noise stay under). Everything else is
-a tie. So:
+For every criterion of a comparison size — each metric, and the costs (latency per image, peak
+memory) — decoders are compared pairwise over the units both have values for: cases for metrics,
+decode calls of the same batch size for costs (per image = call ÷ batch size; n counts calls).
+Each pair gets the exact sign-flip test of its paired differences (on the criterion's "smaller is
+better" axis, harness.metrics.direction); the pairs of a criterion form one family, corrected by
+Holm's method at 5 %, so that decoders that do not differ are told apart on that criterion at
+most 5 % of the time, at every n (harness/stats, docs/statistics.md). A decoder is better than
+another only when its test rejects *and* the mean difference exceeds the criterion's resolution
+(costs: 10 % of latency, 5 % of memory or 16 MiB). Everything else is no decision. So:
 
-- the best mark goes to the best decoder and to every decoder tied with it
-  ("tied within noise"); identical runs give identical marks (quality values
-  are reproducible; a latency difference must also exceed the decoders' own
-  timing spread, p10–p90 of their calls relative to the median, which is what
-  moves between runs on a busy machine);
-- a criterion on which no two decoders differ, or that its metric declares
-  uninformative (legibility when OCR cannot read the reference itself), is
-  flagged and left out of the win rates, its reference value shown;
-- summary groups (the suite's `[summary]`, else one per metric family plus
-  cost) score each decoder HELM-style: the share of other decoders it beats
-  on a criterion (a tie counts one half), averaged over the group's criteria
-  with their weights; "overall" is the mean of the group win rates.
-
-Set-level values without per-case values (FID, KID) cannot be paired: they
-are ranked by value and say so.
+- the best mark goes to the best decoder and every decoder not separated from it; a criterion
+  with no decision gives no mark and says why: too few cases for any test to reject (with the n
+  a decision needs), no difference beyond noise, uninformative by its metric's own account (OCR
+  that cannot read the reference), a set value with no per-case values to test (FID), or every
+  latency row unstable (IQR / median of its timed calls above 10 %; an unstable row takes no cost
+  mark) — two decoders timed at different batch sizes are not compared at all;
+- summary groups (the suite's `[summary]`, else one per metric family plus cost) score each
+  decoder HELM-style: the share of the other decoders it beats on a criterion (no decision counts
+  ½), averaged over the group's informative criteria with their weights. "overall" is a weighted
+  mean of the quality groups (DEFAULT_GROUP_WEIGHTS: the perceptual ones lead; cost is shown beside
+  it, never mixed in, unless a suite's `[summary]` puts it there); every group appears, with the
+  reason when it ranks nothing; a decoder without any quality value gets no overall; and the
+  summary says whether its top decoder changes when any one group is left out.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from harness.metrics.direction import LOWER, Direction
+from harness.stats import ALPHA, UNSTABLE_SPREAD, cases_needed, holm, sign_flip_pvalues
 from reports.aggregate import MetricSummary, Row, RunView, Size, registry_metric
 
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
-CONFIDENCE = 0.95
 COST_GROUP = "cost"
+OVERALL = "overall"
 # Costs are ranked only on differences above run-to-run noise: 10 % of latency, and 5 % of peak
 # memory or 16 MiB, whichever is larger (CPU RSS moves by a few MiB between identical runs).
 LATENCY_MARGIN = 0.10
 MEMORY_MARGIN, MEMORY_FLOOR_BYTES = 0.05, 16 * 2**20
+# A group's weight in "overall" when the suite declares no [summary]: the mission is perceptual
+# quality, so perceptual distances and the judge lead; a pixel-fidelity family counts once, a
+# no-reference IQA score (one weak, content-biased number) half; cost is never mixed into quality.
+DEFAULT_GROUP_WEIGHTS: dict[str, float] = {
+    "perceptual": 2.0, "judge": 2.0, "distribution": 1.0, "fidelity": 1.0, "text": 1.0,
+    "no_reference": 0.5, COST_GROUP: 0.0,
+}
+GROUP_ORDER = ("perceptual", "judge", "distribution", "fidelity", "no_reference", "text", COST_GROUP)
+COST_KEYS = ("cost:latency", "cost:memory")
+
+# Why a criterion ranks nothing (Decision.state), and the header tag that says so.
+TOO_FEW, UNINFORMATIVE, TIED, UNSTABLE, SET_VALUE, SINGLE = (
+    "too_few", "uninformative", "tied", "unstable", "set_value", "single")
+STATE_TAGS = {TOO_FEW: "too few cases", UNINFORMATIVE: "uninformative", TIED: "no difference",
+              UNSTABLE: "unstable", SET_VALUE: "not tested", SINGLE: "one decoder"}
 
 
 @dataclass(frozen=True)
@@ -58,11 +69,15 @@ class Criterion:
     group: str | None  # summary group; None: shown, not ranked
     weight: float = 1.0
 
-    def margin(self, value: float, spread: float = 0.0) -> float:
-        """Differences at or below this are ties whatever the interval says; `value` is the
-        better of the two headlines, `spread` the larger relative timing spread of the two."""
+    @property
+    def is_cost(self) -> bool:
+        return self.key.startswith("cost:")
+
+    def margin(self, value: float) -> float:
+        """Differences at or below this are no decision whatever the test says; `value` is the
+        better of the two headlines."""
         if self.key == "cost:latency":
-            return max(LATENCY_MARGIN, spread) * abs(value)
+            return LATENCY_MARGIN * abs(value)
         if self.key == "cost:memory":
             return max(MEMORY_MARGIN * abs(value), MEMORY_FLOOR_BYTES)
         return 0.0
@@ -73,10 +88,13 @@ class Pairing:
     """a vs b on one criterion: the mean paired difference of badness (a − b; < 0: a is better)."""
 
     delta: float
-    low: float | None  # 95 % bootstrap interval; None where values could not be paired
-    high: float | None
-    n: int  # paired cases (0: compared by set value)
-    outcome: int  # +1 a better, −1 b better, 0 tie
+    p: float | None  # the sign-flip test's two-sided p-value (None: not tested, see `reason`)
+    n: int  # paired units: cases, or calls of one batch size for costs
+    outcome: int  # +1 a better, −1 b better, 0 no decision
+    reason: str = ""  # why it was not tested, or why a rejection was no decision
+
+    def flipped(self) -> Pairing:
+        return Pairing(-self.delta, self.p, self.n, -self.outcome, self.reason)
 
 
 @dataclass
@@ -84,40 +102,94 @@ class Decision:
     criterion: Criterion
     values: dict[str, float]  # decoder → headline value
     best: str | None = None
-    marked: set[str] = field(default_factory=set)  # best, and those tied with it
+    marked: set[str] = field(default_factory=set)  # best, and those not separated from it
     versus_best: dict[str, Pairing] = field(default_factory=dict)  # decoder → it vs the best
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
-    uninformative: str | None = None
+    state: str | None = None  # None: it decided something; else why not (STATE_TAGS)
+    reason: str | None = None  # the sentence that says why not
     reference_value: float | None = None
+    excluded: dict[str, str] = field(default_factory=dict)  # decoder → why it is not compared
+    pairings: dict[tuple[str, str], Pairing] = field(default_factory=dict)  # every compared pair
+    pairs: int = 0  # comparisons in the Holm family
+    needed: int | None = None  # units a decision needs with this family
+
+    @property
+    def informative(self) -> bool:
+        return self.state is None
+
+    @property
+    def tag(self) -> str | None:
+        return STATE_TAGS.get(self.state or "")
 
     def note(self, decoder: str) -> str:
         """Why a decoder has (or lacks) the best mark, for hover text and logs."""
+        if decoder in self.excluded:
+            return self.excluded[decoder]
         if decoder not in self.values:
             return ""
+        if not self.informative:
+            return self.reason or ""
         if decoder == self.best:
             ties = sorted(self.marked - {decoder})
-            return "best" + (f"; tied within noise: {', '.join(ties)}" if ties else "")
+            return "best" + (f"; not separated from: {', '.join(ties)}" if ties else "")
         pairing = self.versus_best.get(decoder)
         if pairing is None or self.best is None:
             return ""
-        verdict = "tied with the best within noise" if decoder in self.marked else "worse than the best"
-        if pairing.low is None:
-            return f"{verdict} ({self.best}); set value, no interval"
-        return (f"{verdict} ({self.best}): paired difference {pairing.delta:+.4g} "
-                f"[{pairing.low:+.4g}, {pairing.high:+.4g}] over {pairing.n} cases "
-                f"({self.criterion.direction.label} is better)")
+        verdict = "not separated from the best" if decoder in self.marked else "worse than the best"
+        if pairing.p is None:
+            return f"{verdict} ({self.best}): {pairing.reason}"
+        extra = f"; {pairing.reason}" if pairing.reason else ""
+        return (f"{verdict} ({self.best}): paired difference {pairing.delta:+.4g} over {pairing.n} "
+                f"{'calls' if self.criterion.is_cost else 'cases'}, sign-flip p = {pairing.p:.3g} "
+                f"(Holm over {self.pairs} pairs at {ALPHA:.0%}; {self.criterion.direction.label} is "
+                f"better){extra}")
+
+
+@dataclass
+class GroupSummary:
+    name: str
+    criteria: list[Criterion]
+    weight: float  # its weight in "overall" (0: shown beside it)
+    rates: dict[str, float] = field(default_factory=dict)  # decoder → mean win rate
+    reason: str | None = None  # why it ranks nothing (every criterion without a decision)
+
+    @property
+    def is_cost(self) -> bool:
+        return all(c.is_cost for c in self.criteria)
 
 
 @dataclass
 class SizeDecisions:
     size: Size
     decisions: dict[str, Decision]  # criterion key → decision
-    groups: dict[str, list[Criterion]]
-    win_rates: dict[str, dict[str, float]]  # group (and "overall") → decoder → mean win rate
+    groups: dict[str, GroupSummary]
+    overall: dict[str, float] = field(default_factory=dict)  # decoder → weighted mean of its groups
+    overall_groups: dict[str, list[str]] = field(default_factory=dict)  # decoder → groups it stands on
+    overall_reason: str | None = None  # why there is no overall
+    robustness: str | None = None  # whether the top decoder survives leaving out any one group
 
     @property
     def group_names(self) -> list[str]:
-        return [*self.groups, "overall"] if self.groups else []
+        return [*self.groups, OVERALL] if self.groups else []
+
+    @property
+    def win_rates(self) -> dict[str, dict[str, float]]:
+        """Group (and "overall") → decoder → win rate, for tables and exports."""
+        rates = {name: group.rates for name, group in self.groups.items()}
+        if self.groups:
+            rates[OVERALL] = self.overall
+        return rates
+
+    def weighting(self) -> str:
+        """What overall is, in one line (the legend states it): the groups that rank, their weights,
+        and those that do not count."""
+        counted = [f"{n} ×{g.weight:g}" for n, g in self.groups.items() if g.weight > 0 and g.rates]
+        idle = [n for n, g in self.groups.items() if g.weight > 0 and not g.rates]
+        beside = [n for n, g in self.groups.items() if g.weight == 0]
+        text = "overall = weighted mean of " + (", ".join(counted) if counted else "no group")
+        if idle:
+            text += f" ({', '.join(idle)} rank nothing here)"
+        return text + (f"; {', '.join(beside)} shown beside it, not in overall" if beside else "")
 
 
 # --------------------------------------------------------------------------- criteria
@@ -125,12 +197,7 @@ class SizeDecisions:
 
 def criteria(view: RunView) -> list[Criterion]:
     """Cost and metric criteria of a run, with the suite's [summary] groups or the default ones."""
-    declared = (view.manifest["suite"]["resolved"].get("summary") or None)
-    weights: dict[str, tuple[str, float]] = {}
-    if declared:
-        for group, entries in declared.items():
-            for entry in entries:
-                weights[entry["metric"]] = (group, float(entry.get("weight", 1.0)))
+    declared = summary_groups(view)
     found = [Criterion("cost:latency", "latency per image", LOWER, COST_GROUP),
              Criterion("cost:memory", "peak memory", LOWER, COST_GROUP)]
     for metric in view.metric_names:
@@ -141,9 +208,26 @@ def criteria(view: RunView) -> list[Criterion]:
         found.append(Criterion(f"metric:{metric}", metric, direction, info.get("group", _group(metric))))
     if declared is None:
         return found
+    placed: dict[str, tuple[str, float]] = {}
+    for group, (_, entries) in declared.items():
+        for name, weight in entries:
+            placed[name] = (group, weight)
     named = {c.key.split(":", 1)[1]: c for c in found}
-    return [Criterion(c.key, c.label, c.direction, *weights[name]) if name in weights
+    return [Criterion(c.key, c.label, c.direction, *placed[name]) if name in placed
             else Criterion(c.key, c.label, c.direction, None) for name, c in named.items()]
+
+
+def summary_groups(view: RunView) -> dict[str, tuple[float, list[tuple[str, float]]]] | None:
+    """The suite's [summary]: group → (its weight in overall, [(metric, weight)]); None: default."""
+    declared = view.manifest["suite"]["resolved"].get("summary") or None
+    if not declared:
+        return None
+    groups = {}
+    for group, spec in declared.items():
+        entries = spec.get("metrics", []) if isinstance(spec, dict) else spec
+        weight = float(spec.get("weight", 1.0)) if isinstance(spec, dict) else 1.0
+        groups[group] = (weight, [(e["metric"], float(e.get("weight", 1.0))) for e in entries])
+    return groups
 
 
 def _group(metric: str) -> str | None:
@@ -154,143 +238,261 @@ def _group(metric: str) -> str | None:
         return None
 
 
-def _per_case(row: Row, criterion: Criterion) -> tuple[float | None, dict[str, float], MetricSummary | None]:
-    """The headline value and per-case values of a row on a criterion."""
+# --------------------------------------------------------------------------- one criterion
+
+
+@dataclass
+class _Values:
+    headline: float
+    units: dict[Any, float]  # case id, or a call's cases, → value
+    batch_size: int | None = None
+    summary: MetricSummary | None = None
+
+
+def _values(row: Row, criterion: Criterion) -> _Values | None:
     if criterion.key == "cost:latency":
-        return row.image_latency(0.5), row.case_latency_ms, None
+        value = row.image_latency(0.5)
+        return None if value is None else _Values(value, row.per_call_latency(), row.batch_size)
     if criterion.key == "cost:memory":
         memory = row.peak_memory_bytes
-        per_case = {k: float(v) for k, v in row.case_memory.items()}
-        return (None if memory is None else float(memory)), per_case, None
+        return None if memory is None else _Values(float(memory), row.per_call_memory(), row.batch_size)
     summary = row.metrics.get(criterion.key.split(":", 1)[1])
-    if summary is None:
-        return None, {}, None
-    return summary.headline, summary.per_case, summary
-
-
-# --------------------------------------------------------------------------- comparisons
-
-
-def _timing_spread(row: Row) -> float:
-    """(p90 − p10) / median of a row's calls: how much its latency moves within one run."""
-    median = row.call_latency(0.5)
-    if not median:
-        return 0.0
-    return (row.call_latency(0.9) - row.call_latency(0.1)) / median  # type: ignore[operator]
-
-
-@lru_cache(maxsize=16)
-def _resamples(n: int) -> np.ndarray:
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    return rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
-
-
-def pair(criterion: Criterion, a: dict[str, float], b: dict[str, float],
-         headline_a: float, headline_b: float, margin: float) -> Pairing:
-    """a against b on one criterion (see the module docstring)."""
-    direction = criterion.direction
-    common = sorted(a.keys() & b.keys())
-    if len(common) < 2:
-        delta = direction.badness(headline_a) - direction.badness(headline_b)
-        outcome = 0 if abs(delta) <= margin else (1 if delta < 0 else -1)
-        return Pairing(delta, None, None, 0, outcome)
-    diffs = np.array([direction.badness(a[c]) - direction.badness(b[c]) for c in common])
-    means = diffs[_resamples(len(common))].mean(axis=1)
-    tail = (1 - CONFIDENCE) / 2
-    low, high = (float(q) for q in np.quantile(means, [tail, 1 - tail]))
-    delta = float(diffs.mean())
-    significant = (high < 0 or low > 0) and abs(delta) > margin
-    return Pairing(delta, low, high, len(common), (1 if delta < 0 else -1) if significant else 0)
+    if summary is None or summary.headline is None:
+        return None
+    return _Values(summary.headline, dict(summary.per_case), None, summary)
 
 
 def decide(view: RunView, size: Size, criterion: Criterion) -> Decision:
     rows = {row.decoder: row for row in view.rows_at(size)}
-    headline: dict[str, float] = {}
-    per_case: dict[str, dict[str, float]] = {}
-    decision = Decision(criterion, headline)
+    decision = Decision(criterion, {})
+    found: dict[str, _Values] = {}
     for decoder, row in rows.items():
-        value, cases, summary = _per_case(row, criterion)
-        if value is None or not math.isfinite(value):
+        values = _values(row, criterion)
+        if values is None or not math.isfinite(values.headline):
             continue
-        headline[decoder] = value
-        per_case[decoder] = cases
-        if summary is not None:
-            details = summary.aggregate_details or {}
-            decision.uninformative = decision.uninformative or details.get("uninformative")
+        decision.values[decoder] = values.headline
+        if values.summary is not None:
+            details = values.summary.aggregate_details or {}
+            if details.get("uninformative") and decision.state is None:
+                decision.state, decision.reason = UNINFORMATIVE, details["uninformative"]
             if details.get("reference_value") is not None:
                 decision.reference_value = details["reference_value"]
-    decision.best = criterion.direction.best(headline)
-    if decision.best is None:
-        return decision
-    spread = {d: _timing_spread(rows[d]) for d in headline} if criterion.key == "cost:latency" else {}
-    for a, b in combinations(headline, 2):
-        better = min(headline[a], headline[b], key=criterion.direction.badness)
-        margin = criterion.margin(better, max(spread.get(a, 0.0), spread.get(b, 0.0)))
-        pairing = pair(criterion, per_case[a], per_case[b], headline[a], headline[b], margin)
+        if criterion.key == "cost:latency" and row.latency_unstable:
+            decision.excluded[decoder] = (f"unstable: its timed calls spread by {row.latency_spread:.0%} "
+                                          f"(IQR / median, above {UNSTABLE_SPREAD:.0%}); not ranked")
+            continue
+        found[decoder] = values
+    decision.best = criterion.direction.best({d: decision.values[d] for d in found})
+    _compare(decision, found)
+    if decision.state is None:
+        decision.state, decision.reason = _why_nothing(decision, found)
+    if decision.state is None:
+        decision.marked = {decision.best} | {d for d, p in decision.versus_best.items() if p.outcome == 0}
+    return decision
+
+
+def _compare(decision: Decision, found: dict[str, _Values]) -> None:
+    """Every pair: the sign-flip test where they share units, then Holm over the tested pairs."""
+    criterion = decision.criterion
+    pairs = list(combinations(found, 2))
+    pairings: dict[tuple[str, str], Pairing] = {}
+    tested: dict[tuple[str, str], np.ndarray] = {}
+    for a, b in pairs:
+        va, vb = found[a], found[b]
+        delta = criterion.direction.badness(va.headline) - criterion.direction.badness(vb.headline)
+        if criterion.is_cost and va.batch_size != vb.batch_size:
+            pairings[(a, b)] = Pairing(delta, None, 0, 0, f"timed at different batch sizes "
+                                       f"({va.batch_size} vs {vb.batch_size}): not comparable")
+            continue
+        common = sorted(va.units.keys() & vb.units.keys())
+        if not common:
+            why = ("one value per set: no per-case values to test a difference on"
+                   if not va.units or not vb.units else "no cases in common")
+            pairings[(a, b)] = Pairing(delta, None, 0, 0, why)
+            continue
+        tested[(a, b)] = np.array([criterion.direction.badness(va.units[u]) -
+                                   criterion.direction.badness(vb.units[u]) for u in common])
+    pvalues = _pvalues(tested)
+    keys = list(tested)
+    rejected = dict(zip(keys, holm([pvalues[k] for k in keys]), strict=True))
+    decision.pairs = len(keys)
+    decision.needed = cases_needed(len(keys)) if keys else None
+    for key in keys:
+        diffs = tested[key]
+        delta = float(diffs.mean())
+        better = min(found[key[0]].headline, found[key[1]].headline, key=criterion.direction.badness)
+        outcome, reason = 0, ""
+        if rejected[key]:
+            if abs(delta) > criterion.margin(better):
+                outcome = 1 if delta < 0 else -1
+            else:
+                reason = "significant, but within the criterion's resolution"
+        pairings[key] = Pairing(delta, pvalues[key], len(diffs), outcome, reason)
+    decision.pairings = pairings
+    for (a, b), pairing in pairings.items():
         decision.outcomes[(a, b)], decision.outcomes[(b, a)] = pairing.outcome, -pairing.outcome
         if b == decision.best:
             decision.versus_best[a] = pairing
         elif a == decision.best:
-            decision.versus_best[b] = Pairing(-pairing.delta, None if pairing.high is None else -pairing.high,
-                                              None if pairing.low is None else -pairing.low,
-                                              pairing.n, -pairing.outcome)
-    decision.marked = {decision.best} | {d for d, p in decision.versus_best.items() if p.outcome == 0}
-    if len(headline) >= 2 and decision.uninformative is None and not any(decision.outcomes.values()):
-        decision.uninformative = "does not separate the decoders: every difference is within noise"
-    return decision
+            decision.versus_best[b] = pairing.flipped()
+
+
+def _pvalues(tested: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], float]:
+    """Sign-flip p-values, the pairs of one n tested together (one matrix product per n)."""
+    by_n: dict[int, list[tuple[str, str]]] = {}
+    for key, diffs in tested.items():
+        by_n.setdefault(len(diffs), []).append(key)
+    pvalues = {}
+    for keys in by_n.values():
+        found = sign_flip_pvalues(np.stack([tested[k] for k in keys], axis=1))
+        pvalues.update(zip(keys, (float(p) for p in found), strict=True))
+    return pvalues
+
+
+def _why_nothing(decision: Decision, found: dict[str, _Values]) -> tuple[str | None, str | None]:
+    """Why a criterion separates no decoders (None, None where it separates some)."""
+    if any(decision.outcomes.values()):
+        return None, None
+    compared = [p for p in decision.pairings.values() if p.p is not None]
+    unit = "calls" if decision.criterion.is_cost else "cases"
+    if len(found) < 2:
+        if decision.excluded and len(decision.values) >= 2:
+            return UNSTABLE, ("every latency row but at most one is unstable (IQR / median of its timed "
+                              f"calls above {UNSTABLE_SPREAD:.0%}): not ranked; rerun on a quieter "
+                              "machine or with timing.repeats = \"auto\"")
+        return SINGLE, "one decoder: nothing to compare"
+    if not compared:
+        reasons = sorted({p.reason for p in decision.pairings.values()})
+        if any("per set" in r for r in reasons):
+            return SET_VALUE, ("one value per set, no per-case values: a difference cannot be tested, "
+                               "values are shown unranked")
+        return TIED, "no pair can be compared: " + "; ".join(reasons)
+    largest = max(p.n for p in compared)
+    if decision.needed is not None and largest < decision.needed:
+        decoders = len(found)
+        return TOO_FEW, (f"too few {unit} to separate: n = {largest}, a decision needs ≥ {decision.needed} "
+                         f"({decoders} decoders: {decision.pairs} pair{'s' * (decision.pairs > 1)}, Holm at "
+                         f"{ALPHA:.0%})")
+    return TIED, (f"does not separate the decoders: no paired difference is significant at {ALPHA:.0%} "
+                  f"(sign-flip test, Holm over {decision.pairs} pairs) and beyond the criterion's resolution")
 
 
 # --------------------------------------------------------------------------- summary
 
 
 def win_rate(decision: Decision, decoder: str) -> float | None:
-    """HELM's win rate on one criterion: share of the others beaten, a tie counting one half."""
-    others = [d for d in decision.values if d != decoder]
-    if decoder not in decision.values or not others:
+    """HELM's win rate on one criterion: share of the others beaten, no decision counting one half."""
+    compared = {d for d in decision.values if d not in decision.excluded}
+    others = [d for d in compared if d != decoder]
+    if decoder not in compared or not others:
         return None
-    score = sum({1: 1.0, 0: 0.5, -1: 0.0}[decision.outcomes[(decoder, other)]] for other in others)
+    score = sum({1: 1.0, 0: 0.5, -1: 0.0}[decision.outcomes.get((decoder, other), 0)] for other in others)
     return score / len(others)
 
 
 def decide_size(view: RunView, size: Size) -> SizeDecisions:
     found = criteria(view)
     decisions = {c.key: decide(view, size, c) for c in found}
-    groups: dict[str, list[Criterion]] = {}
+    declared = summary_groups(view)
+    members: dict[str, list[Criterion]] = {}
     for criterion in found:
         if criterion.group is not None:
-            groups.setdefault(criterion.group, []).append(criterion)
+            members.setdefault(criterion.group, []).append(criterion)
+    order = list(declared) if declared else sorted(
+        members, key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER), g))
     decoders = [row.decoder for row in view.rows_at(size)]
-    win_rates: dict[str, dict[str, float]] = {}
-    for group, members in groups.items():
-        win_rates[group] = {}
-        for decoder in decoders:
-            scored = [(c.weight, rate) for c in members
-                      if decisions[c.key].uninformative is None
-                      and (rate := win_rate(decisions[c.key], decoder)) is not None]
-            if scored:
-                total = sum(weight for weight, _ in scored)
-                win_rates[group][decoder] = sum(w * r for w, r in scored) / total
-    groups = {g: m for g, m in groups.items() if win_rates[g]}
-    win_rates = {g: win_rates[g] for g in groups}
-    overall: dict[str, float] = {}
+    groups = {}
+    for name in order:
+        if name not in members:
+            continue
+        weight = declared[name][0] if declared else DEFAULT_GROUP_WEIGHTS.get(name, 1.0)
+        groups[name] = _group_summary(name, members[name], weight, decisions, decoders)
+    decided = SizeDecisions(size, decisions, groups)
+    _overall(decided, decoders)
+    return decided
+
+
+def _group_summary(name: str, members: list[Criterion], weight: float, decisions: dict[str, Decision],
+                   decoders: list[str]) -> GroupSummary:
+    group = GroupSummary(name, members, weight)
+    informative = [c for c in members if decisions[c.key].informative]
     for decoder in decoders:
-        rates = [win_rates[g][decoder] for g in groups if decoder in win_rates[g]]
-        if rates:
-            overall[decoder] = sum(rates) / len(rates)
-    if groups:
-        win_rates["overall"] = overall
-    return SizeDecisions(size, decisions, groups, win_rates)
+        scored = [(c.weight, rate) for c in informative
+                  if (rate := win_rate(decisions[c.key], decoder)) is not None]
+        if scored:
+            total = sum(w for w, _ in scored)
+            group.rates[decoder] = sum(w * r for w, r in scored) / total
+    if not group.rates:
+        group.reason = "; ".join(_criterion_reason(decisions[c.key]) for c in members)
+    return group
+
+
+def _criterion_reason(decision: Decision) -> str:
+    """A criterion's state in a few words (its column's note has the whole reason)."""
+    label = decision.criterion.label
+    if not decision.values:
+        return f"{label} not measured"
+    return f"{label} {decision.tag or 'decides nothing'}"
+
+
+def _overall(decided: SizeDecisions, decoders: list[str]) -> None:
+    counted = {n: g for n, g in decided.groups.items() if g.weight > 0 and g.rates}
+    if not any(not g.is_cost for g in counted.values()):
+        ranked = [n for n, g in decided.groups.items() if g.weight > 0 and not g.is_cost]
+        decided.overall_reason = ("no quality group separates the decoders" if ranked
+                                  else "no quality group counts towards overall")
+        return
+    decided.overall, decided.overall_groups = _weighted(counted, decoders)
+    decided.robustness = _robustness(counted, decoders, decided.overall)
+
+
+def _weighted(groups: dict[str, GroupSummary], decoders: list[str],
+              ) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Each decoder's weighted mean over the groups it has a rate in. A decoder needs a rate in a
+    quality group: cost values alone (a decoder whose quality could not be scored) give no overall."""
+    overall, used = {}, {}
+    for decoder in decoders:
+        parts = [(g.weight, g.rates[decoder], name) for name, g in groups.items() if decoder in g.rates]
+        if not any(not groups[name].is_cost for _, _, name in parts):
+            continue
+        total = sum(w for w, _, _ in parts)
+        overall[decoder] = sum(w * r for w, r, _ in parts) / total
+        used[decoder] = [name for _, _, name in parts]
+    return overall, used
+
+
+def _top(rates: dict[str, float]) -> set[str]:
+    best = max(rates.values(), default=None)
+    return {d for d, r in rates.items() if best is not None and math.isclose(r, best, abs_tol=1e-12)}
+
+
+def _robustness(groups: dict[str, GroupSummary], decoders: list[str], overall: dict[str, float]) -> str:
+    top = _top(overall)
+    shown = " and ".join(sorted(top))
+    if len(groups) < 2:
+        (only,) = groups
+        return f"top: {shown}, from the {only} group alone"
+    changes = []
+    for name in groups:
+        rest = {n: g for n, g in groups.items() if n != name}
+        without, _ = _weighted(rest, decoders)
+        if without and _top(without) != top:
+            changes.append(f"without {name}: {' and '.join(sorted(_top(without)))}")
+    if not changes:
+        return f"top: {shown}; stays on top when any one group is left out"
+    return f"top: {shown}; the top changes when one group is left out ({'; '.join(changes)})"
 
 
 def summary_rows(view: RunView) -> list[dict[str, Any]]:
-    """Win rates as tidy rows (size, decoder, group, win_rate, criteria) for tables and exports."""
+    """Win rates as tidy rows (size, decoder, group, win_rate, criteria, weight) for exports."""
     rows = []
     for size in view.sizes:
         decided = decide_size(view, size)
-        for group in decided.group_names:
-            members = [c.label for c in decided.groups.get(group, [])] if group != "overall" else \
-                list(decided.groups)
-            for decoder, rate in decided.win_rates[group].items():
-                rows.append({"size": size, "decoder": decoder, "group": group, "win_rate": rate,
-                             "criteria": members})
+        for name, group in decided.groups.items():
+            for decoder, rate in group.rates.items():
+                rows.append({"size": size, "decoder": decoder, "group": name, "win_rate": rate,
+                             "criteria": [c.label for c in group.criteria], "weight": group.weight})
+        for decoder, rate in decided.overall.items():
+            rows.append({"size": size, "decoder": decoder, "group": OVERALL, "win_rate": rate,
+                         "criteria": decided.overall_groups.get(decoder, []), "weight": None})
     return rows

@@ -6,11 +6,13 @@ decode failure ("OOM", "error", ...) or the metric's own status
 measured" when the run holds nothing for it. A failure is never shown as a
 blank or a zero. The summary comes first: each decoder's mean win rate per
 summary group and overall (reports/decisions.py). The best mark of a column
-goes to the best decoder and every decoder tied with it within noise (paired
-bootstrap over cases); a column that separates no decoders, or that its
-metric declares uninformative, says so in its header. Costs: latency per
-image (calls of one batch size), throughput, every memory figure by its
-name, the first call at the size and the worker's start-up.
+goes to the best decoder and every decoder not separated from it (exact
+paired sign-flip tests, Holm over the column's decoder pairs at 5 %); a
+column that separates no decoders says why in its header (too few cases,
+no difference, uninformative, not tested, unstable). Costs: latency per
+image (calls of one batch size, with the spread of the timed calls;
+unstable rows are flagged and take no mark), throughput, every memory
+figure by its name, the first call at the size and the worker's start-up.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
 from reports.aggregate import MEMORY_KINDS, MetricSummary, Row, RunView, format_bytes
-from reports.decisions import Decision, SizeDecisions, decide_size
+from reports.decisions import OVERALL, Decision, SizeDecisions, decide_size
 
 STATUS_LABELS = {
     "oom": "OOM", "error": "error", "timeout": "timeout", "crashed": "crashed",
@@ -42,6 +44,11 @@ class Column:
     criterion: str | None = None  # the decisions criterion whose marks this column shows
     flag: str | None = None  # e.g. "uninformative: …" (shown in the header)
     unit: str = ""  # what the column's raw numbers are in ("ms", "bytes", "dB", ...)
+
+    @property
+    def tag(self) -> str | None:
+        """The flag's short form for a header ("too few cases", "unstable", ...)."""
+        return self.flag.split(":", 1)[0] if self.flag else None
 
     @property
     def arrow(self) -> str:
@@ -138,7 +145,9 @@ def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Col
         Column("cases", "cases ok", None, "cases that decoded / cases run", unit="cases"),
         Column("latency", "latency / image (ms)", LOWER,
                "median per image: a call's latency ÷ its batch size, over calls of one batch size; "
-               "p90 below", criterion="cost:latency", unit="ms"),
+               "p90 and the spread of the timed calls (IQR / median; above 10 %: unstable, not ranked) "
+               "below", criterion="cost:latency", unit="ms",
+               flag=_flag(decided.decisions.get("cost:latency"))),
         Column("batch", "batch", None, "images per decode call (calls of another size are not pooled)",
                unit="images"),
         Column("throughput", "images / s", HIGHER, "batch size ÷ median call latency; megapixels per "
@@ -149,7 +158,8 @@ def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Col
         label, what = MEMORY_KINDS[kind]
         headline = any(row.memory_headline_kind == kind for row in rows)
         columns.append(Column(f"memory:{kind}", label, LOWER, what,
-                              criterion="cost:memory" if headline else None, unit="bytes"))
+                              criterion="cost:memory" if headline else None, unit="bytes",
+                              flag=_flag(decided.decisions.get("cost:memory")) if headline else None))
     columns += [
         Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
                "worker's start-up (spawn, imports, load) below", unit="ms"),
@@ -158,27 +168,35 @@ def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Col
     ]
     for metric in view.metric_names:
         info = view.metric_info.get(metric, {})
-        decision = decided.decisions.get(f"metric:{metric}")
-        flag = None
-        if decision is not None and decision.uninformative:
-            flag = f"uninformative: {decision.uninformative}"
-            if decision.reference_value is not None:
-                flag += f" (reference itself: {decision.reference_value:.4g})"
         scope = "one value for the set" if info.get("scope") == "set" else "mean over cases ± 95% interval"
         unit = view.unit(metric)
         columns.append(Column(f"metric:{metric}", metric, view.direction(metric),
                               " · ".join(x for x in (info.get("summary", ""), scope,
                                                      f"unit: {unit}" if unit else "") if x),
-                              criterion=f"metric:{metric}", flag=flag, unit=unit))
+                              criterion=f"metric:{metric}", unit=unit,
+                              flag=_flag(decided.decisions.get(f"metric:{metric}"))))
     return columns
 
 
+def _flag(decision: Decision | None) -> str | None:
+    """"tag: reason" for a criterion that ranks nothing (shown in its header), else None."""
+    if decision is None or decision.informative or not decision.values:
+        return None
+    flag = f"{decision.tag}: {decision.reason}"
+    if decision.reference_value is not None:
+        flag += f" (reference itself: {decision.reference_value:.4g})"
+    return flag
+
+
 def _group_description(decided: SizeDecisions, group: str) -> str:
-    if group == "overall":
-        return f"mean of the group win rates ({', '.join(decided.groups)})"
-    members = ", ".join(c.label + (f" ×{c.weight:g}" if c.weight != 1 else "") for c in decided.groups[group])
-    return (f"share of the other decoders beaten (ties count ½), averaged over {members}; "
-            "uninformative criteria left out")
+    if group == OVERALL:
+        return decided.weighting() + (f" — {decided.overall_reason}" if decided.overall_reason else "")
+    summary = decided.groups[group]
+    members = ", ".join(c.label + (f" ×{c.weight:g}" if c.weight != 1 else "") for c in summary.criteria)
+    weight = (f"weight {summary.weight:g} in overall" if summary.weight > 0 else "not in overall")
+    text = (f"share of the other decoders beaten (no decision counts ½), averaged over {members}; "
+            f"criteria without a decision left out; {weight}")
+    return text + (f" — ranks nothing: {summary.reason}" if summary.reason else "")
 
 
 def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecisions) -> list[Cell]:
@@ -186,9 +204,7 @@ def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecision
     for column in columns:
         kind, _, name = column.key.partition(":")
         if kind == "summary":
-            rate = decided.win_rates[name].get(row.decoder)
-            cells.append(Cell("—", title="no criterion of this group has a value") if rate is None
-                         else Cell(f"{100 * rate:.0f}%", sort=-rate, raw=rate))
+            cells.append(_summary_cell(decided, name, row.decoder))
         elif kind == "metric":
             cells.append(_metric_cell(row, name, row.metrics.get(name), column.direction))
         elif kind == "memory":
@@ -196,12 +212,29 @@ def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecision
             cell = _measured(row, value, MEMORY_KINDS[name][0])
             if value is not None:
                 cell.text, cell.value = format_bytes(int(value)), None
-                cell.n = len(row.case_memory) or None
+                cell.n = len(row.per_call_memory()) or None
                 cell.title = MEMORY_METHODS.get(row.memory_method or "", row.memory_method or "")
             cells.append(cell)
         else:
             cells.append(_cost_cell(row, column.key))
     return cells
+
+
+def _summary_cell(decided: SizeDecisions, group: str, decoder: str) -> Cell:
+    rate = decided.win_rates[group].get(decoder)
+    if rate is not None:
+        cell = Cell(f"{100 * rate:.0f}%", sort=-rate, raw=rate)
+        used = decided.overall_groups.get(decoder, []) if group == OVERALL else []
+        ranked = [n for n, g in decided.groups.items() if g.weight > 0 and g.rates]
+        if used and len(used) < len(ranked):
+            cell.note = f"{len(used)}/{len(ranked)} groups"
+            cell.title = f"from {', '.join(used)} only: no value in the other groups"
+        return cell
+    if group == OVERALL:
+        why = decided.overall_reason or "no value in any quality group"
+    else:
+        why = decided.groups[group].reason or f"{decoder} has no value in this group"
+    return Cell("—", state="missing", title=why)
 
 
 def _cost_cell(row: Row, key: str) -> Cell:
@@ -221,10 +254,15 @@ def _cost_cell(row: Row, key: str) -> Cell:
         return cell
     if key == "latency":
         cell = _measured(row, row.image_latency(0.5), "latency")
-        cell.n = len(row.calls_ms.get(row.batch_size, [])) or None  # type: ignore[arg-type]
-        p90 = row.image_latency(0.9)
+        cell.n = len(row.headline_calls()) or None
+        p90, spread = row.image_latency(0.9), row.latency_spread
         if p90 is not None:
-            cell.ci = f"p90 {p90:,.4g}"
+            cell.ci = f"p90 {p90:,.4g}" + ("" if spread is None else f", spread {spread:.0%}")
+        if row.latency_unstable:
+            cell.note = "unstable"
+            cell.title = (f"unstable: the timed calls spread by {spread:.0%} of their median (IQR / median, "
+                          "above 10 %); not ranked — rerun on a quieter machine or with "
+                          'timing.repeats = "auto"')
         return cell
     if key == "throughput":
         rate = row.images_per_s
@@ -316,10 +354,9 @@ def _mark_best(board: Leaderboard) -> None:
 
 
 def _mark_decision(board: Leaderboard, index: int, decision: Decision) -> None:
-    informative = decision.uninformative is None and len(decision.values) > 1
     for row, cells in board.rows:
         cell = cells[index]
         note = decision.note(row.decoder)
         if note:
             cell.title = "\n".join(t for t in (cell.title, note) if t)
-        cell.best = informative and row.decoder in decision.marked
+        cell.best = decision.informative and row.decoder in decision.marked

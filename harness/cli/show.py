@@ -29,11 +29,12 @@ if TYPE_CHECKING:
     from reports.aggregate import RunView, TimeBudget
     from reports.leaderboard import Leaderboard
 
-LEGEND = ("★ best, and every decoder tied with it within noise (paired bootstrap over cases) · "
-          "↑ higher, ↓ lower, →1 closest to 1 is better · ± 95% interval of the mean over cases · "
-          "[5/6] a mean over part of the cases")
-SUMMARY_LEGEND = "win rate: the share of the other decoders beaten per criterion (a tie counts ½), "\
-                 "averaged over the group's criteria; overall: the mean of the groups"
+LEGEND = ("★ best, and every decoder not separated from it (exact paired sign-flip test over cases, "
+          "or calls for costs; Holm over the column's decoder pairs at 5 %) · ↑ higher, ↓ lower, →1 closest "
+          "to 1 is better · ± 95% interval of the mean over cases · [5/6] a mean over part of the cases · "
+          "(unstable) timed calls spread > 10 % of their median: not ranked")
+SUMMARY_LEGEND = ("win rate: the share of the other decoders beaten per criterion (no decision counts ½), "
+                  "averaged over the group's criteria that decide something")
 _PARTIAL = re.compile(r"^\d+/\d+$")
 
 
@@ -112,7 +113,7 @@ def _cell(cell: Any) -> Cell:
 
 def _header(column: Any) -> str:
     arrow = f" {column.arrow}" if column.arrow else ""
-    return f"{column.label}{arrow}" + (" (uninformative)" if column.flag else "")
+    return f"{column.label}{arrow}" + (f" ({column.tag})" if column.tag else "")
 
 
 def board_grids(board: Leaderboard, summary_only: bool = False) -> list[Grid]:
@@ -120,9 +121,10 @@ def board_grids(board: Leaderboard, summary_only: bool = False) -> list[Grid]:
     grids = []
     summary = [i for i, c in enumerate(board.columns) if c.key.startswith("summary:")]
     if summary:
+        assert board.decisions is not None
         grid = Grid(f"{title} · summary: win rate per group", Column("decoder"),
                     [Column(board.columns[i].key.split(":", 1)[1], numeric=True) for i in summary],
-                    legend=SUMMARY_LEGEND, field_name="group")
+                    legend=f"{SUMMARY_LEGEND}; {board.decisions.weighting()}", field_name="group")
         for row, cells in board.rows:
             grid.add(row.decoder, [_cell(cells[i]) for i in summary])
         grids.append(grid)
@@ -134,6 +136,20 @@ def board_grids(board: Leaderboard, summary_only: bool = False) -> list[Grid]:
     for row, cells in board.rows:
         grid.add(row.decoder, [_cell(cells[i]) for i in rest])
     return [*grids, grid]
+
+
+def summary_notes(board: Leaderboard) -> list[str]:
+    """What the summary table cannot say: groups that rank nothing and why, the missing overall,
+    and whether the top decoder depends on any one group."""
+    decided = board.decisions
+    if decided is None:
+        return []
+    lines = [f"{name} ranks nothing: {g.reason}" for name, g in decided.groups.items() if g.reason]
+    if decided.overall_reason:
+        lines.append(f"no overall: {decided.overall_reason}")
+    if decided.robustness:
+        lines.append(decided.robustness)
+    return lines
 
 
 def grids(view: RunView, metrics: list[str], summary_only: bool = False) -> list[Grid]:
@@ -149,11 +165,13 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
     for board in _boards(view, view.metric_names if metrics is None else metrics):
         for grid in board_grids(board, summary_only):
             print_grid(grid, out)
+        for line in summary_notes(board):
+            print_note(console, line, label="summary", style="cyan")
         if summary_only:
             continue
         for column in board.columns:
-            if column.flag:
-                print_note(console, f"{column.label} is {column.flag}")
+            if column.flag and not column.key.startswith("summary:"):
+                print_note(console, f"{column.label}: {column.flag}")
         for row, _ in board.rows:
             for failure in row.failures:
                 print_note(console, failure, label=row.decoder, style="red")
