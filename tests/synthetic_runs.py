@@ -36,6 +36,8 @@ class SynthDecoder:
     noise: float = 0.02  # output = reference + noise of this std (seeded by decoder and case)
     artifacts: tuple[str, ...] = ()  # metrics whose records carry a heat-map artifact
     quality_not_applicable: str | None = None
+    jitter: float = 0.01  # the timed repeats spread by ± this fraction of latency_ms
+    batch_size: int = 1  # cases per decode call (consecutive cases share a call and its timings)
 
 
 ENVIRONMENT = {
@@ -70,8 +72,8 @@ def _write_png(array: np.ndarray, path: Path) -> str:
     return pixels_sha256(np.ascontiguousarray(array.transpose(2, 0, 1)))  # what the worker records
 
 
-def _latency(median: float, index: int) -> dict[str, Any]:
-    samples = [median * (1 + 0.01 * ((index + k) % 3 - 1)) for k in range(3)]
+def _latency(median: float, index: int, jitter: float = 0.01) -> dict[str, Any]:
+    samples = [median * (1 + jitter * ((index + k) % 3 - 1)) for k in range(3)]
     return {
         "samples_ms": samples,
         "median_ms": float(np.median(samples)),
@@ -202,8 +204,8 @@ def _decode_record(
         "kind": "decode",
         "decoder": decoder.id,
         "case": case["id"],
-        "batch_size": 1,
-        "batch_id": f"{decoder.id}:{case['id']}",
+        "batch_size": decoder.batch_size,
+        "batch_id": f"{decoder.id}:{index // decoder.batch_size}",
         "output_size": case["output_size"],
         "request_size": case["output_size"],
     }
@@ -222,7 +224,8 @@ def _decode_record(
         status="ok",
         image=image,
         image_sha256=sha,
-        latency=_latency(decoder.latency_ms, index),
+        latency=_latency(decoder.latency_ms * decoder.batch_size, index - index % decoder.batch_size,
+                         decoder.jitter),
         memory={
             "method": "linux_vmhwm_reset",
             "peak_rss_bytes": decoder.peak_bytes,

@@ -99,7 +99,8 @@ def test_identical_runs_give_identical_marks(write_suite, tmp_path: Path, image_
     slower while another process holds a core — so latency is checked with known decode times.)"""
     names = ("nearest", "bilinear", "bicubic", "lanczos")
     text = suite_text(image_folder, decoder_tables(*(f'name = "{n}"' for n in names)))
-    suite = load_suite(write_suite(text.replace("seeds = [0]", "seeds = [0, 1, 2]")))  # 9 cases: 4 decoders need 8  # (ms_ssim cannot score these 32 px outputs: refused)
+    # 9 cases (4 decoders need 8); ms_ssim cannot score these 32 px outputs: refused
+    suite = load_suite(write_suite(text.replace("seeds = [0]", "seeds = [0, 1, 2]")))
     first, second = _marks(suite, tmp_path)
     first.pop("cost:latency"), second.pop("cost:latency")
     assert first == second

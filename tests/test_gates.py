@@ -20,7 +20,7 @@ from synthetic_runs import ENVIRONMENT, SynthDecoder, write_run
 
 from harness.gates.baselines import BaselineError, load_baseline, save_baseline, snapshot
 from harness.gates.calibrate import calibrate
-from harness.gates.checks import FAIL, PASS, SKIP, GateReport, evaluate_gates
+from harness.gates.checks import FAIL, PASS, SKIP, UNDECIDED, GateReport, evaluate_gates
 from harness.gates.report import junit_xml, markdown_summary
 from harness.gates.spec import GateSpec
 from harness.suite import SuiteError, load_suite, validate_raw
@@ -217,19 +217,44 @@ def test_a_decoder_that_stopped_decoding_fails_even_when_optional(tmp_path: Path
 
 
 def test_fraction_exceeding_measures_outputs_against_the_baseline_images(tmp_path: Path) -> None:
-    """The distance goes through the metric registry by name (here SSIM; LPIPS by default)."""
+    """The distance goes through the metric registry by name (here spectral_distance; LPIPS by
+    default); the gate passes on the share's 95 % upper bound, not the share itself."""
     base = _run(tmp_path / "base", pid(noise=0.02))
-    gate = {"statistic": "fraction_exceeding", "metric": "ssim", "tau": 0.9, "max_fraction": 0.1}
+    gate = {"statistic": "fraction_exceeding", "metric": "spectral_distance", "tau": 1.0,
+            "max_fraction": 0.25}
     (same,) = _gate(base, base, [gate]).checks
-    assert same.status == PASS and same.details["worst"] == pytest.approx(1.0)
+    assert same.status == PASS and same.details["worst"] == pytest.approx(0.0)
+    assert same.details["bound"] == pytest.approx(1 - 0.05 ** (1 / N))  # 0 of 12 still allows 22 %
     drifted = _run(tmp_path / "drifted", pid(noise=0.2))
     (check,) = _gate(drifted, base, [gate]).checks
     assert check.status == FAIL and check.details["cases"] == N and len(check.details["beyond"]) == N
-    assert all(0 < d < 0.9 for d in check.details["distances"].values())
+    assert all(d > 1.0 for d in check.details["distances"].values())
     save_baseline(base, "no-images", tmp_path / "b2", images="none")
     baseline = load_baseline(tmp_path / "b2" / "no-images.json")
     report = evaluate_gates(snapshot(load_run(drifted)), drifted, baseline, [GateSpec.model_validate(gate)])
     assert report.checks[0].status == FAIL and "holds no output images" in report.checks[0].message
+
+
+def test_fraction_exceeding_with_too_few_cases_is_undecided_not_passed(tmp_path: Path) -> None:
+    """0 of 12 cases beyond tau cannot show a share ≤ 2 %: the 95 % bound is 22 %, so the old rule
+    (observed share ≤ max_fraction) passed a decoder that moves 10 % of its outputs 28 % of the time."""
+    base = _run(tmp_path / "base", pid(noise=0.02))
+    gate = {"statistic": "fraction_exceeding", "metric": "spectral_distance", "tau": 1.0,
+            "max_fraction": 0.02}
+    report = _gate(base, base, [gate])
+    (check,) = report.checks
+    assert check.status == UNDECIDED and not report.passed and not report.failed
+    assert "needs ≥ 149 cases" in check.message and "cannot go below 22.1%" in check.message
+
+
+def test_fraction_exceeding_on_a_similarity_is_refused(write_suite, image_folder) -> None:
+    """ssim with tau = 0.05 counts cases whose SSIM is below 0.05: such a gate could never fail."""
+    text = suite_text(image_folder, decoder_tables('name = "nearest"'))
+    gate = '\n[[gate]]\nstatistic = "fraction_exceeding"\nmetric = "ssim"\ntau = 0.05\nmax_fraction = 0.1\n'
+    with pytest.raises(SuiteError, match=r"needs a distance \(lower is better"):
+        load_suite(write_suite(text + gate))
+    with pytest.raises(ValidationError, match="greater than 0"):
+        GateSpec(statistic="fraction_exceeding", metric="lpips", tau=0.05, max_fraction=0.0)
 
 
 def test_pixel_exact_gates_are_refused_unless_marked(tmp_path: Path, write_suite, image_folder) -> None:
@@ -443,3 +468,74 @@ def test_cli_calibrate_runs_the_suite_and_proposes_gates(tmp_path: Path, write_s
     assert latency.max_ratio > 1  # timing always jitters
     calibration = json.loads((out / "calibration.json").read_text())
     assert [g["pairs"] for g in calibration["gates"]] == [2, 2]
+
+
+# --------------------------------------------------------------------------- coverage, power, stability
+
+
+def test_mean_delta_says_what_it_can_detect_and_refuses_one_case(tmp_path: Path) -> None:
+    base = _run(tmp_path / "base", pid())
+    noisy = _run(tmp_path / "noisy", pid(metrics={"lpips": lambda i: lpips_base(i) + 0.004 * ((i % 3) - 1)}))
+    (check,) = _gate(noisy, base, [LPIPS_GATE]).checks
+    assert check.status == PASS and check.message.startswith(f"n = {N}, spread ")
+    found = re.search(r"detects a worsening ≥ ([0-9.e-]+) in lpips at 80 % power", check.message)
+    detectable = float(found[1])
+    assert detectable == pytest.approx(check.details["min_detectable"], rel=1e-2) and detectable < 0.01
+    (tight,) = _gate(noisy, base, [{"metric": "lpips", "tolerance": 0.0005}]).checks
+    assert "the tolerance 0.0005 is below that: an unchanged decoder would pass only" in tight.message
+    one = write_run(tmp_path / "one", [pid()], 1, METRICS)
+    (check,) = _gate(one, one, [LPIPS_GATE]).checks
+    assert check.status == UNDECIDED and "too few cases: 1 case gives no spread" in check.message
+
+
+def test_a_worsening_at_the_tolerance_no_longer_passes_at_small_n(tmp_path: Path) -> None:
+    """Two cases, both worse by about the tolerance: the old paired bootstrap's 95 % 'bound' was the
+    larger of the two values resampled — here 0.0105 ≤ 0.011 passed; the t bound is far above."""
+    base = write_run(tmp_path / "base", [pid()], 2, METRICS)
+    shift = (0.0095, 0.0105)
+    worse = write_run(tmp_path / "worse", [pid(metrics={"lpips": lambda i: lpips_base(i) + shift[i]})],
+                      2, METRICS)
+    (check,) = _gate(worse, base, [{"metric": "lpips", "tolerance": 0.011}]).checks
+    assert check.status == FAIL  # mean 0.010 + t(0.95, 1) = 6.31 × 0.0007 / √2
+    assert check.details["bound"] == pytest.approx(0.01 + 6.3138 * 0.0005, rel=1e-3)
+
+
+def test_latency_gates_refuse_to_decide_on_unstable_timings(tmp_path: Path) -> None:
+    gates = [{"statistic": "latency_ratio", "max_ratio": 1.2}]
+    base = _run(tmp_path / "base", pid(), gates=gates)
+    shaky = _run(tmp_path / "shaky", pid(jitter=0.3), gates=gates)
+    report = _gate(shaky, base, gates)
+    (check,) = report.checks
+    assert check.status == UNDECIDED and not report.failed and not report.passed
+    assert "unstable timings (run 60% IQR / median, above 10%)" in check.message
+    assert re.fullmatch(r"baseline 100 ms \(spread 2%\) → run 100 ms \(spread 60%\)", check.observed)
+    steady = _run(tmp_path / "steady", pid(latency_ms=105.0), gates=gates)
+    (check,) = _gate(steady, base, gates).checks
+    assert check.status == PASS and "baseline 100 ms (spread 2%) → run 105 ms (spread 2%)" in check.observed
+    junit = validate_junit(junit_xml(report))
+    assert junit.get("errors") == "1" and junit.find(".//error").get("type") == "GateUndecided"
+    assert markdown_summary(report).startswith("## ❔ decoderbench gates undecided")
+    saved = invoke("baseline", "save", str(base), "--name", "steady", "--dir", str(tmp_path / "b"))
+    assert saved.exit_code == 0, saved.output
+    result = invoke("gate", str(shaky), "--baseline", str(tmp_path / "b" / "steady.json"))
+    assert result.exit_code == 3 and "gates undecided" in result.output, result.output
+
+
+def test_memory_gates_compare_like_batch_sizes_only(tmp_path: Path) -> None:
+    gates = [{"statistic": "memory_ratio", "max_ratio": 1.2}]
+    base = _run(tmp_path / "base", pid())
+    batched = _run(tmp_path / "batched", pid(batch_size=4))
+    (check,) = _gate(batched, base, gates).checks
+    assert check.status == FAIL and "batch size differs from the baseline's at 48x48 (1 → 4)" in check.message
+
+
+def test_calibration_proposes_no_ratio_from_unstable_timings(tmp_path: Path) -> None:
+    """Two repeats whose timings spread by 60 %: the old calibration proposed 1 + k × |ratio − 1| from
+    them (305× seen); now it proposes nothing and says why."""
+    runs = [_run(tmp_path / f"r{i}", pid(jitter=0.3, latency_ms=100.0 * (1 + i))) for i in range(2)]
+    gate = GateSpec(statistic="latency_ratio", max_ratio=1.0)
+    (proposal,) = calibrate(runs, [gate])
+    assert proposal.value is None and any("unstable timings" in note for note in proposal.notes)
+    steady = [_run(tmp_path / f"s{i}", pid(latency_ms=100.0 + i)) for i in range(2)]
+    (proposal,) = calibrate(steady, [gate])
+    assert proposal.value == pytest.approx(1 + 2 * 0.01, rel=1e-6)

@@ -4,7 +4,8 @@
     decoderbench gate RUN_DIR --baseline baselines/NAME.json [--junit F] [--markdown F]
     decoderbench gate calibrate SUITE --repeats N [--k 2] [--out DIR]
 
-`gate` exits 0 when every gate holds, 1 when one fails, 2 on a usage error.
+`gate` exits 0 when every gate holds, 1 when one fails, 3 when none fails but the data cannot decide
+one (too few cases, unstable timings), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from harness.cli.console import EXIT_FAILED, EXIT_OK, RichReporter, console, fail, out
+from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_UNDECIDED, RichReporter, console, fail, out
 from harness.cli.tables import Cell, Column, Grid, print_grid, print_note
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class _CheckByDefault(TyperGroup):
 
 gate_app = typer.Typer(cls=_CheckByDefault, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                        help="Check a run against a baseline: `gate RUN_DIR --baseline baselines/NAME.json` "
-                       "(exit 0 when every gate holds, 1 when one fails; options: `gate check --help`); "
+                       "(exit 0 when every gate holds, 1 when one fails, 3 when the data cannot decide one; "
+                       "options: `gate check --help`); "
                        "or propose tolerances from measured noise: `gate calibrate SUITE --repeats N`.")
 baseline_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                            help="Save a run as the baseline that gates compare against.")
@@ -126,15 +128,15 @@ def check(
         write_outputs(report, junit, markdown, Path(summary) if summary else None)
     except OSError as exc:
         raise fail(f"cannot write the gate reports: {exc.strerror or exc}: {exc.filename}") from None
-    raise typer.Exit(EXIT_OK if report.passed else EXIT_FAILED)
+    raise typer.Exit(EXIT_FAILED if report.failed else EXIT_OK if report.passed else EXIT_UNDECIDED)
 
 
 def print_report(report: GateReport) -> None:
     """The checks (result, gate, decoder, observed, limit, note), environment differences, verdict."""
-    from harness.gates.checks import FAIL, PASS, SKIP
-    from harness.gates.report import ENVIRONMENT_ADVICE, counts
+    from harness.gates.checks import FAIL, PASS, SKIP, UNDECIDED
+    from harness.gates.report import ENVIRONMENT_ADVICE, counts, verdict
 
-    colors = {PASS: "green", FAIL: "bold red", SKIP: "yellow"}
+    colors = {PASS: "green", FAIL: "bold red", SKIP: "yellow", UNDECIDED: "bold yellow"}
     grid = Grid(f"gates · baseline {report.baseline}", Column("decoder"), [
         Column("result"), Column("gate", text=True), Column("observed", numeric=True),
         Column("limit", numeric=True), Column("note", text=True)], field_name="check")
@@ -148,9 +150,8 @@ def print_report(report: GateReport) -> None:
         print_note(console, ENVIRONMENT_ADVICE, label="advice")
     for note in report.notes:
         print_note(console, note)
-    verdict = Text("all gates hold" if report.passed else "gates failed",
-                   style="bold green" if report.passed else "bold red")
-    out.print(verdict + Text(f" ({counts(report)})"), soft_wrap=True)
+    style = "bold green" if report.passed else "bold red" if report.failed else "bold yellow"
+    out.print(Text(verdict(report), style=style) + Text(f" ({counts(report)})"), soft_wrap=True)
 
 
 @gate_app.command("calibrate")

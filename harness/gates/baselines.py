@@ -91,6 +91,7 @@ def snapshot(view: RunView) -> dict[str, Any]:
                 # per image, from calls of `batch_size` images only
                 "latency_median_ms": row.image_latency(0.5), "latency_p90_ms": row.image_latency(0.9),
                 "call_latency_median_ms": row.call_latency(0.5), "batch_size": row.batch_size,
+                "latency_spread": row.latency_spread,
                 "peak_memory_bytes": row.peak_memory_bytes, "memory_kind": row.memory_headline_kind,
                 "memory": row.memory, "memory_method": row.memory_method,
                 "decode_statuses": row.statuses,

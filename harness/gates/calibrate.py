@@ -8,7 +8,10 @@ the run — exactly as `decoderbench gate` would. The spread is the worst
 statistic seen under pure noise; the proposal is k × spread:
 
 - mean_delta: tolerance = k × max |bound of the mean worsening|
-- latency_ratio / memory_ratio: max_ratio = 1 + k × max |ratio − 1|
+- latency_ratio / memory_ratio: max_ratio = 1 + k × max |ratio − 1|; none
+  where the repeats' timings are unstable (IQR / median above 10 %): a
+  ratio drawn from noise that large would propose a gate that catches
+  nothing
 - fraction_exceeding: tau = k × the largest per-case distance between
   repeats (distances, i.e. lower-is-better metrics, only)
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.gates.baselines import Baseline, snapshot
-from harness.gates.checks import Regression, Unavailable, measure
+from harness.gates.checks import Regression, Unavailable, Undecided, measure
 from harness.gates.spec import COST_STATISTICS, PIXEL_EXACT_METRICS, GateSpec
 from harness.metrics.direction import LOWER, Direction
 from harness.store import atomic_write_text
@@ -81,7 +84,7 @@ def _propose(gate: GateSpec, run_dirs: list[Path], snapshots: list[dict[str, Any
         for decoder in decoders:
             try:
                 measured = measure(gate, decoder, baselines[i], snapshots[j], run_dirs[j], device, loaded)
-            except (Unavailable, Regression) as exc:
+            except (Unavailable, Regression, Undecided) as exc:
                 note = f"{decoder}: {exc}"
                 if note not in proposal.notes:
                     proposal.notes.append(note)

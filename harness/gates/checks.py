@@ -5,20 +5,28 @@ Statistics (see harness/gates/spec.py for the suite syntax):
   baseline's in the metric's direction (lower: run − baseline; higher:
   baseline − run; closest to a target t: |run − t| − |baseline − t|, so an
   energy ratio that moves from 1.0 to 3.0 worsens by 2.0); the gate holds
-  when the one-sided `confidence` upper bound of mean(w), from a paired
-  bootstrap over cases, is within the tolerance.
-  Noise alone cannot pass a real regression, and cannot fail a run whose
-  bound is inside the tolerance.
-- fraction_exceeding: per case, a full-reference metric (default LPIPS,
+  when the one-sided `confidence` Student-t upper bound of mean(w) is within
+  the tolerance: a true worsening equal to the tolerance passes at most
+  1 − confidence of the time at every n (normal per-case differences;
+  docs/statistics.md gives the rates under skew). Every result says the
+  smallest worsening its n and spread detect at 80 % power.
+- fraction_exceeding: per case, a full-reference distance (default LPIPS,
   through the metric registry) between this run's output and the
-  baseline's output; the share of cases worse than `tau` must be at most
-  `max_fraction`.
+  baseline's output; the one-sided `confidence` (Clopper–Pearson) upper
+  bound of the share of cases beyond `tau` must be at most `max_fraction`.
+  Too few cases to show that share at all is "undecided", not a pass.
 - latency_ratio / memory_ratio: median per-image latency (calls of the same
   batch size only) and the headline peak memory (CUDA peak allocated, CPU
   RSS increment; the same figure as the baseline's) over the baseline's, per
-  comparison size, within `max_ratio`. When the environment
-  differs (GPU model, dtype, library versions) they fail unless allowed.
+  comparison size, within `max_ratio`, like batch sizes only. When the
+  environment differs (GPU model, dtype, library versions) they fail unless
+  allowed; when either side's timed calls are unstable (IQR / median above
+  10 %) the latency gate is undecided.
 - hash_equal (pixel-exact, opt-in): every output identical to the baseline's.
+
+Results: pass, fail, skip (an optional gate that cannot be evaluated) and
+undecided (too few cases or unstable timings: the data cannot say either
+way), which `decoderbench gate` reports with its own exit code.
 
 Baseline cases that lost their value in this run (the decoder failed) are
 regressions. A metric that cannot be evaluated (unavailable, not
@@ -38,11 +46,18 @@ from harness.gates.baselines import Baseline
 from harness.gates.spec import COST_STATISTICS, GateSpec
 from harness.metrics import METRICS
 from harness.metrics.direction import Direction
+from harness.stats import (
+    UNSTABLE_SPREAD,
+    binomial_upper_bound,
+    cases_for_fraction,
+    min_detectable,
+    pass_probability,
+    t_upper_bound,
+)
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
+PASS, FAIL, SKIP, UNDECIDED = "pass", "fail", "skip", "undecided"
 DISTANCE_BATCH = 8
+SKEWED = 1.0  # sample skewness of the per-case worsening above which the t bound is flagged
 
 
 class Unavailable(Exception):
@@ -51,6 +66,10 @@ class Unavailable(Exception):
 
 class Regression(Exception):
     """The run lost something the baseline had (always fails)."""
+
+
+class Undecided(Exception):
+    """The data cannot decide the gate either way (too few cases, unstable timings)."""
 
 
 @dataclass
@@ -64,7 +83,7 @@ class Measurement:
 class Check:
     gate: str
     decoder: str
-    status: str  # pass | fail | skip
+    status: str  # pass | fail | skip | undecided
     observed: str = ""
     limit: str = ""
     message: str = ""
@@ -99,7 +118,11 @@ class GateReport:
 
     @property
     def passed(self) -> bool:
-        return all(check.status != FAIL for check in self.checks)
+        return all(check.status not in (FAIL, UNDECIDED) for check in self.checks)
+
+    @property
+    def failed(self) -> bool:
+        return any(check.status == FAIL for check in self.checks)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -166,9 +189,11 @@ def _check(gate: GateSpec, decoder: str, context: _Context, mismatches: list[Mis
                       message=f"{'optional, skipped' if gate.optional else 'cannot evaluate'}: {exc}")]
     except Regression as exc:
         return [Check(gate.label, decoder, FAIL, message=str(exc))]
+    except Undecided as exc:
+        return [Check(gate.label, decoder, UNDECIDED, message=str(exc))]
     holds, limit = _holds(gate, measured)
     return [Check(gate.label, decoder, PASS if holds else FAIL, measured.observed, limit,
-                  details=measured.details)]
+                  message=measured.details.get("power", ""), details=measured.details)]
 
 
 def _holds(gate: GateSpec, measured: Measurement) -> tuple[bool, str]:
@@ -222,30 +247,42 @@ def _mean_delta(gate: GateSpec, base: dict[str, Any], run: dict[str, Any]) -> Me
     deltas = np.array([run_values[c] - base_values[c] for c in cases], dtype=np.float64)
     worsening = np.array([direction.worsening(run_values[c], base_values[c]) for c in cases],
                          dtype=np.float64)
-    bound = upper_bound(worsening, gate.confidence)
+    if len(cases) < 2:
+        raise Undecided(f"too few cases: {len(cases)} case gives no spread to bound the mean worsening "
+                        "by; a mean_delta gate needs ≥ 2")
+    bound = t_upper_bound(worsening, gate.confidence)
     base_mean = float(np.mean([base_values[c] for c in cases]))
     tolerance = gate.tolerance if gate.tolerance is not None else \
         (gate.tolerance_relative or 0.0) * abs(base_mean)
     observed = (f"Δ {float(deltas.mean()):+.4g} ({direction.label} is better); "
                 f"{gate.confidence:.0%} bound on worsening {bound:+.4g} (n={len(cases)})")
+    spread = float(worsening.std(ddof=1))
     return Measurement(bound, observed, {
         "cases": len(cases), "mean_delta": float(deltas.mean()), "mean_worsening": float(worsening.mean()),
         "bound": bound, "confidence": gate.confidence, "tolerance": tolerance, "baseline_mean": base_mean,
+        "spread": spread, "min_detectable": min_detectable(spread, len(cases), 1 - gate.confidence),
+        "power": _power_note(gate.metric, worsening, tolerance, gate.confidence),
     })
 
 
-def upper_bound(values: np.ndarray, confidence: float) -> float:
-    """One-sided upper confidence bound of the mean by a paired (case) bootstrap."""
-    if len(values) < 2:
-        return float(values.mean())
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    means = np.empty(BOOTSTRAP_RESAMPLES)
-    chunk = max(1, 2_000_000 // len(values))
-    for start in range(0, BOOTSTRAP_RESAMPLES, chunk):
-        stop = min(BOOTSTRAP_RESAMPLES, start + chunk)
-        picks = rng.integers(0, len(values), size=(stop - start, len(values)))
-        means[start:stop] = values[picks].mean(axis=1)
-    return float(np.quantile(means, confidence))
+def _power_note(metric: str, worsening: np.ndarray, tolerance: float, confidence: float) -> str:
+    """What this gate can detect with its n and spread, and whether its tolerance is attainable."""
+    n, spread = len(worsening), float(worsening.std(ddof=1))
+    detectable = min_detectable(spread, n, 1 - confidence)
+    note = (f"n = {n}, spread {spread:.3g}: detects a worsening ≥ {detectable:.3g} in {metric} at 80 % "
+            "power")
+    if spread > 0 and detectable > tolerance:
+        unchanged = pass_probability(tolerance, 0.0, spread, n, confidence)
+        note += (f"; the tolerance {tolerance:.3g} is below that: an unchanged decoder would pass only "
+                 f"~{unchanged:.0%} of the time (add cases or widen the tolerance)")
+    if n >= 3 and spread > 0:
+        centred = worsening - worsening.mean()
+        skew = float(np.mean(centred**3) / np.mean(centred**2) ** 1.5)
+        if skew > SKEWED:
+            note += (f"; the per-case worsening is skewed ({skew:.1f}: a few cases moved far), where the "
+                     "bound errs more often than 5 % (docs/statistics.md): a fraction_exceeding gate "
+                     "catches such regressions")
+    return note
 
 
 def _metric(name: str, decoder: dict[str, Any], where: str) -> dict[str, Any]:
@@ -304,14 +341,25 @@ def _fraction_exceeding(gate: GateSpec, decoder: str, base: dict[str, Any], run:
         if missing:
             raise Unavailable(f"{len(missing)} {whose} output image(s) are missing, e.g. {missing[0]}")
     distances, direction = output_distances(gate.metric, pairs, context.device, context.metrics)
-    assert gate.tau is not None
+    if direction.better != "lower":
+        raise Unavailable(f"{gate.metric} is best {direction.label}: fraction_exceeding needs a distance "
+                          "(lower is better, e.g. lpips, dists)")
+    assert gate.tau is not None and gate.max_fraction is not None
+    needed = cases_for_fraction(gate.max_fraction, gate.confidence)
+    if len(cases) < needed:
+        raise Undecided(f"too few cases: with n = {len(cases)} the {gate.confidence:.0%} bound on the share "
+                        f"beyond τ cannot go below {binomial_upper_bound(0, len(cases), gate.confidence):.1%}"
+                        f"; showing a share ≤ {gate.max_fraction:.1%} needs ≥ {needed} cases")
     tau = gate.tau
     beyond = [case for case in cases if direction.is_better(tau, distances[case])]
     worst = max(distances.values(), key=direction.badness)
     fraction = len(beyond) / len(cases)
-    observed = f"{len(beyond)}/{len(cases)} ({fraction:.1%}) beyond τ; worst {gate.metric} {worst:.4g}"
-    return Measurement(fraction, observed, {"cases": len(cases), "beyond": beyond[:20], "worst": worst,
-                                            "distances": distances, "direction": direction.as_dict()})
+    bound = binomial_upper_bound(len(beyond), len(cases), gate.confidence)
+    observed = (f"{len(beyond)}/{len(cases)} ({fraction:.1%}) beyond τ, {gate.confidence:.0%} bound "
+                f"{bound:.1%}; worst {gate.metric} {worst:.4g}")
+    return Measurement(bound, observed, {"cases": len(cases), "beyond": beyond[:20], "worst": worst,
+                                         "fraction": fraction, "bound": bound, "distances": distances,
+                                         "direction": direction.as_dict()})
 
 
 def output_distances(metric_name: str, pairs: list[tuple[str, Path, Path]], device: str,
@@ -371,9 +419,13 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
         optional = isinstance(exc, Unavailable) and gate.optional
         return Check(gate.label, decoder, SKIP if optional else FAIL, limit=limit, message=str(exc),
                      size=size)
+    except Undecided as exc:
+        return Check(gate.label, decoder, UNDECIDED, _cost_observed(gate, size, base, run), limit,
+                     message=str(exc), size=size)
     what = "latency per image" if gate.statistic == "latency_ratio" else "peak memory"
-    check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL, f"{what} {ratio:.3f}×",
-                  limit, size=size, details={"ratio": ratio})
+    check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL,
+                  f"{what} {ratio:.3f}× ({_cost_observed(gate, size, base, run)})", limit, size=size,
+                  details={"ratio": ratio})
     if mismatches:
         differences = "; ".join(str(m) for m in mismatches[:3]) + ("; …" if len(mismatches) > 3 else "")
         if allowed:
@@ -382,6 +434,20 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
             check.status = FAIL
             check.message = f"{what} not comparable, the environment differs: {differences}"
     return check
+
+
+def _cost_observed(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> str:
+    """Baseline and run values side by side (latency with the spread of its timed calls)."""
+    def one(entry: dict[str, Any] | None) -> str:
+        entry = entry or {}
+        if gate.statistic == "latency_ratio":
+            value, spread = entry.get("latency_median_ms"), entry.get("latency_spread")
+            text = "—" if value is None else f"{value:.4g} ms"
+            return text + ("" if spread is None else f" (spread {spread:.0%})")
+        value = entry.get("peak_memory_bytes")
+        return "—" if value is None else f"{value / 2**20:.1f} MiB"
+
+    return f"baseline {one(base['sizes'].get(size))} → run {one(run['sizes'].get(size))}"
 
 
 def _ratio(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> float:
@@ -394,9 +460,17 @@ def _ratio(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any])
     if entry is None or entry.get(key) is None:
         statuses = (entry or {}).get("decode_statuses") or {}
         raise Regression(f"no {key} at {size} in this run (decode statuses: {_statuses(statuses)})")
-    # Like with like: calls of one batch size, one named memory figure (recorded since both existed).
-    same = "batch_size" if key == "latency_median_ms" else "memory_kind"
-    if baseline.get(same) is not None and entry.get(same) is not None and baseline[same] != entry[same]:
-        raise Unavailable(f"{same.replace('_', ' ')} differs from the baseline's at {size} "
-                          f"({baseline[same]} → {entry[same]}): not comparable")
+    # Like with like: calls of one batch size (latency and memory), one named memory figure.
+    for same in ("batch_size",) if key == "latency_median_ms" else ("batch_size", "memory_kind"):
+        if baseline.get(same) is not None and entry.get(same) is not None and baseline[same] != entry[same]:
+            raise Unavailable(f"{same.replace('_', ' ')} differs from the baseline's at {size} "
+                              f"({baseline[same]} → {entry[same]}): not comparable")
+    if key == "latency_median_ms":
+        unstable = [f"{who} {spread:.0%}" for who, spread in (("baseline", baseline.get("latency_spread")),
+                                                              ("run", entry.get("latency_spread")))
+                    if spread is not None and spread > UNSTABLE_SPREAD]
+        if unstable:
+            raise Undecided(f"unstable timings ({', '.join(unstable)} IQR / median, above "
+                            f"{UNSTABLE_SPREAD:.0%}): a ratio of medians this noisy cannot decide; rerun "
+                            'on a quieter machine or with timing.repeats = "auto"')
     return float(entry[key]) / float(before)

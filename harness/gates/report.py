@@ -14,9 +14,9 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.gates.checks import FAIL, PASS, SKIP, Check, GateReport
+from harness.gates.checks import FAIL, PASS, SKIP, UNDECIDED, Check, GateReport
 
-ICONS = {PASS: "✅", FAIL: "❌", SKIP: "⏭️"}
+ICONS = {PASS: "✅", FAIL: "❌", SKIP: "⏭️", UNDECIDED: "❔"}
 ENVIRONMENT_ADVICE = ("Latency and memory gates fail on these differences unless allowed: re-baseline on "
                       "this machine, or set allow_environment_mismatch = true on the gate "
                       "(--allow-environment-mismatch).")
@@ -24,8 +24,15 @@ _XML_INVALID = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 
 
 def counts(report: GateReport) -> str:
-    counts = {status: sum(c.status == status for c in report.checks) for status in (PASS, FAIL, SKIP)}
-    return f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped"
+    counts = {s: sum(c.status == s for c in report.checks) for s in (PASS, FAIL, UNDECIDED, SKIP)}
+    text = f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped"
+    return text + (f", {counts[UNDECIDED]} undecided" if counts[UNDECIDED] else "")
+
+
+def verdict(report: GateReport) -> str:
+    if report.failed:
+        return "gates failed"
+    return "all gates hold" if report.passed else "gates undecided: the data cannot decide some of them"
 
 
 def _xml_text(text: str) -> str:
@@ -34,14 +41,16 @@ def _xml_text(text: str) -> str:
 
 def junit_xml(report: GateReport) -> str:
     root = ET.Element("testsuites", name="decoderbench gates", tests=str(len(report.checks)),
-                      failures=str(sum(c.status == FAIL for c in report.checks)), errors="0", time="0")
+                      failures=str(sum(c.status == FAIL for c in report.checks)),
+                      errors=str(sum(c.status == UNDECIDED for c in report.checks)), time="0")
     timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     gates = list(dict.fromkeys(check.gate for check in report.checks))
     for gate in gates:
         checks = [c for c in report.checks if c.gate == gate]
         suite = ET.SubElement(
             root, "testsuite", name=_xml_text(gate), tests=str(len(checks)),
-            failures=str(sum(c.status == FAIL for c in checks)), errors="0",
+            failures=str(sum(c.status == FAIL for c in checks)),
+            errors=str(sum(c.status == UNDECIDED for c in checks)),
             skipped=str(sum(c.status == SKIP for c in checks)), time="0", timestamp=timestamp,
             hostname=_xml_text(socket.gethostname()),
         )
@@ -66,6 +75,9 @@ def _testcase(suite: ET.Element, check: Check) -> None:
         failure = ET.SubElement(case, "failure", message=_xml_text(check.message or summary),
                                 type="GateFailed")
         failure.text = _xml_text(summary)
+    elif check.status == UNDECIDED:  # not a failure of the decoder: the data cannot decide
+        error = ET.SubElement(case, "error", message=_xml_text(check.message), type="GateUndecided")
+        error.text = _xml_text(summary)
     elif check.status == SKIP:
         ET.SubElement(case, "skipped", message=_xml_text(check.message))
     out = ET.SubElement(case, "system-out")
@@ -79,8 +91,8 @@ def _md(text: str) -> str:
 
 
 def markdown_summary(report: GateReport) -> str:
-    verdict = "✅ decoderbench gates hold" if report.passed else "❌ decoderbench gates failed"
-    lines = [f"## {verdict} · baseline `{_md(report.baseline)}`", "",
+    icon = "✅" if report.passed else ("❌" if report.failed else "❔")
+    lines = [f"## {icon} decoderbench {verdict(report)} · baseline `{_md(report.baseline)}`", "",
              f"Run `{_md(str(report.run_dir))}` · {counts(report)}.", "",
              "| result | gate | decoder | observed | limit | note |", "|---|---|---|---|---|---|"]
     for check in report.checks:

@@ -93,29 +93,28 @@ def mc_margin(rate: float, trials: int = TRIALS) -> float:
     return 3 * math.sqrt(rate * (1 - rate) / trials)
 
 
+def _row(label: str, values: list[float], digits: int = 1) -> str:
+    return f"| {label} | " + " | ".join(f"{v:.{digits}%}" for v in values) + " |"
+
+
 def tables(trials: int = TRIALS) -> str:
     head = "| n | " + " | ".join(str(n) for n in NS) + " |\n|---|" + "---:|" * len(NS)
     lines = ["False decisions between two decoders that do not differ (one pair, sign-flip test at 5 %):",
              "", head]
-    for name, noise in NOISES.items():
-        rates = [false_decision_rate(n, trials, noise) for n in NS]
-        lines.append(f"| {name} | " + " | ".join(f"{r:.1%}" for r in rates) + " |")
-    lines += ["", "Any false decision among D decoders that do not differ (all pairs, Holm at 5 %):", "", head]
-    for decoders in (3, 4, 6):
-        rates = [family_error_rate(n, decoders, trials) for n in NS]
-        lines.append(f"| D = {decoders} | " + " | ".join(f"{r:.1%}" for r in rates) + " |")
+    lines += [_row(name, [false_decision_rate(n, trials, noise) for n in NS])
+              for name, noise in NOISES.items()]
+    lines += ["", "Any false decision among D decoders that do not differ (all pairs, Holm at 5 %):", "",
+              head]
+    lines += [_row(f"D = {d}", [family_error_rate(n, d, trials) for n in NS]) for d in (3, 4, 6)]
     lines += ["", "Power: how often a true paired difference of d standard deviations is separated "
               "(one pair, normal):", "", head]
-    for effect in (0.5, 1.0, 2.0):
-        lines.append(f"| d = {effect:g} | " + " | ".join(f"{power(n, effect, trials):.0%}" for n in NS) + " |")
+    lines += [_row(f"d = {e:g}", [power(n, e, trials) for n in NS], 0) for e in (0.5, 1.0, 2.0)]
     lines += ["", "Gates: how often a mean_delta gate passes a decoder whose true mean worsening equals "
               "its tolerance (must be ≤ 5 %), and one with no worsening at all (tolerance = 1 spread):",
               "", head]
-    for name, noise in NOISES.items():
-        at = [gate_pass_rate(n, 1.0, trials, noise) for n in NS]
-        lines.append(f"| at tolerance, {name} | " + " | ".join(f"{r:.1%}" for r in at) + " |")
-    unchanged = [gate_pass_rate(n, 0.0, trials) for n in NS]
-    lines.append("| unchanged, normal | " + " | ".join(f"{r:.0%}" for r in unchanged) + " |")
+    lines += [_row(f"at tolerance, {name}", [gate_pass_rate(n, 1.0, trials, noise) for n in NS])
+              for name, noise in NOISES.items()]
+    lines.append(_row("unchanged, normal", [gate_pass_rate(n, 0.0, trials) for n in NS], 0))
     detectable = [min_detectable(1.0, n) for n in NS]
     lines.append("| smallest worsening detected at 80 % power (× spread) | "
                  + " | ".join("—" if math.isinf(d) else f"{d:.2f}" for d in detectable) + " |")
