@@ -93,7 +93,7 @@ def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
         decoder_id=entry.id, decoder_name=entry.name,
         params=suite.decoder_params[entry.id].model_dump(mode="json"),
         device=timing.device, dtype=timing.dtype, warmup=timing.warmup,
-        repeats=timing.repeats, threads=timing.threads,
+        repeats=timing.repeats, repeat_budget_s=timing.repeat_budget_s, threads=timing.threads,
         compare_resampler=suite.model.compare.resampler,
         run_dir=str(run_dir), log_path=str(run_dir / "logs" / f"{entry.id}.log"),
     )

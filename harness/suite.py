@@ -267,7 +267,11 @@ class Timing(_Strict):
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     warmup: int = Field(default=1, ge=0)
-    repeats: int = Field(default=5, ge=1)
+    repeats: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default=5, description='timed calls per decode task, or "auto": until the median is known to '
+        '± 2 % (95 % interval) or repeat_budget_s ends')
+    repeat_budget_s: float = Field(default=10.0, gt=0, allow_inf_nan=False,
+                                   description='time budget of one task\'s timed calls with repeats = "auto"')
     batch_size: int = Field(default=1, ge=1)
     timeout_s: float = Field(default=600.0, gt=0, description="per decode call batch")
     load_timeout_s: float = Field(default=1800.0, gt=0)
@@ -276,6 +280,15 @@ class Timing(_Strict):
         default=None, min_length=1, description="decode on these GPUs at once, one worker per GPU")
     overlap_io: bool | None = Field(
         default=None, description="store outputs while the next task decodes (default: on GPUs only)")
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: Any) -> Any:
+        """Keys added after runs existed dump (and hash) only when set, so older runs still resume."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("repeat_budget_s") == type(self).model_fields[
+                "repeat_budget_s"].default:
+            data.pop("repeat_budget_s", None)
+        return data
 
 
 class Compare(_Strict):

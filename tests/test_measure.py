@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.workers import measure as measure_module
 from harness.workers.measure import MemoryProbe, is_oom, measure, summarize
 
 
@@ -87,3 +88,24 @@ def test_cuda_memory_names_allocated_reserved_and_device_used(monkeypatch: pytes
     assert memory == {"method": "cuda_max_memory_allocated", "baseline_allocated_bytes": 1 * gib,
                       "peak_allocated_bytes": 9 * gib, "peak_reserved_bytes": 16 * gib,
                       "device_used_bytes": 20 * gib, "device_total_bytes": 80 * gib}
+
+
+def _scripted(monkeypatch: pytest.MonkeyPatch, times_ms: list[float]) -> None:
+    """time_call returns these latencies in turn (and the callable's result)."""
+    script = iter(times_ms)
+    monkeypatch.setattr(measure_module, "time_call", lambda fn, device: (fn(), next(script)))
+
+
+def test_auto_repeats_stop_once_the_median_is_known_to_2_percent(monkeypatch: pytest.MonkeyPatch) -> None:
+    _scripted(monkeypatch, [10.0, 10.1, 9.9, 10.0, 10.05, 9.95] + [10.0] * 100)
+    result = measure(lambda: None, "auto", torch.device("cpu"))
+    assert result.latency.stopped == "converged" and result.latency.n == 6  # the fewest with an interval
+    low, high = result.latency.median_ci95_ms
+    assert low == 9.9 and high == 10.1
+    _scripted(monkeypatch, [10.0, 30.0] * 500)  # bimodal: the median is never known to 2 %
+    result = measure(lambda: None, "auto", torch.device("cpu"), budget_s=0.0)
+    assert result.latency.stopped == "time budget" and result.latency.n == 3  # but a spread needs 3
+    _scripted(monkeypatch, [10.0, 30.0] * 600)
+    result = measure(lambda: None, "auto", torch.device("cpu"), budget_s=60.0)
+    assert result.latency.stopped == "time budget" and result.latency.n == 1000  # the hard cap
+    assert measure(lambda: None, 4, torch.device("cpu")).latency.stopped is None

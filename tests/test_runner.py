@@ -90,6 +90,9 @@ FAULTS = {
     "oom": ("oom", "can't allocate memory"),
     "nan": ("invalid_output", "non-finite"),
     "range": ("invalid_output", "protocol requires [0, 1]"),
+    # Outputs of another size were resampled to the comparison size and ranked (★ latency seen).
+    "tiny": ("invalid_output", "decoder returned 10×10 images; it was asked for 32×32 from a 16×16 input"),
+    "aspect": ("invalid_output", "decoder returned 32×16 images; it was asked for 32×32"),
     "raise": ("error", "decoder exploded on purpose"),
     "crash": ("crashed", "SIGSEGV"),
     "sleep": ("timeout", "no answer within 3 s"),

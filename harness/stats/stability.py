@@ -9,11 +9,10 @@ which `repeats = "auto"` narrows to 2 % of the median before it stops.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-
-from harness.stats.distributions import binomial_cdf
 
 UNSTABLE_SPREAD = 0.10  # IQR / median above this: unstable
 
@@ -33,9 +32,15 @@ def median_interval(samples: Sequence[float], confidence: float = 0.95) -> tuple
     values = np.sort(np.asarray(samples, dtype=np.float64))
     n = values.size
     tail = (1 - confidence) / 2
-    k = 0  # the interval is [x_(k+1), x_(n−k)] (1-based) for the largest k with P(X ≤ k) ≤ tail
-    while k + 1 <= n // 2 and binomial_cdf(k, n, 0.5) <= tail:
+    # The interval is [x_(k), x_(n−k+1)] (1-based) for the largest k with P(X ≤ k − 1) ≤ tail,
+    # X ~ Binomial(n, ½): the cumulative probabilities in one pass, in log space.
+    k, cumulative, log_pmf = 0, 0.0, -n * math.log(2.0)
+    while k < n // 2:
+        cumulative += math.exp(log_pmf)
+        if cumulative > tail:
+            break
         k += 1
+        log_pmf += math.log(n - k + 1) - math.log(k)
     if k == 0:
         return None
     return float(values[k - 1]), float(values[n - k])

@@ -21,11 +21,12 @@ class WorkerJob:
     device: str
     dtype: str
     warmup: int
-    repeats: int
+    repeats: int | str  # a count, or "auto" (until the median is known to ± 2 % or the budget ends)
     threads: int | None
     compare_resampler: str
     run_dir: str
     log_path: str
+    repeat_budget_s: float = 10.0  # repeats = "auto": the time budget of one task's timed calls
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,12 @@ CUDA each repeat is bracketed by CUDA events with a device synchronize before
 and after, so a repeat is the latency of one call, not a pipelined
 throughput. A sample is the latency of one call of the task's batch size:
 per-image latency is derived from it (÷ batch size) by the readers, who never
-pool calls of different batch sizes.
+pool calls of different batch sizes. `repeats` is a count, or "auto": repeat
+until the distribution-free 95 % interval of the median is within 2 % of it
+(after at least 6 calls, the fewest such an interval needs) or the time
+budget ends (after at least 3 calls) — torch.utils.benchmark's adaptive_autorange and pyperf's
+calibration, with the median's own interval as the stopping rule; the
+record says which of the two stopped it.
 
 Memory, each figure named by what it is:
 - CUDA: `peak_allocated_bytes` (`max_memory_allocated`: tensors) and
@@ -36,6 +41,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.stats import median_interval
+
+AUTO = "auto"
+AUTO_MIN_REPEATS = 6  # the fewest calls whose median has a 95 % interval
+AUTO_FLOOR = 3  # "auto" times at least this many calls even past its budget (a spread needs some)
+AUTO_MAX_REPEATS = 1000
+AUTO_PRECISION = 0.02  # stop once the median's 95 % interval is within ± 2 % of it
+AUTO_BUDGET_S = 10.0  # ... or once this much time went into the repeats of one call
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -49,15 +63,18 @@ class LatencyStats:
     min_ms: float
     max_ms: float
     samples_ms: list[float]
+    median_ci95_ms: list[float] | None = None  # distribution-free 95 % interval of the median
+    stopped: str | None = None  # "auto" repeats: "converged" (within 2 %) or "time budget"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarize(samples_ms: list[float], timer: str) -> LatencyStats:
+def summarize(samples_ms: list[float], timer: str, stopped: str | None = None) -> LatencyStats:
     values = np.asarray(samples_ms, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no samples to summarize")
+    interval = median_interval(samples_ms)
     return LatencyStats(
         timer=timer,
         n=int(values.size),
@@ -69,6 +86,8 @@ def summarize(samples_ms: list[float], timer: str) -> LatencyStats:
         min_ms=float(values.min()),
         max_ms=float(values.max()),
         samples_ms=[round(float(v), 6) for v in values],
+        median_ci95_ms=None if interval is None else [round(v, 6) for v in interval],
+        stopped=stopped,
     )
 
 
@@ -171,9 +190,19 @@ def resident_bytes() -> int | None:
     return _status_bytes("VmRSS")
 
 
-def measure(fn: Callable[[], Any], repeats: int, device: torch.device,
-            loaded_rss_bytes: int | None = None) -> Measurement:
-    """Time `repeats` calls of fn and take peak memory over them; keep the last output.
+def converged(samples_ms: list[float], precision: float = AUTO_PRECISION) -> bool:
+    """The median's 95 % interval lies within ± `precision` of the median."""
+    interval = median_interval(samples_ms)
+    if interval is None:
+        return False
+    median = float(np.median(samples_ms))
+    return median > 0 and max(median - interval[0], interval[1] - median) <= precision * median
+
+
+def measure(fn: Callable[[], Any], repeats: int | str, device: torch.device,
+            loaded_rss_bytes: int | None = None, budget_s: float = AUTO_BUDGET_S) -> Measurement:
+    """Time `repeats` calls of fn (or "auto": until the median is known to ± 2 % or `budget_s`
+    ends) and take peak memory over them; keep the last output.
 
     `loaded_rss_bytes` (CPU): the worker's resident set once its decoder was loaded, the base of
     `rss_increment_bytes`."""
@@ -181,12 +210,23 @@ def measure(fn: Callable[[], Any], repeats: int, device: torch.device,
     probe.start()
     samples: list[float] = []
     output: Any = None
-    for _ in range(repeats):
+    began, stopped = time.perf_counter(), None
+    while True:
         output = None  # drop the previous output before the next call allocates its own
         output, elapsed_ms = time_call(fn, device)
         samples.append(elapsed_ms)
+        if repeats != AUTO:
+            if len(samples) >= int(repeats):
+                break
+        elif len(samples) >= AUTO_MIN_REPEATS and converged(samples):
+            stopped = "converged"
+            break
+        elif len(samples) >= AUTO_FLOOR and (time.perf_counter() - began >= budget_s
+                                             or len(samples) >= AUTO_MAX_REPEATS):
+            stopped = "time budget"
+            break
     memory = probe.stop(loaded_rss_bytes)
-    return Measurement(summarize(samples, timer_name(device)), memory, output)
+    return Measurement(summarize(samples, timer_name(device), stopped), memory, output)
 
 
 # --------------------------------------------------------------------------- failures

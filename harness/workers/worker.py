@@ -163,7 +163,8 @@ def run_task(
     )
     try:
         warm = _warm_up(decoder, batch, job, device, warmed)
-        measured = measure(lambda: decoder.decode(batch), job.repeats, device, loaded_rss_bytes)
+        measured = measure(lambda: decoder.decode(batch), job.repeats, device, loaded_rss_bytes,
+                           job.repeat_budget_s)
     except Exception as exc:
         failed_after_ms = (time.perf_counter() - began) * 1e3
         status = "oom" if is_oom(exc) else "error"
@@ -229,7 +230,7 @@ def _load_inputs(
 
 def _finish_outputs(output: Any, task: DecodeTask, job: WorkerJob, records: list[dict[str, Any]]) -> Outputs:
     """Check the output, bring it to the comparison size, quantize it (outside the timed region)."""
-    problem = _output_problem(output, len(task.cases))
+    problem = _output_problem(output, len(task.cases)) or _size_problem(output, task)
     if problem is not None:
         return _failed(records, "invalid_output", problem, "", keep_measurements=True)
     output = output.float()
@@ -258,6 +259,20 @@ def _output_problem(output: Any, batch_size: int) -> str | None:
     if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
         return f"decoder output spans [{low:.4g}, {high:.4g}]; the protocol requires [0, 1]"
     return None
+
+
+def _size_problem(output: torch.Tensor, task: DecodeTask) -> str | None:
+    """An output is the size the decoder was asked for (its native size for this input) or the
+    comparison size; anything else — a 10×10 image for a 256×256 request, a changed aspect ratio —
+    is no output of this case, and resampling it would rank what was never decoded."""
+    size = (int(output.shape[-1]), int(output.shape[-2]))
+    if size in (task.request_size, task.compare_size):
+        return None
+    asked = f"{task.request_size[0]}×{task.request_size[1]}"
+    if task.compare_size != task.request_size:
+        asked += f" (or the comparison size {task.compare_size[0]}×{task.compare_size[1]})"
+    return (f"decoder returned {size[0]}×{size[1]} images; it was asked for {asked} from a "
+            f"{task.input_size[0]}×{task.input_size[1]} input")
 
 
 def _record(case: CaseInput, task: DecodeTask, job: WorkerJob, where: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from decoders.plugins import Params
 
 class FaultParams(Params):
     mode: Literal["ok", "oom", "cuda_oom", "load_oom", "import_error", "nan", "crash", "sleep", "raise",
-                  "range", "unavailable", "load_crash", "grad_probe"] = "ok"
+                  "range", "unavailable", "load_crash", "grad_probe", "tiny", "aspect"] = "ok"
     fail_seeds: list[int] | None = None  # None: every case
     sleep_s: float = 0.0
     sleep_per_image_s: float = 0.0  # a known decode time: this × the batch size, in every mode
@@ -80,6 +80,10 @@ class FaultDecoder(Decoder):
             out[:, :, 0, 0] = float("nan")
         if mode == "range":
             out = out * 2 - 1
+        if mode == "tiny":  # 10×10 whatever was asked (a plug-in that ignores output_size)
+            out = F.interpolate(out, size=(10, 10), mode="bilinear")
+        if mode == "aspect":  # half the height: the aspect ratio changed
+            out = F.interpolate(out, size=(height // 2, width), mode="bilinear")
         if mode == "crash":
             ctypes.string_at(0)  # segmentation fault
         if mode == "sleep":
