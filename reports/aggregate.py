@@ -485,6 +485,7 @@ class TimeBudget:
     writing_s: float = 0.0  # time decoding waited for the image writer (PNG encoding, fsync)
     writer_background_s: float = 0.0  # writer time spent while workers decoded (not on the wall)
     slots: int = 1  # workers at once: their calls and start-ups are shared over this many
+    server_s: float = 0.0  # waiting for the worker server's imports, before the first worker starts
     complete: bool = True  # False: an invocation was killed; its wall runs from its start to its last record
     invocations: tuple[TimeBudget, ...] = ()
 
@@ -497,9 +498,10 @@ class TimeBudget:
 
     @property
     def startup_wall_s(self) -> float:
+        """Worker start-ups as wall time (shared over the slots), and the server they fork from."""
         if self.invocations:
             return sum(i.startup_wall_s for i in self.invocations)
-        return self.worker_startup_s / self.slots
+        return self.worker_startup_s / self.slots + self.server_s
 
     @property
     def harness_s(self) -> float:
@@ -562,7 +564,7 @@ def time_budget(view: RunView) -> TimeBudget | None:
         worker_startup_s=total("worker_startup_s"), metrics_s=total("metrics_s"), judge_s=total("judge_s"),
         sources_s=total("sources_s"), writing_s=total("writing_s"),
         writer_background_s=total("writer_background_s"), slots=max(i.slots for i in invocations),
-        complete=all(i.complete for i in invocations), invocations=invocations)
+        complete=all(i.complete for i in invocations), invocations=invocations, server_s=total("server_s"))
 
 
 def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: list[dict[str, Any]],
@@ -586,7 +588,7 @@ def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: 
         metrics_s=total("evaluate_s"), judge_s=total("judge_s"), sources_s=total("sources_s"),
         writing_s=total("writing_s"),
         writer_background_s=max(0.0, total("writer_busy_s") - total("writing_s")),
-        slots=max(int(p.get("slots", 1)) for p in phases), complete=complete)
+        slots=max(int(p.get("slots", 1)) for p in phases), complete=complete, server_s=total("server_s"))
 
 
 def _invocation(phase: dict[str, Any], start: float, last: float | None,

@@ -191,6 +191,7 @@ class Executor(Protocol):
     slots: list[Slot]
     crash_retries: int  # times a unit is retried after its worker died
 
+    def warm_up(self) -> float: ...  # start what workers come from; seconds spent
     def run(self, units: Sequence[Unit], sink: Sink, policy: Policy) -> None: ...
     def describe(self) -> dict[str, Any]: ...
 
@@ -398,6 +399,12 @@ class LocalExecutor:
 
     def __init__(self, slots: Sequence[Slot]) -> None:
         self.slots = list(slots)
+
+    def warm_up(self) -> float:
+        """The worker server ready before any decoder's clock starts (harness.workers.process)."""
+        from harness.workers.process import wait_for_server
+
+        return wait_for_server()
 
     def run(self, units: Sequence[Unit], sink: Sink, policy: Policy) -> None:
         run_slots(self.slots, units, LocalWorker, sink, policy)

@@ -155,6 +155,10 @@ class RayExecutor:
                         "max_task_retries": 0}
         self.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
 
+    def warm_up(self) -> float:
+        """Ray starts each actor's process itself: no shared server to wait for."""
+        return 0.0
+
     def run(self, units: Sequence[Unit], sink: Sink, policy: Policy) -> None:
         ray = import_ray()
         actor_class = ray.remote(RayWorker)

@@ -135,6 +135,14 @@ class SeededNoiseDecoder(Decoder):
         return (0.9 * out + 0.1 * noise.to(out)).clamp(0, 1)
 
 
+class SlowImportDecoder(SeededNoiseDecoder):
+    """Like seeded-noise, with a module that takes seconds to import in its preload list."""
+
+    spec = DecoderSpec(name="slow-import", consumes=Consumes.LATENT, latent_spaces=("pixels",),
+                       stochastic=True, summary="test decoder whose preload takes seconds to import")
+    preload = ("decoderbench_slowimport",)
+
+
 class TiledParams(Params):
     tile_px: int = 16
     step: float = 0.0
