@@ -171,3 +171,21 @@ def test_unknown_backend_options_are_suite_errors(write_suite) -> None:
     with pytest.raises(SuiteError, match=r"metrics\[0\].params: backend 'blip-vqa' options: unknown key "
                                          r"'modle' \(known: model, "):
         load_suite(write_suite(text))
+
+
+def test_corrected_counts_a_repeated_proposition_once_in_images_and_categories(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D's 'Are there dogs?' row appears twice. Before, the image score merged the two rows (one
+    proposition id) while the categories counted both: 'entity - whole' went from 6/12 to 8/14 while
+    the image scores did not move. Now both count it once, and a warning names the repeated line."""
+    rows = [*ROWS, ("D", "two dogs", 1, "0", "entity - whole (dog)", "Are there dogs?")]
+    doubled = write_dpg_csv(tmp_path / "doubled.csv", rows)
+    assert [q.id for q in read_questions(doubled)["D"].questions] == [1, 2]
+    assert read_questions(doubled)["D"].repeated == (
+        "doubled.csv:13 repeats proposition 1 of item D (line 9): counted once",)
+    _, once = _run(write_dpg_csv(tmp_path / "once.csv", ROWS), tmp_path, monkeypatch, "corrected")
+    _, twice = _run(doubled, tmp_path, monkeypatch, "corrected")
+    assert twice.aggregate == pytest.approx(once.aggregate)
+    assert twice.aggregate_details["l2_categories"] == pytest.approx(once.aggregate_details["l2_categories"])
+    assert twice.per_key == pytest.approx(once.per_key)
+    assert any("1 question row(s) repeat a proposition id" in w for w in twice.warnings)

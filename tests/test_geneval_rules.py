@@ -115,3 +115,28 @@ def test_max_overlap_suppresses_boxes_of_a_class_when_enabled() -> None:
     assert len(select_objects(boxes, "single_object", Rules())["kite"]) == 3  # 1.0 = off (GenEval's default)
     kept = select_objects(boxes, "single_object", Rules(max_overlap=0.5))["kite"]
     assert [d.score for d in kept] == [0.9, 0.7]  # IoU 100/142 with the first: suppressed
+
+
+def test_scores_are_thresholded_in_float32_as_mmdet_hands_them_over() -> None:
+    """float32(0.3) = 0.30000001192…: above 0.3 in float64, not in float32 (where GenEval compares)."""
+    import numpy as np
+
+    score = float(np.float32(0.3))
+    assert score > 0.3
+    assert select_objects({"bench": [_det(0, 0, 9, 9, score)]}, "single_object", Rules()) == {}
+    counting = float(np.float32(0.9))
+    assert select_objects({"clock": [_det(0, 0, 9, 9, counting)]}, "counting", Rules()) == {}
+    kept = select_objects({"bench": [_det(0, 0, 9, 9, float(np.nextafter(np.float32(0.3), 1)))]},
+                          "single_object", Rules())
+    assert len(kept["bench"]) == 1
+
+
+def test_equal_scores_are_ordered_later_listed_first_as_argsort_reversed() -> None:
+    """The first `count` objects are the ones whose colour and position count: on a tie GenEval's
+    np.argsort(scores)[::-1] puts the later-listed detection first."""
+    first, second = _det(0, 0, 9, 9, 0.8), _det(50, 50, 59, 59, 0.8)
+    kept = select_objects({"car": [first, second, _det(90, 90, 99, 99, 0.5)]}, "colors", Rules())
+    assert kept["car"][:2] == [second, first]
+    colours = {first.box: "red", second.box: "blue", (90, 90, 99, 99): "red"}
+    correct, reasons = evaluate_image(COLORS, kept, lambda found, name: [colours[d.box] for d in found])
+    assert not correct and reasons[0].startswith("expected red car>=1, found 0 red")

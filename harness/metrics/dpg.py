@@ -34,10 +34,12 @@ which is where papers' numbers come from:
   bottom-right crop: here the image with the highest seed) — ELLA issue 60.
 
 `corrected` — the same score with the script's slips removed: every row is
-read (rows of an item are grouped wherever they are), an answer is "yes"
-after stripping and lower-casing, zeroing is transitive whatever the row
-order (a missing parent is ignored), and categories pool the question
-scores after zeroing over every image.
+read (rows of an item are grouped wherever they are; a row repeating a
+proposition id of its item is one question, its first row, counted once in
+the image score and in the categories alike, and named in a warning), an
+answer is "yes" after stripping and lower-casing, zeroing is transitive
+whatever the row order (a missing parent is ignored), and categories pool
+the question scores after zeroing over every image.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class Prompt:
     item_id: str
     text: str
     questions: tuple[Question, ...]
+    repeated: tuple[str, ...] = ()  # `corrected`: rows that repeat a proposition id (counted once)
 
 
 class VQABackend(Protocol):
@@ -128,13 +131,26 @@ def _question(row: dict[str, str], where: str) -> Question:
 
 
 def read_questions(path: Path) -> dict[str, Prompt]:
-    """`corrected`: every row; item id → Prompt (questions in file order, rows grouped by item)."""
+    """`corrected`: every row; item id → Prompt (questions in file order, rows grouped by item). A
+    proposition id is one question: a row repeating one of its item is counted once (its first row),
+    in the image score and in the categories alike, and named in `repeated`."""
     grouped: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
     for number, row in enumerate(_rows(path), start=2):
         grouped[row["item_id"]].append((number, row))
-    return {item: Prompt(item, rows[0][1]["text"].strip(),
-                         tuple(_question(row, f"{path}:{n}") for n, row in rows))
-            for item, rows in grouped.items()}
+    prompts = {}
+    for item, rows in grouped.items():
+        questions: dict[int, tuple[int, Question]] = {}
+        repeated = []
+        for number, row in rows:
+            question = _question(row, f"{path}:{number}")
+            if question.id in questions:
+                repeated.append(f"{path.name}:{number} repeats proposition {question.id} of item {item} "
+                                f"(line {questions[question.id][0]}): counted once")
+                continue
+            questions[question.id] = (number, question)
+        prompts[item] = Prompt(item, rows[0][1]["text"].strip(), tuple(q for _, q in questions.values()),
+                               tuple(repeated))
+    return prompts
 
 
 def read_questions_ella(path: Path) -> dict[str, Prompt]:
@@ -326,8 +342,8 @@ class DPGBench(Metric):
         rules = {"ella": "TencentQQGYLab/ELLA@3c228f1 dpg_bench/compute_dpg_bench.py as published: first "
                          "CSV row skipped, answer == 'yes', one zeroing pass in CSV order, categories from "
                          "the last image's raw answers",
-                 "corrected": "every row, strip().lower() == 'yes', transitive zeroing, categories after "
-                              "zeroing over all images"}
+                 "corrected": "every row (a repeated proposition id once), strip().lower() == 'yes', "
+                              "transitive zeroing, categories after zeroing over all images"}
         return {**super().protocol(), "scoring": rules[self.params.protocol],
                 "backend": {"name": self.params.backend, **(describe() if describe else {})},
                 "questions_sha256": getattr(self, "questions_sha256", None)}
@@ -385,6 +401,10 @@ class DPGBench(Metric):
                 f"depends on one it never read): {', '.join(summary.left_out[:5])}")
         if counts != [4]:
             self._values.warnings.append(f"DPG-Bench uses 4 images per prompt; this set has {counts}")
+        repeated = [line for prompt in self._tally.prompts.values() for line in prompt.repeated]
+        if repeated:
+            self._values.warnings.append(f"{len(repeated)} question row(s) repeat a proposition id of their "
+                                         f"item and count once: {'; '.join(repeated[:3])}")
         return self._values
 
     def reset(self) -> None:

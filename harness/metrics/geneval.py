@@ -14,7 +14,9 @@ source annotates each prompt with it) or, for other prompts sources, from
  "exclude": [{"class", "count"}]}:
 
 1. Keep detections above the confidence threshold (0.3; 0.9 for the
-   `counting` task), most confident first, at most 16 per class, with
+   `counting` task; compared in float32, as mmdet's scores are), most
+   confident first (ties: the later-listed first, as `np.argsort(scores)
+   [::-1]` orders them), at most 16 per class, with
    optional greedy suppression of boxes overlapping a kept one by IoU ≥
    `max_overlap` (1.0 = off, the default).
 2. Every include clause needs `count` objects of its class among them; with
@@ -119,8 +121,13 @@ def select_objects(detections: dict[str, list[Detection]], tag: str,
     threshold = rules.counting_threshold if tag == "counting" else rules.threshold
     kept: dict[str, list[Detection]] = {}
     for classname, found in detections.items():
-        ordered = sorted((d for d in found if d.score > threshold), key=lambda d: -d.score)
-        ordered = ordered[:rules.max_objects]
+        # As evaluate_images.py sees them: mmdet's scores are float32, thresholded in float32 (a
+        # score of float32 0.3 is not above 0.3) and ordered by np.argsort reversed (equal scores:
+        # the later-listed first).
+        scores = np.array([d.score for d in found], dtype=np.float32)
+        order = np.argsort(scores)[::-1]
+        order = order[scores[order] > np.float32(threshold)][:rules.max_objects]
+        ordered = [found[i] for i in order.tolist()]
         chosen: list[Detection] = []
         while ordered:
             best = ordered.pop(0)
