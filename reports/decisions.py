@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.metrics.direction import LOWER, Direction
-from harness.stats import ALPHA, UNSTABLE_SPREAD, cases_needed, holm, sign_flip_pvalues
+from harness.metrics.direction import HIGHER, LOWER, Direction
+from harness.stats import ALPHA, UNSTABLE_SPREAD, cases_needed, holm, sign_flip_pvalues, sign_test_pvalue
 from reports.aggregate import MetricSummary, Row, RunView, Size, registry_metric
 
 COST_GROUP = "cost"
@@ -72,6 +72,10 @@ class Criterion:
     @property
     def is_cost(self) -> bool:
         return self.key.startswith("cost:")
+
+    @property
+    def is_judge(self) -> bool:
+        return self.key.startswith("judge:")
 
     def margin(self, value: float) -> float:
         """Differences at or below this are no decision whatever the test says; `value` is the
@@ -139,8 +143,9 @@ class Decision:
         if pairing.p is None:
             return f"{verdict} ({self.best}): {pairing.reason}"
         extra = f"; {pairing.reason}" if pairing.reason else ""
+        test = "sign test" if self.criterion.is_judge else "sign-flip"
         return (f"{verdict} ({self.best}): paired difference {pairing.delta:+.4g} over {pairing.n} "
-                f"{'calls' if self.criterion.is_cost else 'cases'}, sign-flip p = {pairing.p:.3g} "
+                f"{'calls' if self.criterion.is_cost else 'cases'}, {test} p = {pairing.p:.3g} "
                 f"(Holm over {self.pairs} pairs at {ALPHA:.0%}; {self.criterion.direction.label} is "
                 f"better){extra}")
 
@@ -206,13 +211,15 @@ def criteria(view: RunView) -> list[Criterion]:
             continue
         info = view.metric_info.get(metric) or {}
         found.append(Criterion(f"metric:{metric}", metric, direction, info.get("group", _group(metric))))
+    judged = dict.fromkeys(r.get("criterion") or "overall" for r in view.judge_records)
+    found += [Criterion(f"judge:{name}", f"judge {name}", HIGHER, "judge") for name in judged]
     if declared is None:
         return found
     placed: dict[str, tuple[str, float]] = {}
     for group, (_, entries) in declared.items():
         for name, weight in entries:
             placed[name] = (group, weight)
-    named = {c.key.split(":", 1)[1]: c for c in found}
+    named = {c.key.split(":", 1)[1]: c for c in found if not c.is_judge}
     return [Criterion(c.key, c.label, c.direction, *placed[name]) if name in placed
             else Criterion(c.key, c.label, c.direction, None) for name, c in named.items()]
 
@@ -263,6 +270,8 @@ def _values(row: Row, criterion: Criterion) -> _Values | None:
 
 
 def decide(view: RunView, size: Size, criterion: Criterion) -> Decision:
+    if criterion.is_judge:
+        return _judge_decision(view, size, criterion)
     rows = {row.decoder: row for row in view.rows_at(size)}
     decision = Decision(criterion, {})
     found: dict[str, _Values] = {}
@@ -284,10 +293,7 @@ def decide(view: RunView, size: Size, criterion: Criterion) -> Decision:
         found[decoder] = values
     decision.best = criterion.direction.best({d: decision.values[d] for d in found})
     _compare(decision, found)
-    if decision.state is None:
-        decision.state, decision.reason = _why_nothing(decision, found)
-    if decision.state is None:
-        decision.marked = {decision.best} | {d for d, p in decision.versus_best.items() if p.outcome == 0}
+    _settle(decision, found)
     return decision
 
 
@@ -328,6 +334,11 @@ def _compare(decision: Decision, found: dict[str, _Values]) -> None:
             else:
                 reason = "significant, but within the criterion's resolution"
         pairings[key] = Pairing(delta, pvalues[key], len(diffs), outcome, reason)
+    _keep(decision, pairings)
+
+
+def _keep(decision: Decision, pairings: dict[tuple[str, str], Pairing]) -> None:
+    """Record every pair's outcome both ways, and each decoder's pairing against the best."""
     decision.pairings = pairings
     for (a, b), pairing in pairings.items():
         decision.outcomes[(a, b)], decision.outcomes[(b, a)] = pairing.outcome, -pairing.outcome
@@ -335,6 +346,49 @@ def _compare(decision: Decision, found: dict[str, _Values]) -> None:
             decision.versus_best[a] = pairing
         elif a == decision.best:
             decision.versus_best[b] = pairing.flipped()
+
+
+def _settle(decision: Decision, found: dict[str, _Values]) -> None:
+    """Why nothing was decided, or the best mark: the best and every decoder not separated from it."""
+    if decision.state is None:
+        decision.state, decision.reason = _why_nothing(decision, found)
+    if decision.state is None:
+        decision.marked = {decision.best} | {d for d, p in decision.versus_best.items() if p.outcome == 0}
+
+
+def _judge_decision(view: RunView, size: Size, criterion: Criterion) -> Decision:
+    """The judge's verdicts at this size: per pair, the exact sign test of the cases one decoder was
+    preferred in both orders against those the other was (ties and inconsistent orders left out),
+    Holm over the pairs; a decoder's value is the share of its comparisons it won (ties ½)."""
+    from harness.judge.aggregate import combine_orders
+
+    name = criterion.key.split(":", 1)[1]
+    records = [r for r in view.judge_records if (r.get("criterion") or "overall") == name
+               and tuple(view.cases.get(r["case"], {}).get("output_size") or ()) == size]
+    tally: dict[tuple[str, str], list[int]] = {}
+    for (_, a, b), outcome in combine_orders(records).items():
+        if outcome["complete"]:
+            counts = tally.setdefault((a, b), [0, 0, 0])
+            counts[{"a": 0, "b": 1}.get(outcome["verdict"], 2)] += 1
+    decision = Decision(criterion, {})
+    score: dict[str, list[float]] = {}
+    for (a, b), (wins_a, wins_b, ties) in tally.items():
+        score.setdefault(a, []).extend([1.0] * wins_a + [0.0] * wins_b + [0.5] * ties)
+        score.setdefault(b, []).extend([1.0] * wins_b + [0.0] * wins_a + [0.5] * ties)
+    decision.values = {d: sum(v) / len(v) for d, v in score.items() if v}
+    decision.best = criterion.direction.best(decision.values)
+    keys = list(tally)
+    pvalues = [sign_test_pvalue(tally[k][0], tally[k][1]) for k in keys]
+    decision.pairs, decision.needed = len(keys), cases_needed(len(keys)) if keys else None
+    pairings = {}
+    for key, p, rejected in zip(keys, pvalues, holm(pvalues), strict=True):
+        wins_a, wins_b, ties = tally[key]
+        outcome = (1 if wins_a > wins_b else -1) if rejected else 0
+        pairings[key] = Pairing((wins_b - wins_a) / (wins_a + wins_b + ties), p, wins_a + wins_b, outcome,
+                                f"{ties} tie(s) or inconsistent order(s) left out" if ties else "")
+    _keep(decision, pairings)
+    _settle(decision, {d: _Values(v, {}) for d, v in decision.values.items()})
+    return decision
 
 
 def _pvalues(tested: dict[tuple[str, str], np.ndarray]) -> dict[tuple[str, str], float]:
@@ -355,6 +409,7 @@ def _why_nothing(decision: Decision, found: dict[str, _Values]) -> tuple[str | N
         return None, None
     compared = [p for p in decision.pairings.values() if p.p is not None]
     unit = "calls" if decision.criterion.is_cost else "cases"
+    test = "sign test of the judge's verdicts" if decision.criterion.is_judge else "sign-flip test"
     if len(found) < 2:
         if decision.excluded and len(decision.values) >= 2:
             return UNSTABLE, ("every latency row but at most one is unstable (IQR / median of its timed "
@@ -374,7 +429,7 @@ def _why_nothing(decision: Decision, found: dict[str, _Values]) -> tuple[str | N
                          f"({decoders} decoders: {decision.pairs} pair{'s' * (decision.pairs > 1)}, Holm at "
                          f"{ALPHA:.0%})")
     return TIED, (f"does not separate the decoders: no paired difference is significant at {ALPHA:.0%} "
-                  f"(sign-flip test, Holm over {decision.pairs} pairs) and beyond the criterion's resolution")
+                  f"({test}, Holm over {decision.pairs} pairs) and beyond the criterion's resolution")
 
 
 # --------------------------------------------------------------------------- summary
@@ -484,15 +539,25 @@ def _robustness(groups: dict[str, GroupSummary], decoders: list[str], overall: d
 
 
 def summary_rows(view: RunView) -> list[dict[str, Any]]:
-    """Win rates as tidy rows (size, decoder, group, win_rate, criteria, weight) for exports."""
+    """Every group's win rate per decoder, and overall, as tidy rows (size, decoder, group, win_rate,
+    criteria, weight, reason) for exports; a group that ranks nothing keeps its rows, with the reason."""
     rows = []
     for size in view.sizes:
         decided = decide_size(view, size)
+        decoders = [row.decoder for row in view.rows_at(size)]
         for name, group in decided.groups.items():
-            for decoder, rate in group.rates.items():
+            for decoder in decoders:
+                rate = group.rates.get(decoder)
                 rows.append({"size": size, "decoder": decoder, "group": name, "win_rate": rate,
-                             "criteria": [c.label for c in group.criteria], "weight": group.weight})
-        for decoder, rate in decided.overall.items():
+                             "criteria": [c.label for c in group.criteria], "weight": group.weight,
+                             "reason": None if rate is not None else
+                             group.reason or f"{decoder} has no value in this group"})
+        if not decided.groups:
+            continue
+        for decoder in decoders:
+            rate = decided.overall.get(decoder)
             rows.append({"size": size, "decoder": decoder, "group": OVERALL, "win_rate": rate,
-                         "criteria": decided.overall_groups.get(decoder, []), "weight": None})
+                         "criteria": decided.overall_groups.get(decoder, []), "weight": None,
+                         "reason": None if rate is not None else
+                         decided.overall_reason or "no value in any quality group"})
     return rows

@@ -91,9 +91,11 @@ def _case(view: Any, case_id: str | None) -> dict[str, Any]:
 
 
 def _summary_row(context: DecoderContexts, view: Any, row: dict[str, Any]) -> dict[str, Any]:
+    decided = row["win_rate"] is not None
     return {**context[row["decoder"]], "scope": "summary", "output_width": row["size"][0],
             "output_height": row["size"][1], "variable": f"win_rate:{row['group']}", "value": row["win_rate"],
-            "unit": WIN_RATE_UNIT, "better": "higher", "status": "ok", "criteria": ", ".join(row["criteria"])}
+            "unit": WIN_RATE_UNIT, "better": "higher", "status": "ok" if decided else "no_decision",
+            "reason": row["reason"], "criteria": ", ".join(row["criteria"])}
 
 
 def _decode_rows(context: DecoderContexts, view: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -134,14 +136,22 @@ def _metric_row(context: DecoderContexts, view: Any, record: dict[str, Any]) -> 
 
 
 def _first_call_rows(context: DecoderContexts, view: Any, row: Any) -> list[dict[str, Any]]:
-    """First call, worker start-up and cold start: one value per decoder and comparison size."""
+    """First call, worker start-up, cold start and the latency's spread: one value per decoder and
+    comparison size."""
     common = {**context[row.decoder], "scope": "set", "output_width": row.size[0],
               "output_height": row.size[1], "unit": "ms", "better": "lower", "status": "ok", "n": 1,
               "batch_size": row.batch_size}
     values = {"first_call_ms": row.first_call_ms, "worker_startup_ms": row.worker_startup_ms,
               "cold_start_ms": row.cold_start_ms}
-    return [{**common, "variable": name, "value": value}
+    rows = [{**common, "variable": name, "value": value}
             for name, value in values.items() if value is not None]
+    if row.latency_spread is not None:  # IQR / median of the timed calls: above 10 %, unstable
+        rows.append({**common, "variable": "latency_spread", "value": row.latency_spread,
+                     "unit": "IQR / median", "n": len(row.calls_ms[row.batch_size]),
+                     "status": "unstable" if row.latency_unstable else "ok",
+                     "reason": "timed calls spread above 10 % of their median: not ranked"
+                     if row.latency_unstable else None})
+    return rows
 
 
 def _reason(record: dict[str, Any]) -> str | None:
