@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import decoder_tables, suite_text
+from helpers import decoder_tables, invoke, suite_text
 from synthetic_runs import SynthDecoder, write_run
 
 from harness.runner import Runner
@@ -16,6 +16,8 @@ from harness.sources.cache import TensorCache
 from harness.suite import load_suite
 from reports.aggregate import load_run
 from reports.decisions import decide_size, win_rate
+from reports.export import tidy_rows
+from reports.leaderboard import build_leaderboards
 
 N = 12
 
@@ -115,3 +117,129 @@ def test_latency_marks_move_only_on_real_differences(write_suite, tmp_path: Path
     suite = load_suite(write_suite(text))  # 9 calls each: 3 decoders (3 pairs) need 7
     first, second = _marks(suite, tmp_path)
     assert first["cost:latency"] == second["cost:latency"] == (["close", "fast"], None)
+
+
+# --------------------------------------------------------------------------- error rates at small n
+
+
+def test_three_cases_decide_nothing_and_say_what_a_decision_needs(tmp_path: Path) -> None:
+    """The percentile bootstrap separated decoders 23 % of the time at n = 3 when they did not
+    differ; no test at 5 % can separate anything on 3 cases: the answer is 'too few cases'."""
+    decoders = [SynthDecoder("a", metrics={"lpips": lambda i: 0.20 + 0.001 * i}),
+                SynthDecoder("b", metrics={"lpips": lambda i: 0.30 + 0.001 * i})]  # b worse on every case
+    run = write_run(tmp_path / "run", decoders, 3, {"lpips": False})
+    view = load_run(run)
+    decided = decide_size(view, view.sizes[0])
+    lpips = decided.decisions["metric:lpips"]
+    assert lpips.state == "too_few" and not lpips.marked
+    assert lpips.reason == "too few cases to separate: n = 3, a decision needs ≥ 6 (2 decoders: 1 pair, " \
+                           "Holm at 5%)"
+    assert decided.groups["perceptual"].reason == "lpips too few cases"
+    assert decided.overall == {} and decided.overall_reason == "no quality group separates the decoders"
+    result = invoke("show", str(run), "--summary")
+    assert result.exit_code == 0
+    assert "perceptual ranks nothing: lpips too few cases" in result.output
+    assert "no overall: no quality group separates the decoders" in result.output
+    board = invoke("show", str(run))
+    assert "lpips ↓ (too few cases)" in board.output
+    assert "too few cases to separate: n = 3, a decision needs ≥ 6" in board.output
+
+
+def test_holm_raises_the_cases_a_decision_needs_with_the_decoders(tmp_path: Path) -> None:
+    """Four decoders, 7 cases, one clearly worse: 6 pairs share the 5 % (Holm), so 7 cases (min p
+    2/128 > 0.05/6) cannot separate even it; 8 can."""
+    def decoders() -> list[SynthDecoder]:
+        return [SynthDecoder(d, metrics={"lpips": lambda i, k=k: 0.2 + 0.1 * (k == 3) + 0.001 * i})
+                for k, d in enumerate("abcd")]
+
+    for n, state in ((7, "too_few"), (8, None)):
+        run = write_run(tmp_path / f"n{n}", decoders(), n, {"lpips": False})
+        view = load_run(run)
+        lpips = decide_size(view, view.sizes[0]).decisions["metric:lpips"]
+        assert lpips.state == state and lpips.pairs == 6 and lpips.needed == 8, n
+    assert lpips.marked == {"a", "b", "c"} and lpips.outcomes[("d", "a")] == -1
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def test_every_group_appears_with_its_reason_and_perceptual_leads(tmp_path: Path) -> None:
+    """a wins the perceptual distance, b the no-reference score and the costs. Before: groups (cost
+    included) weighed equally and b was on top; now overall is quality, perceptual ×2, no-reference
+    ×½, cost beside it — a is on top, the legend says so, and a group with nothing measured says so."""
+    def metrics(lpips: float, piqe: float) -> dict:
+        return {"lpips": lambda i: lpips + 0.001 * i, "piqe": lambda i: piqe + 0.1 * i,
+                "fid": lambda i: "unavailable"}
+
+    decoders = [SynthDecoder("a", latency_ms=100.0, metrics=metrics(0.10, 40)),
+                SynthDecoder("b", latency_ms=50.0, metrics=metrics(0.30, 20))]
+    run = write_run(tmp_path / "run", decoders, 12, {"lpips": False, "piqe": False, "fid": False})
+    view = load_run(run)
+    decided = decide_size(view, view.sizes[0])
+    assert list(decided.groups) == ["perceptual", "distribution", "no_reference", "cost"]
+    assert decided.groups["distribution"].reason == "fid not measured"
+    assert decided.groups["cost"].rates == {"a": 0.0, "b": 1.0} and decided.groups["cost"].weight == 0
+    assert decided.overall == pytest.approx({"a": 0.8, "b": 0.2})  # (2 × 1 + ½ × 0) / 2.5
+    assert decided.weighting() == ("overall = weighted mean of perceptual ×2, no_reference ×0.5 "
+                                   "(distribution rank nothing here); cost shown beside it, not in overall")
+    assert decided.robustness == "top: a; the top changes when one group is left out (without perceptual: b)"
+    result = invoke("show", str(run), "--summary")
+    assert "distribution ranks nothing: fid not measured" in result.output
+    assert "overall = weighted mean of perceptual ×2" in result.output.replace("\n  ", " ")
+
+
+def test_a_decoder_without_quality_values_gets_no_overall(tmp_path: Path) -> None:
+    """Before, a decoder whose quality could not be scored got an overall from cost alone (★ 100 %)."""
+    decoders = [SynthDecoder("scored", latency_ms=100.0, metrics={"psnr": lambda i: 30 + 0.1 * i}),
+                SynthDecoder("other", latency_ms=100.0, metrics={"psnr": lambda i: 20 + 0.1 * i}),
+                SynthDecoder("fast", latency_ms=10.0, metrics={"psnr": lambda i: "unavailable"})]
+    run = write_run(tmp_path / "run", decoders, 12, {"psnr": True})
+    view = load_run(run)
+    decided = decide_size(view, view.sizes[0])
+    assert decided.groups["cost"].rates["fast"] == 1.0
+    assert set(decided.overall) == {"scored", "other"} and "fast" not in decided.overall
+    (board,) = build_leaderboards(view)
+    overall = board.columns.index(next(c for c in board.columns if c.key == "summary:overall"))
+    cell = next(cells[overall] for row, cells in board.rows if row.decoder == "fast")
+    assert cell.text == "—" and cell.state == "missing" and not cell.best
+
+
+# --------------------------------------------------------------------------- costs per call
+
+
+def test_latency_is_compared_per_call_within_one_batch_size(tmp_path: Path) -> None:
+    """Batches of 4: 12 cases are 3 calls. Before, each call's median was copied to its 4 cases and
+    compared as 12 values (n inflated 4×); now n = 3 calls — too few — and a decoder timed at
+    another batch size is not compared at all."""
+    decoders = [SynthDecoder("a", latency_ms=10.0, batch_size=4),
+                SynthDecoder("b", latency_ms=20.0, batch_size=4), SynthDecoder("c", latency_ms=5.0)]
+    view = load_run(write_run(tmp_path / "run", decoders, 12, {}))
+    latency = decide_size(view, view.sizes[0]).decisions["cost:latency"]
+    ab = latency.pairings[("a", "b")]
+    assert ab.n == 3 and ab.p == pytest.approx(0.25) and ab.outcome == 0
+    assert "different batch sizes (4 vs 1)" in latency.pairings[("a", "c")].reason
+    assert latency.state == "too_few" and "n = 3" in latency.reason
+    (board,) = build_leaderboards(view)
+    cells = {row.decoder: dict(zip([c.key for c in board.columns], cells, strict=True))
+             for row, cells in board.rows}
+    assert cells["a"]["latency"].n == 3 and cells["c"]["latency"].n == 12
+
+
+def test_unstable_latency_rows_are_flagged_and_take_no_mark(tmp_path: Path) -> None:
+    decoders = [SynthDecoder("steady", latency_ms=10.0), SynthDecoder("shaky", latency_ms=5.0, jitter=0.4),
+                SynthDecoder("slow", latency_ms=30.0)]
+    run = write_run(tmp_path / "run", decoders, 12, {})
+    view = load_run(run)
+    latency = decide_size(view, view.sizes[0]).decisions["cost:latency"]
+    assert "unstable: its timed calls spread by 80%" in latency.excluded["shaky"]
+    assert latency.marked == {"steady"} and latency.outcomes[("steady", "slow")] == 1
+    (board,) = build_leaderboards(view)
+    cells = {row.decoder: dict(zip([c.key for c in board.columns], cells, strict=True))
+             for row, cells in board.rows}
+    assert cells["shaky"]["latency"].note == "unstable" and not cells["shaky"]["latency"].best
+    assert "spread 80%" in cells["shaky"]["latency"].ci
+    shown = invoke("show", str(run))
+    assert "(unstable)" in shown.output
+    unstable = [r for r in tidy_rows(run) if r["variable"] == "latency_spread"]
+    statuses = {r["decoder"]: r["status"] for r in unstable}
+    assert statuses == {"steady": "ok", "shaky": "unstable", "slow": "ok"}
