@@ -305,7 +305,22 @@ COST_CRITERIA = ("latency", "memory")  # what a [summary] group may rank besides
 
 class SummaryEntry(_Strict):
     metric: str = Field(description="a metric of the suite, or latency / memory")
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+
+class SummaryGroup(_Strict):
+    """A summary group with its own weight in "overall" (the list form weighs 1)."""
+
+    weight: float = Field(default=1.0, ge=0, allow_inf_nan=False,
+                          description="the group's weight in overall; 0: shown beside it")
+    metrics: list[SummaryEntry] = Field(min_length=1)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _entries(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return [{"metric": e} if isinstance(e, str) else e for e in value]
 
 
 class SuiteModel(_Strict):
@@ -325,9 +340,9 @@ class SuiteModel(_Strict):
     compare: Compare = Compare()
     gate: list[GateSpec] = Field(default_factory=list)
     judge: JudgeConfig | None = None
-    summary: dict[str, list[SummaryEntry]] | None = Field(
-        default=None, description="summary groups: group name → metrics (optionally weighted); "
-        "default: one group per metric family plus cost")
+    summary: dict[str, list[SummaryEntry] | SummaryGroup] | None = Field(
+        default=None, description="summary groups: group name → metrics (optionally weighted), or "
+        "{weight, metrics} to weigh the group in overall; default: one group per metric family plus cost")
 
     @model_serializer(mode="wrap")
     def _omit_absent_tables(self, handler: Any) -> Any:
@@ -350,9 +365,13 @@ class SuiteModel(_Strict):
     @model_validator(mode="after")
     def _summary_names_suite_metrics(self) -> SuiteModel:
         known = {m.name for m in self.metrics} | set(COST_CRITERIA)
-        for group, entries in (self.summary or {}).items():
+        for group, spec in (self.summary or {}).items():
+            entries = spec.metrics if isinstance(spec, SummaryGroup) else spec
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", group):
                 raise ValueError(f"summary group {group!r}: use letters, digits, '_' and '-'")
+            if group == "overall":
+                raise ValueError("summary group 'overall' is the weighted mean of the groups: name the "
+                                 "group otherwise")
             if not entries:
                 raise ValueError(f"summary group {group!r} lists no metrics")
             unknown = [e.metric for e in entries if e.metric not in known]

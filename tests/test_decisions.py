@@ -13,7 +13,7 @@ from synthetic_runs import SynthDecoder, write_run
 
 from harness.runner import Runner
 from harness.sources.cache import TensorCache
-from harness.suite import load_suite
+from harness.suite import SuiteError, load_suite
 from reports.aggregate import load_run
 from reports.decisions import decide_size, win_rate
 from reports.export import tidy_rows
@@ -243,3 +243,20 @@ def test_unstable_latency_rows_are_flagged_and_take_no_mark(tmp_path: Path) -> N
     unstable = [r for r in tidy_rows(run) if r["variable"] == "latency_spread"]
     statuses = {r["decoder"]: r["status"] for r in unstable}
     assert statuses == {"steady": "ok", "shaky": "unstable", "slow": "ok"}
+
+
+def test_a_declared_group_can_weigh_more_in_overall(tmp_path: Path, write_suite, image_folder) -> None:
+    def values(psnr: float, lpips: float) -> dict:
+        return {"psnr": lambda i: psnr + 0.1 * (i % 3), "lpips": lambda i: lpips + 0.01 * (i % 2)}
+
+    decoders = [SynthDecoder("a", metrics=values(30, 0.30)), SynthDecoder("b", metrics=values(25, 0.10))]
+    summary = {"fidelity": {"weight": 3.0, "metrics": [{"metric": "psnr"}]},
+               "perceptual": [{"metric": "lpips"}]}
+    decided = _decide(tmp_path, decoders, {"psnr": True, "lpips": False}, summary=summary)
+    assert decided.overall == pytest.approx({"a": 0.75, "b": 0.25})  # (3 × 1 + 1 × 0) / 4
+    assert decided.weighting() == "overall = weighted mean of fidelity ×3, perceptual ×1"
+    text = suite_text(image_folder, decoder_tables('name = "bilinear"'))
+    with pytest.raises(SuiteError, match="summary group 'overall' is the weighted mean of the groups"):
+        load_suite(write_suite(text + '\n[summary]\noverall = ["psnr"]\n'))
+    suite = load_suite(write_suite(text + '\n[summary]\nfidelity = {weight = 2, metrics = ["psnr"]}\n'))
+    assert suite.model.summary["fidelity"].weight == 2
