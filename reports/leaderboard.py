@@ -89,6 +89,20 @@ class Leaderboard:
     def anchor(self) -> str:
         return f"lb-{self.suite}-{self.size[0]}x{self.size[1]}"
 
+    @property
+    def summary_notes(self) -> list[str]:
+        """What the summary table cannot say: groups that rank nothing and why, a missing overall,
+        and whether the top decoder depends on any one group."""
+        decided = self.decisions
+        if decided is None:
+            return []
+        lines = [f"{name} ranks nothing: {g.reason}" for name, g in decided.groups.items() if g.reason]
+        if decided.overall_reason:
+            lines.append(f"no overall: {decided.overall_reason}")
+        if decided.robustness:
+            lines.append(decided.robustness)
+        return lines
+
 
 def status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status.replace("_", " "))

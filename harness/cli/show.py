@@ -138,20 +138,6 @@ def board_grids(board: Leaderboard, summary_only: bool = False) -> list[Grid]:
     return [*grids, grid]
 
 
-def summary_notes(board: Leaderboard) -> list[str]:
-    """What the summary table cannot say: groups that rank nothing and why, the missing overall,
-    and whether the top decoder depends on any one group."""
-    decided = board.decisions
-    if decided is None:
-        return []
-    lines = [f"{name} ranks nothing: {g.reason}" for name, g in decided.groups.items() if g.reason]
-    if decided.overall_reason:
-        lines.append(f"no overall: {decided.overall_reason}")
-    if decided.robustness:
-        lines.append(decided.robustness)
-    return lines
-
-
 def grids(view: RunView, metrics: list[str], summary_only: bool = False) -> list[Grid]:
     return [g for board in _boards(view, metrics) for g in board_grids(board, summary_only)]
 
@@ -165,7 +151,7 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
     for board in _boards(view, view.metric_names if metrics is None else metrics):
         for grid in board_grids(board, summary_only):
             print_grid(grid, out)
-        for line in summary_notes(board):
+        for line in board.summary_notes:
             print_note(console, line, label="summary", style="cyan")
         if summary_only:
             continue
