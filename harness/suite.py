@@ -267,7 +267,7 @@ class Timing(_Strict):
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     warmup: int = Field(default=1, ge=0)
-    repeats: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    repeats: int | str = Field(
         default=5, description='timed calls per decode task, or "auto": until the median is known to '
         '± 2 % (95 % interval) or repeat_budget_s ends')
     repeat_budget_s: float = Field(default=10.0, gt=0, allow_inf_nan=False,
@@ -280,6 +280,18 @@ class Timing(_Strict):
         default=None, min_length=1, description="decode on these GPUs at once, one worker per GPU")
     overlap_io: bool | None = Field(
         default=None, description="store outputs while the next task decodes (default: on GPUs only)")
+
+    @field_validator("repeats", mode="before")
+    @classmethod
+    def _repeats(cls, value: Any) -> Any:
+        """A count ≥ 1 or "auto", in one message (not one per branch of a union)."""
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f'expected a valid integer or "auto", got {value!r}')
+        if value < 1:
+            raise ValueError(f'expected an integer greater than or equal to 1 or "auto", got {value}')
+        return value
 
     @model_serializer(mode="wrap")
     def _omit_later_defaults(self, handler: Any) -> Any:

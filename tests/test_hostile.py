@@ -113,7 +113,7 @@ def test_suite_values(write_suite, image_folder, extra, resolution, fragments) -
 
 
 @pytest.mark.parametrize(("old", "new", "fragments"), [
-    ("repeats = 1", "repeats = true", ("timing.repeats:", "expected a valid integer, got True")),
+    ("repeats = 1", "repeats = true", ("timing.repeats:", 'expected a valid integer or "auto", got True')),
     ("repeats = 1", "repeats = 1\nbatch_size = 2.0", ("timing.batch_size:", "got 2.0")),
     ("timeout_s = 60", 'timeout_s = "60"', ("timing.timeout_s:",)),
     ('folder = "', 'builtin = ["photos", "photos"]\nfolder = "', ("source.builtin[1]:", "listed twice")),
