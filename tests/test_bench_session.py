@@ -13,6 +13,7 @@ from typing import Any
 
 import nox
 import pytest
+from synthetic_runs import SynthDecoder, write_run, write_sweep
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -25,7 +26,6 @@ from harness.hardware.session import (
     wall_seconds,
 )
 from harness.hardware.walls import sweep_stop
-from tests.synthetic_runs import SynthDecoder, write_run, write_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 GiB = 2**30
