@@ -144,6 +144,7 @@ def test_wall_time_from_the_start_to_the_last_finish(tmp_path: Path) -> None:
     plan = {"started": "2026-12-10T10:00:00.000+00:00"}
     assert wall_seconds(plan, [first, second]) == 3930.0
     assert wall_seconds({}, [first]) is None
+    assert wall_seconds({"started": "2026-12-10T12:00:00+00:00"}, [first]) is None  # finished before it began
 
 
 @pytest.mark.parametrize(("memory", "anchor", "stop"), [

@@ -308,7 +308,8 @@ def wall_seconds(plan: dict[str, Any], parts: list[Part]) -> float | None:
         ends = [datetime.fromisoformat(p.finished) for p in parts if p.finished]
     except (KeyError, ValueError, TypeError):
         return None
-    return (max(ends) - started).total_seconds() if ends else None
+    seconds = (max(ends) - started).total_seconds() if ends else None
+    return seconds if seconds is not None and seconds >= 0 else None  # a clock or a hand-made plan
 
 
 def summary_json(plan: dict[str, Any], parts: list[Part], verdict: Verdict,
