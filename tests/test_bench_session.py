@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.hardware.session import (
     NOT_MADE,
-    judge,
+    decide,
     read_parts,
     read_run_part,
     read_sweep_part,
@@ -46,7 +46,7 @@ def test_all_unavailable_is_red_even_allowed(tmp_path: Path) -> None:
     part = read_run_part(run(tmp_path / "pid-paper", SynthDecoder("pid-a", failures=every(MISSING)),
                              SynthDecoder("pid-b", failures=every(MISSING))), "pid-paper")
     for allow in (False, True):
-        verdict = judge([part], allow_missing=allow)
+        verdict = decide([part], allow_missing=allow)
         assert not verdict.green
         assert verdict.problems == ["pid-paper: decoded nothing (no row measured a single case)"]
         assert verdict.missing[0] == ("pid-paper · pid-a: load failed: PiD checkout not found; git clone "
@@ -58,28 +58,28 @@ def test_only_oom_rows_in_a_wall_suite_pass(tmp_path: Path) -> None:
                SynthDecoder("flux-vae-fp32", failures=every(OOM)),  # out of memory at every size
                SynthDecoder("flux-vae", failures={2: OOM}))  # out of memory at its largest size
     wall = read_run_part(root, "flux-vae-wall", wall=True)
-    verdict = judge([wall], allow_missing=False)
+    verdict = decide([wall], allow_missing=False)
     assert verdict.green and verdict.problems == [] and verdict.missing == []
     assert wall.measured_rows == 3
-    not_wall = judge([read_run_part(root, "flux-vae-wall", wall=False)], allow_missing=True)
+    not_wall = decide([read_run_part(root, "flux-vae-wall", wall=False)], allow_missing=True)
     assert not not_wall.green
     assert not_wall.problems[0] == (
-        "flux-vae-wall · flux-vae-fp32: 3 oom (CUDA out of memory. Tried to allocate 40.00 GiB) of 3 "
-        "case(s); out of memory is a result only in a memory-wall suite")
+        "flux-vae-wall · flux-vae-fp32: of 3 case(s), 3 oom (CUDA out of memory. Tried to allocate 40.00 "
+        "GiB); out of memory is a result only in a memory-wall suite")
 
 
 def test_a_wall_suite_that_decoded_nothing_is_red(tmp_path: Path) -> None:
     root = run(tmp_path / "wall", SynthDecoder("flux-vae", failures=every(OOM)))
-    verdict = judge([read_run_part(root, "wall", wall=True)], allow_missing=True)
+    verdict = decide([read_run_part(root, "wall", wall=True)], allow_missing=True)
     assert verdict.problems == ["wall: decoded nothing (no row measured a single case)"]
 
 
 def test_missing_weights_red_unless_allowed(tmp_path: Path) -> None:
     root = run(tmp_path / "pid-paper", SynthDecoder("flux-vae"), SynthDecoder("pid", failures=every(MISSING)))
     part = read_run_part(root, "pid-paper")
-    red = judge([part], allow_missing=False)
+    red = decide([part], allow_missing=False)
     assert not red.green and red.problems == [] and len(red.missing) == 1
-    allowed = judge([part], allow_missing=True)
+    allowed = decide([part], allow_missing=True)
     assert allowed.green and allowed.missing == red.missing  # listed, not hidden
     assert part.measured_rows == 1
 
@@ -90,19 +90,19 @@ def test_unavailable_metrics_and_failed_judge_requests_count_as_missing(tmp_path
     with (root / "results.jsonl").open("a") as handle:
         handle.write(json.dumps({"kind": "judge", "case": "c", "a": "a", "b": "b", "criterion": "overall",
                                  "status": "failed", "failure": "no Gemini API key"}) + "\n")
-    verdict = judge([read_run_part(root, "s")], allow_missing=False)
+    verdict = decide([read_run_part(root, "s")], allow_missing=False)
     assert verdict.problems == []
     assert verdict.missing == ["s · metric lpips: lpips unavailable: weights not found (test)",
                                "s · judge: 1 request(s) failed: no Gemini API key"]
-    assert judge([read_run_part(root, "s")], allow_missing=True).green
+    assert decide([read_run_part(root, "s")], allow_missing=True).green
 
 
 @pytest.mark.parametrize("status", ["error", "timeout", "crashed", "invalid_output", "input_error"])
 def test_any_other_failure_is_red_whatever_is_allowed(tmp_path: Path, status: str) -> None:
     failing = SynthDecoder("b", failures={1: (status, "boom\ntraceback")})
     root = run(tmp_path / "s", SynthDecoder("a"), failing)
-    verdict = judge([read_run_part(root, "s", wall=True)], allow_missing=True)
-    assert verdict.problems == [f"s · b: 1 {status} (boom) of 3 case(s)"]
+    verdict = decide([read_run_part(root, "s", wall=True)], allow_missing=True)
+    assert verdict.problems == [f"s · b: of 3 case(s), 1 {status} (boom)"]
 
 
 def test_cases_without_records_and_unfinished_runs_are_red(tmp_path: Path) -> None:
@@ -112,29 +112,29 @@ def test_cases_without_records_and_unfinished_runs_are_red(tmp_path: Path) -> No
     (root / "results.jsonl").write_text("\n".join(kept) + "\n")
     manifest = json.loads((root / "manifest.json").read_text())
     (root / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
-    problems = judge([read_run_part(root, "s")], allow_missing=True).problems
+    problems = decide([read_run_part(root, "s")], allow_missing=True).problems
     assert problems == [f"s: the run is 'interrupted', not finished: resume it with `decoderbench run "
-                        f"--resume {root}`", "s · b: 3 case(s) without a record of 3 case(s)"]
+                        f"--resume {root}`", "s · b: of 3 case(s), 3 without a record"]
 
 
 def test_absent_and_unreadable_run_directories_are_red(tmp_path: Path) -> None:
-    assert judge([read_run_part(tmp_path / "never", "never")], True).problems == [f"never: {NOT_MADE}"]
+    assert decide([read_run_part(tmp_path / "never", "never")], True).problems == [f"never: {NOT_MADE}"]
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{")
-    problem = judge([read_run_part(tmp_path / "bad", "bad")], True).problems[0]
+    problem = decide([read_run_part(tmp_path / "bad", "bad")], True).problems[0]
     assert problem.startswith("bad: ") and "invalid JSON" in problem
 
 
 def test_sweeps_oom_is_their_result_and_nothing_decoded_is_red(tmp_path: Path) -> None:
     found = read_sweep_part(write_sweep(tmp_path / "a", "flux-vae", [512, 4096, 2048, 3072], 3072), "sweep a")
-    assert judge([found], False).green and (found.largest_ok, found.smallest_oom) == (2048, 3072)
+    assert decide([found], False).green and (found.largest_ok, found.smallest_oom) == (2048, 3072)
     nothing = read_sweep_part(write_sweep(tmp_path / "b", "flux-vae", [512], 512), "sweep b")
-    assert judge([nothing], True).problems == ["sweep b: decoded nothing (tried: 512 px oom)"]
+    assert decide([nothing], True).problems == ["sweep b: decoded nothing (tried: 512 px oom)"]
     broken = write_sweep(tmp_path / "c", "flux-vae", [512, 1024], 4096)
     records = [json.loads(line) for line in (broken / "results.jsonl").read_text().splitlines()]
     records[1].update(status="error", message="CUDA error: an illegal memory access")
     (broken / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    assert judge([read_sweep_part(broken, "sweep c")], True).problems == [
+    assert decide([read_sweep_part(broken, "sweep c")], True).problems == [
         "sweep c: 1024 px error (CUDA error: an illegal memory access)"]
 
 

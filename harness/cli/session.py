@@ -37,7 +37,7 @@ def session(
     except bench.SessionError as exc:
         raise fail(str(exc)) from None
     parts = bench.read_parts(folder, plan)
-    verdict = bench.judge(parts, allow_missing or bool(plan.get("allow_missing")))
+    verdict = bench.decide(parts, allow_missing or bool(plan.get("allow_missing")))
     products = _products(folder, parts, verdict.problems) if report else []
     summary = bench.summary_json(plan, parts, verdict, bench.read_preflight(folder))
     _print(folder, plan, parts, verdict, summary)
@@ -85,7 +85,7 @@ def _products(folder: Path, parts: list[Any], problems: list[str]) -> list[tuple
 
 def _print(folder: Path, plan: dict[str, Any], parts: list[Any], verdict: Any,
            summary: dict[str, Any]) -> None:
-    from harness.hardware.session import judge
+    from harness.hardware.session import decide
 
     out.print(Text(f"session {plan.get('session') or folder.name} · {folder}", style="bold"), soft_wrap=True)
     out.print(f"machine: {_machine_text(summary['machine'])}", markup=False, highlight=False, soft_wrap=True)
@@ -99,7 +99,7 @@ def _print(folder: Path, plan: dict[str, Any], parts: list[Any], verdict: Any,
         field_name="count", legend="OOM is a result in memory-wall suites (marked wall) and sweeps; "
         "unavailable rows pass only with --allow-missing; a suite that decoded nothing fails")
     for part in parts:
-        alone = judge([part], verdict.allow_missing)
+        alone = decide([part], verdict.allow_missing)
         result = "✓" if alone.green else "✗" if alone.problems else "✗ missing"
         if alone.green and alone.missing:
             result = "✓ missing allowed"

@@ -238,7 +238,7 @@ def read_preflight(folder: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the verdict
 
 
-def judge(parts: list[Part], allow_missing: bool) -> Verdict:
+def decide(parts: list[Part], allow_missing: bool) -> Verdict:
     problems: list[str] = []
     missing: list[str] = []
     for part in parts:
@@ -266,9 +266,9 @@ def _failure_text(row: Row, wall: bool) -> str:
     parts = [f"{n} {status}" + (f" ({row.why[status]})" if status in row.why else "")
              for status, n in sorted(shown.items())]
     if row.missing:
-        parts.append(f"{row.missing} case(s) without a record")
+        parts.append(f"{row.missing} without a record")
     note = "; out of memory is a result only in a memory-wall suite" if OOM in shown else ""
-    return f"{', '.join(parts)} of {row.cases} case(s){note}"
+    return f"of {row.cases} case(s), {', '.join(parts)}{note}"
 
 
 def _sweep_problems(part: Part) -> list[str]:
