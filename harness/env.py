@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from decoders.lazy import torch
+from harness.hardware.cuda import nvidia_smi_gpus
 
 PACKAGES = (
     "decoderbench", "torch", "torchvision", "numpy", "pillow", "torchmetrics", "scikit-image",
@@ -34,23 +35,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _gpus() -> list[dict[str, str]]:
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        name, driver, memory = (part.strip() for part in line.split(","))
-        gpus.append({"name": name, "driver": driver, "memory": memory})
-    return gpus
 
 
 def package_version(name: str) -> str | None:
@@ -89,7 +73,7 @@ def fingerprint() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "gpus": _gpus(),
+        "gpus": nvidia_smi_gpus(),
         "packages": _packages(),
         "env": {name: os.environ[name] for name in ENV_VARS if name in os.environ},
         "git": git_revision(),

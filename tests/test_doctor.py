@@ -28,7 +28,8 @@ def test_a_gpu_suite_on_a_cpu_machine_names_every_gap(monkeypatch: pytest.Monkey
     monkeypatch.delenv("DECODERBENCH_PID_ROOT", raising=False)
     monkeypatch.setattr(doctor, "machine", lambda: doctor.Machine("2.14.1", None, []))
     text = " ".join(_doctor("pid-paper").output.split())
-    assert "CUDA devices none — torch 2.14.1 is a CPU build: install a CUDA build" in text
+    assert ("CUDA devices none — torch 2.14.1 is a CPU build (torch.version.cuda is None): install a CUDA "
+            "build (docs/hardware-runners.md)") in text
     assert "✗ pid-v1-2k-4step: needs cuda, and there is none here; PiD checkout not found" in text
     assert "git clone https://github.com/nv-tlabs/PiD" in text
     assert "✗ encoder vae:" in text and "hf download black-forest-labs/FLUX.1-dev" in text

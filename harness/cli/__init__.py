@@ -9,7 +9,8 @@
     gate, baseline       harness/cli/gate.py
     weights              harness/cli/weights.py
     benchmarks           harness/cli/benchmarks.py
-    doctor               harness/cli/doctor.py
+    doctor               harness/cli/doctor.py (`--device cuda`: the preflight of a GPU run)
+    session              harness/cli/session.py: a bench session's summary, report and verdict
     (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter;
                          harness/cli/tables.py: tables that fit any width, notes, Markdown
 
@@ -30,7 +31,19 @@ from typing import Annotated
 
 import typer
 
-from harness.cli import benchmarks, doctor, gate, judge, listing, report, run, show, sweep, weights
+from harness.cli import (
+    benchmarks,
+    doctor,
+    gate,
+    judge,
+    listing,
+    report,
+    run,
+    session,
+    show,
+    sweep,
+    weights,
+)
 from harness.cli.console import EXIT_USAGE, console, out
 
 app = typer.Typer(
@@ -69,6 +82,7 @@ app.command()(report.export)
 app.command()(judge.judge)
 app.command()(sweep.sweep)
 app.command()(doctor.doctor)
+app.command()(session.session)
 app.add_typer(gate.gate_app, name="gate", short_help="Check a run against a baseline, or calibrate gates.")
 app.add_typer(gate.baseline_app, name="baseline", short_help="Save a run as a baseline for gates.")
 app.add_typer(weights.app, name="weights", short_help="Metric weight files: list, where, verify, fetch.")

@@ -1,12 +1,19 @@
-"""`decoderbench doctor [SUITE]`: what can actually run on this machine, and how to fix the rest.
+"""`decoderbench doctor [SUITE...]`: what can actually run on this machine, and how to fix the rest.
 
 The machine (Python, torch and its CUDA build, the GPUs), then — for every decoder, encoder,
-source pipeline, metric and judge of SUITE (without one: every registered decoder and metric
-with its default parameters) — whether its packages, checkout, weight files and benchmark data
-are here and whether it can run on the suite's device, with the exact command for each gap.
+source pipeline, metric and judge of each SUITE (without one: every registered decoder and
+metric with its default parameters) — whether its packages, checkout, weight files and benchmark
+data are here and whether it can run on the suite's device, with the exact command for each gap.
 Every check is the component's own (`Decoder.check()`, `Metric.check()`, the weight lock
 table, the judge backends' key and model checks), asked without loading a model, hashing a
-file or touching the network. Exit 1 when something SUITE needs is missing, else 0.
+file or touching the network. Exit 1 when something a SUITE needs is missing, else 0.
+
+`--device cuda` is the preflight of a GPU run (what `nox -s bench-h100|bench-gb200` asks before
+any suite): the CUDA checks of harness/hardware/cuda.py (a CUDA build of torch, GPUs it can use,
+kernels for their compute capability, with `--gpu-family` the GPUs the session is for), then
+what each SUITE needs that is not here, one line per gap, identical gaps of several suites
+once. Exit 1 on any problem; with `--allow-missing` missing files are listed and pass, but a
+suite that could decode nothing still fails.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ import importlib.util
 import platform
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from harness.cli.console import EXIT_FAILED, console, fail, out
 from harness.cli.tables import Column, Grid, print_checks, print_grid, print_note
+from harness.hardware.cuda import DOCS
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class Machine:
     cuda_build: str | None  # the CUDA version torch was built with (None: a CPU build)
     gpus: list[str]
     problem: str = ""  # why torch itself cannot be used
+    gap: str = ""  # the first CUDA check that failed (harness/hardware/cuda.py), if any
 
     @property
     def cuda(self) -> bool:
@@ -36,24 +47,19 @@ class Machine:
 
 
 def machine() -> Machine:
-    try:
-        import torch
-    except Exception as exc:  # not installed, or a broken build
-        return Machine(None, None, [], f"torch cannot be imported: {exc}")
-    gpus = []
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(index)
-            gpus.append(f"cuda:{index} {props.name}, {props.total_memory / 2**30:.0f} GiB")
-    return Machine(torch.__version__, torch.version.cuda, gpus)
+    from harness.hardware.cuda import checks, probe
+
+    facts = probe()
+    gap = next((check.text for check in checks(facts) if not check.ok), "")
+    gpus = [f"cuda:{gpu.index} {gpu.name}, {gpu.memory_bytes / 2**30:.0f} GiB" for gpu in facts.gpus]
+    return Machine(facts.torch, facts.cuda_build, gpus, gap if facts.torch is None else "", gap)
 
 
 def _cuda_gap(m: Machine) -> str:
-    if m.torch is None:
-        return m.problem
+    if m.gap or m.torch is None:
+        return m.gap or m.problem
     if m.cuda_build is None:
-        return (f"torch {m.torch} is a CPU build: install a CUDA build of torch (constraints.txt pins the "
-                "version) on a machine with an NVIDIA GPU")
+        return f"torch {m.torch} is a CPU build (torch.version.cuda is None): install a CUDA build ({DOCS})"
     return "no CUDA device is visible (torch.cuda.is_available() is False): check the NVIDIA driver " \
            "(`nvidia-smi`) and CUDA_VISIBLE_DEVICES"
 
@@ -95,28 +101,52 @@ def _metric_problem(cls: Any, params: Any) -> str:
 
 
 def doctor(
-    suite: Annotated[str | None, typer.Argument(
-        help="Suite file or built-in name (default: every registered decoder and metric).")] = None,
+    suites: Annotated[list[str] | None, typer.Argument(
+        help="Suite files or built-in names (default: every registered decoder and metric).")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="cuda: the preflight of a GPU run — torch's CUDA build, the GPUs, kernels for them, then "
+        "what each SUITE (run on cuda) lacks, one line per problem; exit 1 on any.")] = None,
+    gpu_family: Annotated[str | None, typer.Option(
+        "--gpu-family", help="With --device cuda: require the GPUs of a bench session (h100: compute "
+        "capability 9.0; gb200: Blackwell, 10.x).")] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="With --device cuda: list missing weights, checkouts, data and keys "
+        "instead of failing on them (a suite that could decode nothing still fails).")] = False,
+    record: Annotated[Path | None, typer.Option(
+        "--record", help="With --device cuda: also write the machine and every check to this JSON "
+        "file.")] = None,
 ) -> None:
     """What can run here, and how to fix each gap.
 
     Device, CUDA, each decoder's and metric's packages and weight files, the benchmarks' data."""
     from harness.suite import SuiteError, load_suite
 
+    if device is None and (gpu_family or allow_missing or record):
+        raise fail("--gpu-family, --allow-missing and --record go with --device cuda")
+    if device is not None and device != "cuda":
+        raise fail(f"--device {device}: the preflight is for cuda (`doctor SUITE` checks a suite on its own "
+                   "device)")
     try:
-        loaded = load_suite(suite) if suite is not None else None
+        loaded = [load_suite(name) for name in suites or []]
     except SuiteError as exc:
         raise fail(f"invalid suite\n{exc}") from None
+    if device is not None:
+        on_cuda = [suite.with_overrides(device="cuda") for suite in loaded]
+        _preflight(on_cuda, gpu_family, allow_missing, record)
+        return
     m = machine()
     print_grid(_machine_grid(m), out)
-    ok = _check_suite(loaded, m) if loaded is not None else _check_registries(m)
-    if loaded is None:
+    if not loaded:
+        _check_registries(m)
         print_note(console, "give a suite (`decoderbench doctor pid-paper`) to check its decoders with their "
                    "parameters, its source, metrics and judge on its device", label="hint", style="cyan")
-    elif ok:
-        print_note(console, f"everything {loaded.name} needs is here", label="ok", style="green")
-    else:
-        print_note(console, f"{loaded.name} cannot run completely here: see `what to do` above; a run "
+        return
+    failed = [suite.name for suite in loaded if not _check_suite(suite, m)]
+    for suite in loaded:
+        if suite.name not in failed:
+            print_note(console, f"everything {suite.name} needs is here", label="ok", style="green")
+    if failed:
+        print_note(console, f"{', '.join(failed)} cannot run completely here: see `what to do` above; a run "
                    "records the missing parts as unavailable", label="result", style="red")
         raise typer.Exit(EXIT_FAILED)
 
@@ -133,24 +163,120 @@ def _check_registries(m: Machine) -> bool:
 
 
 def _check_suite(loaded: Any, m: Machine) -> bool:
+    ok = True
+    for title, checks in _suite_sections(loaded, m):
+        ok &= print_checks(out, f"suite {loaded.name} · {title}", checks)
+    return ok
+
+
+def _suite_sections(loaded: Any, m: Machine) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(title, [(what, problem or "")]) for the decoders, the source, the metrics and the judge."""
     from decoders.registry import DECODERS
     from harness.metrics import METRICS
 
     model = loaded.model
     device = model.timing.device
     evaluation = model.evaluation.device or device
-    ok = print_checks(out, f"suite {loaded.name} · decoders on {device}", [
-        (entry.id, _decoder_problem(DECODERS.get(entry.name), loaded.decoder_params.get(entry.id), device, m))
-        for entry in model.decoder])
-    ok &= print_checks(out, f"suite {loaded.name} · source ({model.source.kind})",
-                       _source_problems(loaded, m))
-    ok &= print_checks(out, f"suite {loaded.name} · metrics on {evaluation}", [
-        (entry.name, _problems(_device_problem(evaluation, m), _metric_problem(
-            METRICS.get(entry.name), loaded.metric_params.get(entry.name)))) for entry in model.metrics])
+    params = loaded.decoder_params
+    sections = [
+        (f"decoders on {device}", [
+            (entry.id, _decoder_problem(DECODERS.get(entry.name), params.get(entry.id), device, m))
+            for entry in model.decoder]),
+        (f"source ({model.source.kind})", _source_problems(loaded, m)),
+        (f"metrics on {evaluation}", [
+            (entry.name, _problems(_device_problem(evaluation, m), _metric_problem(
+                METRICS.get(entry.name), loaded.metric_params.get(entry.name)))) for entry in model.metrics]),
+    ]
     if model.judge is not None:
-        ok &= print_checks(out, f"suite {loaded.name} · judge", [
-            (f"{model.judge.backend} {model.judge.model}", _judge_problem(model.judge, m))])
-    return ok
+        judge = model.judge
+        sections.append(("judge", [(f"{judge.backend} {judge.model}", _judge_problem(judge, m))]))
+    return sections
+
+
+# --------------------------------------------------------------------------- --device cuda
+
+
+def _preflight(suites: list[Any], gpu_family: str | None, allow_missing: bool, record: Path | None) -> None:
+    """The CUDA lines, then every suite's gaps (one line per distinct gap, naming who needs it)."""
+    from harness.hardware.cuda import FAMILIES, checks, probe
+
+    if gpu_family is not None and gpu_family not in FAMILIES:
+        raise fail(f"--gpu-family {gpu_family}: expected one of {', '.join(FAMILIES)}")
+    family = FAMILIES[gpu_family] if gpu_family else None
+    facts = probe()
+    _line(f"preflight · cuda{f' · {family.session}' if family else ''} · Python {facts.python} on "
+          f"{facts.machine} ({sys.executable})", "", "bold")
+    device = checks(facts, family)
+    for check in device:
+        _line(check.text, "✓" if check.ok else "✗", "green" if check.ok else "red")
+    problems = [check.text for check in device if not check.ok]
+    assumed_gpu = Machine(facts.torch, facts.cuda_build, ["(the CUDA lines above)"])
+    missing, empty, complete = _suite_gaps(suites, assumed_gpu)
+    if suites:
+        _line(f"suites on cuda: {', '.join(suite.name for suite in suites)}", "", "bold")
+    if complete:
+        _line(f"{', '.join(complete)}: everything needed is here", "✓", "green")
+    for users, problem in missing:
+        _line(f"{users}: {problem}", "!" if allow_missing else "✗", "yellow" if allow_missing else "red")
+    for name in empty:
+        _line(f"{name}: can decode nothing here (every row, or its source, lacks something above); a "
+              "suite that decodes nothing fails a session", "✗", "red")
+    problems += [f"{name}: can decode nothing here" for name in empty]
+    missing_lines = [f"{users}: {problem}" for users, problem in missing]
+    green = not problems and (allow_missing or not missing)
+    if record is not None:
+        _write_record(record, {"machine": facts.to_json(), "gpu_family": gpu_family,
+                               "checks": [{"ok": c.ok, "text": c.text} for c in device],
+                               "suites": [suite.name for suite in suites], "problems": problems,
+                               "missing": missing_lines, "allow_missing": allow_missing, "green": green})
+    if green:
+        allowed = f"; {len(missing)} missing part(s) allowed by --allow-missing: their rows, metrics or " \
+                  "judge are recorded as unavailable" if missing else ""
+        print_note(console, f"preflight passed{allowed}", label="ok", style="green")
+        return
+    hint = "" if allow_missing or not missing else \
+        " (`--allow-missing`, in a session `-- --allow-missing`, lists missing files instead of failing)"
+    print_note(console, f"preflight failed: {len(problems) + (0 if allow_missing else len(missing))} "
+               f"problem(s){hint}", label="result", style="red")
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _line(text: str, mark: str, style: str) -> None:
+    """One physical line however long (a log greps one problem per line)."""
+    line = Text(f"  {mark} " if mark else "", style=style)
+    line.append(text, style="bold" if not mark else "")
+    out.print(line, soft_wrap=True, highlight=False)
+
+
+def _suite_gaps(suites: list[Any],
+                assumed_gpu: Machine) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """(missing: [(who needs it, the gap)] — each distinct gap once —, suites that could decode
+    nothing, suites that lack nothing). Device gaps are left to the CUDA lines: `assumed_gpu`."""
+    users: dict[str, dict[str, list[str]]] = {}  # gap → suite → who
+    empty, complete = [], []
+    for suite in suites:
+        sections = _suite_sections(suite, assumed_gpu)
+        decoders, source = sections[0][1], sections[1][1]
+        if any(problem for _, problem in source) or all(problem for _, problem in decoders):
+            empty.append(suite.name)
+        gaps = [(what, problem) for title, found in sections for what, problem in found if problem]
+        for what, problem in gaps:
+            users.setdefault(problem, {}).setdefault(suite.name, []).append(what)
+        if not gaps:
+            complete.append(suite.name)
+    missing = [("; ".join(f"{suite} ({', '.join(whats)})" for suite, whats in by_suite.items()), problem)
+               for problem, by_suite in users.items()]
+    return missing, empty, complete
+
+
+def _write_record(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"--record {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _source_problems(loaded: Any, m: Machine) -> list[tuple[str, str]]:
