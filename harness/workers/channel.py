@@ -26,6 +26,8 @@ class WorkerJob:
     compare_resampler: str
     run_dir: str
     log_path: str
+    energy: bool = True  # read the energy counters around the timed calls (harness.workers.energy)
+    energy_min_block_s: float = 1.0  # a shorter block of timed calls is lengthened
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -77,6 +77,16 @@ class Measurement:
     latency: LatencyStats
     memory: dict[str, Any]
     output: Any
+    energy: dict[str, Any] | None = None  # kind ("gpu", "cpu") → the block's figures (energy.py)
+
+
+class BlockHook(Protocol):
+    """What the timing loop tells an observer of its block of calls (harness.workers.energy)."""
+
+    def start(self) -> None: ...
+    def tick(self) -> None: ...  # after each timed call, outside the timed region
+    def wants_more(self, calls: int) -> bool: ...  # the block is too short for it: time more calls
+    def stop(self, calls: int, batch_size: int) -> dict[str, Any]: ...
 
 
 # --------------------------------------------------------------------------- clocks
@@ -172,21 +182,29 @@ def resident_bytes() -> int | None:
 
 
 def measure(fn: Callable[[], Any], repeats: int, device: torch.device,
-            loaded_rss_bytes: int | None = None) -> Measurement:
+            loaded_rss_bytes: int | None = None, meter: BlockHook | None = None,
+            batch_size: int = 1) -> Measurement:
     """Time `repeats` calls of fn and take peak memory over them; keep the last output.
 
     `loaded_rss_bytes` (CPU): the worker's resident set once its decoder was loaded, the base of
-    `rss_increment_bytes`."""
+    `rss_increment_bytes`. `meter` (energy counters): started before the block and stopped after
+    it; where its counter needs a longer block it asks for more calls, which are ordinary timed
+    samples of the same batch (`batch_size` images per call)."""
     probe = MemoryProbe(device)
     probe.start()
     samples: list[float] = []
     output: Any = None
-    for _ in range(repeats):
+    if meter is not None:
+        meter.start()
+    while len(samples) < repeats or (meter is not None and meter.wants_more(len(samples))):
         output = None  # drop the previous output before the next call allocates its own
         output, elapsed_ms = time_call(fn, device)
         samples.append(elapsed_ms)
+        if meter is not None:
+            meter.tick()
+    energy = meter.stop(len(samples), batch_size) if meter is not None else None
     memory = probe.stop(loaded_rss_bytes)
-    return Measurement(summarize(samples, timer_name(device)), memory, output)
+    return Measurement(summarize(samples, timer_name(device)), memory, output, energy)
 
 
 # --------------------------------------------------------------------------- failures
