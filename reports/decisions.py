@@ -47,12 +47,13 @@ COST_GROUP = "cost"
 # Costs are ranked only on differences above run-to-run noise: 10 % of latency, and 5 % of peak
 # memory or 16 MiB, whichever is larger (CPU RSS moves by a few MiB between identical runs).
 LATENCY_MARGIN = 0.10
+ENERGY_MARGIN = 0.10  # energy per image: a timing figure times a power figure, as noisy as latency
 MEMORY_MARGIN, MEMORY_FLOOR_BYTES = 0.05, 16 * 2**20
 
 
 @dataclass(frozen=True)
 class Criterion:
-    key: str  # "metric:<name>", "cost:latency", "cost:memory"
+    key: str  # "metric:<name>", "cost:latency", "cost:memory", "cost:energy"
     label: str
     direction: Direction
     group: str | None  # summary group; None: shown, not ranked
@@ -65,6 +66,8 @@ class Criterion:
             return max(LATENCY_MARGIN, spread) * abs(value)
         if self.key == "cost:memory":
             return max(MEMORY_MARGIN * abs(value), MEMORY_FLOOR_BYTES)
+        if self.key == "cost:energy":
+            return ENERGY_MARGIN * abs(value)
         return 0.0
 
 
@@ -132,7 +135,8 @@ def criteria(view: RunView) -> list[Criterion]:
             for entry in entries:
                 weights[entry["metric"]] = (group, float(entry.get("weight", 1.0)))
     found = [Criterion("cost:latency", "latency per image", LOWER, COST_GROUP),
-             Criterion("cost:memory", "peak memory", LOWER, COST_GROUP)]
+             Criterion("cost:memory", "peak memory", LOWER, COST_GROUP),
+             Criterion("cost:energy", "energy per image", LOWER, COST_GROUP)]
     for metric in view.metric_names:
         direction = view.direction(metric)
         if direction is None:
@@ -162,6 +166,9 @@ def _per_case(row: Row, criterion: Criterion) -> tuple[float | None, dict[str, f
         memory = row.peak_memory_bytes
         per_case = {k: float(v) for k, v in row.case_memory.items()}
         return (None if memory is None else float(memory)), per_case, None
+    if criterion.key == "cost:energy":
+        energy = row.device_energy
+        return row.energy_per_image_j, (energy.case_per_image_j if energy else {}), None
     summary = row.metrics.get(criterion.key.split(":", 1)[1])
     if summary is None:
         return None, {}, None

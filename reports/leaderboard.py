@@ -10,7 +10,11 @@ goes to the best decoder and every decoder tied with it within noise (paired
 bootstrap over cases); a column that separates no decoders, or that its
 metric declares uninformative, says so in its header. Costs: latency per
 image (calls of one batch size), throughput, every memory figure by its
-name, the first call at the size and the worker's start-up.
+name, energy per image (total, and above idle) and mean power where the run
+recorded energy ("not measured" with the reason where a counter could not be
+read), the price per 1,000 images (device time, and electricity where the
+suite gives a kWh price; "not priced" without [cost]), the first call at the
+size and the worker's start-up.
 """
 
 from __future__ import annotations
@@ -18,8 +22,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
-from reports.aggregate import MEMORY_KINDS, MetricSummary, Row, RunView, format_bytes
+from reports.aggregate import (
+    ENERGY_KINDS,
+    MEMORY_KINDS,
+    EnergySummary,
+    MetricSummary,
+    Row,
+    RunView,
+    format_bytes,
+)
 from reports.decisions import Decision, SizeDecisions, decide_size
+from reports.price import Price, device_time_price, electricity_price
 
 STATUS_LABELS = {
     "oom": "OOM", "error": "error", "timeout": "timeout", "crashed": "crashed",
@@ -150,6 +163,7 @@ def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Col
         headline = any(row.memory_headline_kind == kind for row in rows)
         columns.append(Column(f"memory:{kind}", label, LOWER, what,
                               criterion="cost:memory" if headline else None, unit="bytes"))
+    columns += _energy_columns(view, rows)
     columns += [
         Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
                "worker's start-up (spawn, imports, load) below", unit="ms"),
@@ -173,10 +187,85 @@ def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Col
     return columns
 
 
+def _energy_columns(view: RunView, rows: list[Row]) -> list[Column]:
+    """Energy where the run's records hold any (measured or not), and the prices."""
+    columns = []
+    kinds = {row.energy_kind for row in rows} - {None}
+    if kinds:
+        whose = " / ".join(ENERGY_KINDS[k] for k in ENERGY_KINDS if k in kinds)
+        columns.append(Column("energy", "energy / image (J)", LOWER,
+                              f"what {whose} drew per image over the timed calls of one batch size, "
+                              "idle draw included (counter read around the block)", criterion="cost:energy",
+                              unit="J"))
+        if any(row.device_energy and row.device_energy.above_idle_per_image_j is not None for row in rows):
+            columns.append(Column("energy_above_idle", "above idle / image (J)", LOWER,
+                                  "energy per image minus the GPU's idle power (measured before the first "
+                                  "decoder) times the calls' duration", unit="J"))
+        if any(row.device_energy and row.device_energy.measured for row in rows):
+            columns.append(Column("power", "mean power (W)", None,
+                                  "energy ÷ duration of the timed calls", unit="W"))
+        if "gpu" in kinds and any(row.energy.get("cpu") and row.energy["cpu"].measured for row in rows):
+            columns.append(Column("cpu_energy", "CPU energy / image (J)", LOWER,
+                                  f"what {ENERGY_KINDS['cpu']} drew per image meanwhile", unit="J"))
+    currency = (view.cost or {}).get("currency", "USD")
+    columns.append(Column("price_time", f"price / 1k images ({currency})", LOWER,
+                          "device time: the hourly price × median latency per image × 1,000 (the "
+                          "decoder's time only: no idle, loading, storage or host)",
+                          unit=f"{currency} per 1,000 images"))
+    if (view.cost or {}).get("kwh") is not None:
+        columns.append(Column("price_energy", f"electricity / 1k images ({currency})", LOWER,
+                              "the kWh price × energy per image × 1,000 (the counter's device only, "
+                              "idle draw included)", unit=f"{currency} per 1,000 images"))
+    return columns
+
+
+def _energy_cell(row: Row, summary: EnergySummary | None, value: float | None, what: str) -> Cell:
+    """An energy figure, or why there is none: the decode failed, or the counter's reason."""
+    if value is not None and summary is not None:
+        cell = Cell("", sort=value, value=value, raw=value, n=summary.blocks)
+        if summary.low_resolution:
+            cell.note = "low resolution"
+            cell.title = (f"{summary.low_resolution} of {summary.blocks} blocks of calls were too short for "
+                          f"the counter: {summary.reason}")
+        elif summary.worst_resolution is not None:
+            cell.title = (f"counter updates every {summary.update_interval_s * 1e3:.3g} ms: within about "
+                          f"{100 * summary.worst_resolution:.1f} % over the shortest block")
+        return cell
+    if row.failure_status and not row.ok:
+        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
+    if summary is not None and summary.measured:
+        why = "the GPU's idle power was not measured in this run (see the run's facts)"
+    elif summary is not None and summary.reason:
+        why = summary.reason
+    else:
+        why = f"this run holds no {what} for {row.decoder}"
+    return Cell("not measured", state="missing", title=why)
+
+
+def _price(view: RunView, row: Row, key: str) -> Price:
+    """The row's price per 1,000 images: of device time ("price_time") or electricity."""
+    if key == "price_time":
+        device = str((view.manifest["suite"]["resolved"].get("timing") or {}).get("device") or "device")
+        return device_time_price(view.cost, row.image_latency(0.5), device.split(":")[0].upper())
+    summary = row.device_energy
+    what = ENERGY_KINDS.get(row.energy_kind or "", "the device")
+    why = summary.reason if summary is not None and summary.reason else "no energy was recorded"
+    return electricity_price(view.cost, row.energy_per_image_j, what, why)
+
+
+def _price_cell(row: Row, price: Price) -> Cell:
+    if price.value is not None:
+        return Cell("", sort=price.value, value=price.value, raw=price.value, title=price.includes)
+    if row.failure_status and not row.ok:
+        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
+    return Cell("not priced", state="missing", title=price.reason or "")
+
+
 def _group_description(decided: SizeDecisions, group: str) -> str:
     if group == "overall":
         return f"mean of the group win rates ({', '.join(decided.groups)})"
-    members = ", ".join(c.label + (f" ×{c.weight:g}" if c.weight != 1 else "") for c in decided.groups[group])
+    members = ", ".join(c.label + (f" ×{c.weight:g}" if c.weight != 1 else "") for c in decided.groups[group]
+                        if decided.decisions[c.key].values)  # a cost not measured (energy) is no member
     return (f"share of the other decoders beaten (ties count ½), averaged over {members}; "
             "uninformative criteria left out")
 
@@ -191,6 +280,15 @@ def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecision
                          else Cell(f"{100 * rate:.0f}%", sort=-rate, raw=rate))
         elif kind == "metric":
             cells.append(_metric_cell(row, name, row.metrics.get(name), column.direction))
+        elif column.key.startswith(("energy", "power", "cpu_energy")):
+            summary = row.energy.get("cpu") if column.key == "cpu_energy" else row.device_energy
+            value = None if summary is None else {
+                "energy": summary.per_image_j, "cpu_energy": summary.per_image_j,
+                "power": summary.mean_power_w, "energy_above_idle": summary.above_idle_per_image_j,
+            }[column.key]
+            cells.append(_energy_cell(row, summary, value, "energy"))
+        elif column.key.startswith("price"):
+            cells.append(_price_cell(row, _price(view, row, column.key)))
         elif kind == "memory":
             value = row.memory.get(name)
             cell = _measured(row, value, MEMORY_KINDS[name][0])
