@@ -236,7 +236,7 @@ def _energy_cell(row: Row, summary: EnergySummary | None, value: float | None, w
     if summary is not None and summary.measured:
         why = "the GPU's idle power was not measured in this run (see the run's facts)"
     elif summary is not None and summary.reason:
-        why = summary.reason
+        why = f"{summary.kind.upper()} energy: {summary.reason}"
     else:
         why = f"this run holds no {what} for {row.decoder}"
     return Cell("not measured", state="missing", title=why)
