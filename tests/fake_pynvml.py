@@ -57,7 +57,7 @@ class NVMLError(Exception):
         return self.text
 
 
-class NVMLError_NotSupported(NVMLError):  # noqa: N801 (pynvml's name)
+class NVMLError_NotSupported(NVMLError):  # pynvml's name
     def __init__(self) -> None:
         super().__init__("Not Supported")
 

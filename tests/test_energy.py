@@ -64,7 +64,8 @@ def test_probe_finds_the_counters_update_interval(script: Script, clock: FakeClo
     assert meter.period.step_mj == pytest.approx(60.0 * 20, rel=0.1)  # idle 60 W × 20 ms
 
 
-def test_an_87_ms_decode_is_lengthened_to_a_second_and_within_5_percent(script: Script, clock: FakeClock) -> None:
+def test_an_87_ms_decode_is_lengthened_to_a_second_and_within_5_percent(script: Script,
+                                                                        clock: FakeClock) -> None:
     """The issue's case: 87 ms calls, a counter that updates every 20 ms, 5 repeats asked for."""
     meter = _gpu_meter(script, clock, min_block_s=1.0)
     result = measure(_decode(clock, 0.087), 5, torch.device("cpu"), meter=EnergyMeter({"gpu": meter}),
@@ -86,7 +87,8 @@ def test_an_87_ms_decode_is_lengthened_to_a_second_and_within_5_percent(script: 
           f"({100 * (gpu['per_call_j'] / truth - 1):+.2f} %)")
 
 
-def test_a_block_that_may_not_be_lengthened_is_marked_low_resolution(script: Script, clock: FakeClock) -> None:
+def test_a_block_that_may_not_be_lengthened_is_marked_low_resolution(script: Script,
+                                                                      clock: FakeClock) -> None:
     meter = _gpu_meter(script, clock, min_block_s=1.0, max_calls=1)
     result = measure(_decode(clock, 0.087), 1, torch.device("cpu"), meter=EnergyMeter({"gpu": meter}))
     gpu = result.energy["gpu"]  # type: ignore[index]
@@ -100,7 +102,8 @@ def test_without_a_readable_counter_the_block_is_not_lengthened(clock: FakeClock
     meter = EnergyMeter({"gpu": Unmeasured("NVML cannot start (Driver Not Loaded)")})
     result = measure(_decode(clock, 0.087), 3, torch.device("cpu"), meter=meter)
     assert result.latency.n == 3
-    assert result.energy == {"gpu": {"status": "not_measured", "reason": "NVML cannot start (Driver Not Loaded)"}}
+    reason = "NVML cannot start (Driver Not Loaded)"
+    assert result.energy == {"gpu": {"status": "not_measured", "reason": reason}}
 
 
 def test_nvml_not_installed_init_failure_and_unsupported_gpu_are_not_measured(
@@ -135,9 +138,10 @@ def test_the_worker_reads_its_own_gpu(script: Script, monkeypatch: pytest.Monkey
     with pytest.raises(EnergyUnavailable, match=r"cuda:0 \(by cuda_visible_devices: Invalid Argument\)"):
         nvml_handle(pynvml, "7", 0, None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: (_ for _ in ()).throw(RuntimeError()))
-    counter = energy.gpu_counter(torch.device("cuda", 0))
-    assert counter.identity()["gpu_uuid"] == "GPU-bbbb" and counter.identity()["mapped_by"] == "cuda_visible_devices"
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: (_ for _ in ()).throw(RuntimeError()))
+    identity = energy.gpu_counter(torch.device("cuda", 0)).identity()
+    assert identity["gpu_uuid"] == "GPU-bbbb" and identity["mapped_by"] == "cuda_visible_devices"
 
 
 def test_idle_power_and_the_runs_gpu_facts(script: Script, clock: FakeClock) -> None:
@@ -166,7 +170,8 @@ def test_rapl_sums_the_packages_and_handles_wraparound(tmp_path: Path) -> None:
     _zone(tmp_path, "intel-rapl:1", "psys", 9_000_000)  # the whole platform: not added
     package1 = _zone(tmp_path, "intel-rapl:2", "package-1", 2_000_000)
     counter = RaplCounter(tmp_path)
-    assert counter.identity() == {"domains": ["package-0", "package-1"], "zones": ["intel-rapl:0", "intel-rapl:2"]}
+    assert counter.identity() == {"domains": ["package-0", "package-1"],
+                                  "zones": ["intel-rapl:0", "intel-rapl:2"]}
     assert counter.read_mj() == 0.0
     (package0 / "energy_uj").write_text("4500000\n")
     (package1 / "energy_uj").write_text("2250000\n")
@@ -231,7 +236,8 @@ def test_price_per_thousand_images() -> None:
     price = electricity_price({"kwh": 0.15, "currency": "EUR"}, None, "the GPU board", "NVML cannot start")
     assert price.value is None and price.reason == "energy not measured: NVML cannot start"
     assert with_gpu_hour(None, 3.0) == {"currency": "USD", "gpu_hour": 3.0}
-    assert with_gpu_hour({"currency": "EUR", "kwh": 0.2}, 3.0) == {"currency": "EUR", "kwh": 0.2, "gpu_hour": 3.0}
+    repriced = with_gpu_hour({"currency": "EUR", "kwh": 0.2}, 3.0)
+    assert repriced == {"currency": "EUR", "kwh": 0.2, "gpu_hour": 3.0}
     for bad in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="--gpu-hour-price: expected a finite price > 0"):
             with_gpu_hour(None, bad)

@@ -13,11 +13,14 @@ Statistics (see harness/gates/spec.py for the suite syntax):
   through the metric registry) between this run's output and the
   baseline's output; the share of cases worse than `tau` must be at most
   `max_fraction`.
-- latency_ratio / memory_ratio: median per-image latency (calls of the same
-  batch size only) and the headline peak memory (CUDA peak allocated, CPU
-  RSS increment; the same figure as the baseline's) over the baseline's, per
-  comparison size, within `max_ratio`. When the environment
-  differs (GPU model, dtype, library versions) they fail unless allowed.
+- latency_ratio / memory_ratio / energy_ratio: median per-image latency
+  (calls of the same batch size only), the headline peak memory (CUDA peak
+  allocated, CPU RSS increment; the same figure as the baseline's) and the
+  energy per image of the decoding device (GPU through NVML, CPU through
+  RAPL; the same counter as the baseline's) over the baseline's, per
+  comparison size, within `max_ratio`. When the environment differs (GPU
+  model, dtype, library versions) they fail unless allowed; energy that this
+  run could not measure (no counter here) cannot be evaluated, with the reason.
 - hash_equal (pixel-exact, opt-in): every output identical to the baseline's.
 
 Baseline cases that lost their value in this run (the decoder failed) are
@@ -371,7 +374,7 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
         optional = isinstance(exc, Unavailable) and gate.optional
         return Check(gate.label, decoder, SKIP if optional else FAIL, limit=limit, message=str(exc),
                      size=size)
-    what = "latency per image" if gate.statistic == "latency_ratio" else "peak memory"
+    what = COST_LABELS[gate.statistic]
     check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL, f"{what} {ratio:.3f}×",
                   limit, size=size, details={"ratio": ratio})
     if mismatches:
@@ -384,18 +387,31 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
     return check
 
 
+COST_LABELS = {"latency_ratio": "latency per image", "memory_ratio": "peak memory",
+               "energy_ratio": "energy per image"}
+COST_KEYS = {"latency_ratio": ("latency_median_ms", "batch_size"),
+             "memory_ratio": ("peak_memory_bytes", "memory_kind"),
+             "energy_ratio": ("energy_per_image_j", "energy_counter")}
+
+
 def _ratio(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> float:
-    key = "latency_median_ms" if gate.statistic == "latency_ratio" else "peak_memory_bytes"
+    key, same = COST_KEYS[gate.statistic]
     baseline = base["sizes"].get(size) or {}
     before = baseline.get(key)
     if before is None or before <= 0:
-        raise Unavailable(f"the baseline has no {key} at {size}")
+        reason = baseline.get("energy_reason") if key == "energy_per_image_j" else None
+        why = f": {reason}" if reason else ""
+        raise Unavailable(f"the baseline has no {key} at {size}{why}")
     entry = run["sizes"].get(size)
+    if key == "energy_per_image_j" and entry is not None and entry.get(key) is None \
+            and entry.get("latency_median_ms") is not None:  # decoded, but no counter could be read here
+        raise Unavailable(f"energy was not measured at {size} in this run: "
+                          f"{entry.get('energy_reason') or 'no energy recorded'}")
     if entry is None or entry.get(key) is None:
         statuses = (entry or {}).get("decode_statuses") or {}
         raise Regression(f"no {key} at {size} in this run (decode statuses: {_statuses(statuses)})")
-    # Like with like: calls of one batch size, one named memory figure (recorded since both existed).
-    same = "batch_size" if key == "latency_median_ms" else "memory_kind"
+    # Like with like: calls of one batch size, one named memory figure, one energy counter (recorded
+    # since each existed).
     if baseline.get(same) is not None and entry.get(same) is not None and baseline[same] != entry[same]:
         raise Unavailable(f"{same.replace('_', ' ')} differs from the baseline's at {size} "
                           f"({baseline[same]} → {entry[same]}): not comparable")
