@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from fake_pynvml import FakeClock, Gpu, Script, make_module
 
 from harness.workers import energy
 from harness.workers.energy import (
@@ -25,7 +26,6 @@ from harness.workers.energy import (
 )
 from harness.workers.measure import measure
 from reports.price import electricity_price, energy_price, time_price, with_gpu_hour
-from tests.fake_pynvml import FakeClock, Gpu, Script, make_module
 
 BUSY_W = 300.0
 
