@@ -261,3 +261,22 @@ def test_a_second_gpu_is_read_by_its_own_counter(script: Script, clock: FakeCloc
     meter = _gpu_meter(script, clock, gpu=2)
     assert meter.counter.identity() == {"gpu_uuid": "GPU-cccc", "gpu_name": "NVIDIA H100 80GB HBM3",
                                         "nvml_index": 2, "mapped_by": "index"}
+
+
+def test_the_runner_reads_the_gpus_its_slots_decode_on(script: Script, clock: FakeClock,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.runner import run_gpu_entries
+    from harness.workers.executor import local_slots
+
+    assert run_gpu_entries(local_slots("1,0", "cuda"), "cuda") == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb,GPU-aaaa")
+    assert run_gpu_entries(local_slots(None, "cuda:1"), "cuda:1") == ["GPU-aaaa"]
+    facts, states = energy.gpu_run_facts(["GPU-aaaa", "1"], measure_idle=True, sleep=clock.sleep, clock=clock)
+    assert set(facts["idle"]) == {"GPU-aaaa", "GPU-bbbb"} and "reason" not in facts
+    assert facts["idle"]["GPU-bbbb"]["power_w"] == pytest.approx(60.0, rel=0.01)
+    assert facts["state_start"]["GPU-aaaa"]["power_limit_w"] == 700.0
+    assert states()["GPU-bbbb"]["temperature_c"] == 41
+    script.init_error = "Driver Not Loaded"
+    facts, states = energy.gpu_run_facts(["0"], measure_idle=True)
+    assert facts == {"gpus": ["0"], "reason": "NVML cannot start (Driver Not Loaded): no NVIDIA driver on "
+                     "this machine?"} and states() == {}

@@ -208,3 +208,36 @@ def test_timing_energy_keys_keep_the_hash_at_their_defaults(tmp_path: Path) -> N
     path.write_text(text.replace("energy_min_block_s = 1.0", "energy_min_block_s = 0"))
     with pytest.raises(SuiteError, match=r"timing\.energy_min_block_s: expected greater than 0"):
         load_suite(path)
+
+
+def test_a_cpu_run_records_energy_or_why_not_and_show_names_it(write_suite, tmp_path: Path,
+                                                                 image_folder: Path) -> None:
+    """Real workers on the CPU: every decode record says what the CPU counter gave; `energy =
+    false` records none."""
+    from harness.runner import Runner
+    from harness.sources.cache import TensorCache
+    from harness.store import RunStore
+
+    text = suite_text(image_folder, decoder_tables('name = "bilinear"'))
+    for energy_on in (True, False):
+        timing = text.replace("repeats = 2", "repeats = 2\nenergy = false") if not energy_on else text
+        suite = load_suite(write_suite(timing))
+        outcome = Runner.new(suite, tmp_path / f"run-{energy_on}", TensorCache(tmp_path / "cache")).run()
+        records, _ = RunStore.open(outcome.run_dir).records()
+        decodes = [r for r in records if r["kind"] == "decode"]
+        assert decodes and all(r["status"] == "ok" for r in decodes)
+        if not energy_on:
+            assert all("energy" not in r for r in decodes)
+            continue
+        for record in decodes:
+            cpu = record["energy"]["cpu"]
+            assert set(record["energy"]) == {"cpu"}  # a CPU run: no GPU counter applies
+            if cpu["status"] == "not_measured":
+                assert cpu["reason"]
+            else:  # a machine whose RAPL counters this user can read
+                assert cpu["calls"] >= 2 and cpu["block_s"] >= 1.0 and cpu["per_image_j"] > 0
+        result = invoke("show", str(outcome.run_dir))
+        text_out = " ".join(result.output.split())
+        if decodes[0]["energy"]["cpu"]["status"] == "not_measured":
+            assert f"energy / image (J): not measured — CPU energy: {decodes[0]['energy']['cpu']['reason']}" \
+                in text_out

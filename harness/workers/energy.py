@@ -486,11 +486,12 @@ def run_gpus(entries: Sequence[str]) -> tuple[dict[str, Counter], str | None]:
     return counters, "; ".join(problems) or None
 
 
-def gpu_run_facts(entries: Sequence[str], measure_idle: bool, seconds: float = IDLE_SECONDS
-                  ) -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
+def gpu_run_facts(entries: Sequence[str], measure_idle: bool, seconds: float = IDLE_SECONDS,
+                  **clock: Any) -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
     """What the runner records of the run's GPUs before the first decoder: each GPU's state
     (power limit, clocks, temperature) and, with `measure_idle`, its idle power; plus a function
-    that reads their state again at the end. Keyed by GPU UUID; {"reason"} where NVML cannot."""
+    that reads their state again at the end. Keyed by GPU UUID; {"reason"} where NVML cannot.
+    `clock`: `sleep` and `clock` for idle_power (tests)."""
     counters, problem = run_gpus(entries)
     facts: dict[str, Any] = {"gpus": entries}
     if problem:
@@ -503,5 +504,5 @@ def gpu_run_facts(entries: Sequence[str], measure_idle: bool, seconds: float = I
 
     facts["state_start"] = states()
     if measure_idle:
-        facts["idle"] = idle_power(counters, seconds)
+        facts["idle"] = idle_power(counters, seconds, **clock)
     return facts, states
