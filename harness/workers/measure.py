@@ -21,6 +21,11 @@ Memory, each figure named by what it is:
   `ru_maxrss`, labelled as such) — and `rss_increment_bytes`, that peak minus
   the worker's resident set once its decoder was loaded (`loaded_rss_bytes`):
   what decoding needs beyond the interpreter, torch and the weights.
+
+Energy (harness.workers.energy): a `BlockHook` passed to `measure()` is started before the
+timed calls and stopped after them, ticked after each call (outside the timed region), and
+consulted by the loop: while it `wants_more` (its counter needs a longer block) the loop times
+more calls of the same batch — ordinary samples, counted in the latency too.
 """
 
 from __future__ import annotations
