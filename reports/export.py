@@ -159,8 +159,7 @@ def _cost_rows(context: DecoderContexts, view: Any, row: Any) -> list[dict[str, 
                   "reason": summary.reason or None}
                  for name, (value, unit, better) in values.items() if value is not None]
     device = str((view.manifest["suite"]["resolved"].get("timing") or {}).get("device") or "device")
-    prices = {"price_per_1k_images_device_time": device_time_price(view.cost, row.image_latency(0.5),
-                                                                   device.split(":")[0].upper())}
+    prices = {"price_per_1k_images_device_time": device_time_price(view.cost, row.image_latency(0.5), device)}
     if (view.cost or {}).get("kwh") is not None:
         energy = row.device_energy
         prices["price_per_1k_images_electricity"] = electricity_price(

@@ -246,7 +246,7 @@ def _price(view: RunView, row: Row, key: str) -> Price:
     """The row's price per 1,000 images: of device time ("price_time") or electricity."""
     if key == "price_time":
         device = str((view.manifest["suite"]["resolved"].get("timing") or {}).get("device") or "device")
-        return device_time_price(view.cost, row.image_latency(0.5), device.split(":")[0].upper())
+        return device_time_price(view.cost, row.image_latency(0.5), device)
     summary = row.device_energy
     what = ENERGY_KINDS.get(row.energy_kind or "", "the device")
     why = summary.reason if summary is not None and summary.reason else "no energy was recorded"

@@ -41,6 +41,8 @@ class Price:
 
 
 def device_time_price(cost: dict[str, Any] | None, latency_ms_per_image: float | None, device: str) -> Price:
+    """`device`: the timing device ("cuda", "cuda:1", "cpu"), named in what the price includes."""
+    device = "GPU" if device.startswith("cuda") else device.split(":")[0].upper()
     currency = (cost or {}).get("currency", "USD")
     gpu_hour = (cost or {}).get("gpu_hour")
     includes = (f"{gpu_hour:g} {currency} per {device} hour × median latency per image × 1,000: the "
