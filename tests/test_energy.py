@@ -217,6 +217,7 @@ def test_cpu_meter_on_a_fake_powercap_folder(tmp_path: Path, clock: FakeClock) -
 def test_the_demo_machine_says_why_cpu_energy_is_not_measured(monkeypatch: pytest.MonkeyPatch,
                                                               tmp_path: Path) -> None:
     monkeypatch.setattr(energy, "_counters", {})
+    monkeypatch.delenv("DECODERBENCH_POWERCAP_ROOT", raising=False)
     monkeypatch.setattr(energy, "POWERCAP_ROOT", tmp_path / "powercap")
     meter = energy.meter_for(torch.device("cpu"))
     assert list(meter.meters) == ["cpu"]
@@ -280,3 +281,13 @@ def test_the_runner_reads_the_gpus_its_slots_decode_on(script: Script, clock: Fa
     facts, states = energy.gpu_run_facts(["0"], measure_idle=True)
     assert facts == {"gpus": ["0"], "reason": "NVML cannot start (Driver Not Loaded): no NVIDIA driver on "
                      "this machine?"} and states() == {}
+
+
+def test_the_powercap_folder_can_be_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DECODERBENCH_POWERCAP_ROOT reaches every worker (a container that mounts sysfs elsewhere)."""
+    _zone(tmp_path, "intel-rapl:0", "package-0", 5)
+    monkeypatch.setenv("DECODERBENCH_POWERCAP_ROOT", str(tmp_path))
+    monkeypatch.setattr(energy, "_counters", {})
+    meter = energy.meter_for(torch.device("cpu")).meters["cpu"]
+    assert isinstance(meter, BlockMeter) and meter.counter.identity()["zones"] == ["intel-rapl:0"]
+    assert meter.period.changes == 0  # a counter that never moves: its update interval is unknown

@@ -44,7 +44,7 @@ DEFAULT_MIN_BLOCK_S = 1.0
 MAX_CALLS = 2000  # the most timed calls a block is lengthened to (a 0.5 ms decode reaches 1 s)
 IDLE_SECONDS = 3.0  # how long each GPU is watched idle before the first decoder
 NVML_INSTALL = "nvidia-ml-py is not installed (pip install 'decoderbench[energy]')"
-POWERCAP_ROOT = Path("/sys/class/powercap")
+POWERCAP_ROOT = Path("/sys/class/powercap")  # DECODERBENCH_POWERCAP_ROOT replaces it (e.g. tests)
 _RAPL_PACKAGE = re.compile(r"intel-rapl:\d+")
 
 Clock = Callable[[], float]
@@ -202,7 +202,7 @@ class RaplCounter:
     kind, source = "cpu", "linux_powercap_rapl"
 
     def __init__(self, root: Path | None = None) -> None:
-        root = root or POWERCAP_ROOT
+        root = root or Path(os.environ.get("DECODERBENCH_POWERCAP_ROOT") or POWERCAP_ROOT)
         if not root.is_dir():
             raise EnergyUnavailable(f"Linux powercap/RAPL is not available here (no {root})")
         zones = sorted(p for p in root.iterdir() if _RAPL_PACKAGE.fullmatch(p.name))
