@@ -241,3 +241,22 @@ def test_a_cpu_run_records_energy_or_why_not_and_show_names_it(write_suite, tmp_
         if decodes[0]["energy"]["cpu"]["status"] == "not_measured":
             assert f"energy / image (J): not measured — CPU energy: {decodes[0]['energy']['cpu']['reason']}" \
                 in text_out
+
+
+def test_energy_axis_of_the_cost_quality_plot_and_the_run_facts(run: Path, tmp_path: Path) -> None:
+    from reports.facts import run_facts
+    from reports.html import _cost_quality_points, render_report
+
+    view = load_run(run)
+    (board,) = build_leaderboards(view)
+    column = next(i for i, c in enumerate(board.columns) if c.key == "metric:psnr")
+    panels, left_out = _cost_quality_points(board, "psnr", column)
+    assert [label for label, _ in panels][-1] == "GPU energy per image (J)" and not left_out
+    assert [round(p.cost) for p in panels[-1][1]] == [40, 80]
+    facts = dict(run_facts(view).summary)
+    assert facts["idle power · H100 GPU-test"].startswith("100.0 W over 3.0 s before the first decoder")
+    assert facts["GPU GPU-test at start → end"] == ("power limit 700 W · SM clock 1980 MHz · 35 °C → "
+                                                   "power limit 700 W · SM clock 1755 MHz · 71 °C")
+    html = render_report(run, tmp_path / "report").read_text()
+    assert "energy / image (J)" in html and "electricity / 1k images (USD)" in html
+    assert "GPU energy per image (J)" in "".join(p.read_text() for p in (tmp_path / "report").rglob("*.svg"))
