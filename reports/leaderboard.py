@@ -254,8 +254,11 @@ def _price(view: RunView, row: Row, key: str) -> Price:
 
 
 def _price_cell(row: Row, price: Price) -> Cell:
+    """A price with three significant digits: a fast decoder's price per 1,000 images is a
+    fraction of a cent, which the column's fixed decimals would round to one digit."""
     if price.value is not None:
-        return Cell("", sort=price.value, value=price.value, raw=price.value, title=price.includes)
+        text = f"{price.value:,.2f}" if price.value >= 10 else f"{price.value:#.3g}"
+        return Cell(text, sort=price.value, raw=price.value, title=price.includes)
     if row.failure_status and not row.ok:
         return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
     return Cell("not priced", state="missing", title=price.reason or "")
