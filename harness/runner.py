@@ -37,6 +37,7 @@ from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, l
 from harness.store import MANIFEST, RunData, RunStore, StoreError, now_iso, read_run, writable_dir
 from harness.suite import DecoderEntry, Suite, validate_raw
 from harness.workers.channel import CaseInput, DecodeTask, WorkerJob
+from harness.workers.energy import IDLE_SECONDS, gpu_run_facts
 from harness.workers.executor import (
     Executor,
     ExecutorError,
@@ -96,6 +97,7 @@ def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
         repeats=timing.repeats, repeat_budget_s=timing.repeat_budget_s, threads=timing.threads,
         compare_resampler=suite.model.compare.resampler,
         run_dir=str(run_dir), log_path=str(run_dir / "logs" / f"{entry.id}.log"),
+        energy=timing.energy, energy_min_block_s=timing.energy_min_block_s,
     )
 
 
@@ -327,14 +329,51 @@ class Runner:
         writer = ImageWriter(self.store, background)
         sink = RunSink(self.store, writer, self.reporter, len(slots) > 1,
                        {d: n for d, n in pending.items() if n}, self._note)
+        gpu_states = self._gpu_energy_facts(slots)
         try:
             self.executor.run(units, sink, policy)
             writer.drain()
         finally:
             writer.close()
             self._record_execution(sink, background, writer)
+            self._record_gpu_end(gpu_states)
         return {"writing_s": writer.wait_s, "writer_busy_s": writer.busy_s, "slots": len(slots),
                 "server_s": server_s}
+
+    def _gpu_energy_facts(self, slots: list[Slot]) -> Any:
+        """Before the first decoder: the state (power limit, clocks, temperature) of the GPUs this
+        invocation decodes on and, once per GPU of the run, their idle power (NVML, no CUDA context).
+        Returns what reads their state again at the end; None where there is nothing to read."""
+        timing = self.suite.model.timing
+        if not timing.device.startswith("cuda") or not timing.energy:
+            return None
+        recorded = dict(self.store.manifest().get("energy") or {})
+        if any(slot.remote for slot in slots):
+            recorded.setdefault("idle_reason", "workers run where Ray places them: idle power and GPU "
+                                "state are read by the local executor only")
+            self.store.update_manifest(energy=recorded)
+            return None
+        entries = run_gpu_entries(slots, timing.device)
+        first = not recorded.get("idle")  # once per run, before its first decoder (not on resume)
+        if first:
+            self.reporter.note(f"measuring idle GPU power ({IDLE_SECONDS:g} s) before the first decoder")
+        facts, states = gpu_run_facts(entries, measure_idle=first)
+        if facts.get("idle"):
+            recorded["idle"] = facts["idle"]
+        if facts.get("reason"):
+            recorded["reason"] = facts["reason"]
+        invocation = {"gpus": entries, "state_start": facts.get("state_start", {})}
+        recorded["invocations"] = [*recorded.get("invocations", []), invocation]
+        self.store.update_manifest(energy=recorded)
+        return states
+
+    def _record_gpu_end(self, states: Any) -> None:
+        if states is None:
+            return
+        recorded = dict(self.store.manifest().get("energy") or {})
+        invocations = list(recorded.get("invocations") or [{}])
+        invocations[-1] = {**invocations[-1], "state_end": states()}
+        self.store.update_manifest(energy={**recorded, "invocations": invocations})
 
     def _record_execution(self, sink: RunSink, background: bool, writer: ImageWriter) -> None:
         units = list(sink.units.values())
@@ -436,6 +475,19 @@ def evaluation_device(suite: Suite, slots: list[Slot]) -> torch.device:
         return device
     visible = visible_devices() or []
     return torch.device("cuda", visible.index(str(gpu)) if str(gpu) in visible else gpu)
+
+
+def run_gpu_entries(slots: list[Slot], device: str) -> list[str]:
+    """The GPUs the slots decode on, as CUDA_VISIBLE_DEVICES names them (physical index or UUID)."""
+    entries = []
+    for slot in slots:
+        pinned = slot.env.get("CUDA_VISIBLE_DEVICES")
+        if pinned is None:
+            index = int(device.split(":")[1]) if ":" in device else 0
+            visible = visible_devices()
+            pinned = visible[index] if visible is not None and index < len(visible) else str(index)
+        entries.append(pinned)
+    return list(dict.fromkeys(entries))
 
 
 def ran_concurrently(units: list[dict[str, Any]]) -> bool:

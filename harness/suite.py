@@ -44,6 +44,7 @@ from harness.cases import Case, Item, expand
 from harness.gates.spec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
+from harness.workers.energy import DEFAULT_MIN_BLOCK_S
 
 Size = tuple[int, int]  # (width, height)
 Loc = tuple[str | int, ...]
@@ -280,6 +281,12 @@ class Timing(_Strict):
         default=None, min_length=1, description="decode on these GPUs at once, one worker per GPU")
     overlap_io: bool | None = Field(
         default=None, description="store outputs while the next task decodes (default: on GPUs only)")
+    energy: bool = Field(
+        default=True, description="read the GPU's (NVML) and the CPU's (RAPL) energy counters around "
+        "the timed calls where they are readable (docs/energy-and-price.md)")
+    energy_min_block_s: float = Field(
+        default=DEFAULT_MIN_BLOCK_S, gt=0, allow_inf_nan=False, description="a block of timed calls "
+        "shorter than this is lengthened by more timed calls, so that the energy counter resolves it")
 
     @field_validator("repeats", mode="before")
     @classmethod
@@ -295,12 +302,32 @@ class Timing(_Strict):
 
     @model_serializer(mode="wrap")
     def _omit_later_defaults(self, handler: Any) -> Any:
-        """Keys added after runs existed dump (and hash) only when set, so older runs still resume."""
+        """Keys added after runs existed dump (and hash) only when set away from their default, so
+        older runs still resume."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("repeat_budget_s") == type(self).model_fields[
-                "repeat_budget_s"].default:
-            data.pop("repeat_budget_s", None)
+        if isinstance(data, dict):
+            for key in ("repeat_budget_s", "energy", "energy_min_block_s"):
+                if data.get(key) == type(self).model_fields[key].default:
+                    data.pop(key, None)
         return data
+
+
+class Cost(_Strict):
+    """What a decode costs in money: price per 1,000 images from latency (and from energy)."""
+
+    gpu_hour: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="price of one hour of the timing device (e.g. 2.50), in `currency`")
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    kwh: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="price of one kilowatt-hour of electricity")
+
+    @model_validator(mode="after")
+    def _some_price(self) -> Cost:
+        if self.gpu_hour is None and self.kwh is None:
+            raise ValueError("a [cost] table needs gpu_hour (price of a device hour) and/or kwh "
+                             "(price of a kilowatt-hour)")
+        return self
 
 
 class Compare(_Strict):
@@ -312,11 +339,11 @@ class Evaluation(_Strict):
     batch_size: int = Field(default=8, ge=1)
 
 
-COST_CRITERIA = ("latency", "memory")  # what a [summary] group may rank besides the suite's metrics
+COST_CRITERIA = ("latency", "memory", "energy")  # what a [summary] group may rank besides metrics
 
 
 class SummaryEntry(_Strict):
-    metric: str = Field(description="a metric of the suite, or latency / memory")
+    metric: str = Field(description="a metric of the suite, or latency / memory / energy")
     weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
@@ -355,13 +382,14 @@ class SuiteModel(_Strict):
     summary: dict[str, list[SummaryEntry] | SummaryGroup] | None = Field(
         default=None, description="summary groups: group name → metrics (optionally weighted), or "
         "{weight, metrics} to weigh the group in overall; default: one group per metric family plus cost")
+    cost: Cost | None = Field(default=None, description="prices: per device hour and per kWh")
 
     @model_serializer(mode="wrap")
     def _omit_absent_tables(self, handler: Any) -> Any:
-        """A suite without [judge] or [summary] dumps (and hashes) as before the tables existed."""
+        """A suite without [judge], [summary] or [cost] dumps (and hashes) as before the tables existed."""
         data = handler(self)
         if isinstance(data, dict):
-            for table in ("judge", "summary"):
+            for table in ("judge", "summary", "cost"):
                 if data.get(table) is None:
                     data.pop(table, None)
         return data
@@ -479,6 +507,18 @@ class Suite:
         )
         return Suite(model, self.path, self.texts, self.decoder_params,
                      self.encoder_params, self.metric_params)
+
+    def with_price(self, gpu_hour: float | None) -> Suite:
+        """A copy whose [cost] gpu_hour is `gpu_hour` (--gpu-hour-price); the rest of [cost] stays."""
+        if gpu_hour is None:
+            return self
+        current = self.model.cost.model_dump() if self.model.cost else {}
+        try:
+            cost = Cost.model_validate({**current, "gpu_hour": gpu_hour})
+        except ValidationError as exc:
+            raise SuiteError([("--gpu-hour-price", "", _message(exc.errors()[0], []))]) from None
+        return Suite(self.model.model_copy(update={"cost": cost}), self.path, self.texts,
+                     self.decoder_params, self.encoder_params, self.metric_params)
 
 
 def builtin_suites_dir() -> Path:

@@ -213,6 +213,7 @@ class Sweep:
             decoded["image_sha256"] = pixels_sha256(pixels)
         record.update(status=decoded["status"], message=decoded.get("message"),
                       latency=decoded.get("latency"), memory=decoded.get("memory"),
+                      energy=decoded.get("energy"),
                       stage_ms=decoded.get("stage_ms"), warmup=decoded.get("warmup"),
                       image_sha256=decoded.get("image_sha256"), worker_pid=decoded.get("worker_pid"),
                       input_sha256=decoded.get("input_sha256"))

@@ -91,6 +91,75 @@ MEMORY_KINDS: dict[str, tuple[str, str]] = {  # record field → (label, what it
 # The figure one memory column or budget compares, first present: CUDA peak allocated, CPU RSS
 # increment (the decoder's own), CPU peak RSS where the increment was not recorded.
 HEADLINE_MEMORY = ("peak_allocated_bytes", "rss_increment_bytes", "peak_rss_bytes")
+ENERGY_KINDS: dict[str, str] = {  # record key → what its counter covers
+    "gpu": "the GPU board (NVML total-energy counter)",
+    "cpu": "the CPU packages (Linux powercap/RAPL)",
+}
+
+
+@dataclass
+class EnergySummary:
+    """One counter's blocks of a row (calls of the row's batch size), pooled as ratios of sums:
+    energy per image = Σ energy ÷ Σ images, mean power = Σ energy ÷ Σ block time."""
+
+    kind: str  # "gpu" | "cpu"
+    energy_j: float = 0.0
+    block_s: float = 0.0
+    images: int = 0
+    calls: int = 0
+    blocks: int = 0
+    low_resolution: int = 0
+    idle_j: float | None = 0.0  # idle power × block time, summed; None: a block's GPU has no idle figure
+    worst_resolution: float | None = None  # the largest update interval ÷ block length of the blocks
+    update_interval_s: float | None = None
+    reasons: list[str] = field(default_factory=list)  # why not measured, or why low resolution
+    call_per_image_j: dict[tuple[str, ...], float] = field(default_factory=dict)  # call's cases → J/image
+
+    @property
+    def measured(self) -> bool:
+        return self.images > 0
+
+    @property
+    def per_image_j(self) -> float | None:
+        return self.energy_j / self.images if self.images else None
+
+    @property
+    def mean_power_w(self) -> float | None:
+        return self.energy_j / self.block_s if self.images and self.block_s > 0 else None
+
+    @property
+    def above_idle_per_image_j(self) -> float | None:
+        """Energy per image minus what the device drew idle over the same time."""
+        if not self.images or self.idle_j is None:
+            return None
+        return (self.energy_j - self.idle_j) / self.images
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+    def add(self, block: dict[str, Any], idle: dict[str, Any], pooled: bool) -> None:
+        """A block's figures; `pooled`: it is of the row's batch size and not yet counted."""
+        reason = block.get("reason")
+        if reason and reason not in self.reasons:
+            self.reasons.append(reason)
+        if block.get("status") not in ("ok", "low_resolution") or not pooled:
+            return
+        self.energy_j += block["energy_j"]
+        self.block_s += block["block_s"]
+        self.images += block["images"]
+        self.calls += block["calls"]
+        self.blocks += 1
+        self.low_resolution += block["status"] == "low_resolution"
+        resolution = block.get("resolution")
+        if resolution is not None:
+            self.worst_resolution = max(resolution, self.worst_resolution or 0.0)
+            self.update_interval_s = block.get("update_interval_s")
+        idle_w = (idle.get(block.get("gpu_uuid") or "") or {}).get("power_w") if self.kind == "gpu" else None
+        if idle_w is None or self.idle_j is None:
+            self.idle_j = None
+        else:
+            self.idle_j += idle_w * block["block_s"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +171,7 @@ class Call:
     median_ms: float | None
     samples_ms: tuple[float, ...]
     memory: int | None  # its headline memory figure (HEADLINE_MEMORY), None where not recorded
+    energy: dict[str, Any] | None = None  # the energy counters' block (harness.workers.energy), by kind
 
 
 @dataclass
@@ -117,6 +187,7 @@ class Row:
     native_size: tuple[int, int] | None = None  # the decoder's own output size (before resampling)
     memory: dict[str, int] = field(default_factory=dict)  # MEMORY_KINDS field → max over calls
     memory_method: str | None = None
+    energy: dict[str, EnergySummary] = field(default_factory=dict)  # kind → calls of `batch_size`
     worker_startup_ms: float | None = None  # spawn → ready of the worker that served this size first
     first_call_ms: float | None = None  # first (warm-up) call at this size
     cold_start_ms: float | None = None  # start-up + first call, where that call was the worker's first
@@ -225,6 +296,42 @@ class Row:
         kind = self.memory_headline_kind
         return None if kind is None else self.memory[kind]
 
+    # ------------------------------------------------------------------ energy
+
+    @property
+    def energy_kind(self) -> str | None:
+        """The counter of the decoding device: the GPU's where there is one, else the CPU's."""
+        return next((kind for kind in ENERGY_KINDS if kind in self.energy), None)
+
+    @property
+    def device_energy(self) -> EnergySummary | None:
+        kind = self.energy_kind
+        return None if kind is None else self.energy[kind]
+
+    @property
+    def energy_per_image_j(self) -> float | None:
+        summary = self.device_energy
+        return None if summary is None else summary.per_image_j
+
+    def pool_energy(self, idle: dict[str, Any]) -> None:
+        """The energy blocks of the calls (one per call), pooled over the calls of `batch_size`."""
+        self.energy = {}
+        for call in self.calls:
+            pooled = call.batch_size == self.batch_size
+            for kind, block in (call.energy or {}).items():
+                if kind not in ENERGY_KINDS or not isinstance(block, dict):
+                    continue
+                summary = self.energy.setdefault(kind, EnergySummary(kind))
+                summary.add(block, idle, pooled)
+                if pooled and block.get("status") in ("ok", "low_resolution") \
+                        and block.get("per_image_j") is not None:
+                    summary.call_per_image_j[call.cases] = block["per_image_j"]
+
+    def per_call_energy(self) -> dict[tuple[str, ...], float]:
+        """The decoding device's energy per image of each `batch_size` call, keyed by its cases."""
+        summary = self.device_energy
+        return dict(summary.call_per_image_j) if summary is not None else {}
+
 
 @dataclass
 class RunView:
@@ -243,6 +350,12 @@ class RunView:
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
     missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
     records: list[dict[str, Any]] = field(default_factory=list)  # every record, as read_run validated it
+    cost: dict[str, Any] | None = None  # the suite's [cost] (gpu_hour, currency, kwh); show may override
+
+    @property
+    def energy_facts(self) -> dict[str, Any]:
+        """What the runner recorded of the GPUs: idle power per GPU UUID, state at start and end."""
+        return self.manifest.get("energy") or {}
 
     @property
     def sizes(self) -> list[Size]:
@@ -359,6 +472,10 @@ def load_run(run_dir: Path) -> RunView:
     view.warnings = [w for w in [data.torn, data.missing_note, *manifest.get("notes", [])] if w]
     view.missing_images = data.missing_images
     view.records = records
+    view.cost = manifest["suite"]["resolved"].get("cost")
+    idle = view.energy_facts.get("idle") or {}
+    for row in view.rows:
+        row.pool_energy(idle)
     return view
 
 
@@ -445,10 +562,11 @@ def _call(records: list[dict[str, Any]]) -> Call:
     first = records[0]
     latency, memory = first.get("latency") or {}, first.get("memory") or {}
     headline = next((memory[k] for k in HEADLINE_MEMORY if memory.get(k) is not None), None)
+    energy = first.get("energy")
     return Call(cases=tuple(sorted(r["case"] for r in records)),
                 batch_size=int(first.get("batch_size") or len(records)),
                 median_ms=latency.get("median_ms"), samples_ms=tuple(latency.get("samples_ms") or ()),
-                memory=headline)
+                memory=headline, energy=energy if isinstance(energy, dict) else None)
 
 
 def _add_first_calls(view: RunView) -> None:

@@ -43,6 +43,7 @@ OVERALL = "overall"
 # Costs are ranked only on differences above run-to-run noise: 10 % of latency, and 5 % of peak
 # memory or 16 MiB, whichever is larger (CPU RSS moves by a few MiB between identical runs).
 LATENCY_MARGIN = 0.10
+ENERGY_MARGIN = 0.10  # energy per image: a timing figure times a power figure, as noisy as latency
 MEMORY_MARGIN, MEMORY_FLOOR_BYTES = 0.05, 16 * 2**20
 # A group's weight in "overall" when the suite declares no [summary]: the mission is perceptual
 # quality, so perceptual distances and the judge lead; a pixel-fidelity family counts once, a
@@ -52,7 +53,6 @@ DEFAULT_GROUP_WEIGHTS: dict[str, float] = {
     "no_reference": 0.5, COST_GROUP: 0.0,
 }
 GROUP_ORDER = ("perceptual", "judge", "distribution", "fidelity", "no_reference", "text", COST_GROUP)
-COST_KEYS = ("cost:latency", "cost:memory")
 
 # Why a criterion ranks nothing (Decision.state), and the header tag that says so.
 TOO_FEW, UNINFORMATIVE, TIED, UNSTABLE, SET_VALUE, SINGLE = (
@@ -63,7 +63,7 @@ STATE_TAGS = {TOO_FEW: "too few cases", UNINFORMATIVE: "uninformative", TIED: "n
 
 @dataclass(frozen=True)
 class Criterion:
-    key: str  # "metric:<name>", "cost:latency", "cost:memory"
+    key: str  # "metric:<name>", "cost:latency", "cost:memory", "cost:energy"
     label: str
     direction: Direction
     group: str | None  # summary group; None: shown, not ranked
@@ -84,6 +84,8 @@ class Criterion:
             return LATENCY_MARGIN * abs(value)
         if self.key == "cost:memory":
             return max(MEMORY_MARGIN * abs(value), MEMORY_FLOOR_BYTES)
+        if self.key == "cost:energy":
+            return ENERGY_MARGIN * abs(value)
         return 0.0
 
 
@@ -204,7 +206,8 @@ def criteria(view: RunView) -> list[Criterion]:
     """Cost and metric criteria of a run, with the suite's [summary] groups or the default ones."""
     declared = summary_groups(view)
     found = [Criterion("cost:latency", "latency per image", LOWER, COST_GROUP),
-             Criterion("cost:memory", "peak memory", LOWER, COST_GROUP)]
+             Criterion("cost:memory", "peak memory", LOWER, COST_GROUP),
+             Criterion("cost:energy", "energy per image", LOWER, COST_GROUP)]
     for metric in view.metric_names:
         direction = view.direction(metric)
         if direction is None:
@@ -263,6 +266,9 @@ def _values(row: Row, criterion: Criterion) -> _Values | None:
     if criterion.key == "cost:memory":
         memory = row.peak_memory_bytes
         return None if memory is None else _Values(float(memory), row.per_call_memory(), row.batch_size)
+    if criterion.key == "cost:energy":
+        energy = row.energy_per_image_j
+        return None if energy is None else _Values(energy, row.per_call_energy(), row.batch_size)
     summary = row.metrics.get(criterion.key.split(":", 1)[1])
     if summary is None or summary.headline is None:
         return None

@@ -7,9 +7,12 @@ what it describes (`scope`), its status and, where there is no value, the reason
 samples it stands on (`n`), the comparison size, and the output image of image rows.
 
 Scopes: `summary` (win rate per summary group, reports/decisions.py — first), `call` (a decode
-call of `batch_size` images: latency per call and per image, each memory figure), `image`,
-`seed_group` (a group of decoder seeds of one case), `set` (one value per decoder and
-comparison size: FID, pooled CER, first call, cold start). A pivot that averages `value`
+call of `batch_size` images: latency per call and per image, each memory figure, and the
+energy of its block of timed calls per counter — `gpu_energy_per_image_j`, ... — or a
+value-less row with the reason where the counter was not read), `image`, `seed_group` (a
+group of decoder seeds of one case), `set` (one value per decoder and comparison size: FID,
+pooled CER, first call, cold start, pooled energy per image, above idle, mean power, and
+the prices per 1,000 images). A pivot that averages `value`
 must group by `scope`. Integer columns (sizes, seeds, batch size, n) are integers in CSV and
 int64 in Parquet, whatever rows lack them.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.aggregate import MEMORY_KINDS, load_run
+from reports.price import device_time_price, electricity_price
 
 LATENCY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms")
 PER_IMAGE_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "min_ms", "max_ms")
@@ -50,6 +54,7 @@ def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
             rows.append(_metric_row(context, view, record))
     for row in view.rows:
         rows.extend(_first_call_rows(context, view, row))
+        rows.extend(_cost_rows(context, view, row))
     return [{column: row.get(column) for column in COLUMNS} for row in rows]
 
 
@@ -111,9 +116,62 @@ def _decode_rows(context: DecoderContexts, view: Any, record: dict[str, Any]) ->
               "unit": "ms", "n": samples} for name in PER_IMAGE_FIELDS if name in latency]
     rows += [{**common, "variable": name, "value": float(memory[name]), "unit": "bytes", "n": 1}
              for name in MEMORY_KINDS if memory.get(name) is not None]
+    for kind, block in (record.get("energy") or {}).items():
+        rows += _energy_rows(common, kind, block)
     for row in rows:
-        row["better"] = "lower"
+        row.setdefault("better", "lower")
     return rows or [{**common, "variable": "status", "value": None}]
+
+
+# block field → (variable after "<kind>_", unit, better)
+ENERGY_FIELDS = {"per_call_j": ("energy_per_call_j", "J", "lower"),
+                 "per_image_j": ("energy_per_image_j", "J", "lower"),
+                 "mean_power_w": ("mean_power_w", "W", None), "energy_j": ("energy_j", "J", "lower"),
+                 "block_s": ("energy_block_s", "s", None)}
+
+
+def _energy_rows(common: dict[str, Any], kind: str, block: Any) -> list[dict[str, Any]]:
+    """One block's figures (`n`: its timed calls), or why the counter gave none."""
+    if not isinstance(block, dict):
+        return []
+    if block.get("status") not in ("ok", "low_resolution"):
+        return [{**common, "variable": f"{kind}_energy_per_image_j", "value": None, "unit": "J",
+                 "status": block.get("status"), "reason": block.get("reason")}]
+    return [{**common, "variable": f"{kind}_{variable}", "value": float(block[name]), "unit": unit,
+             "better": better, "n": block.get("calls"), "status": block["status"],
+             "reason": block.get("reason")}
+            for name, (variable, unit, better) in ENERGY_FIELDS.items() if block.get(name) is not None]
+
+
+def _cost_rows(context: DecoderContexts, view: Any, row: Any) -> list[dict[str, Any]]:
+    """Per decoder and comparison size: pooled energy per counter, and the prices per 1,000 images."""
+    common = {**context[row.decoder], "scope": "set", "output_width": row.size[0],
+              "output_height": row.size[1], "better": "lower", "batch_size": row.batch_size}
+    rows = []
+    for kind, summary in row.energy.items():
+        if not summary.measured:
+            rows.append({**common, "variable": f"{kind}_energy_per_image_j", "value": None, "unit": "J",
+                         "status": "not_measured", "reason": summary.reason or None})
+            continue
+        values = {f"{kind}_energy_per_image_j": (summary.per_image_j, "J", "lower"),
+                  f"{kind}_energy_above_idle_per_image_j": (summary.above_idle_per_image_j, "J", "lower"),
+                  f"{kind}_mean_power_w": (summary.mean_power_w, "W", None)}
+        rows += [{**common, "variable": name, "value": value, "unit": unit, "better": better,
+                  "n": summary.blocks, "status": "low_resolution" if summary.low_resolution else "ok",
+                  "reason": summary.reason or None}
+                 for name, (value, unit, better) in values.items() if value is not None]
+    device = str((view.manifest["suite"]["resolved"].get("timing") or {}).get("device") or "device")
+    prices = {"price_per_1k_images_device_time": device_time_price(view.cost, row.image_latency(0.5), device)}
+    if (view.cost or {}).get("kwh") is not None:
+        energy = row.device_energy
+        prices["price_per_1k_images_electricity"] = electricity_price(
+            view.cost, row.energy_per_image_j, row.energy_kind or "the device",
+            energy.reason if energy is not None and energy.reason else "no energy was recorded")
+    for name, price in prices.items():
+        rows.append({**common, "variable": name, "value": price.value,
+                     "unit": f"{price.currency} per 1,000 images", "n": 1,
+                     "status": "ok" if price.value is not None else "not_priced", "reason": price.reason})
+    return rows
 
 
 def _metric_row(context: DecoderContexts, view: Any, record: dict[str, Any]) -> dict[str, Any]:

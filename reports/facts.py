@@ -57,10 +57,37 @@ def environment_summary(manifest: dict[str, Any]) -> list[tuple[str, str]]:
                                f"{git.get('sha', 'not a checkout')[:12]}"
                                f"{' (dirty)' if git.get('dirty') else ''}"),
     ]
+    facts += energy_facts(manifest)
     if phases:
         last = phases[-1]
         facts.append(("phases (s)", " · ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in last.items()
                                                if k.endswith("_s") and isinstance(v, int | float))))
+    return facts
+
+
+def _gpu_state(state: dict[str, Any]) -> str:
+    parts = [("power limit", state.get("power_limit_w"), "W"), ("SM clock", state.get("sm_clock_mhz"), "MHz"),
+             ("memory clock", state.get("memory_clock_mhz"), "MHz"), ("", state.get("temperature_c"), "°C")]
+    return " · ".join(f"{name} {value:g} {unit}".strip() for name, value, unit in parts if value is not None)
+
+
+def energy_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the runner read of the GPUs (NVML): idle power once per GPU, state at start and end."""
+    energy = manifest.get("energy") or {}
+    facts = []
+    for uuid, idle in (energy.get("idle") or {}).items():
+        facts.append((f"idle power · {idle.get('gpu_name') or 'GPU'} {uuid}",
+                      f"{idle['power_w']:.1f} W over {idle['seconds']:.1f} s before the first decoder "
+                      f"(utilization {idle.get('state', {}).get('utilization_percent', '?')} %)"))
+    for number, invocation in enumerate(energy.get("invocations") or [], start=1):
+        start, end = invocation.get("state_start") or {}, invocation.get("state_end") or {}
+        for uuid in dict.fromkeys([*start, *end]):
+            label = f"GPU {uuid} at start → end" + (f" (invocation {number})" if number > 1 else "")
+            facts.append((label, f"{_gpu_state(start.get(uuid) or {}) or 'not read'} → "
+                                 f"{_gpu_state(end.get(uuid) or {}) or 'not read'}"))
+    for key in ("reason", "idle_reason"):
+        if energy.get(key):
+            facts.append(("GPU energy facts", f"not measured: {energy[key]}"))
     return facts
 
 

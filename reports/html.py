@@ -225,10 +225,11 @@ def _cost_quality(board: Leaderboard, view: RunView, metric: str, out_dir: Path,
 
 def _cost_quality_points(board: Leaderboard, metric: str, column: int
                          ) -> tuple[list[tuple[str, list[CostPoint]]], list[str]]:
-    """Panels of points (latency per image with p10–p90, the headline memory figure), and the
-    decoders that cannot be placed, with why."""
+    """Panels of points (latency per image with p10–p90, the headline memory figure, energy per
+    image where measured), and the decoders that cannot be placed, with why."""
     latency: list[CostPoint] = []
     memory: list[CostPoint] = []
+    energy: list[CostPoint] = []
     left_out = []
     bytes_max = max((row.peak_memory_bytes or 0 for row, _ in board.rows), default=0)
     unit, scale = ("GiB", 2**30) if bytes_max >= 2**30 else ("MiB", 2**20)
@@ -244,11 +245,17 @@ def _cost_quality_points(board: Leaderboard, metric: str, column: int
                                  (row.image_latency(0.1), row.image_latency(0.9)), ci))  # type: ignore[arg-type]
         if row.peak_memory_bytes is not None:
             memory.append(CostPoint(row.decoder, row.peak_memory_bytes / scale, quality, None, ci))
+        if row.energy_per_image_j is not None:
+            energy.append(CostPoint(row.decoder, row.energy_per_image_j, quality, None, ci))
     kinds = {row.memory_headline_kind for row, _ in board.rows} - {None}
     memory_label = MEMORY_KINDS[kinds.pop()][0] if len(kinds) == 1 else "peak memory"
     panels = [("latency per image, median (ms)", latency)]
     if memory:
         panels.append((f"{memory_label} ({unit})", memory))
+    if len(energy) > 1:  # energy on the x axis wherever two decoders have it
+        counters = {row.energy_kind for row, _ in board.rows if row.energy_per_image_j is not None}
+        whose = counters.pop().upper() if len(counters) == 1 else "device"
+        panels.append((f"{whose} energy per image (J)", energy))
     return panels, left_out
 
 

@@ -12,7 +12,11 @@ column that separates no decoders says why in its header (too few cases,
 no difference, uninformative, not tested, unstable). Costs: latency per
 image (calls of one batch size, with the spread of the timed calls;
 unstable rows are flagged and take no mark), throughput, every memory
-figure by its name, the first call at the size and the worker's start-up.
+figure by its name, energy per image (total, and above idle) and mean power
+where the run recorded energy ("not measured" with the reason where a
+counter could not be read), the price per 1,000 images (device time, and
+electricity where the suite gives a kWh price; "not priced" without
+[cost]), the first call at the size and the worker's start-up.
 """
 
 from __future__ import annotations
@@ -20,8 +24,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
-from reports.aggregate import MEMORY_KINDS, MetricSummary, Row, RunView, format_bytes
+from reports.aggregate import (
+    ENERGY_KINDS,
+    MEMORY_KINDS,
+    EnergySummary,
+    MetricSummary,
+    Row,
+    RunView,
+    format_bytes,
+)
 from reports.decisions import OVERALL, Decision, SizeDecisions, decide_size
+from reports.price import Price, device_time_price, electricity_price
 
 STATUS_LABELS = {
     "oom": "OOM", "error": "error", "timeout": "timeout", "crashed": "crashed",
@@ -174,6 +187,7 @@ def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Col
         columns.append(Column(f"memory:{kind}", label, LOWER, what,
                               criterion="cost:memory" if headline else None, unit="bytes",
                               flag=_flag(decided.decisions.get("cost:memory")) if headline else None))
+    columns += _energy_columns(view, rows, decided)
     columns += [
         Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
                "worker's start-up (spawn, imports, load) below", unit="ms"),
@@ -206,11 +220,89 @@ def _group_description(decided: SizeDecisions, group: str) -> str:
     if group == OVERALL:
         return decided.weighting() + (f" — {decided.overall_reason}" if decided.overall_reason else "")
     summary = decided.groups[group]
-    members = ", ".join(c.label + (f" ×{c.weight:g}" if c.weight != 1 else "") for c in summary.criteria)
+    members = ", ".join(c.label + (f" ×{c.weight:g}" if c.weight != 1 else "") for c in summary.criteria
+                        if decided.decisions[c.key].values)  # a cost not measured (energy) is no member
     weight = (f"weight {summary.weight:g} in overall" if summary.weight > 0 else "not in overall")
     text = (f"share of the other decoders beaten (no decision counts ½), averaged over {members}; "
             f"criteria without a decision left out; {weight}")
     return text + (f" — ranks nothing: {summary.reason}" if summary.reason else "")
+
+
+def _energy_columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Column]:
+    """Energy where the run's records hold any (measured or not), and the prices."""
+    columns = []
+    kinds = {row.energy_kind for row in rows} - {None}
+    if kinds:
+        whose = " / ".join(ENERGY_KINDS[k] for k in ENERGY_KINDS if k in kinds)
+        columns.append(Column("energy", "energy / image (J)", LOWER,
+                              f"what {whose} drew per image over the timed calls of one batch size, "
+                              "idle draw included (counter read around the block)", criterion="cost:energy",
+                              unit="J", flag=_flag(decided.decisions.get("cost:energy"))))
+        if any(row.device_energy and row.device_energy.above_idle_per_image_j is not None for row in rows):
+            columns.append(Column("energy_above_idle", "above idle / image (J)", LOWER,
+                                  "energy per image minus the GPU's idle power (measured before the first "
+                                  "decoder) times the calls' duration", unit="J"))
+        if any(row.device_energy and row.device_energy.measured for row in rows):
+            columns.append(Column("power", "mean power (W)", None,
+                                  "energy ÷ duration of the timed calls", unit="W"))
+        if "gpu" in kinds and any(row.energy.get("cpu") and row.energy["cpu"].measured for row in rows):
+            columns.append(Column("cpu_energy", "CPU energy / image (J)", LOWER,
+                                  f"what {ENERGY_KINDS['cpu']} drew per image meanwhile", unit="J"))
+    currency = (view.cost or {}).get("currency", "USD")
+    columns.append(Column("price_time", f"price / 1k images ({currency})", LOWER,
+                          "device time: the hourly price × median latency per image × 1,000 (the "
+                          "decoder's time only: no idle, loading, storage or host)",
+                          unit=f"{currency} per 1,000 images"))
+    if (view.cost or {}).get("kwh") is not None:
+        columns.append(Column("price_energy", f"electricity / 1k images ({currency})", LOWER,
+                              "the kWh price × energy per image × 1,000 (the counter's device only, "
+                              "idle draw included)", unit=f"{currency} per 1,000 images"))
+    return columns
+
+
+def _energy_cell(row: Row, summary: EnergySummary | None, value: float | None, what: str) -> Cell:
+    """An energy figure, or why there is none: the decode failed, or the counter's reason."""
+    if value is not None and summary is not None:
+        cell = Cell("", sort=value, value=value, raw=value, n=summary.blocks)
+        if summary.low_resolution:
+            cell.note = "low resolution"
+            cell.title = (f"{summary.low_resolution} of {summary.blocks} blocks of calls were too short for "
+                          f"the counter: {summary.reason}")
+        elif summary.worst_resolution is not None:
+            cell.title = (f"counter updates every {summary.update_interval_s * 1e3:.3g} ms: within about "
+                          f"{100 * summary.worst_resolution:.1f} % over the shortest block")
+        return cell
+    if row.failure_status and not row.ok:
+        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
+    if summary is not None and summary.measured:
+        why = "the GPU's idle power was not measured in this run (see the run's facts)"
+    elif summary is not None and summary.reason:
+        why = f"{summary.kind.upper()} energy: {summary.reason}"
+    else:
+        why = f"this run holds no {what} for {row.decoder}"
+    return Cell("not measured", state="missing", title=why)
+
+
+def _price(view: RunView, row: Row, key: str) -> Price:
+    """The row's price per 1,000 images: of device time ("price_time") or electricity."""
+    if key == "price_time":
+        device = str((view.manifest["suite"]["resolved"].get("timing") or {}).get("device") or "device")
+        return device_time_price(view.cost, row.image_latency(0.5), device)
+    summary = row.device_energy
+    what = ENERGY_KINDS.get(row.energy_kind or "", "the device")
+    why = summary.reason if summary is not None and summary.reason else "no energy was recorded"
+    return electricity_price(view.cost, row.energy_per_image_j, what, why)
+
+
+def _price_cell(row: Row, price: Price) -> Cell:
+    """A price with three significant digits: a fast decoder's price per 1,000 images is a
+    fraction of a cent, which the column's fixed decimals would round to one digit."""
+    if price.value is not None:
+        text = f"{price.value:,.2f}" if price.value >= 10 else f"{price.value:#.3g}"
+        return Cell(text, sort=price.value, raw=price.value, title=price.includes)
+    if row.failure_status and not row.ok:
+        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
+    return Cell("not priced", state="missing", title=price.reason or "")
 
 
 def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecisions) -> list[Cell]:
@@ -221,6 +313,15 @@ def _cells(view: RunView, row: Row, columns: list[Column], decided: SizeDecision
             cells.append(_summary_cell(decided, name, row.decoder))
         elif kind == "metric":
             cells.append(_metric_cell(row, name, row.metrics.get(name), column.direction))
+        elif column.key.startswith(("energy", "power", "cpu_energy")):
+            summary = row.energy.get("cpu") if column.key == "cpu_energy" else row.device_energy
+            value = None if summary is None else {
+                "energy": summary.per_image_j, "cpu_energy": summary.per_image_j,
+                "power": summary.mean_power_w, "energy_above_idle": summary.above_idle_per_image_j,
+            }[column.key]
+            cells.append(_energy_cell(row, summary, value, "energy"))
+        elif column.key.startswith("price"):
+            cells.append(_price_cell(row, _price(view, row, column.key)))
         elif kind == "memory":
             value = row.memory.get(name)
             cell = _measured(row, value, MEMORY_KINDS[name][0])

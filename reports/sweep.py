@@ -37,6 +37,15 @@ class SweepPoint:
     latency_median_ms: float | None
     memory: dict[str, int]  # every recorded figure (reports.aggregate.MEMORY_KINDS)
     message: str | None
+    energy: dict[str, Any] | None = None  # the decoding device's block: per_image_j, or the reason
+
+    @property
+    def energy_per_image_j(self) -> float | None:
+        return (self.energy or {}).get("per_image_j")
+
+    @property
+    def energy_reason(self) -> str | None:
+        return (self.energy or {}).get("reason")
 
     @property
     def megapixels(self) -> float:
@@ -66,6 +75,11 @@ class SweepView:
         return list(dict.fromkeys(p.decoder for p in self.points))
 
     @property
+    def has_energy(self) -> bool:
+        """Whether the sweep's records hold energy (measured or not): recorded since it existed."""
+        return any(p.energy is not None for p in self.points)
+
+    @property
     def deciding_kind(self) -> str | None:
         return next((k for k in DECIDING_MEMORY if any(k in p.memory for p in self.points)), None)
 
@@ -86,6 +100,14 @@ class SweepView:
     def smallest_failure(self, decoder: str) -> SweepPoint | None:
         failed = [p for p in self.of(decoder) if p.status != "ok"]
         return failed[0] if failed else None
+
+
+def device_energy(energy: Any) -> dict[str, Any] | None:
+    """The decoding device's block of a record's energy: the GPU's where there is one, else the CPU's."""
+    if not isinstance(energy, dict):
+        return None
+    block = energy.get("gpu") or energy.get("cpu")
+    return block if isinstance(block, dict) else None
 
 
 def is_sweep(run_dir: Path) -> bool:
@@ -109,6 +131,6 @@ def load_sweep(run_dir: Path) -> SweepView:
             decoder=record["decoder"], size=(int(record["size"][0]), int(record["size"][1])),
             status=record["status"], latency_median_ms=latency.get("median_ms"),
             memory={k: v for k, v in memory.items() if k.endswith("_bytes") and isinstance(v, int)},
-            message=record.get("message"),
+            message=record.get("message"), energy=device_energy(record.get("energy")),
         ))
     return view

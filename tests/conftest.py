@@ -20,6 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DECODERBENCH_TEST_SHARED", REPO.parent / "shared"))  # ../shared
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Runs in tests time exactly their `repeats` on every machine: a readable RAPL counter (root on
+# bare-metal Linux) would lengthen each block of timed calls to a second. The RAPL code itself is
+# tested on fake powercap folders (tests/test_energy.py).
+os.environ.setdefault("DECODERBENCH_POWERCAP_ROOT", str(REPO / "tests" / "no-powercap"))
 if str(PLUGINS) not in sys.path:
     sys.path.insert(0, str(PLUGINS))
 os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -38,6 +38,9 @@ class SynthDecoder:
     quality_not_applicable: str | None = None
     jitter: float = 0.01  # the timed repeats spread by ± this fraction of latency_ms
     batch_size: int = 1  # cases per decode call (consecutive cases share a call and its timings)
+    energy_j: float | None = None  # energy per image of each block (GPU counter), ±1 % by case
+    energy_reason: str | None = None  # instead: the counter could not be read, for this reason
+    energy_kind: str = "gpu"
 
 
 ENVIRONMENT = {
@@ -103,6 +106,8 @@ def write_run(
     suite_sha256: str | None = None,
     images: bool = True,
     notes: list[str] | None = None,
+    cost: dict[str, Any] | None = None,
+    energy: dict[str, Any] | None = None,
 ) -> Path:
     """Write a finished run; `metric_info` maps metric name → higher_is_better, or a direction
     ({"better": "target", "target": 1.0})."""
@@ -168,8 +173,10 @@ def write_run(
                 "timing": {"device": "cpu", "dtype": dtype},
                 "evaluation": {"device": "cpu"},
                 "gate": gates or [],
+                **({"cost": cost} if cost else {}),
             },
         },
+        **({"energy": energy} if energy else {}),
         "environment": environment or ENVIRONMENT,
         "metrics": {
             name: {
@@ -239,6 +246,17 @@ def _decode_record(
         if decoder.quality_not_applicable
         else {},
     )
+    if decoder.energy_reason is not None:
+        record["energy"] = {decoder.energy_kind: {"status": "not_measured", "reason": decoder.energy_reason}}
+    elif decoder.energy_j is not None:
+        per_image = decoder.energy_j * (1 + 0.01 * (index % 3 - 1))
+        calls, block_s = 3, 3 * decoder.latency_ms / 1000
+        record["energy"] = {decoder.energy_kind: {
+            "status": "ok", "source": "nvml_total_energy", "gpu_uuid": "GPU-test",
+            "energy_j": per_image * calls,
+            "block_s": block_s, "calls": calls, "images": calls, "per_call_j": per_image,
+            "per_image_j": per_image, "mean_power_w": per_image * calls / block_s, "reads": 5, "changes": 4,
+            "update_interval_s": 0.02, "resolution": 0.02 / block_s, "min_block_s": 1.0}}
     return record
 
 

@@ -143,12 +143,14 @@ def test_leaderboard_in_chromium(report: Path, browser) -> None:
     row = page.locator("tr[data-decoder='big-decoder']")
     assert row.locator("td.failed").first.evaluate("c => c.firstChild.textContent") == "0/6"
     oom = row.locator("td.failed", has_text="OOM")
-    # latency, batch, throughput, peak RSS, RSS increment, first call, cold start, psnr, ssim:
-    # never blank, never zero
-    assert oom.count() == 9
+    # latency, batch, throughput, peak RSS, RSS increment, energy, price, first call, cold start,
+    # psnr, ssim: never blank, never zero
+    assert oom.count() == 11
     assert "can't allocate memory" in oom.first.get_attribute("title")
     reasons = page.locator("ol.reasons li")  # the same reasons, readable without hover
-    assert reasons.count() >= 1 and any("can't allocate memory" in t for t in reasons.all_inner_texts())
+    assert any("can't allocate memory" in reason for reason in reasons.all_inner_texts())
+    # what the run cannot price (no [cost] table) is named there too
+    assert any(reason.startswith("the suite has no [cost] table") for reason in reasons.all_inner_texts())
 
     page.locator("table.leaderboard thead th", has_text="decoder").click()
     assert _decoders(page) == ["big-decoder", "lanczos", "nearest"]  # rows really moved

@@ -34,6 +34,9 @@ def run(
         help="Where units run: 'local' (this machine) or 'ray' (a Ray cluster; extra 'cluster').")] = "local",
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to join ('auto': the running one); default: a local Ray instance.")] = None,
+    gpu_hour_price: Annotated[float | None, typer.Option(
+        "--gpu-hour-price", help="Price of one hour of the timing device, for the price per 1,000 "
+        "images (overrides the suite's [cost] gpu_hour; currency USD unless [cost] says).")] = None,
     report: Annotated[bool, typer.Option(help="Write RUN_DIR/report/index.html at the end.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -50,10 +53,14 @@ def run(
         wanted_gpus = parse_gpus(gpus)
         with RichReporter(quiet) as reporter:
             if resume is not None:
+                if gpu_hour_price is not None:
+                    raise fail("--gpu-hour-price prices a new run; re-price this one with "
+                               f"`decoderbench show {resume} --gpu-hour-price {gpu_hour_price:g}`")
                 runner = Runner.resume(resume, cache if cache_dir else None, reporter, gpus=wanted_gpus,
                                        **execution)
             else:
                 loaded = load_suite(suite).with_overrides(device=device, dtype=dtype, gpus=wanted_gpus)
+                loaded = loaded.with_price(gpu_hour_price)
                 for problem in missing_before_run(loaded):
                     print_note(console, problem, label="missing")
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -54,16 +54,22 @@ def show(
         help="Only these metrics, comma-separated (costs and the summary are always shown).")] = None,
     summary: Annotated[bool, typer.Option(
         "--summary", help="Only the summary: win rates per summary group and overall.")] = False,
+    gpu_hour_price: Annotated[float | None, typer.Option(
+        "--gpu-hour-price", help="Price the run at this price of a device hour (replaces the suite's "
+        "[cost] gpu_hour; currency and kwh stay).")] = None,
 ) -> None:
     """Print a run's results: the summary, then every criterion.
 
     Tables fit the width (a long form when piped); --format markdown pastes into a pull request."""
     from harness.store import StoreError
     from reports.aggregate import load_run
+    from reports.price import with_gpu_hour
 
     try:
         view = load_run(run_dir)
-    except StoreError as exc:
+        if gpu_hour_price is not None:
+            view.cost = with_gpu_hour(view.cost, gpu_hour_price)
+    except (StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
     chosen = _metrics(view, metrics)
     if format_ == Format.table:
@@ -148,6 +154,7 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
     notes unless the caller printed them already, the time budget) on stderr."""
     from reports.aggregate import time_budget
 
+    unmeasured: dict[str, None] = {}
     for board in _boards(view, view.metric_names if metrics is None else metrics):
         for grid in board_grids(board, summary_only):
             print_grid(grid, out)
@@ -161,6 +168,9 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
         for row, _ in board.rows:
             for failure in row.failures:
                 print_note(console, failure, label=row.decoder, style="red")
+        unmeasured.update(dict.fromkeys(cost_gaps(board)))
+    for gap in unmeasured:
+        print_note(console, gap, label="cost")
     if not summary_only:
         for grid in benchmark_grids(view):
             print_grid(grid, out)
@@ -175,6 +185,27 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
     for number, part in enumerate(budget.invocations if count > 1 else (), start=1):
         killed = "" if part.complete else " (killed: wall up to its last record)"
         print_note(console, time_line(part), label=f"  invocation {number}{killed}", style="cyan")
+
+
+COST_GAP_COLUMNS = ("energy", "energy_above_idle", "power", "cpu_energy", "price_time", "price_energy")
+
+
+def cost_gaps(board: Leaderboard) -> list[str]:
+    """Cost figures the run could not give, each named with why: '<column>: not measured — <why>'
+    (which decoders, where not all)."""
+    gaps = []
+    for index, column in enumerate(board.columns):
+        if column.key not in COST_GAP_COLUMNS:
+            continue
+        reasons: dict[tuple[str, str], list[str]] = {}
+        for row, cells in board.rows:
+            cell = cells[index]
+            if cell.state == "missing":
+                reasons.setdefault((cell.text, cell.title), []).append(row.decoder)
+        for (text, why), decoders in reasons.items():
+            who = "" if len(decoders) == len(board.rows) else f" ({', '.join(decoders)})"
+            gaps.append(f"{column.label}: {text}{who} — {why}")
+    return gaps
 
 
 def time_line(budget: TimeBudget) -> str:

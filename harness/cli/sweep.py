@@ -36,6 +36,7 @@ def sweep(
     from harness.suite import SuiteError, load_suite
     from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes
     from reports.aggregate import MEMORY_KINDS, format_bytes
+    from reports.sweep import device_energy
 
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
@@ -45,18 +46,30 @@ def sweep(
     except (SuiteError, SweepError, SourceError, StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
     kinds = [k for k in MEMORY_KINDS if any(k in (r.get("memory") or {}) for r in outcome.records)]
+    with_energy = any(r.get("energy") for r in outcome.records)
     grid = Grid(f"memory wall: {decoder} (a size fits when its {DECIDING_LABEL} fits)", Column("output"),
                 [Column("status"), Column("median ms", numeric=True),
-                 *(Column(MEMORY_KINDS[k][0], numeric=True) for k in kinds), Column("note", text=True)],
+                 *(Column(MEMORY_KINDS[k][0], numeric=True) for k in kinds),
+                 *([Column("J / image", numeric=True), Column("W", numeric=True)] if with_energy else []),
+                 Column("note", text=True)],
                 field_name="measure")
+    unmeasured: dict[str, None] = {}
     for record in sorted(outcome.records, key=lambda r: r["size"][0]):
         latency = (record.get("latency") or {}).get("median_ms")
         memory = record.get("memory") or {}
         message = (record.get("message") or "").splitlines()
+        energy = device_energy(record.get("energy")) or {}
+        if record["status"] == "ok" and energy.get("per_image_j") is None and energy.get("reason"):
+            unmeasured[energy["reason"]] = None
+        shown = [num(energy.get("per_image_j"), ".4g"), num(energy.get("mean_power_w"), ".0f")]
+        if energy.get("status") == "not_measured":
+            shown = ["not measured", "—"]
         grid.add(f"{record['size'][0]}×{record['size'][1]}", [
             record["status"], num(latency, ".1f"), *(format_bytes(memory.get(k)) for k in kinds),
-            message[0] if message else "—"])
+            *(shown if with_energy else []), message[0] if message else "—"])
     print_grid(grid, out)
+    for reason in unmeasured:
+        print_note(console, f"energy / image: not measured — {reason}", label="cost")
     largest = outcome.largest_ok
     print_note(console, (f"{largest}×{largest}" if largest else "none")
                + (f"; smallest that failed: {outcome.smallest_failed}" if outcome.smallest_failed else ""),

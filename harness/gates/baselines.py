@@ -94,7 +94,7 @@ def snapshot(view: RunView) -> dict[str, Any]:
                 "latency_spread": row.latency_spread,
                 "peak_memory_bytes": row.peak_memory_bytes, "memory_kind": row.memory_headline_kind,
                 "memory": row.memory, "memory_method": row.memory_method,
-                "decode_statuses": row.statuses,
+                **_energy_entry(row), "decode_statuses": row.statuses,
             } for row in rows},
             "metrics": {name: _metric_entry(view, decoder, name) for name in view.metric_names},
             "outputs": {case: {"image": record["image"], "sha256": record.get("image_sha256")}
@@ -112,6 +112,16 @@ def snapshot(view: RunView) -> dict[str, Any]:
         or (manifest["suite"]["resolved"].get("timing") or {}).get("device", "cpu"),
         "decoders": decoders,
     }
+
+
+def _energy_entry(row: Any) -> dict[str, Any]:
+    """The decoding device's energy per image (calls of `batch_size`), which counter gave it, or why
+    there is none (recorded since energy was measured)."""
+    energy = row.device_energy
+    if energy is None:
+        return {}
+    return {"energy_per_image_j": energy.per_image_j, "energy_counter": energy.kind,
+            "energy_low_resolution": energy.low_resolution, "energy_reason": energy.reason or None}
 
 
 def _metric_entry(view: RunView, decoder: str, metric: str) -> dict[str, Any]:

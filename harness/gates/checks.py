@@ -15,13 +15,16 @@ Statistics (see harness/gates/spec.py for the suite syntax):
   baseline's output; the one-sided `confidence` (Clopper–Pearson) upper
   bound of the share of cases beyond `tau` must be at most `max_fraction`.
   Too few cases to show that share at all is "undecided", not a pass.
-- latency_ratio / memory_ratio: median per-image latency (calls of the same
-  batch size only) and the headline peak memory (CUDA peak allocated, CPU
-  RSS increment; the same figure as the baseline's) over the baseline's, per
+- latency_ratio / memory_ratio / energy_ratio: median per-image latency
+  (calls of the same batch size only), the headline peak memory (CUDA peak
+  allocated, CPU RSS increment; the same figure as the baseline's) and the
+  energy per image of the decoding device (GPU through NVML, CPU through
+  RAPL; the same counter as the baseline's) over the baseline's, per
   comparison size, within `max_ratio`, like batch sizes only. When the
   environment differs (GPU model, dtype, library versions) they fail unless
-  allowed; when either side's timed calls are unstable (IQR / median above
-  10 %) the latency gate is undecided.
+  allowed; energy that this run could not measure (no counter here) cannot
+  be evaluated, with the reason; when either side's timed calls are
+  unstable (IQR / median above 10 %) the latency gate is undecided.
 - hash_equal (pixel-exact, opt-in): every output identical to the baseline's.
 
 Results: pass, fail, skip (an optional gate that cannot be evaluated) and
@@ -422,7 +425,7 @@ def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], r
     except Undecided as exc:
         return Check(gate.label, decoder, UNDECIDED, _cost_observed(gate, size, base, run), limit,
                      message=str(exc), size=size)
-    what = "latency per image" if gate.statistic == "latency_ratio" else "peak memory"
+    what = COST_LABELS[gate.statistic]
     check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL,
                   f"{what} {ratio:.3f}× ({_cost_observed(gate, size, base, run)})", limit, size=size,
                   details={"ratio": ratio})
@@ -440,31 +443,49 @@ def _cost_observed(gate: GateSpec, size: str, base: dict[str, Any], run: dict[st
     """Baseline and run values side by side (latency with the spread of its timed calls)."""
     def one(entry: dict[str, Any] | None) -> str:
         entry = entry or {}
+        value = entry.get(COST_KEYS[gate.statistic][0])
+        if value is None:
+            return "—"
         if gate.statistic == "latency_ratio":
-            value, spread = entry.get("latency_median_ms"), entry.get("latency_spread")
-            text = "—" if value is None else f"{value:.4g} ms"
-            return text + ("" if spread is None else f" (spread {spread:.0%})")
-        value = entry.get("peak_memory_bytes")
-        return "—" if value is None else f"{value / 2**20:.1f} MiB"
+            spread = entry.get("latency_spread")
+            return f"{value:.4g} ms" + ("" if spread is None else f" (spread {spread:.0%})")
+        if gate.statistic == "energy_ratio":
+            return f"{value:.4g} J"
+        return f"{value / 2**20:.1f} MiB"
 
     return f"baseline {one(base['sizes'].get(size))} → run {one(run['sizes'].get(size))}"
 
 
+COST_LABELS = {"latency_ratio": "latency per image", "memory_ratio": "peak memory",
+               "energy_ratio": "energy per image"}
+# The figure each budget compares, and what must match for the two figures to be comparable.
+COST_KEYS = {"latency_ratio": ("latency_median_ms", ("batch_size",)),
+             "memory_ratio": ("peak_memory_bytes", ("batch_size", "memory_kind")),
+             "energy_ratio": ("energy_per_image_j", ("batch_size", "energy_counter"))}
+
+
 def _ratio(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> float:
-    key = "latency_median_ms" if gate.statistic == "latency_ratio" else "peak_memory_bytes"
+    key, same = COST_KEYS[gate.statistic]
     baseline = base["sizes"].get(size) or {}
     before = baseline.get(key)
     if before is None or before <= 0:
-        raise Unavailable(f"the baseline has no {key} at {size}")
+        reason = baseline.get("energy_reason") if key == "energy_per_image_j" else None
+        why = f": {reason}" if reason else ""
+        raise Unavailable(f"the baseline has no {key} at {size}{why}")
     entry = run["sizes"].get(size)
+    if key == "energy_per_image_j" and entry is not None and entry.get(key) is None \
+            and entry.get("latency_median_ms") is not None:  # decoded, but no counter could be read here
+        raise Unavailable(f"energy was not measured at {size} in this run: "
+                          f"{entry.get('energy_reason') or 'no energy recorded'}")
     if entry is None or entry.get(key) is None:
         statuses = (entry or {}).get("decode_statuses") or {}
         raise Regression(f"no {key} at {size} in this run (decode statuses: {_statuses(statuses)})")
-    # Like with like: calls of one batch size (latency and memory), one named memory figure.
-    for same in ("batch_size",) if key == "latency_median_ms" else ("batch_size", "memory_kind"):
-        if baseline.get(same) is not None and entry.get(same) is not None and baseline[same] != entry[same]:
-            raise Unavailable(f"{same.replace('_', ' ')} differs from the baseline's at {size} "
-                              f"({baseline[same]} → {entry[same]}): not comparable")
+    # Like with like: calls of one batch size, one named memory figure, one energy counter (recorded
+    # since each existed).
+    for name in same:
+        if baseline.get(name) is not None and entry.get(name) is not None and baseline[name] != entry[name]:
+            raise Unavailable(f"{name.replace('_', ' ')} differs from the baseline's at {size} "
+                              f"({baseline[name]} → {entry[name]}): not comparable")
     if key == "latency_median_ms":
         unstable = [f"{who} {spread:.0%}" for who, spread in (("baseline", baseline.get("latency_spread")),
                                                               ("run", entry.get("latency_spread")))

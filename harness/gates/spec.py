@@ -2,7 +2,7 @@
 
     [[gate]]                         # perceptual by default: the mean paired LPIPS change
     statistic = "mean_delta"         # mean_delta | fraction_exceeding | latency_ratio | memory_ratio
-    metric = "lpips"                 #   | hash_equal
+    metric = "lpips"                 #   | energy_ratio | hash_equal
     tolerance = 0.005                # worsening allowed, in metric units (or tolerance_relative = 0.02)
     confidence = 0.95                # judged by this one-sided bound of a paired bootstrap interval
 
@@ -14,8 +14,8 @@
                                      # (0 beyond tau shows ≤ 10 % from 29 cases on: fewer is "undecided")
 
     [[gate]]
-    statistic = "latency_ratio"      # or memory_ratio: this run / baseline, per comparison size
-    max_ratio = 1.10
+    statistic = "latency_ratio"      # or memory_ratio, energy_ratio: this run / baseline, per
+    max_ratio = 1.10                 # comparison size (energy: per image, the decoding device's)
 
 Generative decoders never reproduce pixels, so pixel-exact gates (hash
 equality, PSNR) are refused unless the gate says `pixel_exact = true`.
@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Statistic = Literal["mean_delta", "fraction_exceeding", "latency_ratio", "memory_ratio", "hash_equal"]
+Statistic = Literal["mean_delta", "fraction_exceeding", "latency_ratio", "memory_ratio", "energy_ratio",
+                    "hash_equal"]
 QUALITY_STATISTICS = ("mean_delta", "fraction_exceeding")
-COST_STATISTICS = ("latency_ratio", "memory_ratio")
+COST_STATISTICS = ("latency_ratio", "memory_ratio", "energy_ratio")
 # Metrics that are a function of the pixel error alone: a gate on them is a pixel-exact gate.
 PIXEL_EXACT_METRICS = frozenset({"psnr"})
 PIXEL_EXACT_EXPLANATION = (

@@ -5,6 +5,7 @@
     ray_executor.py   the same units as Ray actors (extra `cluster`)
     worker.py         the decoder worker: load, warm-up per shape, timed decodes, output checks
     measure.py        the timed region (CUDA events / perf counters), peak memory, OOM detection
+    energy.py         energy counters around the timed calls (NVML, RAPL), idle power, GPU state
     sink.py           where results land: records, and the image writer (PNG + fsync, background)
     channel.py        the typed messages between the runner and a worker
     process.py        child processes (forkserver; shared with the source worker): logs, deadlines

@@ -27,6 +27,8 @@ class WorkerJob:
     run_dir: str
     log_path: str
     repeat_budget_s: float = 10.0  # repeats = "auto": the time budget of one task's timed calls
+    energy: bool = True  # read the energy counters around the timed calls (harness.workers.energy)
+    energy_min_block_s: float = 1.0  # a shorter block of timed calls is lengthened
 
 
 @dataclass(frozen=True)

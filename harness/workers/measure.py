@@ -26,6 +26,11 @@ Memory, each figure named by what it is:
   `ru_maxrss`, labelled as such) — and `rss_increment_bytes`, that peak minus
   the worker's resident set once its decoder was loaded (`loaded_rss_bytes`):
   what decoding needs beyond the interpreter, torch and the weights.
+
+Energy (harness.workers.energy): a `BlockHook` passed to `measure()` is started before the
+timed calls and stopped after them, ticked after each call (outside the timed region), and
+consulted by the loop: while it `wants_more` (its counter needs a longer block) the loop times
+more calls of the same batch — ordinary samples, counted in the latency too.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -96,6 +101,16 @@ class Measurement:
     latency: LatencyStats
     memory: dict[str, Any]
     output: Any
+    energy: dict[str, Any] | None = None  # kind ("gpu", "cpu") → the block's figures (energy.py)
+
+
+class BlockHook(Protocol):
+    """What the timing loop tells an observer of its block of calls (harness.workers.energy)."""
+
+    def start(self) -> None: ...
+    def tick(self) -> None: ...  # after each timed call, outside the timed region
+    def wants_more(self, calls: int) -> bool: ...  # the block is too short for it: time more calls
+    def stop(self, calls: int, batch_size: int) -> dict[str, Any]: ...
 
 
 # --------------------------------------------------------------------------- clocks
@@ -200,21 +215,30 @@ def converged(samples_ms: list[float], precision: float = AUTO_PRECISION) -> boo
 
 
 def measure(fn: Callable[[], Any], repeats: int | str, device: torch.device,
-            loaded_rss_bytes: int | None = None, budget_s: float = AUTO_BUDGET_S) -> Measurement:
+            loaded_rss_bytes: int | None = None, budget_s: float = AUTO_BUDGET_S,
+            meter: BlockHook | None = None, batch_size: int = 1) -> Measurement:
     """Time `repeats` calls of fn (or "auto": until the median is known to ± 2 % or `budget_s`
     ends) and take peak memory over them; keep the last output.
 
     `loaded_rss_bytes` (CPU): the worker's resident set once its decoder was loaded, the base of
-    `rss_increment_bytes`."""
+    `rss_increment_bytes`. `meter` (energy counters): started before the block and stopped after
+    it; where its counter needs a longer block it asks for more calls, which are ordinary timed
+    samples of the same batch (`batch_size` images per call)."""
     probe = MemoryProbe(device)
     probe.start()
     samples: list[float] = []
     output: Any = None
     began, stopped = time.perf_counter(), None
+    if meter is not None:
+        meter.start()
     while True:
         output = None  # drop the previous output before the next call allocates its own
         output, elapsed_ms = time_call(fn, device)
         samples.append(elapsed_ms)
+        if meter is not None:
+            meter.tick()
+            if meter.wants_more(len(samples)):  # the energy counter needs a longer block
+                continue
         if repeats != AUTO:
             if len(samples) >= int(repeats):
                 break
@@ -225,8 +249,9 @@ def measure(fn: Callable[[], Any], repeats: int | str, device: torch.device,
                                              or len(samples) >= AUTO_MAX_REPEATS):
             stopped = "time budget"
             break
+    energy = meter.stop(len(samples), batch_size) if meter is not None else None
     memory = probe.stop(loaded_rss_bytes)
-    return Measurement(summarize(samples, timer_name(device), stopped), memory, output)
+    return Measurement(summarize(samples, timer_name(device), stopped), memory, output, energy)
 
 
 # --------------------------------------------------------------------------- failures

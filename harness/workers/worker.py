@@ -42,6 +42,7 @@ from harness.workers.channel import (
     TaskDone,
     WorkerJob,
 )
+from harness.workers.energy import meter_for
 from harness.workers.measure import (
     is_oom,
     measure,
@@ -162,9 +163,10 @@ def run_task(
         prompts=[c.prompt for c in task.cases],
     )
     try:
+        meter = meter_for(device, job.energy_min_block_s) if job.energy else None
         warm = _warm_up(decoder, batch, job, device, warmed)
         measured = measure(lambda: decoder.decode(batch), job.repeats, device, loaded_rss_bytes,
-                           job.repeat_budget_s)
+                           job.repeat_budget_s, meter, len(task.cases))
     except Exception as exc:
         failed_after_ms = (time.perf_counter() - began) * 1e3
         status = "oom" if is_oom(exc) else "error"
@@ -184,6 +186,8 @@ def run_task(
         "latency": measured.latency.as_dict(), "memory": measured.memory, "warmup": warm,
         "stage_ms": decoder.stage_times_ms(), "facts": decoder.facts(),
     }
+    if measured.energy is not None:
+        shared["energy"] = measured.energy
     for record in records:
         record.update(shared)
     output, measured.output = measured.output, None
