@@ -38,6 +38,7 @@ from harness.gates.baselines import Baseline
 from harness.gates.spec import COST_STATISTICS, GateSpec
 from harness.metrics import METRICS
 from harness.metrics.direction import Direction
+from harness.store import inside
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 BOOTSTRAP_RESAMPLES = 2000
@@ -297,8 +298,8 @@ def _fraction_exceeding(gate: GateSpec, decoder: str, base: dict[str, Any], run:
                           "--images none); re-save it with --images copy")
     _require_cases("output", base["outputs"], run["outputs"], f"decode {_statuses(run['decode_statuses'])}")
     cases = sorted(base["outputs"])
-    pairs = [(case, context.run_dir / run["outputs"][case]["image"], root / base["outputs"][case]["image"])
-             for case in cases]
+    pairs = [(case, inside(context.run_dir, run["outputs"][case]["image"]),  # never out of its folder
+              inside(root, base["outputs"][case]["image"])) for case in cases]
     for whose, index in (("baseline", 2), ("run", 1)):
         missing = [str(pair[index]) for pair in pairs if not pair[index].is_file()]  # type: ignore[attr-defined]
         if missing:
