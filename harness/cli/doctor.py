@@ -106,7 +106,7 @@ def doctor(
     try:
         loaded = load_suite(suite) if suite is not None else None
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     m = machine()
     print_grid(_machine_grid(m), out)
     ok = _check_suite(loaded, m) if loaded is not None else _check_registries(m)
