@@ -88,6 +88,8 @@ def test_a_full_disk_at_the_output_images_stops_the_run_and_resume_finishes_it(
     assert not list(run_dir.rglob("*.tmp"))  # no half image takes the space
     shown = invoke("show", str(run_dir))
     assert shown.exit_code == 0 and "stopped by the environment" in shown.output
+    refused = invoke("baseline", "save", str(run_dir), "--name", "b", "--dir", str(tmp_path / "b"))
+    assert refused.exit_code == 2 and "the run is incomplete" in refused.output  # no verdict from half a run
     monkeypatch.setattr(harness.images, "write_png", real)
     assert_resumes_to_ok(run_dir, 6)
     superseded = (run_dir / "results.jsonl.superseded").read_text()
