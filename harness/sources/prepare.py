@@ -205,20 +205,19 @@ def _folder_item(item_id: str, path: Path, origin: str) -> LoadableItem:
 def _manifest_items(manifest: Path) -> list[Entry]:
     found: list[Entry] = []
     for where, entry in json_lines(manifest, {"image", "prompt", "id"}, "image"):
-        path = Path(entry["image"])
-        path = path if path.is_absolute() else manifest.parent / path
-        found.append((entry.get("id") or entry["image"],
-                      partial(_manifest_item, where, entry.get("id") or entry["image"], path,
-                              entry.get("prompt"), str(manifest))))
+        item_id = entry.get("id") or entry["image"]  # the path is made when the item is opened
+        found.append((item_id, partial(_manifest_item, where, item_id, manifest, entry)))
     if not found:
         raise SourceError(f"source.manifest: {manifest} lists no images")
     return found
 
 
-def _manifest_item(where: str, item_id: str, path: Path, prompt: str | None, origin: str) -> LoadableItem:
+def _manifest_item(where: str, item_id: str, manifest: Path, entry: dict[str, Any]) -> LoadableItem:
+    path = Path(entry["image"])
+    path = path if path.is_absolute() else manifest.parent / path
     if not path.is_file() and file_problem(path) == "not found":
         raise SourceError(f"{where}: image not found: {path}")
-    return _file_item(item_id, path, prompt, origin)
+    return _file_item(item_id, path, entry.get("prompt"), str(manifest))
 
 
 def _image_items(suite: Suite) -> list[Entry]:
