@@ -25,7 +25,7 @@ class Params(BaseModel):
     """Base for component parameter models: unknown keys are errors."""
 
     # strict: `steps = true` or `steps = 4.0` is an error, not a silent 1 or 4
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class NoParams(Params):

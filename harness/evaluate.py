@@ -75,7 +75,7 @@ from harness.metrics.base import (
     Scope,
 )
 from harness.sources.prepare import PreparedCase
-from harness.store import RunStore
+from harness.store import RunStore, inside
 from harness.suite import Suite
 
 Unit = tuple[str, str]  # (decoder id, case id)
@@ -586,7 +586,7 @@ class Reader:
 
     def _load(self, batch: Batch) -> None:
         try:
-            batch.preds = self._stack([images.read_png(self.root / self.decodes[u]["image"])
+            batch.preds = self._stack([images.read_png(inside(self.root, self.decodes[u]["image"]))
                                        for u in batch.units])
         except Exception as exc:  # an unreadable or missing file: an error for this batch's images
             batch.error = f"{type(exc).__name__}: {exc}"

@@ -119,12 +119,16 @@ def write_png(chw_uint8: torch.Tensor | np.ndarray, path: Path, fsync: bool = Fa
     puts the bytes on disk before the rename (then fsync the folder: `fsync_folder`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(encode_png(chw_uint8))
-        if fsync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(encode_png(chw_uint8))
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk keeps no half image taking the space
+        raise
 
 
 def fsync_folder(folder: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,7 +34,17 @@ from harness.images import write_png
 from harness.judge.phase import run_judge
 from harness.sources.cache import TensorCache
 from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, list_items, source_protocol
-from harness.store import MANIFEST, RunData, RunStore, StoreError, now_iso, read_run, writable_dir
+from harness.store import (
+    INFRASTRUCTURE_ERROR,
+    MANIFEST,
+    EnvironmentFailure,
+    RunData,
+    RunStore,
+    StoreError,
+    now_iso,
+    read_run,
+    writable_dir,
+)
 from harness.suite import DecoderEntry, Suite, validate_raw
 from harness.workers.channel import CaseInput, DecodeTask, WorkerJob
 from harness.workers.energy import IDLE_SECONDS, gpu_run_facts
@@ -47,7 +57,7 @@ from harness.workers.executor import (
     local_slots,
     plan_units,
 )
-from harness.workers.process import start_forkserver, visible_devices
+from harness.workers.process import start_forkserver, start_method_problem, visible_devices
 from harness.workers.sink import ImageWriter, RunSink
 
 OK = "ok"
@@ -85,6 +95,11 @@ class RunOutcome:
     def failed_units(self) -> int:
         return sum(n for counts in self.status_counts.values()
                    for status, n in counts.items() if status != OK)
+
+    @property
+    def environment_units(self) -> int:
+        """Units the environment stopped (infrastructure_error): not their decoders' failures."""
+        return sum(counts.get(INFRASTRUCTURE_ERROR, 0) for counts in self.status_counts.values())
 
 
 def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
@@ -140,11 +155,13 @@ class Runner:
     @classmethod
     def resume(cls, run_dir: Path, cache: TensorCache | None = None,
                reporter: Reporter | None = None, gpus: str | list[int] | None = None,
+               check: Callable[[Suite], None] | None = None, retry_failed: bool = False,
                **execution: Any) -> Runner:
-        """`gpus` chooses where the rest runs (not part of the stored suite's identity)."""
+        """`gpus` chooses where the rest runs (not part of the stored suite's identity). `check`
+        sees the stored suite before anything is written (the command line refuses a suite or a
+        device that cannot be honoured). Units an environment failure stopped run again; with
+        `retry_failed`, so do the units the decoders failed themselves."""
         data = read_run(run_dir, results_required=False)  # RunDirError: FILE:LINE: what is wrong
-        store = RunStore(run_dir)
-        store.lock()
         manifest = data.manifest
         info = manifest["suite"]
         suite = validate_raw(info["resolved"], Path(info["path"]), info.get("texts"))
@@ -157,6 +174,10 @@ class Runner:
         cache_dir = manifest.get("cache_dir")
         if cache is None and cache_dir is None:
             raise StoreError(f"{run_dir / MANIFEST}: cache_dir: missing; give --cache-dir")
+        if check is not None:
+            check(suite)
+        store = RunStore(run_dir)
+        store.lock()
         suite = suite.with_overrides(gpus=gpus)
         runner = cls(suite, store, cache or TensorCache(Path(str(cache_dir))), reporter,
                      executor=make_executor(suite, **execution))
@@ -165,25 +186,42 @@ class Runner:
         repaired = store.repair()
         if repaired:
             runner._note(repaired)
-        runner._decode_missing_outputs_again(data)
+        runner._run_again(data, retry_failed)
         store.update_manifest(status="running", resumed=[*manifest.get("resumed", []), now_iso()])
         return runner
 
-    def _decode_missing_outputs_again(self, data: RunData) -> None:
-        """Units whose output image is gone lose their decode and metric records (moved to
-        results.jsonl.superseded, with the set values they entered) and are decoded again."""
-        if not data.missing_images:
-            return
+    def _run_again(self, data: RunData, retry_failed: bool) -> None:
+        """Move to results.jsonl.superseded what this resume replaces: records that do not belong to
+        the run; the units whose output image is gone, that an environment failure stopped
+        (infrastructure_error) or, with --retry-failed, that their decoder failed — each with its
+        metric values and the set values it entered — and the failed worker loads of those decoders.
+        Each of these units is then decoded again and still ends with exactly one record."""
+        stray_lines = {int(entry.split(":", 2)[1]) for entry in data.set_aside}
         missing = set(data.missing_images)
-        units = {(r["decoder"], r["case"]) for r in data.records
-                 if r["kind"] == "decode" and r.get("image") in missing}
-        sets = {(r["decoder"], tuple(r.get("output_size") or ())) for r in data.records
-                if r["kind"] == "decode" and (r["decoder"], r["case"]) in units}
+        decodes = [r for r in data.records if r["kind"] == "decode"]
+        why = {
+            "output image(s) were missing (e.g. {example})": {
+                (r["decoder"], r["case"]) for r in decodes if r.get("image") in missing},
+            "unit(s) were stopped by the environment (infrastructure_error)": {
+                (r["decoder"], r["case"]) for r in decodes if r["status"] == INFRASTRUCTURE_ERROR},
+            "unit(s) their decoder failed (--retry-failed)": {
+                (r["decoder"], r["case"]) for r in decodes
+                if retry_failed and r["status"] not in (OK, INFRASTRUCTURE_ERROR)},
+        }
+        units = set().union(*why.values())
+        sets = {(r["decoder"], tuple(r.get("output_size") or ())) for r in decodes
+                if (r["decoder"], r["case"]) in units}
+        again = {decoder for decoder, _ in units}
 
-        def drop(record: dict[str, Any]) -> bool:
+        def drop(record: dict[str, Any], number: int) -> bool:
+            if number in stray_lines:
+                return True
             unit = (record.get("decoder"), record.get("case"))
             if record.get("kind") == "decode":
                 return unit in units
+            if record.get("kind") == "load":
+                return record.get("status") != OK and (
+                    record.get("status") == INFRASTRUCTURE_ERROR or record.get("decoder") in again)
             if record.get("kind") != "metric":
                 return False
             if record.get("case") is not None:
@@ -192,9 +230,16 @@ class Runner:
             return (record.get("decoder"), size) in sets or (
                 not size and any(d == record.get("decoder") for d, _ in sets))
 
+        if not units and not stray_lines and not any(
+                r["kind"] == "load" and r["status"] == INFRASTRUCTURE_ERROR for r in data.records):
+            return
         moved = self.store.set_aside(drop)
-        self._note(f"{len(units)} output image(s) were missing (e.g. {sorted(missing)[0]}): {moved} "
-                   "record(s) moved to results.jsonl.superseded; decoding them again")
+        example = sorted(missing)[0] if missing else ""
+        reasons = [f"{len(found)} {what.format(example=example)}" for what, found in why.items() if found]
+        if stray_lines:
+            reasons.append(f"{len(stray_lines)} record(s) did not belong to this run")
+        self._note(f"{'; '.join(reasons) or 'failed worker loads'}: {moved} record(s) moved to "
+                   f"results.jsonl.superseded; decoding them again ({len(units)} unit(s))")
 
     def run(self) -> RunOutcome:
         """One invocation: its entry in the manifest's `phases` is written when it starts and after
@@ -227,9 +272,16 @@ class Runner:
             raise
         finally:
             phases["wall_s"] = time.perf_counter() - started
-            self._save_phases(index, phases, status=status, finished=now_iso(),
-                              notes=sorted(set(self.notes)))
-            self.store.close()
+            try:
+                self._save_phases(index, phases, status=status, finished=now_iso(),
+                                  notes=sorted(set(self.notes)))
+            except StoreError:
+                if status == "finished":
+                    raise
+                # the disk that stopped the run cannot take the manifest either: the failure that
+                # stopped it is the one to report; resume starts from the records
+            finally:
+                self.store.close()
         return self._outcome()
 
     def _phase_done(self, index: int, phases: dict[str, Any], name: str, begin: float) -> None:
@@ -283,7 +335,11 @@ class Runner:
     def _write_reference(self, item: PreparedCase, target: Path) -> None:
         tensors = self.cache.get(item.reference_key)
         assert tensors is not None
-        write_png(tensors["image"], target)
+        try:
+            write_png(tensors["image"], target)
+        except OSError as exc:
+            raise EnvironmentFailure.writing("the reference image", target, exc,
+                                             resume=self.store.root) from None
 
     def _check_against_stored(self, cases: list[Any]) -> None:
         stored = {c["id"] for c in self.store.cases()}
@@ -333,10 +389,15 @@ class Runner:
         try:
             self.executor.run(units, sink, policy)
             writer.drain()
-        finally:
+        except BaseException:
             writer.close()
-            self._record_execution(sink, background, writer)
-            self._record_gpu_end(gpu_states)
+            with contextlib.suppress(StoreError):  # a full disk: the failure in flight is the one to say
+                self._record_execution(sink, background, writer)
+                self._record_gpu_end(gpu_states)
+            raise
+        writer.close()
+        self._record_execution(sink, background, writer)
+        self._record_gpu_end(gpu_states)
         return {"writing_s": writer.wait_s, "writer_busy_s": writer.busy_s, "slots": len(slots),
                 "server_s": server_s}
 
@@ -440,19 +501,27 @@ class Runner:
 def make_executor(suite: Suite, executor: str = "local", address: str | None = None) -> Executor:
     """The local executor (the suite's device, or one slot per GPU of `timing.gpus`) or Ray."""
     timing = suite.model.timing
+    check_execution(executor, address, timing.gpus)
     if executor == "ray":
-        if timing.gpus is not None:
-            raise ExecutorError("--gpus is for the local executor: Ray places units on the cluster's GPUs")
         from harness.workers.ray_executor import RayExecutor
 
         return RayExecutor(address, timing.device, timing.threads)
-    if executor != "local":
-        raise ExecutorError(f"unknown executor {executor!r}; known: local, ray")
-    if address is not None:
-        raise ExecutorError("--address is for --executor ray")
     slots = local_slots(timing.gpus, timing.device)
     start_forkserver(preload_modules(suite))  # local workers fork from it: imports start now
     return LocalExecutor(slots)
+
+
+def check_execution(executor: str, address: str | None, gpus: Any) -> None:
+    """Options of where a run executes that contradict each other (ExecutorError, one line)."""
+    problem = start_method_problem()
+    if problem is not None:
+        raise ExecutorError(problem)
+    if executor not in ("local", "ray"):
+        raise ExecutorError(f"unknown executor {executor!r}; known: local, ray")
+    if executor == "ray" and gpus is not None:
+        raise ExecutorError("--gpus is for the local executor: Ray places units on the cluster's GPUs")
+    if executor == "local" and address is not None:
+        raise ExecutorError("--address is for --executor ray")
 
 
 def preload_modules(suite: Suite) -> list[str]:

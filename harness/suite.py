@@ -44,6 +44,7 @@ from harness.cases import Case, Item, expand
 from harness.gates.spec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
+from harness.store import PathProblem, read_regular
 from harness.workers.energy import DEFAULT_MIN_BLOCK_S
 
 Size = tuple[int, int]  # (width, height)
@@ -64,8 +65,9 @@ class SuiteError(Exception):
 
 
 class _Strict(BaseModel):
-    # strict: `repeats = true` or `batch_size = 2.0` is an error, not a silent 1 or 2
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict: `repeats = true` or `batch_size = 2.0` is an error, not a silent 1 or 2;
+    # finite: `timeout_s = inf` or `weight = nan` is an error, not a number JSON cannot hold
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 MAX_SEED = 2**63 - 1  # torch and numpy generators take 64-bit seeds; JSON readers keep int64 exact
@@ -83,6 +85,18 @@ def _seed(value: int) -> int:
 
 
 Seed = Annotated[int, AfterValidator(_seed)]
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def _device(value: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise ValueError(f"expected cpu, cuda or cuda:N (N a GPU index), got {value!r}")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_device)]
+# More threads than any machine has cores: a typo (100000 makes torch fail to start its pool).
+MAX_THREADS = 1024
 
 
 def _size(value: Any) -> Any:
@@ -265,7 +279,7 @@ def _too_large(size: Size, output: Size) -> str:
 
 
 class Timing(_Strict):
-    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    device: Device = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     warmup: int = Field(default=1, ge=0)
     repeats: int | str = Field(
@@ -276,7 +290,7 @@ class Timing(_Strict):
     batch_size: int = Field(default=1, ge=1)
     timeout_s: float = Field(default=600.0, gt=0, description="per decode call batch")
     load_timeout_s: float = Field(default=1800.0, gt=0)
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     gpus: Literal["all"] | list[Annotated[int, Field(ge=0)]] | None = Field(
         default=None, min_length=1, description="decode on these GPUs at once, one worker per GPU")
     overlap_io: bool | None = Field(
@@ -335,11 +349,12 @@ class Compare(_Strict):
 
 
 class Evaluation(_Strict):
-    device: str | None = Field(default=None, pattern=r"^(cpu|cuda(:\d+)?)$")
+    device: Device | None = None
     batch_size: int = Field(default=8, ge=1)
 
 
 COST_CRITERIA = ("latency", "memory", "energy")  # what a [summary] group may rank besides metrics
+OVERALL_GROUP = "overall"  # the summary's column that averages the groups: no group may take its name
 
 
 class SummaryEntry(_Strict):
@@ -409,9 +424,9 @@ class SuiteModel(_Strict):
             entries = spec.metrics if isinstance(spec, SummaryGroup) else spec
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", group):
                 raise ValueError(f"summary group {group!r}: use letters, digits, '_' and '-'")
-            if group == "overall":
-                raise ValueError("summary group 'overall' is the weighted mean of the groups: name the "
-                                 "group otherwise")
+            if group.lower() == OVERALL_GROUP:
+                raise ValueError(f"summary group {group!r}: {OVERALL_GROUP!r} is the column that averages "
+                                 "the groups; give this group another name")
             if not entries:
                 raise ValueError(f"summary group {group!r} lists no metrics")
             unknown = [e.metric for e in entries if e.metric not in known]
@@ -498,15 +513,27 @@ class Suite:
         return path if path.is_absolute() else self.base_dir / path
 
     def with_overrides(self, **timing: Any) -> Suite:
-        """A copy with timing settings replaced (e.g. --device from the command line)."""
+        """A copy with timing settings replaced (--device, --dtype, --gpus from the command line),
+        validated as the suite is: OverrideError names the option, before anything is written."""
         changed = {k: v for k, v in timing.items() if v is not None}
         if not changed:
             return self
-        model = self.model.model_copy(
-            update={"timing": self.model.timing.model_copy(update=changed)}
-        )
-        return Suite(model, self.path, self.texts, self.decoder_params,
-                     self.encoder_params, self.metric_params)
+        try:
+            Timing.model_validate({**self.model.timing.model_dump(mode="json"), **changed})
+        except ValidationError as exc:
+            raise OverrideError([
+                ("command line", OVERRIDE_OPTIONS.get(str(e["loc"][0]), f"timing.{e['loc'][0]}"),
+                 _message(e, sorted(Timing.model_fields))) for e in exc.errors()]) from None
+        raw = self.model.model_dump(mode="json")
+        raw["timing"] = {**raw["timing"], **changed}
+        return validate_raw(raw, self.path, self.texts)
+
+
+OVERRIDE_OPTIONS = {"device": "--device", "dtype": "--dtype", "gpus": "--gpus"}
+
+
+class OverrideError(SuiteError):
+    """A command-line override the suite cannot take (`--device tpu`, `--dtype int8`)."""
 
     def with_price(self, gpu_hour: float | None) -> Suite:
         """A copy whose [cost] gpu_hour is `gpu_hour` (--gpu-hour-price); the rest of [cost] stays."""
@@ -568,7 +595,7 @@ def validate_raw(
     try:
         model = SuiteModel.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(where.problem(_error_loc(e), _message(e, _SCHEMA_KEYS)) for e in exc.errors())
+        problems.extend(where.problem(_error_loc(e), _schema_message(e, raw)) for e in exc.errors())
     # Registry checks read the raw data, so they run (and report) even when the schema failed.
     checks = _ComponentChecks(where, problems)
     encoder_params, space = checks.source(raw, model)
@@ -639,24 +666,49 @@ def _error_loc(error: dict[str, Any]) -> Loc:
     return loc
 
 
+MAX_SUITE_BYTES = 1 << 20  # a suite is a page of TOML; 1 MiB is far beyond any
+MAX_INCLUDE_DEPTH = 32  # a chain of base suites this long is a loop in disguise, not a design
+MAX_NESTING = 16  # tables and arrays inside each other; a suite's deepest key is 5 levels down
+
+
 def _read_with_includes(
     path: Path, texts: dict[str, str], chain: tuple[Path, ...]
 ) -> tuple[dict[str, Any], dict[Loc, str]]:
     name = str(path)
-    if path.resolve() in chain:
-        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
-        raise SuiteError([(name, "include", f"include cycle: {cycle}")])
+    where = f"{chain[-1]}" if chain else name
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        where = f"{chain[-1]}" if chain else name
-        raise SuiteError([(where, "include" if chain else "", f"suite file not found: {path}")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError([(name, "", f"cannot read suite file: {exc}")]) from None
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise SuiteError([(where, "include" if chain else "", f"{path}: a symbolic link loop")]) from None
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
+        raise SuiteError([(name, "include", f"include cycle: {cycle}")])
+    if len(chain) >= MAX_INCLUDE_DEPTH:
+        raise SuiteError([(where, "include", f"include chain deeper than {MAX_INCLUDE_DEPTH} files "
+                           f"(from {chain[0]})")])
+    try:
+        data = read_regular(path, MAX_SUITE_BYTES)
+    except PathProblem as exc:
+        problem = str(exc)
+        if problem == "not found":
+            raise SuiteError([(where, "include" if chain else "", f"suite file not found: {path}")]) from None
+        raise SuiteError([(name, "", f"cannot read suite file: {problem}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError([(name, "", f"cannot read suite file: not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start})")]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError([(name, "", f"invalid TOML: {exc}")]) from None
+    except RecursionError:
+        raise SuiteError([(name, "", f"invalid suite: tables or arrays nested too deeply (a suite "
+                           f"nests at most {MAX_NESTING} levels)")]) from None
+    deep = _too_deep(raw)
+    if deep is not None:
+        raise SuiteError([(name, _format_loc(deep), f"nested more than {MAX_NESTING} levels deep: "
+                           "no suite key is")])
     texts[name] = text
     include = raw.pop("include", None)
     includes = [include] if isinstance(include, str) else include or []
@@ -666,13 +718,27 @@ def _read_with_includes(
     origins: dict[Loc, str] = {}
     for spec in includes:
         base_path = resolve_suite_path(spec, relative_to=path.parent)
-        base, base_origins = _read_with_includes(base_path, texts, (*chain, path.resolve()))
+        base, base_origins = _read_with_includes(base_path, texts, (*chain, resolved))
         merged = _deep_merge(merged, base)
         origins.update(base_origins)
     for loc in _leaf_locs(raw):
         origins = {k: v for k, v in origins.items() if k[: len(loc)] != loc}
         origins[loc] = name
     return _deep_merge(merged, raw), origins
+
+
+def _too_deep(raw: Any) -> Loc | None:
+    """The key path of a value nested deeper than MAX_NESTING, or None (iterative: no recursion)."""
+    stack: list[tuple[Any, Loc]] = [(raw, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_NESTING:
+            return loc[:MAX_NESTING + 1]
+        if isinstance(value, dict):
+            stack.extend((v, (*loc, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+    return None
 
 
 def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -759,6 +825,21 @@ def _field_names(model: type[BaseModel]) -> list[str]:
 
 
 _SCHEMA_KEYS = _field_names(SuiteModel)
+_TOP_KEYS = sorted(SuiteModel.model_fields)
+
+
+def _schema_message(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    """A schema error's message; at the top level, spelling hints come from the top-level keys, and
+    a missing key names the misspelt one the file holds instead (`[[decoders]]` for `[[decoder]]`)."""
+    loc = error["loc"]
+    top = len(loc) == 1
+    message = _message(error, _TOP_KEYS if top else _SCHEMA_KEYS)
+    if top and error["type"] == "missing":
+        unknown = [key for key in raw if key not in SuiteModel.model_fields and key != "include"]
+        close = difflib.get_close_matches(str(loc[0]), unknown, n=1)
+        if close:
+            message += f" (the file has {close[0]!r}: did you mean {loc[0]!r}?)"
+    return message
 
 
 class _ComponentChecks:

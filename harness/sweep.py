@@ -41,7 +41,7 @@ from harness.sources.prepare import list_items, source_space
 from harness.store import RunStore, now_iso
 from harness.suite import MAX_SIDE, Suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
-from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver
+from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver, start_method_problem
 from harness.workers.worker import worker_main
 from reports.sweep import deciding_memory
 
@@ -49,6 +49,7 @@ OOM = "oom"
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 INPUT_SEED = 0
+MAX_BYTES = 2**60  # an exbibyte: any larger "budget" is a typo (1e999 is infinite)
 
 
 def parse_bytes(text: str) -> int:
@@ -56,7 +57,13 @@ def parse_bytes(text: str) -> int:
     match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", text)
     if not match or match.group(2).lower() not in UNITS:
         raise ValueError(f"cannot read {text!r} as a size in bytes (e.g. 24GiB, 512MB, 1000000)")
-    return int(float(match.group(1)) * UNITS[match.group(2).lower()])
+    try:
+        value = float(match.group(1)) * UNITS[match.group(2).lower()]
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a size in bytes (e.g. 24GiB, 512MB, 1000000)") from None
+    if not math.isfinite(value) or value < 1 or value > MAX_BYTES:
+        raise ValueError(f"{text!r} is not a memory size: expected 1 byte to {MAX_BYTES // 2**50} PiB")
+    return int(value)
 
 
 @dataclass
@@ -137,6 +144,12 @@ class Sweep:
 
     def run(self, start: int, stop: int, coarser: int | None = None) -> SweepOutcome:
         """Search [start, stop]; `coarser` makes the step a multiple of it (fewer sizes to try)."""
+        for option, value in (("--from", start), ("--to", stop), ("--step", coarser)):
+            if value is not None and value < 1:
+                raise SweepError(f"{option} {value}: expected a positive number of pixels")
+        problem = start_method_problem()
+        if problem is not None:
+            raise SweepError(problem)
         if stop > MAX_SIDE:
             raise SweepError(f"--to {stop} is beyond the {MAX_SIDE}-pixel side decoderbench accepts "
                              "(the same bound as a suite's sizes)")

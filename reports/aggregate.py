@@ -26,7 +26,7 @@ import numpy as np
 
 from harness.metrics.direction import Direction
 from harness.stats import UNSTABLE_SPREAD, relative_spread
-from harness.store import read_run
+from harness.store import INFRASTRUCTURE_ERROR, read_run
 
 Size = tuple[int, int]
 Unit = tuple[str, str]  # (decoder id, case id)
@@ -49,6 +49,9 @@ class MetricSummary:
     aggregate_details: dict[str, Any] = field(default_factory=dict)
     aggregate_n: int | None = None  # images the set value was computed from
     references: dict[str, float] = field(default_factory=dict)  # case → the reference's own value
+    # cases whose value is +∞ (PSNR of an output identical to its reference): per_case holds the
+    # metric's finite ceiling for them (what means and decisions use); views show ∞
+    infinite: set[str] = field(default_factory=set)
 
     @property
     def n(self) -> int:
@@ -350,6 +353,7 @@ class RunView:
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
     missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
     records: list[dict[str, Any]] = field(default_factory=list)  # every record, as read_run validated it
+    set_aside: list[str] = field(default_factory=list)  # "results.jsonl:N: why" of records left out
     cost: dict[str, Any] | None = None  # the suite's [cost] (gpu_hour, currency, kwh); show may override
 
     @property
@@ -393,6 +397,7 @@ class RunView:
                 continue
             merged.per_case.update(summary.per_case)
             merged.unscored.update(summary.unscored)
+            merged.infinite.update(summary.infinite)
             for status, count in summary.statuses.items():
                 merged.statuses[status] = merged.statuses.get(status, 0) + count
             merged.messages.extend(m for m in summary.messages if m not in merged.messages)
@@ -469,14 +474,27 @@ def load_run(run_dir: Path) -> RunView:
     view.rows = sorted(rows.values(), key=lambda r: (r.size, _order(manifest, r.decoder)))
     _add_first_calls(view)
     view.metric_names = ordered or declared
-    view.warnings = [w for w in [data.torn, data.missing_note, *manifest.get("notes", [])] if w]
+    view.warnings = [w for w in [data.torn, data.missing_note, data.set_aside_note, _environment_note(view),
+                                 *manifest.get("notes", [])] if w]
     view.missing_images = data.missing_images
+    view.set_aside = data.set_aside
     view.records = records
     view.cost = manifest["suite"]["resolved"].get("cost")
     idle = view.energy_facts.get("idle") or {}
     for row in view.rows:
         row.pool_energy(idle)
     return view
+
+
+def _environment_note(view: RunView) -> str | None:
+    """Units the environment stopped are no decoder's result: say so, and how to finish them."""
+    stopped = [record for record in view.decodes.values() if record["status"] == INFRASTRUCTURE_ERROR]
+    if not stopped:
+        return None
+    first = (stopped[0].get("message") or "").splitlines()
+    return (f"{len(stopped)} unit(s) were stopped by the environment, not by their decoder "
+            f"(infrastructure_error{': ' + first[0] if first else ''}); they count against no decoder, and "
+            f"`decoderbench run --resume {view.run_dir}` runs them again")
 
 
 def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> list[str]:
@@ -498,6 +516,12 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
         message = record.get("message")
         if record.get("nonfinite"):
             message = f"non-finite value ({record['nonfinite']}) on some cases"
+        ceiling = _ceiling(record, size)
+        if ceiling is not None:  # +∞: identical to the reference; counted at the metric's ceiling
+            summary.add_status("ok", None)
+            summary.per_case[record["case"]] = ceiling
+            summary.infinite.add(record["case"])
+            continue
         summary.add_status(record["status"], message)
         if record["status"] == "ok" and record.get("value") is not None:
             summary.per_case[record["case"]] = record["value"]
@@ -524,6 +548,14 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
             elif record["status"] != "ok" and record["status"] not in summary.statuses:
                 summary.add_status(record["status"], record.get("message"))
     return metric_names
+
+
+def _ceiling(record: dict[str, Any], size: Size) -> float | None:
+    """For an ok +∞ value of a metric that declares a finite ceiling (PSNR), that ceiling."""
+    if record["status"] != "ok" or record.get("nonfinite") != "inf":
+        return None
+    ceiling = getattr(registry_metric(record["metric"]), "finite_ceiling", None)
+    return float(ceiling(size)) if ceiling is not None else None
 
 
 def _reference_value(details: dict[str, Any]) -> float | None:

@@ -19,6 +19,7 @@ int64 in Parquet, whatever rows lack them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,13 @@ def _decode_rows(context: DecoderContexts, view: Any, record: dict[str, Any]) ->
     return rows or [{**common, "variable": "status", "value": None}]
 
 
+def _value(record: dict[str, Any]) -> float | None:
+    """The metric value; +∞ where the record says so (PSNR of an output identical to its reference)."""
+    if record["status"] == "ok" and record.get("nonfinite") == "inf":
+        return math.inf
+    return record.get("value")
+
+
 # block field → (variable after "<kind>_", unit, better)
 ENERGY_FIELDS = {"per_call_j": ("energy_per_call_j", "J", "lower"),
                  "per_image_j": ("energy_per_image_j", "J", "lower"),
@@ -180,7 +188,7 @@ def _metric_row(context: DecoderContexts, view: Any, record: dict[str, Any]) -> 
     direction = view.direction(metric)
     decode = view.decodes.get((record["decoder"], record["case"])) or {}
     row = {**context[record["decoder"]], **_case(view, record["case"]),
-           "variable": metric, "value": record.get("value"), "unit": view.unit(metric),
+           "variable": metric, "value": _value(record), "unit": view.unit(metric),
            "better": direction.label if direction else None, "status": record["status"],
            "reason": _reason(record), "decode_status": decode.get("status"), "image": decode.get("image"),
            "protocol_sha256": record.get("protocol_sha256")}
@@ -214,6 +222,8 @@ def _first_call_rows(context: DecoderContexts, view: Any, row: Any) -> list[dict
 
 def _reason(record: dict[str, Any]) -> str | None:
     """Why a record has no value (its status message), or a non-finite value's note."""
+    if record.get("status") == "ok" and record.get("nonfinite") == "inf":
+        return "∞: the output is identical to its reference"
     if record.get("status") == "ok":
         return f"non-finite value ({record['nonfinite']})" if record.get("nonfinite") else None
     return record.get("message") or record.get("status")

@@ -21,6 +21,7 @@ electricity where the suite gives a kWh price; "not priced" without
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
@@ -36,10 +37,12 @@ from reports.aggregate import (
 from reports.decisions import OVERALL, Decision, SizeDecisions, decide_size
 from reports.price import Price, device_time_price, electricity_price
 
+INFINITY = "∞"
 STATUS_LABELS = {
     "oom": "OOM", "error": "error", "timeout": "timeout", "crashed": "crashed",
     "invalid_output": "invalid output", "unavailable": "unavailable",
     "not_applicable": "not applicable", "input_error": "bad input", "ok": "ok",
+    "infrastructure_error": "stopped (environment)",
 }
 MEMORY_METHODS = {
     "linux_vmhwm_reset": "kernel high-water mark (VmHWM) reset before the timed calls",
@@ -87,6 +90,7 @@ class Cell:
     raw: float | None = None  # the number shown, unformatted, in the column's unit (exports, JSON)
     n: int | None = None  # values the number stands on (cases, timed calls)
     footnote: int | None = None  # the number of its reason under the table (readable without hover)
+    shown: str | None = None  # text that replaces the formatted value ("∞": every case identical)
 
 
 @dataclass
@@ -425,6 +429,8 @@ def _metric_cell(row: Row, metric: str, summary: MetricSummary | None, direction
             cell.title += f"; computed from {covered} of {row.units} cases ({_failure_title(row)})"
         return cell
     cell = Cell("", sort=sort, value=summary.mean, ci_value=summary.ci95, raw=summary.mean, n=summary.n)
+    if summary.infinite:
+        _infinite(cell, summary, metric)
     if summary.n < row.units:
         cell.note = f"{summary.n}/{row.units}"
         missing = {s: n for s, n in summary.statuses.items() if s != "ok"}
@@ -434,6 +440,20 @@ def _metric_cell(row: Row, metric: str, summary: MetricSummary | None, direction
         cell.title = "\n".join([f"mean over {summary.n} of {row.units} cases ({reasons})",
                                 *summary.messages, *row.failures])
     return cell
+
+
+def _infinite(cell: Cell, summary: MetricSummary, metric: str) -> None:
+    """Outputs identical to their references score +∞: every case → the cell says ∞; some → the
+    mean counts them at the metric's ceiling, and the cell's title says so."""
+    count = len(summary.infinite)
+    identical = f"{count} of {summary.n} case(s) identical to the reference ({metric} = ∞)"
+    if count == summary.n:
+        cell.shown, cell.raw = INFINITY, math.inf
+        cell.title = f"{identical}: every output reproduces its reference exactly"
+    else:
+        ceiling = min(summary.per_case[case] for case in summary.infinite)
+        cell.title = (f"{identical}; the mean counts ∞ as {ceiling:.1f}, the {metric} of the smallest "
+                      "possible difference between two 8-bit images of this size")
 
 
 def _failure_title(row: Row) -> str:
@@ -449,8 +469,8 @@ def _format_columns(board: Leaderboard) -> None:
             continue
         decimals = decimals_for(max(abs(c.value) for c in cells))  # type: ignore[arg-type]
         for cell in cells:
-            cell.text = format_number(cell.value, decimals)  # type: ignore[arg-type]
-            if cell.ci_value is not None:
+            cell.text = cell.shown or format_number(cell.value, decimals)  # type: ignore[arg-type]
+            if cell.ci_value is not None and cell.shown is None:
                 cell.ci = f"± {format_number(cell.ci_value, decimals)}"
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,10 +31,10 @@ from PIL import Image
 
 from harness.images import read_rgb
 from harness.metrics.direction import Direction
-from harness.store import link_or_copy
+from harness.store import StoreError, inside, link_or_copy
 from reports.aggregate import Row, RunView, Size
 from reports.crops import Crop, choose_crops, disagreement_crop
-from reports.leaderboard import Cell, format_number, status_label
+from reports.leaderboard import INFINITY, Cell, format_number, status_label
 
 THUMB_SIDE = 112
 TILE_MIN_PX, TILE_MAX_PX = 256, 512  # outputs show 1:1 between these, enlarged or reduced outside
@@ -153,10 +153,13 @@ def safe_name(text: str) -> str:
     return f"{name[:100]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def _inside(relative: str) -> bool:
-    """A store path the report may link: relative, and not climbing out of the run directory."""
-    path = PurePosixPath(relative)
-    return not path.is_absolute() and ".." not in path.parts
+def _stored(view: RunView, relative: str) -> Path | None:
+    """A store path the report may read or link: inside the run directory once symlinks are
+    resolved (harness.store.inside), else None."""
+    try:
+        return inside(view.run_dir, relative)
+    except StoreError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -237,12 +240,12 @@ def write_case_pages(view: RunView, out_dir: Path, metric_names: list[str],
 def _crop_source(view: RunView, case: dict[str, Any]) -> tuple[str, str | None]:
     """The image crops are chosen on: the reference, else the first decoded output."""
     reference = case.get("reference")
-    if reference and _inside(reference) and (view.run_dir / reference).is_file():
+    if reference and (found := _stored(view, reference)) is not None and found.is_file():
         return "reference", reference
     for decoder in view.decoders:
         record = view.decodes.get((decoder, case["id"]))
-        if record and record["status"] == "ok" and _inside(record["image"]) \
-                and (view.run_dir / record["image"]).is_file():
+        if record and record["status"] == "ok" and (found := _stored(view, record["image"])) is not None \
+                and found.is_file():
             return decoder, record["image"]
     return "", None
 
@@ -253,7 +256,8 @@ def _reference_tile(view: RunView, case: dict[str, Any], out_dir: Path, suite: s
     if not reference:
         return Tile("reference", None, width, height, "missing", "this source has no reference image")
     src = f"images/{suite}/{reference}"
-    if not _inside(reference) or not link_or_copy(view.run_dir / reference, out_dir / src):
+    found = _stored(view, reference)
+    if found is None or not link_or_copy(found, out_dir / src):
         return Tile("reference", None, width, height, "missing", f"{reference} is not in the run directory")
     return Tile("reference", src, width, height)
 
@@ -269,12 +273,14 @@ def _decoder_tile(view: RunView, decoder: str, case: dict[str, Any], out_dir: Pa
                     record.get("message") or "")
     src = f"images/{suite}/{record['image']}"
     tile = Tile(decoder, src, width, height, metrics=scores.get((decoder, case["id"]), []))
-    if not _inside(record["image"]) or not link_or_copy(view.run_dir / record["image"], out_dir / src):
+    found = _stored(view, record["image"])
+    if found is None or not link_or_copy(found, out_dir / src):
         tile.src, tile.status = None, "missing"
         tile.message = f"{record['image']} is not in the run directory"
     for metric, artifact in sorted(view.artifacts.get((decoder, case["id"]), {}).items()):
         target = f"artifacts/{suite}/{artifact}"
-        if _inside(artifact) and link_or_copy(view.run_dir / artifact, out_dir / target):
+        found = _stored(view, artifact)
+        if found is not None and link_or_copy(found, out_dir / target):
             tile.artifacts.append((metric, target))
     return tile
 
@@ -301,8 +307,9 @@ def _per_case_metrics(view: RunView, metric_names: list[str]) -> Scores:
             summary = row.metrics.get(metric)
             for case, value in (summary.per_case.items() if summary else ()):
                 reference = summary.references.get(case)  # type: ignore[union-attr]
+                shown = INFINITY if case in summary.infinite else format_number(value)  # type: ignore[union-attr]
                 scores.setdefault((row.decoder, case), []).append(MetricLine(
-                    metric, arrow, format_number(value), best=_is_best(values[case], row.decoder, direction),
+                    metric, arrow, shown, best=_is_best(values[case], row.decoder, direction),
                     reference="" if reference is None else format_number(reference),
                     title=f"{direction.label} is better" if direction else "unknown direction"))
     return scores

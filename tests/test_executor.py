@@ -19,7 +19,7 @@ from helpers import decoder_tables, invoke, suite_text
 
 from harness.runner import Runner, concurrency_notes, evaluation_device, ran_concurrently
 from harness.sources.cache import TensorCache
-from harness.store import RunStore
+from harness.store import INFRASTRUCTURE_ERROR, EnvironmentFailure, RunStore
 from harness.suite import load_suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.executor import (
@@ -446,16 +446,18 @@ def test_images_are_stored_before_their_records(tmp_path, background) -> None:
         assert np.array_equal(read_png(store.root / f"images/d/c{i}.png").numpy(), _pixels(i))  # lossless
 
 
-def test_an_image_that_cannot_be_written_makes_an_error_record(tmp_path) -> None:
+def test_an_image_that_cannot_be_written_is_the_environments_failure_and_stops_the_run(tmp_path) -> None:
+    """Not the decoder's failure: infrastructure_error (resume runs it again), and the run stops."""
     store = RunStore.create(tmp_path / "run", {"suite": {}})
     (store.root / "images").write_text("a file where the folder should be")
     writer = ImageWriter(store, background=True, threads=1)
     writer.submit([{"kind": "decode", "decoder": "d", "case": "c", "status": "ok", "image": "images/d/c.png",
                     "latency": {"median_ms": 1}}], (_pixels(1),))
-    writer.drain()
+    with pytest.raises(EnvironmentFailure, match=r"cannot write the output image .*Not a directory"):
+        writer.drain()
     writer.close()
     (record,) = store.records()[0]
-    assert record["status"] == "error" and "cannot write the output image" in record["message"]
+    assert record["status"] == INFRASTRUCTURE_ERROR and "(ENOTDIR)" in record["message"]
     assert record["image"] is None and record["latency"] is None
 
 

@@ -530,3 +530,556 @@ def test_a_sweep_directory_given_to_a_reader_of_runs(tmp_path) -> None:
     sweep = write_sweep(tmp_path / "sweep", "vae", [512, 1024], 1024)
     usage_error(invoke("show", str(sweep)), "manifest.json: kind:", "memory-wall sweep")
     assert invoke("report", str(sweep), "--out", str(tmp_path / "r")).exit_code == 0
+
+
+# =========================================================================== issue 24: path containment
+
+
+def _decode_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()
+            if line.strip() and json.loads(line)["kind"] == "decode"]
+
+
+def _tree(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, bytes]:
+    """Every file under root (outside `skip`) and its bytes: what a verb must leave alone."""
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and not any(s in p.parents for s in skip)}
+
+
+CRAFTED_VERBS = {
+    "baseline-save": ["baseline", "save", "RUN", "--name", "b", "--dir", "BASELINES", "--images", "copy"],
+    "show": ["show", "RUN"], "report": ["report", "RUN"], "export": ["export", "RUN", "--csv"],
+    "gate": ["gate", "RUN", "--baseline", "BASELINE"],
+    "resume": ["run", "--resume", "RUN", "-q", "--no-report"],
+    "judge": ["judge", "RUN", "--dry-run"],
+}
+
+
+@pytest.mark.parametrize("verb", sorted(CRAFTED_VERBS))
+@pytest.mark.parametrize("path", ["../../../victim.txt", "/etc/passwd", "images/../../victim.txt"])
+def test_a_crafted_image_path_is_refused_by_every_reader(base_run, tmp_path, verb, path) -> None:
+    """A decode record naming a file outside its run directory (no image_sha256) is refused with its
+    line by every verb; nothing outside the run, cache and baseline folders is read or written."""
+    baselines = tmp_path / "baselines"
+    assert invoke("baseline", "save", str(base_run), "--name", "good", "--dir", str(baselines),
+                  "--images", "none").exit_code == 0
+    run_dir = tmp_path / "a" / "b" / "run"
+    shutil.copytree(base_run, run_dir)
+    (tmp_path / "victim.txt").write_text("precious")
+    (tmp_path / "a" / "victim.txt").write_text("ATTACK")
+    record = _decode_records(run_dir)[0]
+    record.update(case="crafted", image=path, output_size=[32, 32])
+    record.pop("image_sha256", None)
+    _append(run_dir / "results.jsonl", (json.dumps(record) + "\n").encode())
+    line = _results_lines(run_dir)
+    before = _tree(tmp_path, skip=(run_dir, baselines))
+    places = {"RUN": str(run_dir), "BASELINES": str(baselines), "BASELINE": str(baselines / "good.json")}
+    result = invoke(*(places.get(arg, arg) for arg in CRAFTED_VERBS[verb]))
+    usage_error(result, f"results.jsonl:{line}: image:", "leaves its folder")
+    assert _tree(tmp_path, skip=(run_dir, baselines)) == before
+    assert (tmp_path / "victim.txt").read_text() == "precious"
+
+
+def test_a_symlink_out_of_the_run_directory_is_refused(damaged, tmp_path) -> None:
+    run_dir = damaged()
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(run_dir / "images"), str(elsewhere))
+    (run_dir / "images").symlink_to(elsewhere)
+    usage_error(invoke("baseline", "save", str(run_dir), "--name", "b", "--dir", str(tmp_path / "b")),
+                "resolves to", f"outside {run_dir}")
+    assert not (tmp_path / "b" / "b.json").exists()
+    assert invoke("report", str(run_dir), "--out", str(tmp_path / "r")).exit_code == 0
+    linked = {(p.stat().st_ino, p.stat().st_dev) for p in (tmp_path / "r").rglob("*.png")}
+    outside = {(p.stat().st_ino, p.stat().st_dev) for p in elsewhere.rglob("*.png")}
+    assert linked and not linked & outside  # the report links its references, nothing from outside
+    assert not [p for p in (tmp_path / "r").rglob("*.png") if "nearest" in p.parts]
+
+
+def test_a_reference_path_in_cases_is_checked(damaged) -> None:
+    run_dir = damaged()
+    cases = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text().splitlines()]
+    cases[1]["reference"] = "/etc/passwd"
+    (run_dir / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    usage_error(invoke("report", str(run_dir)), "cases.jsonl:2: reference:", "leaves its folder")
+
+
+@pytest.mark.parametrize(("mutate", "fragment"), [
+    (lambda data: data["images"].update(dir="../.."), "images.dir:"),
+    (lambda data: next(iter(next(iter(data["decoders"].values()))["outputs"].values())).update(
+        image="../../etc/passwd"), ".image: '../../etc/passwd' leaves its folder"),
+], ids=["images-dir", "output-image"])
+def test_a_crafted_baseline_path_is_refused(base_run, tmp_path, mutate, fragment) -> None:
+    assert invoke("baseline", "save", str(base_run), "--name", "b", "--dir", str(tmp_path)).exit_code == 0
+    data = json.loads((tmp_path / "b.json").read_text())
+    mutate(data)
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    usage_error(invoke("gate", str(base_run), "--baseline", str(tmp_path / "b.json"), "--suite",
+                       str(_gate_suite(base_run, tmp_path))), str(tmp_path / "b.json"), fragment)
+
+
+def _gate_suite(base_run: Path, tmp_path: Path) -> Path:
+    gates = tmp_path / "gates.toml"
+    gates.write_text((base_run.parent / "suite.toml").read_text()
+                     + '\n[[gate]]\nstatistic = "latency_ratio"\nmax_ratio = 10.0\n')
+    return gates
+
+
+def test_cache_keys_are_digests_and_damaged_entries_are_misses(tmp_path) -> None:
+    import torch
+
+    from harness.sources.cache import TensorCache, cache_key
+
+    cache = TensorCache(tmp_path / "cache")
+    with pytest.raises(ValueError, match="not a cache key"):
+        cache.path("../../outside")
+    key = cache_key("t", {"a": 1})
+    cache.put(key, {"x": torch.ones(2)}, {"notes": ["n"]})
+    assert cache.entry(key)[1] == {"notes": ["n"]}
+    cache.path(key).write_bytes(b"torn")
+    assert cache.get(key) is None  # made again, never fed to a decoder
+
+
+# =========================================================================== issue 24: record membership
+
+
+def _stray_records(run_dir: Path, kind: str) -> int:
+    """Append a record that does not belong; returns its line number."""
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    decode = next(r for r in records if r["kind"] == "decode")
+    if kind == "unknown-case":
+        added = [{**decode, "case": "no-such-case"}]
+    elif kind == "duplicate":
+        added = [decode]
+    elif kind == "other-suite":
+        added = [{**decode, "suite_hash": "0123456789abcdef"}]
+    else:
+        added = [{**decode, "decoder": "stranger"}]
+    _append(run_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in added).encode())
+    return _results_lines(run_dir)
+
+
+STRAYS = {"unknown-case": "case 'no-such-case' is not in cases.jsonl",
+          "duplicate": "a second record of the decode of",
+          "other-suite": "a record of another suite's run (suite hash 0123456789abcdef",
+          "unknown-decoder": "decoder 'stranger' is not in this run's suite"}
+
+
+@pytest.mark.parametrize("kind", sorted(STRAYS))
+def test_records_that_do_not_belong_are_set_aside_refused_and_moved(damaged, base_run, tmp_path,
+                                                                    kind) -> None:
+    run_dir = damaged()
+    line = _stray_records(run_dir, kind)
+    shown = invoke("show", str(run_dir), "--format", "json")
+    assert shown.exit_code == 0 and "Traceback" not in shown.output, shown.output
+    assert f"results.jsonl:{line}: {STRAYS[kind]}" in shown.output
+    records = json.loads(shown.stdout)["records"]
+    cases_ok = {r["decoder"]: r["text"] for r in records if r["column"] == "cases"}
+    assert cases_ok == {"nearest": "3/3", "bilinear": "3/3"}  # nothing pooled from the stray
+    exported = invoke("export", str(run_dir), "--csv", "--out", str(tmp_path / "x.csv"))
+    assert exported.exit_code == 0 and f"results.jsonl:{line}:" in exported.output
+    exported_text = (tmp_path / "x.csv").read_text()
+    assert "no-such-case" not in exported_text and "stranger" not in exported_text
+    assert invoke("baseline", "save", str(base_run), "--name", "good", "--dir", str(tmp_path / "b"),
+                  "--images", "none").exit_code == 0
+    usage_error(invoke("gate", str(run_dir), "--baseline", str(tmp_path / "b" / "good.json")),
+                "do not belong to this run", f"results.jsonl:{line}")
+    usage_error(invoke("baseline", "save", str(run_dir), "--name", "c", "--dir", str(tmp_path / "b")),
+                "do not belong to this run")
+    resumed = invoke("run", "--resume", str(run_dir), "-q", "--no-report")
+    assert resumed.exit_code == 0 and "did not belong to this run" in resumed.output, resumed.output
+    assert "do not belong" not in invoke("show", str(run_dir)).output
+    assert len((run_dir / "results.jsonl.superseded").read_text().splitlines()) == 1
+
+
+def test_every_record_names_its_suite(base_run) -> None:
+    manifest = json.loads((base_run / "manifest.json").read_text())
+    lines = (base_run / "results.jsonl").read_text().splitlines()
+    stamps = {json.loads(line).get("suite_hash") for line in lines}
+    assert stamps == {manifest["suite"]["sha256"][:16]}
+
+
+# =========================================================================== issue 24: overrides and resume
+
+
+@pytest.mark.parametrize(("option", "value", "fragment"), [
+    ("--device", "tpu", "expected cpu, cuda or cuda:N"), ("--device", "gpu", "got 'gpu'"),
+    ("--device", "cuda0", "got 'cuda0'"), ("--dtype", "int8", "got 'int8'"),
+])
+def test_overrides_are_validated_before_anything_is_written(write_suite, image_folder, tmp_path,
+                                                            option, value, fragment) -> None:
+    suite, run_dir = str(write_suite(small_suite(image_folder))), tmp_path / "run"
+    usage_error(invoke("run", suite, "--out", str(run_dir), "--cache-dir", str(tmp_path / "c"), "-q",
+                       option, value), f"command line: {option}:", fragment)
+    assert not run_dir.exists()
+    usage_error(invoke("gate", "calibrate", suite, "--repeats", "2", "--out", str(tmp_path / "cal"),
+                       option, value), f"command line: {option}:")
+    assert not (tmp_path / "cal").exists()
+    ok = invoke("run", suite, "--out", str(run_dir), "--cache-dir", str(tmp_path / "c"), "-q", "--no-report")
+    assert ok.exit_code == 0, ok.output  # nothing half-made blocks the same folder
+
+
+@pytest.mark.parametrize(("args", "extra", "fragment"), [
+    (["--device", "cuda"], "", "timing.device 'cuda': this machine has no GPU"),
+    (["--device", "cuda:1"], "", "timing.device 'cuda:1': this machine has no GPU"),
+    (["--gpus", "0"], "", "--gpus '0': this machine has no GPU"),
+    ([], '[evaluation]\ndevice = "cuda"\n', "evaluation.device 'cuda': this machine has no GPU"),
+], ids=["device", "device-index", "gpus", "evaluation-device"])
+def test_cuda_without_a_gpu_is_one_line_before_the_run_directory(write_suite, image_folder, tmp_path,
+                                                                monkeypatch, args, extra, fragment) -> None:
+    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 0)
+    suite = str(write_suite(small_suite(image_folder) + "\n" + extra))
+    usage_error(invoke("run", suite, "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c"), "-q",
+                       *args), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_cuda_index_beyond_the_gpus_is_refused(write_suite, image_folder, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 2)
+    suite = str(write_suite(small_suite(image_folder)))
+    usage_error(invoke("run", suite, "--out", str(tmp_path / "run"), "--device", "cuda:2", "-q"),
+                "timing.device 'cuda:2': this process sees 2 GPU(s), cuda:0 to cuda:1")
+
+
+def test_calibrate_out_a_file(write_suite, image_folder, tmp_path) -> None:
+    (tmp_path / "f").write_text("x")
+    usage_error(invoke("gate", "calibrate", str(write_suite(small_suite(image_folder))), "--repeats", "2",
+                       "--out", str(tmp_path / "f"), "--cache-dir", str(tmp_path / "c"), "-q"),
+                "--out folder", "is a file")
+
+
+def test_resume_refuses_what_it_cannot_honour(damaged, write_suite, image_folder, tmp_path) -> None:
+    run_dir = damaged()
+    before = (run_dir / "results.jsonl").read_bytes()
+    other = write_suite(small_suite(image_folder, 'name = "bicubic"'), name="other.toml")
+    usage_error(invoke("run", str(other), "--resume", str(run_dir), "-q"), str(other),
+                "is not the suite this run was started with")
+    usage_error(invoke("run", "--resume", str(run_dir), "--dtype", "bfloat16", "--device", "cuda", "--out",
+                       str(tmp_path / "else"), "-q"), "--out, --device, --dtype cannot change a run")
+    usage_error(invoke("run", str(write_suite(small_suite(image_folder))), "--retry-failed", "-q"),
+                "--retry-failed goes with --resume")
+    assert (run_dir / "results.jsonl").read_bytes() == before and not (tmp_path / "else").exists()
+
+
+def test_resume_with_its_own_suite_file_is_accepted(base_run, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(base_run, run_dir)
+    result = invoke("run", str(base_run.parent / "suite.toml"), "--resume", str(run_dir), "-q", "--no-report")
+    assert result.exit_code == 0, result.output
+
+
+def test_an_empty_out_is_refused(write_suite, image_folder, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    usage_error(invoke("run", str(write_suite(small_suite(image_folder))), "--out", "", "-q"),
+                "--out: an empty path")
+    assert not (tmp_path / "manifest.json").exists()
+
+
+# =========================================================================== issue 24: non-finite numbers
+
+
+@pytest.mark.parametrize(("old", "new", "fragment"), [
+    ("timeout_s = 60", "timeout_s = inf", "timing.timeout_s: expected a finite number, got inf"),
+    ("load_timeout_s = 120", "load_timeout_s = inf", "timing.load_timeout_s: expected a finite number"),
+    ("", '\n[judge]\nmodel = "m"\ntimeout_s = inf\n', "judge.timeout_s: expected a finite number, got inf"),
+    ("", '\n[summary]\nq = [{metric = "psnr", weight = inf}]\n',
+     "summary.q[0].weight: expected a finite number"),
+    ('["psnr"]', '[{name = "ssim", params = {sigma = inf}}]',
+     "metrics[0].params.sigma: expected a finite number"),
+    ("", '\n[[gate]]\nstatistic = "fraction_exceeding"\nmetric = "lpips"\ntau = nan\nmax_fraction = 0.1\n',
+     "gate[0].tau: expected a finite number, got nan"),
+    ("", '\n[[gate]]\nstatistic = "fraction_exceeding"\nmetric = "lpips"\ntau = -1.0\nmax_fraction = 0.1\n',
+     "gate[0].tau: expected greater than or equal to 0"),
+    ("repeats = 1", "repeats = 1\nthreads = 100000", "timing.threads: expected less than or equal to 1024"),
+], ids=["timeout", "load-timeout", "judge-timeout", "summary-weight", "ssim-sigma", "tau-nan", "tau-negative",
+        "threads"])
+def test_numbers_that_are_not_finite_or_sane_are_refused(write_suite, image_folder, tmp_path, old, new,
+                                                         fragment) -> None:
+    text = small_suite(image_folder)
+    assert old in text
+    path = write_suite(text.replace(old, new, 1) if old else text + new)
+    usage_error(invoke("validate", str(path)), str(path), fragment)
+    usage_error(invoke("run", str(path), "--out", str(tmp_path / "run"), "-q"), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--memory-budget", "1e999"], "--memory-budget: '1e999' is not a memory size"),
+    (["--memory-budget", "-5GiB"], "--memory-budget:"),
+    (["--step", "-8"], "--step -8: expected a positive number of pixels"),
+    (["--from", "0"], "--from 0: expected a positive number of pixels"),
+])
+def test_sweep_numbers(write_suite, image_folder, tmp_path, args, fragment) -> None:
+    path = write_suite(small_suite(image_folder))
+    usage_error(invoke("sweep", str(path), "--decoder", "nearest", "--from", "32", "--to", "64", *args,
+                       "--out", str(tmp_path / "sweep")), fragment)
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "NaN", "Infinity"])
+def test_a_record_with_a_number_that_is_not_finite(damaged, number) -> None:
+    run_dir = damaged()
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if '"kind": "metric"' in line and '"value": ' in line)
+    record = json.loads(lines[index])
+    lines[index] = json.dumps(record).replace(f'"value": {json.dumps(record["value"])}', f'"value": {number}')
+    (run_dir / "results.jsonl").write_text("\n".join(lines) + "\n")
+    for verb in (["show", str(run_dir)], ["report", str(run_dir)], ["export", str(run_dir), "--csv"]):
+        usage_error(invoke(*verb), f"results.jsonl:{index + 1}: a number that is not finite ({number})")
+
+
+def test_identical_images_are_infinite_psnr_in_every_view(write_suite, image_folder, tmp_path) -> None:
+    """output_scale = 1 and a nearest 'upsampler': every output is its reference. PSNR = ∞ in the
+    table, the JSON, the export and the case pages, and the decoder ranks first (`seeded-noise`
+    adds noise: never identical)."""
+    decoders = 'name = "nearest"\n\n[[decoder]]\nname = "seeded-noise"'
+    text = small_suite(image_folder, decoders, seeds="[0, 1]").replace("seeds = [0]\n", "")
+    path = write_suite(text.replace("output_scale = 2", "output_scale = 1"))  # 6 paired cases: decisive
+    run_dir = tmp_path / "run"
+    assert invoke("run", str(path), "--out", str(run_dir), "--cache-dir", str(tmp_path / "c"), "-q",
+                  "--no-report").exit_code == 0
+    psnr = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()
+            if '"metric": "psnr"' in line and '"nearest"' in line]
+    assert {(r["status"], r["value"], r.get("nonfinite")) for r in psnr} == {("ok", None, "inf")}
+    shown = json.loads(invoke("show", str(run_dir), "--format", "json").stdout)["records"]
+    cell = next(r for r in shown if r["column"] == "metric:psnr" and r["decoder"] == "nearest")
+    assert cell["text"] == "∞" and cell["state"] == "value" and cell["best"] is True
+    assert cell["value"] is None  # JSON has no infinity: the text says it
+    table = invoke("show", str(run_dir))
+    assert "★ ∞" in table.output  # not "not measured"
+    invoke("export", str(run_dir), "--csv", "--out", str(tmp_path / "x.csv"))
+    import csv
+
+    rows = [r for r in csv.DictReader((tmp_path / "x.csv").open()) if r["variable"] == "psnr"
+            and r["decoder"] == "nearest"]
+    assert {r["value"] for r in rows} == {"inf"} and "identical to its reference" in rows[0]["reason"]
+    assert invoke("report", str(run_dir)).exit_code == 0
+    pages = "".join(p.read_text() for p in (run_dir / "report").rglob("*.html"))
+    assert "∞" in pages
+
+
+def test_psnr_ceiling_is_above_every_finite_value() -> None:
+    import torch
+
+    from harness.metrics.fullref import PSNR
+
+    assert PSNR.finite_ceiling((32, 32)) == pytest.approx(83.0, abs=0.05)
+    reference = torch.zeros(1, 3, 32, 32)
+    closest = reference.clone()
+    closest[0, 0, 0, 0] = 1 / 255  # the smallest difference two 8-bit images can have
+    value = float(PSNR(PSNR.Params()).score(closest, reference)[0])
+    assert value == pytest.approx(PSNR.finite_ceiling((32, 32)))
+
+
+# ====================================================================== issue 24: files that are not files
+
+
+def test_a_suite_path_that_is_a_symlink_loop(tmp_path) -> None:
+    (tmp_path / "loop.toml").symlink_to(tmp_path / "loop.toml")
+    usage_error(invoke("validate", str(tmp_path / "loop.toml")), "loop.toml", "a symbolic link loop")
+
+
+@pytest.mark.parametrize("value", ["[" * 5000 + "]" * 5000, "{a = " * 5000 + "1" + "}" * 5000,
+                                   "[" * 20 + "]" * 20], ids=["arrays-5000", "tables-5000", "arrays-20"])
+def test_deep_toml_nesting(write_suite, value) -> None:
+    path = write_suite(f"x = {value}\n")
+    usage_error(invoke("validate", str(path)), str(path), "nested")
+
+
+def test_an_include_chain_1500_files_deep(write_suite, image_folder, tmp_path) -> None:
+    for index in range(1500):
+        (tmp_path / f"s{index}.toml").write_text(f'include = "s{index + 1}.toml"\n')
+    (tmp_path / "s1500.toml").write_text(small_suite(image_folder))
+    usage_error(invoke("validate", str(tmp_path / "s0.toml")), "include chain deeper than 32 files")
+
+
+def test_a_suite_larger_than_a_suite(write_suite) -> None:
+    path = write_suite("# " + "x" * (1 << 20) + "\n")
+    usage_error(invoke("validate", str(path)), str(path), "larger than 1,048,576 bytes")
+
+
+FIFO_CASES = {  # run in a subprocess: a hang fails the test by its timeout instead of blocking the suite
+    "suite": (lambda tmp: tmp / "s.toml", ["validate", "SUITE"], "not a regular file: it is a FIFO"),
+    "include": (lambda tmp: tmp / "base.toml", ["validate", "INCLUDER"], "base.toml: cannot read suite file"),
+    "doctor": (lambda tmp: tmp / "s.toml", ["doctor", "SUITE"], "it is a FIFO"),
+    "judge-override": (lambda tmp: tmp / "s.toml", ["judge", "RUN", "--suite-override", "SUITE", "--dry-run"],
+                       "it is a FIFO"),
+    "baseline": (lambda tmp: tmp / "s.toml", ["gate", "RUN", "--baseline", "SUITE"], "it is a FIFO"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIFO_CASES))
+def test_a_fifo_with_no_writer_answers_at_once(base_run, tmp_path, name) -> None:
+    from helpers import cli
+
+    make, args, fragment = FIFO_CASES[name]
+    fifo = make(tmp_path)
+    os.mkfifo(fifo)
+    (tmp_path / "includer.toml").write_text('include = "base.toml"\n')
+    places = {"SUITE": str(fifo), "INCLUDER": str(tmp_path / "includer.toml"), "RUN": str(base_run)}
+    result = cli(*(places.get(a, a) for a in args), timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert fragment in result.stdout + result.stderr
+
+
+def test_dev_zero_as_a_suite(tmp_path) -> None:
+    usage_error(invoke("validate", "/dev/zero"), "/dev/zero", "it is a character device")
+
+
+@pytest.mark.parametrize("what", ["fifo", "dangling-symlink", "device-symlink"])
+def test_special_files_named_like_images_in_a_folder_source(write_suite, image_folder, tmp_path,
+                                                            what) -> None:
+    target = image_folder / "x.png"
+    if what == "fifo":
+        os.mkfifo(target)
+        fragment = "not a regular file: it is a FIFO"
+    elif what == "dangling-symlink":
+        target.symlink_to(tmp_path / "gone.png")
+        fragment = "a dangling symbolic link"
+    else:
+        target.symlink_to("/dev/zero")
+        fragment = "it is a character device"
+    path = write_suite(small_suite(image_folder))
+    usage_error(invoke("validate", str(path)), str(target), fragment)
+    run_dir = tmp_path / "run"
+    result = invoke("run", str(path), "--out", str(run_dir), "--cache-dir", str(tmp_path / "c"), "-q",
+                    "--no-report")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    statuses = Counter(r["status"] for r in _decode_records(run_dir))
+    assert statuses == {"ok": 3, "input_error": 1}  # the other items run
+
+
+def test_a_folder_where_a_prompt_file_should_be(write_suite, image_folder) -> None:
+    (image_folder / "img0.txt").mkdir()
+    path = write_suite(small_suite(image_folder))
+    usage_error(invoke("validate", str(path)), str(image_folder / "img0.txt"), "it is a directory")
+
+
+def test_a_folder_named_like_an_image_is_a_folder(write_suite, image_folder) -> None:
+    (image_folder / "more.png").mkdir()
+    shutil.copy(image_folder / "img0.png", image_folder / "more.png" / "inner.png")
+    result = invoke("validate", str(write_suite(small_suite(image_folder))))
+    assert result.exit_code == 0 and "4 item(s)" in result.output, result.output
+
+
+# =========================================================================== issue 24: terminals and names
+
+
+def test_columns_zero_and_an_ascii_terminal(base_run) -> None:
+    from helpers import cli
+
+    result = cli("show", str(base_run), columns=0)
+    assert result.returncode == 0 and "Traceback" not in result.stderr and "psnr" in result.stdout
+    env = {**os.environ, "LC_ALL": "C", "PYTHONIOENCODING": "ascii", "COLUMNS": "100"}
+    import subprocess
+
+    for args in (["list", "decoders"], ["show", str(base_run)]):
+        done = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, env=env,
+                              timeout=120)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+        done.stdout.decode("ascii")  # plain ASCII: ★ → *, × → x, ↑ → ^
+    assert b"32x32" in done.stdout and b"*" in done.stdout
+
+
+def test_an_out_path_with_a_300_character_name(write_suite, image_folder, tmp_path) -> None:
+    target = tmp_path / ("x" * 300)
+    usage_error(invoke("run", str(write_suite(small_suite(image_folder))), "--out", str(target), "-q"),
+                "run directory", "File name too long")
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"[]", "expected a JSON object (a baseline), got list"),
+    (bytes(range(256)), "not UTF-8 text"),
+    (b'{"format": 1, "name": "b"}', "suite: required key is missing"),
+    (b'{"format": 1', ":1: invalid JSON"),
+], ids=["a-list", "binary", "no-keys", "torn"])
+def test_a_gate_baseline_that_is_no_baseline(base_run, tmp_path, content, fragment) -> None:
+    baseline = tmp_path / "b.json"
+    baseline.write_bytes(content)
+    usage_error(invoke("gate", str(base_run), "--baseline", str(baseline), "--suite",
+                       str(_gate_suite(base_run, tmp_path))), str(baseline), fragment)
+
+
+def test_a_baseline_without_its_decoders_key(base_run, tmp_path) -> None:
+    assert invoke("baseline", "save", str(base_run), "--name", "b", "--dir", str(tmp_path),
+                  "--images", "none").exit_code == 0
+    data = json.loads((tmp_path / "b.json").read_text())
+    del data["decoders"]
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    usage_error(invoke("gate", str(base_run), "--baseline", str(tmp_path / "b.json"), "--suite",
+                       str(_gate_suite(base_run, tmp_path))), "b.json: decoders: required key is missing")
+
+
+# =========================================================================== issue 24: silent accepts
+
+
+def test_a_summary_group_named_overall(write_suite, image_folder) -> None:
+    path = write_suite(small_suite(image_folder) + '\n[summary]\noverall = ["psnr"]\n')
+    usage_error(invoke("validate", str(path)), str(path), "summary group 'overall'", "another name")
+
+
+def test_a_misspelt_decoder_table_is_named(write_suite, image_folder) -> None:
+    path = write_suite(small_suite(image_folder).replace("[[decoder]]", "[[decoders]]"))
+    usage_error(invoke("validate", str(path)), "decoder: required key is missing",
+                "the file has 'decoders': did you mean 'decoder'?")
+
+
+def test_report_of_a_metric_the_run_does_not_have(base_run, tmp_path) -> None:
+    usage_error(invoke("report", str(base_run), "--out", str(tmp_path / "r"), "--metric", "psnrr"),
+                "--metric: 'psnrr' is not a metric of this run (did you mean 'psnr'?)")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_benchmarks_dir_that_is_a_file(tmp_path, monkeypatch) -> None:
+    (tmp_path / "f").write_text("x")
+    monkeypatch.setenv("DECODERBENCH_BENCHMARKS_DIR", str(tmp_path / "f"))
+    for verb in ("list", "where", "verify"):
+        usage_error(invoke("benchmarks", verb), "DECODERBENCH_BENCHMARKS_DIR=", "a file, not a folder")
+
+
+def test_a_start_method_that_is_no_process(write_suite, image_folder, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DECODERBENCH_START_METHOD", "threads")
+    suite = str(write_suite(small_suite(image_folder)))
+    usage_error(invoke("run", suite, "--out", str(tmp_path / "r"), "-q"),
+                "DECODERBENCH_START_METHOD='threads'", "forkserver, spawn")
+    assert not (tmp_path / "r").exists()
+
+
+def test_judge_max_requests_is_blamed_on_the_command_line(base_run, tmp_path) -> None:
+    override = tmp_path / "judge.toml"
+    override.write_text('[judge]\nmodel = "m"\n')
+    line = usage_error(invoke("judge", str(base_run), "--suite-override", str(override), "--max-requests",
+                              "-1", "--dry-run"), "command line: --max-requests:")
+    assert str(override) not in line and "invalid judge settings" not in line
+
+
+def test_validate_opens_only_the_items_a_limit_keeps(write_suite, image_folder, tmp_path,
+                                                     monkeypatch) -> None:
+    """Listing is linear and lazy: ids are checked over every entry, files opened for `limit` only."""
+    import harness.sources.items as items
+
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps({"image": str(image_folder / "img0.png"), "id": f"i{n}"}) + "\n"
+                                for n in range(5000)))
+    text = small_suite(image_folder).replace(f'folder = "{image_folder}"',
+                                             f'manifest = "{manifest}"\nlimit = 2')
+    opened = []
+    real = items.read_regular
+    monkeypatch.setattr(items, "read_regular", lambda path, limit: opened.append(path) or real(path, limit))
+    result = invoke("validate", str(write_suite(text)))
+    assert result.exit_code == 0 and "2 item(s)" in result.output, result.output
+    assert len([p for p in opened if p.suffix == ".png"]) == 2
+    manifest.write_text(manifest.read_text() + json.dumps({"image": "x.png", "id": "i4999"}) + "\n")
+    usage_error(invoke("validate", str(write_suite(text))), "item ids occur twice: ['i4999']")
+
+
+def test_cached_sources_keep_their_notes(write_suite, image_folder, tmp_path) -> None:
+    text = small_suite(image_folder).replace("output_scale = 2", "output_scale = 4")
+    path = write_suite(text)
+    notes = []
+    for name in ("a", "b"):
+        result = invoke("run", str(path), "--out", str(tmp_path / name), "--cache-dir", str(tmp_path / "c"),
+                        "-q", "--no-report")
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        notes.append(sorted(n for n in manifest["notes"] if "upsampled" in n))
+    assert notes[0] and notes[0] == notes[1]

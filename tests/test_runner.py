@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from harness.runner import Runner
 from harness.sources.cache import TensorCache, tensor_sha256
-from harness.store import RunStore
+from harness.store import INFRASTRUCTURE_ERROR, RunStore
 from harness.suite import load_suite
 
 
@@ -179,12 +179,20 @@ def test_worker_killed_externally_is_recorded_and_the_run_goes_on(
     thread.join()
     records, _ = RunStore.open(run_dir).records()
     statuses = [r["status"] for r in _decodes(records).values()]
-    assert statuses.count("crashed") == 1 and statuses.count("ok") == 2
-    crashed = next(r for r in records if r.get("status") == "crashed")
-    assert "SIGKILL" in crashed["message"]
+    # A SIGKILL the runner did not send, while the kernel's OOM-kill counter did not move, came from
+    # outside: the environment's failure, which resume runs again (docs/run-integrity.md).
+    from harness.workers.process import oom_kill_counts
+
+    killed_status = INFRASTRUCTURE_ERROR if any(c is not None for c in oom_kill_counts()) else "crashed"
+    assert statuses.count(killed_status) == 1 and statuses.count("ok") == 2
+    killed = next(r for r in records if r.get("status") == killed_status)
+    assert "SIGKILL" in killed["message"]
     before = (run_dir / "results.jsonl").read_bytes()
-    Runner.resume(run_dir).run()  # nothing left to do: nothing is appended
-    assert (run_dir / "results.jsonl").read_bytes() == before
+    Runner.resume(run_dir).run()
+    if killed_status == "crashed":  # the decoder's own failure: kept, nothing appended
+        assert (run_dir / "results.jsonl").read_bytes() == before
+    else:  # decoded again, once
+        assert [r["status"] for r in _decodes(RunStore.open(run_dir).records()[0]).values()] == ["ok"] * 3
 
 
 def _alive(pid: int) -> bool:

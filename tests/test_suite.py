@@ -79,7 +79,7 @@ MALFORMED = [
     ('label = "lanczos-3"', 'label = "lanczos 3"', "decoder[1].label", "matching pattern"),
     ('"psnr"', '"psnrr"', "metrics[0].name", "unknown metric 'psnrr'"),
     ("sigma = 1.5", 'sigma = "wide"', "metrics[1].params.sigma", "valid number"),
-    ('name = "ok"', 'name = "ok"\n[timing]\ndevice = "tpu"', "timing.device", "matching pattern"),
+    ('name = "ok"', 'name = "ok"\n[timing]\ndevice = "tpu"', "timing.device", "expected cpu, cuda or cuda:N"),
     ('name = "ok"', 'name = "ok"\n[timing]\nrepeats = 0', "timing.repeats", "greater than or equal to 1"),
     ('name = "ok"', 'name = "ok"\n[timing]\ndtype = "int8"', "timing.dtype", "'float32'"),
     ('name = "ok"', 'name = "ok"\n[compare]\nresampler = "magic"', "compare.resampler", "'lanczos'"),

@@ -24,6 +24,8 @@ suite or run-directory error.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import errno
 import os
 import sys
@@ -90,13 +92,50 @@ app.add_typer(benchmarks.app, name="benchmarks", short_help="Benchmark data: lis
 
 
 # File-system conditions no verb can fix (a full disk, a path that vanished, permissions changed
-# mid-run): one line naming the file instead of a traceback. Every other OSError is a bug to report.
-FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
-                      errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+# mid-run, a name too long): one line naming the file instead of a traceback. Every other OSError
+# is a bug to report.
+FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                      errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG,
+                      errno.ELOOP, errno.EIO}
+# What a terminal that cannot show Unicode (LC_ALL=C, PYTHONIOENCODING=ascii) gets for the glyphs
+# tables and notes use; anything else unencodable becomes '?'.
+ASCII_GLYPHS = {"×": "x", "★": "*", "↑": "^", "↓": "v", "→": "->", "—": "-", "–": "-", "±": "+/-",
+                "∞": "inf", "…": "...", "✓": "ok", "✗": "x", "·": "|", "≥": ">=", "≤": "<=", "½": "1/2",
+                "²": "^2", "µ": "u", "−": "-"}
+
+
+def _ascii_glyphs(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(ASCII_GLYPHS.get(char, "?") for char in text), error.end
+
+
+codecs.register_error("decoderbench-glyphs", _ascii_glyphs)
+
+
+def standard_streams() -> None:
+    """Make the three standard streams usable whatever the caller left: a closed descriptor
+    (`2>&-`) is reopened on /dev/null — so that no file this process or its workers open later
+    takes number 0, 1 or 2 — and a stream that cannot encode Unicode gets ASCII stand-ins."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if stream is not None and not encoding.startswith("utf"):
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors="decoderbench-glyphs")  # type: ignore[union-attr]
 
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    standard_streams()
     try:
         app()
     except KeyboardInterrupt:

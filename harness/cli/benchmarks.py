@@ -7,12 +7,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness.cli.console import EXIT_USAGE, out
+from harness.cli.console import EXIT_USAGE, fail, out
 from harness.cli.console import console as err
 from harness.sources import benchmarks
 
 app = typer.Typer(help="Benchmark data (GenEval, DPG-Bench): lock table, location, verification, "
                   "explicit download.", no_args_is_help=True)
+
+@app.callback()
+def _data_folder() -> None:
+    """Every verb reads the data folder: a DECODERBENCH_BENCHMARKS_DIR that cannot be one is said first."""
+    try:
+        benchmarks.benchmarks_dir()
+    except benchmarks.BenchmarkDataMissing as exc:
+        raise fail(str(exc)) from None
+
 
 NamesArg = Annotated[list[str] | None, typer.Argument(
     help=f"Benchmark names (default: all of {', '.join(benchmarks.BENCHMARKS)}).")]

@@ -3,6 +3,9 @@ progress reporter the runner, the judge and calibration report to."""
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -10,8 +13,53 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
 
-console = Console(stderr=True)  # progress, notes, errors
-out = Console()  # tables and results
+for _name in ("COLUMNS", "LINES"):  # COLUMNS=0 would make every table fail: take the terminal's
+    if os.environ.get(_name, "").strip() in ("0", "00"):
+        del os.environ[_name]
+
+
+class _Guarded:
+    """A stream whose reader may go away mid-run (`| head`, a closed terminal): a failed write is
+    dropped, once and for all, instead of ending a run that has nothing to do with it."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if not _BROKEN:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):  # EPIPE, EBADF, a closed file
+                _BROKEN.add(True)
+        return len(text)
+
+    def flush(self) -> None:
+        if not _BROKEN:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                _BROKEN.add(True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_BROKEN: set[bool] = set()
+
+
+class _Console(Console):
+    @property
+    def file(self) -> Any:
+        stream = Console.file.fget(self)  # type: ignore[attr-defined]
+        return _Guarded(stream)
+
+    @file.setter
+    def file(self, new_file: Any) -> None:
+        Console.file.fset(self, new_file)  # type: ignore[attr-defined]
+
+
+console = _Console(stderr=True)  # progress, notes, errors
+out = _Console()  # tables and results
 
 
 def fail(message: str, prefix: str = "") -> typer.Exit:

@@ -129,7 +129,7 @@ def doctor(
     try:
         loaded = [load_suite(name) for name in suites or []]
     except SuiteError as exc:
-        raise fail(f"invalid suite\n{exc}") from None
+        raise fail(str(exc), prefix="invalid suite: ") from None
     if device is not None:
         on_cuda = [suite.with_overrides(device="cuda") for suite in loaded]
         _preflight(on_cuda, gpu_family, allow_missing, record)

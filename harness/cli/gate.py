@@ -94,7 +94,7 @@ def check(
     """Check a run against a baseline with the suite's gates.
 
     Also `decoderbench gate RUN_DIR --baseline F`."""
-    from harness.gates.baselines import BaselineError, load_baseline, snapshot
+    from harness.gates.baselines import BaselineError, load_baseline, require_clean, snapshot
     from harness.gates.checks import evaluate_gates
     from harness.gates.report import write_outputs
     from harness.gates.spec import GateSpec
@@ -106,6 +106,7 @@ def check(
     markdown = markdown or run_dir / "gate" / "summary.md"
     try:
         view = load_run(run_dir)
+        require_clean(view, "a gate verdict")
         base = load_baseline(baseline)
         if suite is not None:
             gates = list(load_suite(suite).model.gate)
@@ -118,7 +119,10 @@ def check(
     if not gates:
         raise fail(f"{suite or 'the suite of ' + str(run_dir)} declares no [[gate]] tables: nothing to "
                     "check (add gates to the suite, or pass --suite FILE)")
-    report = evaluate_gates(snapshot(view), run_dir, base, gates, allow_environment_mismatch, device)
+    try:
+        report = evaluate_gates(snapshot(view), run_dir, base, gates, allow_environment_mismatch, device)
+    except StoreError as exc:  # an output path that leaves its folder through a symlink
+        raise fail(str(exc)) from None
     print_report(report)
     if view.missing_images:
         print_note(console, f"{len(view.missing_images)} output image(s) of this run are missing (e.g. "
@@ -172,20 +176,30 @@ def calibrate_(
     from harness.gates.calibrate import calibrate, default_gates, write_calibration
     from harness.runner import Runner
     from harness.sources.cache import TensorCache, default_cache_dir
-    from harness.suite import SuiteError, load_suite
+    from harness.sources.prepare import SourceError
+    from harness.store import StoreError, writable_dir
+    from harness.suite import OverrideError, SuiteError, load_suite
+    from harness.workers.executor import ExecutorError, require_devices
 
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
+    except OverrideError as exc:
+        raise fail(str(exc)) from None
     except SuiteError as exc:
         raise fail(str(exc), prefix="invalid suite: ") from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     root = out_dir or Path("runs") / f"calibrate-{loaded.name}-{stamp}"
     cache = TensorCache(cache_dir or default_cache_dir())
     run_dirs = []
-    with RichReporter(quiet) as reporter:
-        for index in range(1, repeats + 1):
-            reporter.note(f"repeat {index}/{repeats}")
-            run_dirs.append(Runner.new(loaded, root / f"repeat-{index}", cache, reporter).run().run_dir)
+    try:
+        require_devices(loaded)
+        writable_dir(root, "--out folder")
+        with RichReporter(quiet) as reporter:
+            for index in range(1, repeats + 1):
+                reporter.note(f"repeat {index}/{repeats}")
+                run_dirs.append(Runner.new(loaded, root / f"repeat-{index}", cache, reporter).run().run_dir)
+    except (StoreError, SourceError, ExecutorError) as exc:
+        raise fail(str(exc)) from None
     gates = list(loaded.model.gate) or default_gates([m.name for m in loaded.model.metrics])
     evaluation = loaded.model.evaluation.device or loaded.model.timing.device
     proposals = calibrate(run_dirs, gates, k, evaluation)

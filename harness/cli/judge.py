@@ -17,7 +17,7 @@ from rich.console import Console
 
 from harness.cli.console import EXIT_FAILED, RichReporter, fail, out
 from harness.cli.tables import Column, Grid, print_grid, print_note
-from harness.suite import Suite, SuiteError, validate_raw
+from harness.suite import OverrideError, Suite, SuiteError, validate_raw
 
 if TYPE_CHECKING:
     from harness.judge.phase import JudgeOutcome
@@ -48,6 +48,8 @@ def judge(
     try:
         with RichReporter(quiet) as reporter:
             outcome = judge_run(run_dir, suite_override, cache_dir, caps, reporter, dry_run)
+    except OverrideError as exc:
+        raise fail(str(exc)) from None
     except SuiteError as exc:
         raise fail(str(exc), prefix="invalid judge settings: ") from None
     except (StoreError, JudgeUsageError) as exc:
@@ -89,16 +91,28 @@ def _suite(manifest: dict[str, Any], override: Path | None, caps: dict[str, Any]
     if not table:
         raise JudgeUsageError("this run's suite has no [judge] table; give one with --suite-override FILE")
     raw["judge"] = {**table, **caps}
-    return validate_raw(raw, path, info.get("texts"))
+    try:
+        return validate_raw(raw, path, info.get("texts"))
+    except SuiteError as exc:  # a bad --max-requests is the command line's, not the suite file's
+        options = {f"judge.{key}": f"--{key.replace('_', '-')}" for key in caps}
+        problems = [("command line", options[key], message) if key in options else (file, key, message)
+                    for file, key, message in exc.problems]
+        raise (OverrideError if all(key in options for _, key, _ in exc.problems) else SuiteError)(
+            problems) from None
 
 
 def _judge_table(path: Path) -> dict[str, Any]:
+    from harness.store import PathProblem, read_regular
+    from harness.suite import MAX_SUITE_BYTES
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(read_regular(path, MAX_SUITE_BYTES).decode("utf-8"))
+    except (PathProblem, UnicodeDecodeError) as exc:
         raise SuiteError([(str(path), "", f"cannot read: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError([(str(path), "", f"invalid TOML: {exc}")]) from None
+    except RecursionError:
+        raise SuiteError([(str(path), "", "invalid TOML: tables or arrays nested too deeply")]) from None
     table = data.get("judge")
     if not isinstance(table, dict):
         raise SuiteError([(str(path), "judge", "expected a [judge] table")])

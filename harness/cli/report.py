@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +30,18 @@ def report(
         raise fail("give --out DIR when reporting several run directories")
     target = out_dir or run_dirs[0] / "report"
     try:
+        measured: set[str] = set()
         for run_dir in run_dirs:  # every run directory is readable before anything is written
-            read_run(run_dir, results_required=not is_sweep(run_dir), expect="any")
+            data = read_run(run_dir, results_required=not is_sweep(run_dir), expect="any")
+            resolved = (data.manifest.get("suite") or {}).get("resolved") or {}
+            measured.update(str(m.get("name")) for m in resolved.get("metrics", []) if isinstance(m, dict))
+            measured.update(r["metric"] for r in data.records if r["kind"] == "metric")
+        if metric is not None and metric not in measured:
+            close = difflib.get_close_matches(metric, sorted(measured), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            runs = "this run" if len(run_dirs) == 1 else "these runs"
+            raise fail(f"--metric: {metric!r} is not a metric of {runs}{hint}; measured: "
+                       f"{', '.join(sorted(measured)) or 'none'}")
         writable_dir(target, "report folder")
         index = render_reports(run_dirs, target, metric)
     except (StoreError, ReportError) as exc:
@@ -57,7 +68,8 @@ def export(
         raise fail("choose exactly one of --parquet or --csv")
     target = out_file or run_dir / ("results.parquet" if parquet else "results.csv")
     try:
-        missing = read_run(run_dir).missing_note
+        data = read_run(run_dir)
+        notes = [note for note in (data.missing_note, data.set_aside_note) if note]
         writable_file(target, "export file")
         rows = tidy_rows(run_dir)
         (write_parquet if parquet else write_csv)(rows, target)
@@ -65,6 +77,6 @@ def export(
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write {target}: {exc.strerror or exc}") from None
-    if missing:
-        print_note(console, missing)
+    for note in notes:
+        print_note(console, note)
     out.print(f"{len(rows)} rows → {target}", markup=False, highlight=False)

@@ -12,17 +12,21 @@ from rich.markup import escape
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
 from harness.cli.tables import print_note, print_wrapped
-from harness.suite import Suite, SuiteError, load_suite
+from harness.suite import OverrideError, Suite, SuiteError, load_suite
 
 
 def run(
-    suite: Annotated[str, typer.Argument(
+    suite: Annotated[str | None, typer.Argument(
         help="Suite file, or a built-in suite name (default: the offline demo 'smoke')."
-    )] = "smoke",
-    out_dir: Annotated[Path | None, typer.Option(
+    )] = None,
+    out: Annotated[str | None, typer.Option(
         "--out", help="Run directory to create (default: runs/<suite>-<timestamp>).")] = None,
     resume: Annotated[Path | None, typer.Option(
-        help="Resume this run directory: finished (decoder, case) units are skipped.")] = None,
+        help="Resume this run directory: finished (decoder, case) units are skipped; units an "
+             "environment failure stopped (infrastructure_error) run again.")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="With --resume: also run again the units the decoders themselves "
+        "failed (error, crashed, timeout, oom, invalid_output, unavailable, input_error).")] = False,
     device: Annotated[str | None, typer.Option(help="Override timing.device (cpu, cuda, cuda:N).")] = None,
     dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
@@ -41,26 +45,35 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run a suite (or resume a run) and print the summary table."""
-    from harness.runner import Runner
+    from harness.runner import Runner, check_execution
     from harness.sources.cache import TensorCache, default_cache_dir
     from harness.sources.prepare import SourceError
-    from harness.store import StoreError
-    from harness.workers.executor import ExecutorError, parse_gpus
+    from harness.store import EnvironmentFailure, StoreError
+    from harness.workers.executor import ExecutorError, parse_gpus, require_devices
 
     cache = TensorCache(cache_dir or default_cache_dir())
     execution = {"executor": executor, "address": address}
     try:
+        _check_run_options(suite, out, resume, retry_failed, device, dtype)
+        out_dir = Path(out) if out is not None else None
         wanted_gpus = parse_gpus(gpus)
+        check_execution(executor, address, wanted_gpus)
         with RichReporter(quiet) as reporter:
             if resume is not None:
                 if gpu_hour_price is not None:
                     raise fail("--gpu-hour-price prices a new run; re-price this one with "
                                f"`decoderbench show {resume} --gpu-hour-price {gpu_hour_price:g}`")
+                def check(stored: Suite) -> None:
+                    _same_suite(suite, stored, resume)
+                    require_devices(stored)
+
                 runner = Runner.resume(resume, cache if cache_dir else None, reporter, gpus=wanted_gpus,
-                                       **execution)
+                                       check=check, retry_failed=retry_failed, **execution)
             else:
-                loaded = load_suite(suite).with_overrides(device=device, dtype=dtype, gpus=wanted_gpus)
+                loaded = load_suite(suite or "smoke").with_overrides(device=device, dtype=dtype,
+                                                                     gpus=wanted_gpus)
                 loaded = loaded.with_price(gpu_hour_price)
+                require_devices(loaded)
                 for problem in missing_before_run(loaded):
                     print_note(console, problem, label="missing")
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -72,14 +85,59 @@ def run(
             from reports.html import render_report
 
             print_note(console, str(render_report(outcome.run_dir)), label="report", style="cyan")
+    except OverrideError as exc:
+        raise fail(str(exc)) from None
     except SuiteError as exc:
         raise fail(str(exc), prefix="invalid suite: ") from None
+    except EnvironmentFailure as exc:
+        raise fail(str(exc)) from None
     except (StoreError, SourceError, ExecutorError) as exc:
         raise fail(str(exc)) from None
     print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
+    environment = outcome.environment_units
+    if environment:
+        resume_command = escape(f"decoderbench run --resume {outcome.run_dir}")
+        console.print(f"[red]{environment} decode unit(s) were stopped by the environment, not by their "
+                      f"decoder[/] (infrastructure_error): `{resume_command}` runs them again",
+                      highlight=False, soft_wrap=True)
+    if outcome.failed_units > environment:
+        console.print(f"[red]{outcome.failed_units - environment} decode unit(s) did not succeed[/]")
     if outcome.failed_units:
-        console.print(f"[red]{outcome.failed_units} decode unit(s) did not succeed[/]")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _check_run_options(suite: str | None, out_dir: str | None, resume: Path | None, retry_failed: bool,
+                       device: str | None, dtype: str | None) -> None:
+    """What `run` cannot honour, refused before anything is read or written."""
+    from harness.store import StoreError
+
+    if out_dir is not None and not out_dir.strip():
+        raise StoreError("--out: an empty path; name the run directory (or leave --out out for "
+                         "runs/<suite>-<timestamp>)")
+    if resume is None:
+        if retry_failed:
+            raise StoreError("--retry-failed goes with --resume RUN_DIR: it runs a stored run's failed "
+                             "units again")
+        return
+    fixed = [name for name, value in (("--out", out_dir), ("--device", device), ("--dtype", dtype))
+             if value is not None]
+    if fixed:
+        raise StoreError(f"--resume {resume}: {', '.join(fixed)} cannot change a run that has started (its "
+                         "suite, device, dtype and folder are stored in its manifest.json); start a new run "
+                         "to use them")
+
+
+def _same_suite(spec: str | None, stored: Suite, run_dir: Path) -> None:
+    """`run SUITE --resume RUN_DIR`: SUITE must be the run's own suite (the same hash), else refused."""
+    from harness.store import StoreError
+
+    if spec is None:
+        return
+    given = load_suite(spec)
+    if given.sha256 != stored.sha256:
+        raise StoreError(f"--resume {run_dir}: {given.path} is not the suite this run was started with "
+                         f"(sha256 {given.sha256[:12]}, the run's {stored.sha256[:12]}); a resumed run uses "
+                         "its stored suite: leave SUITE out, or start a new run")
 
 
 def missing_before_run(suite: Suite) -> list[str]:

@@ -74,7 +74,10 @@ def show(
     chosen = _metrics(view, metrics)
     if format_ == Format.table:
         print_results(view, chosen, summary_only=summary)
-    elif format_ == Format.markdown:
+        return
+    for warning in view.warnings:  # stdout stays the document; what it cannot say goes to stderr
+        print_note(console, warning)
+    if format_ == Format.markdown:
         sys.stdout.write("\n".join(markdown_grid(g, out.width) for g in grids(view, chosen, summary)))
     else:
         records = result_records(view, chosen, summary)

@@ -35,15 +35,20 @@ def sweep(
     from harness.store import StoreError
     from harness.suite import SuiteError, load_suite
     from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes
+    from harness.workers.executor import ExecutorError, require_devices
     from reports.aggregate import MEMORY_KINDS, format_bytes
     from reports.sweep import device_energy
 
     try:
+        try:
+            budget = parse_bytes(memory_budget) if memory_budget else None
+        except ValueError as exc:
+            raise SweepError(f"--memory-budget: {exc}") from None
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
-        budget = parse_bytes(memory_budget) if memory_budget else None
+        require_devices(loaded)
         run_dir = out_dir or default_run_dir(loaded, decoder)
         outcome = Sweep(loaded, decoder, run_dir, budget, RichReporter(quiet=True)).run(start, stop, step)
-    except (SuiteError, SweepError, SourceError, StoreError, ValueError) as exc:
+    except (SuiteError, SweepError, SourceError, StoreError, ExecutorError, ValueError) as exc:
         raise fail(str(exc)) from None
     kinds = [k for k in MEMORY_KINDS if any(k in (r.get("memory") or {}) for r in outcome.records)]
     with_energy = any(r.get("energy") for r in outcome.records)

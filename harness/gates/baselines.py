@@ -20,7 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.store import atomic_write_text, link_or_copy, now_iso, writable_dir
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.store import (
+    INFRASTRUCTURE_ERROR,
+    NonFinite,
+    PathProblem,
+    atomic_write_text,
+    inside,
+    link_or_copy,
+    loads_finite,
+    now_iso,
+    read_regular,
+    stored_path_problem,
+    writable_dir,
+)
 from reports.aggregate import RunView, load_run
 
 BASELINE_FORMAT = 1
@@ -47,7 +61,7 @@ class Baseline:
         """Where the baseline's output images are, or None when it holds none."""
         images = self.data.get("images") or {}
         if images.get("mode") == "copy":
-            return self.path.parent / images["dir"]
+            return inside(self.path.parent, images["dir"])
         if images.get("mode") == "link":
             return Path(images["run_dir"])
         return None
@@ -140,14 +154,15 @@ def save_baseline(run_dir: Path, name: str, directory: Path, images: ImagesMode 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise BaselineError(f"baseline name {name!r}: use letters, digits, '.', '_' and '-'")
     view = load_run(run_dir)
+    require_clean(view, "a baseline")
     if images != "none":
         _check_outputs(view)
     data = {"format": BASELINE_FORMAT, "name": name, "created": now_iso(), **snapshot(view)}
     writable_dir(directory, "baselines folder")
     if images == "copy":
         for decoder in data["decoders"].values():
-            for output in decoder["outputs"].values():
-                link_or_copy(run_dir / output["image"], directory / name / output["image"])
+            for output in decoder["outputs"].values():  # both ends checked: a record names any path
+                link_or_copy(inside(run_dir, output["image"]), inside(directory / name, output["image"]))
         data["images"] = {"mode": "copy", "dir": name}
     elif images == "link":
         data["images"] = {"mode": "link", "run_dir": str(run_dir.resolve())}
@@ -158,13 +173,28 @@ def save_baseline(run_dir: Path, name: str, directory: Path, images: ImagesMode 
     return target
 
 
+def require_clean(view: RunView, what: str) -> None:
+    """A baseline or a gate verdict is made from a run's own, complete records only: records that
+    do not belong to the run, or units an environment failure stopped, are refused (resume first)."""
+    resume = f"`decoderbench run --resume {view.run_dir}`"
+    if view.set_aside:
+        raise BaselineError(f"{view.run_dir}: {len(view.set_aside)} record(s) do not belong to this run "
+                            f"({view.set_aside[0]}): no {what} from it until {resume} has moved them aside")
+    stopped = sum(1 for record in view.decodes.values() if record["status"] == INFRASTRUCTURE_ERROR)
+    if stopped:
+        raise BaselineError(f"{view.run_dir}: {stopped} unit(s) were stopped by the environment "
+                            f"(infrastructure_error): the run is incomplete; {resume} runs them, then make "
+                            f"{what}")
+
+
 def _check_outputs(view: RunView) -> None:
     """A baseline never claims an output image that is gone or is not what the run recorded."""
     from harness import images
 
     bad = [f"{path} (missing)" for path in view.missing_images]
     for record in view.decodes.values():
-        path = view.run_dir / record["image"] if record["status"] == "ok" and record.get("image") else None
+        path = inside(view.run_dir, record["image"]) if record["status"] == "ok" and record.get("image") \
+            else None
         if path is None or not path.is_file() or not record.get("image_sha256"):
             continue
         try:
@@ -181,15 +211,97 @@ def _check_outputs(view: RunView) -> None:
                             "again, or save with --images none")
 
 
+MAX_BASELINE_BYTES = 1 << 30
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Output(_Loose):
+    image: str
+    sha256: str | None = None
+
+
+class _MetricEntry(_Loose):
+    values: dict[str, float | None] = Field(default_factory=dict)
+    statuses: dict[str, int] = Field(default_factory=dict)
+    messages: list[str] = Field(default_factory=list)
+
+
+class _BaselineDecoder(_Loose):
+    sizes: dict[str, dict[str, Any]]
+    metrics: dict[str, _MetricEntry]
+    outputs: dict[str, _Output] = Field(default_factory=dict)
+    decode_statuses: dict[str, int] = Field(default_factory=dict)
+    failures: list[str] = Field(default_factory=list)
+
+
+class _Images(_Loose):
+    mode: Literal["copy", "link", "none"]
+    dir: str | None = None
+    run_dir: str | None = None
+
+
+class _SuiteRef(_Loose):
+    name: str
+    sha256: str
+
+
+class _BaselineFile(_Loose):
+    format: int
+    name: str
+    suite: _SuiteRef
+    environment: dict[str, Any]
+    decoders: dict[str, _BaselineDecoder]
+    images: _Images = _Images(mode="none")
+
+
 def load_baseline(path: Path) -> Baseline:
+    """A baseline file, checked: what gates read is there, every stored path stays in its folder;
+    BaselineError in one line naming the file (and the key) otherwise."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BaselineError(f"baseline {path} not found; create it with "
-                            "`decoderbench baseline save RUN_DIR --name NAME`") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BaselineError(f"cannot read baseline {path}: {exc}") from None
+        raw = read_regular(path, MAX_BASELINE_BYTES)
+    except PathProblem as exc:
+        if str(exc) == "not found":
+            raise BaselineError(f"baseline {path} not found; create it with "
+                                "`decoderbench baseline save RUN_DIR --name NAME`") from None
+        raise BaselineError(f"baseline {path}: cannot read: {exc}") from None
+    try:
+        data = loads_finite(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BaselineError(f"{path}: not UTF-8 text: a baseline is the JSON `decoderbench baseline save` "
+                            "writes") from None
+    except NonFinite as exc:
+        raise BaselineError(f"{path}: a number that is not finite ({exc}); restore the file") from None
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise BaselineError(f"{path}: expected a JSON object (a baseline), got {type(data).__name__}")
     if data.get("format") != BASELINE_FORMAT:
         raise BaselineError(f"{path}: baseline format {data.get('format')} is not supported "
                             f"(expected {BASELINE_FORMAT}); re-save it")
+    try:
+        _BaselineFile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        what = "required key is missing" if error["type"] == "missing" else \
+            error["msg"].replace("Input should be", "expected")
+        raise BaselineError(f"{path}: {where}: {what}; re-save the baseline") from None
+    _check_paths(path, data)
     return Baseline(path, data)
+
+
+def _check_paths(path: Path, data: dict[str, Any]) -> None:
+    """Every output image a baseline names, and its copy folder, stay inside the baseline's folders."""
+    images = data.get("images") or {}
+    if images.get("mode") == "copy":
+        problem = stored_path_problem(images.get("dir"))
+        if problem is not None:
+            raise BaselineError(f"{path}: images.dir: {problem}")
+    for decoder, entry in data["decoders"].items():
+        for case, output in entry.get("outputs", {}).items():
+            problem = stored_path_problem(output["image"])
+            if problem is not None:
+                raise BaselineError(f"{path}: decoders.{decoder}.outputs.{case}.image: {problem}")

@@ -57,6 +57,7 @@ from harness.stats import (
     pass_probability,
     t_upper_bound,
 )
+from harness.store import inside
 
 PASS, FAIL, SKIP, UNDECIDED = "pass", "fail", "skip", "undecided"
 DISTANCE_BATCH = 8
@@ -337,8 +338,8 @@ def _fraction_exceeding(gate: GateSpec, decoder: str, base: dict[str, Any], run:
                           "--images none); re-save it with --images copy")
     _require_cases("output", base["outputs"], run["outputs"], f"decode {_statuses(run['decode_statuses'])}")
     cases = sorted(base["outputs"])
-    pairs = [(case, context.run_dir / run["outputs"][case]["image"], root / base["outputs"][case]["image"])
-             for case in cases]
+    pairs = [(case, inside(context.run_dir, run["outputs"][case]["image"]),  # never out of its folder
+              inside(root, base["outputs"][case]["image"])) for case in cases]
     for whose, index in (("baseline", 2), ("run", 1)):
         missing = [str(pair[index]) for pair in pairs if not pair[index].is_file()]  # type: ignore[attr-defined]
         if missing:

@@ -49,7 +49,7 @@ _ONLY_FOR = {
 
 
 class GateSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:-]*$", max_length=80)
     statistic: Statistic = "mean_delta"
@@ -58,7 +58,7 @@ class GateSpec(BaseModel):
     tolerance: float | None = Field(default=None, ge=0)
     tolerance_relative: float | None = Field(default=None, ge=0)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    tau: float | None = None
+    tau: float | None = Field(default=None, ge=0, description="a distance: 0 or more")
     max_fraction: float | None = Field(default=None, gt=0, le=1)
     max_ratio: float | None = Field(default=None, gt=0)
     decoders: list[str] | None = Field(default=None, min_length=1)

@@ -35,7 +35,7 @@ from harness.judge.media import RESIZE_PROTOCOL, JudgeImage, load_for_judge
 from harness.judge.prompts import ANSWER_SCHEMA, Criterion, build_prompt, template_version
 from harness.judge.protocol import Backend
 from harness.judge.scheduler import Done, Job, Scheduler
-from harness.store import RunStore, atomic_write_text
+from harness.store import RunStore, atomic_write_text, inside
 from harness.suite import Suite
 
 JUDGE_JSON = "judge.json"
@@ -117,7 +117,8 @@ def _plan(config: JudgeConfig, pairs: list[tuple[str, str]], store: RunStore, re
     criteria = config.criterion_list()
     missing: Counter[str] = Counter()
     for case in store.cases():
-        reference = store.root / case["reference"]
+        # a source without references: criteria that show one find no file (their requests say so)
+        reference = inside(store.root, case["reference"] or "references/none.png")
         for a, b in pairs:
             if (a, case["id"]) not in outputs or (b, case["id"]) not in outputs:
                 missing.update(d for d in (a, b) if (d, case["id"]) not in outputs)
@@ -149,8 +150,8 @@ def _job(config: JudgeConfig, criterion: Criterion, request: Request, first: dic
 
     def prompt() -> Any:
         ref = load_for_judge(reference, config.max_side) if criterion.reference else None
-        return build_prompt(criterion, load_for_judge(root / first["image"], config.max_side),
-                            load_for_judge(root / second["image"], config.max_side), ref, caption)
+        return build_prompt(criterion, load_for_judge(inside(root, first["image"]), config.max_side),
+                            load_for_judge(inside(root, second["image"]), config.max_side), ref, caption)
 
     return Job(request, fields, prompt)
 

@@ -87,7 +87,13 @@ class BenchmarkDataMissing(SourceError):
 
 def benchmarks_dir() -> Path:
     explicit = os.environ.get("DECODERBENCH_BENCHMARKS_DIR")
-    return Path(explicit).expanduser() if explicit else default_cache_dir() / "benchmarks"
+    if not explicit:
+        return default_cache_dir() / "benchmarks"
+    path = Path(explicit).expanduser()
+    if path.exists() and not path.is_dir():
+        raise BenchmarkDataMissing(f"DECODERBENCH_BENCHMARKS_DIR={explicit}: a file, not a folder; point it "
+                                   "at the folder that holds (or will hold) the benchmark data")
+    return path
 
 
 def get(name: str) -> Benchmark:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from decoders.lazy import torch
 from decoders.spaces import SPACES, LatentSpace, as_space, get_space
 from harness import images
 from harness.cases import Item, Size
+from harness.store import PathProblem, file_problem, read_regular
 
 LATENT_KEY = "latent"
 
@@ -49,22 +51,33 @@ class LoadableItem:
     problem: str | None = None
 
 
+Entry = tuple[str, Callable[[], "LoadableItem"]]  # (item id, open its files): listing is lazy
+
+
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+MAX_FILE_BYTES = 1 << 34  # 16 GiB: far beyond a 16384² image or a manifest of millions of lines
+
+
 def read_bytes(path: Path, what: str) -> bytes:
+    """A source file's bytes; SourceError naming it when it is no regular file (a FIFO with no
+    writer, a device, a directory) or cannot be read."""
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+        return read_regular(path, MAX_FILE_BYTES)
+    except PathProblem as exc:
+        raise SourceError(f"{path}: cannot read {what}: {exc}") from None
 
 
 def sidecar_prompt(path: Path) -> str | None:
     """The prompt in PATH.txt next to a file, if there is one (UTF-8)."""
     sidecar = path.with_suffix(".txt")
-    if not sidecar.is_file():
+    if not os.path.lexists(sidecar):
         return None
+    problem = file_problem(sidecar)
+    if problem is not None:  # a folder, a FIFO or a dangling link where the prompt should be
+        raise SourceError(f"{sidecar}: the prompt of {path.name} cannot be read: {problem}")
     try:
         return read_bytes(sidecar, "the prompt").decode("utf-8").strip()
     except UnicodeDecodeError as exc:
@@ -122,14 +135,17 @@ def _latent_item(item_id: str, path: Path, prompt: str | None, reference: Path |
     return LoadableItem(item, load, load_latent)
 
 
-def _folder_latents(folder: Path, space: LatentSpace, sizes: list[Size]) -> list[LoadableItem]:
+def _folder_latents(folder: Path, space: LatentSpace, sizes: list[Size]) -> list[Entry]:
     if not folder.is_dir():
         raise SourceError(f"source.folder: {folder} is not a directory")
-    found = []
+    found: list[Entry] = []
     for path in sorted(folder.rglob("*.safetensors")):
-        prompt = sidecar_prompt(path)
-        found.append(_latent_item(path.relative_to(folder).as_posix(), path, prompt, None, str(folder),
-                                  space, sizes))
+        item_id = path.relative_to(folder).as_posix()
+
+        def make(item_id: str = item_id, path: Path = path) -> LoadableItem:
+            return _latent_item(item_id, path, sidecar_prompt(path), None, str(folder), space, sizes)
+
+        found.append((item_id, make))
     if not found:
         raise SourceError(f"source.folder: no .safetensors latents in {folder}")
     return found
@@ -159,16 +175,21 @@ def json_lines(path: Path, allowed: set[str], required: str) -> list[tuple[str, 
     return entries
 
 
-def _manifest_latents(manifest: Path, space: LatentSpace, sizes: list[Size]) -> list[LoadableItem]:
-    found = []
-    for where, entry in json_lines(manifest, {"latent", "id", "prompt", "reference"}, "latent"):
-        def resolve(name: str) -> Path:
-            path = Path(name).expanduser()
-            return path if path.is_absolute() else manifest.parent / path
+def _manifest_latents(manifest: Path, space: LatentSpace, sizes: list[Size]) -> list[Entry]:
+    def resolve(name: str) -> Path:
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else manifest.parent / path
 
-        reference = resolve(entry["reference"]) if entry.get("reference") else None
-        found.append(_latent_item(entry.get("id") or entry["latent"], resolve(entry["latent"]),
-                                  entry.get("prompt"), reference, where, space, sizes))
+    found: list[Entry] = []
+    for where, entry in json_lines(manifest, {"latent", "id", "prompt", "reference"}, "latent"):
+        item_id = entry.get("id") or entry["latent"]
+
+        def make(where: str = where, entry: dict[str, Any] = entry, item_id: str = item_id) -> LoadableItem:
+            reference = resolve(entry["reference"]) if entry.get("reference") else None
+            return _latent_item(item_id, resolve(entry["latent"]), entry.get("prompt"), reference, where,
+                                space, sizes)
+
+        found.append((item_id, make))
     if not found:
         raise SourceError(f"source.manifest: {manifest} lists no latents")
     return found
@@ -193,12 +214,14 @@ def _synthetic_latents(count: int, space: LatentSpace, sizes: list[Size]) -> lis
 
 
 def latent_items(space_name: str, folder: Path | None, manifest: Path | None, synthetic: int | None,
-                 sizes: list[Size]) -> list[LoadableItem]:
+                 sizes: list[Size]) -> list[Entry]:
+    """(item id, a function that opens the item's files) per latent: listing opens no file."""
     space = get_space(space_name)
     sizes = [tuple(s) for s in sizes]  # type: ignore[misc]
     if synthetic:
-        return _synthetic_latents(synthetic, space, sizes)
-    found: list[LoadableItem] = []
+        made = _synthetic_latents(synthetic, space, sizes)
+        return [(item.item.id, lambda item=item: item) for item in made]
+    found: list[Entry] = []
     if folder is not None:
         found.extend(_folder_latents(folder, space, sizes))
     if manifest is not None:

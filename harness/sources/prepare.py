@@ -28,6 +28,7 @@ process never initialises CUDA.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -54,6 +55,7 @@ from harness.sources.items import (
     sidecar_prompt,
 )
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
+from harness.store import file_problem
 from harness.suite import Suite
 
 __all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
@@ -163,47 +165,69 @@ BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
 
 def _file_item(item_id: str, path: Path, prompt: str | None, origin: str) -> LoadableItem:
     """An image file; one that cannot be read keeps its problem (the other items still run)."""
+    problem = file_problem(path)
+    if problem is not None:  # a FIFO, a device or a dangling symlink named like an image
+        return LoadableItem(Item(item_id, hashlib.sha256(str(path).encode()).hexdigest(), prompt, origin),
+                            problem=f"{path}: {problem}")
     data = read_bytes(path, "the image")
     return LoadableItem(Item(item_id, hashlib.sha256(data).hexdigest(), prompt, origin),
                         lambda: images.read_rgb(path), problem=images.check_image(path, data))
 
 
-def _folder_items(folder: Path) -> list[LoadableItem]:
+# Listing is lazy: an entry is (item id, a function that opens its file). Ids are checked and
+# `limit` is applied on the entries; only the items a suite uses are opened (a 100,000-image
+# manifest with limit = 2 reads two files).
+Entry = tuple[str, Callable[[], LoadableItem]]
+
+
+def _ready(item: LoadableItem) -> Entry:
+    return item.item.id, lambda: item
+
+
+def _folder_items(folder: Path) -> list[Entry]:
     if not folder.is_dir():
         raise SourceError(f"source.folder: {folder} is not a directory")
-    found = []
+    found: list[Entry] = []
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
-        prompt = sidecar_prompt(path)
-        found.append(_file_item(path.relative_to(folder).as_posix(), path, prompt, str(folder)))
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():
+            continue  # a folder named like an image is a folder: its images are listed
+        item_id, origin = path.relative_to(folder).as_posix(), str(folder)
+        found.append((item_id, partial(_folder_item, item_id, path, origin)))
     if not found:
         raise SourceError(f"source.folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     return found
 
 
-def _manifest_items(manifest: Path) -> list[LoadableItem]:
-    found = []
+def _folder_item(item_id: str, path: Path, origin: str) -> LoadableItem:
+    return _file_item(item_id, path, sidecar_prompt(path), origin)
+
+
+def _manifest_items(manifest: Path) -> list[Entry]:
+    found: list[Entry] = []
     for where, entry in json_lines(manifest, {"image", "prompt", "id"}, "image"):
-        path = Path(entry["image"])
-        path = path if path.is_absolute() else manifest.parent / path
-        if not path.is_file():
-            raise SourceError(f"{where}: image not found: {path}")
-        found.append(_file_item(entry.get("id") or entry["image"], path, entry.get("prompt"),
-                                str(manifest)))
+        item_id = entry.get("id") or entry["image"]  # the path is made when the item is opened
+        found.append((item_id, partial(_manifest_item, where, item_id, manifest, entry)))
     if not found:
         raise SourceError(f"source.manifest: {manifest} lists no images")
     return found
 
 
-def _image_items(suite: Suite) -> list[LoadableItem]:
+def _manifest_item(where: str, item_id: str, manifest: Path, entry: dict[str, Any]) -> LoadableItem:
+    path = Path(entry["image"])
+    path = path if path.is_absolute() else manifest.parent / path
+    if not path.is_file() and file_problem(path) == "not found":
+        raise SourceError(f"{where}: image not found: {path}")
+    return _file_item(item_id, path, entry.get("prompt"), str(manifest))
+
+
+def _image_items(suite: Suite) -> list[Entry]:
     source = suite.model.source
-    found: list[LoadableItem] = []
+    found: list[Entry] = []
     for name in source.builtin:
         if name not in BUILTIN_SETS:
             known = ", ".join(BUILTIN_SETS)
             raise SourceError(f"source.builtin: unknown built-in set {name!r}; known: {known}")
-        found.extend(BUILTIN_SETS[name]())
+        found.extend(_ready(item) for item in BUILTIN_SETS[name]())
     if source.folder:
         found.extend(_folder_items(suite.resolve_path(source.folder)))
     if source.manifest:
@@ -212,11 +236,13 @@ def _image_items(suite: Suite) -> list[LoadableItem]:
 
 
 def list_items(suite: Suite) -> list[LoadableItem]:
+    """The source's items, in order, cut to `limit`: ids are checked over every entry (in linear
+    time), files are opened only for the items kept."""
     source = suite.model.source
     if source.kind == "images":
-        found = _image_items(suite)
+        entries = _image_items(suite)
     elif source.kind == "latents":
-        found = latent_items(
+        entries = latent_items(
             source.space, suite.resolve_path(source.folder) if source.folder else None,
             suite.resolve_path(source.manifest) if source.manifest else None, source.synthetic,
             suite.model.resolution.input)
@@ -224,11 +250,13 @@ def list_items(suite: Suite) -> list[LoadableItem]:
         found = prompt_items(source.prompts, suite.resolve_path(source.file) if source.file else None)
         for name in source.benchmark:
             found.extend(benchmark_items(name))
-    ids = [entry.item.id for entry in found]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        entries = [_ready(item) for item in found]
+    counts = Counter(item_id for item_id, _ in entries)
+    duplicates = sorted(item_id for item_id, n in counts.items() if n > 1)
     if duplicates:
-        raise SourceError(f"source: item ids occur twice: {duplicates}")
-    return found[: source.limit] if source.limit else found
+        more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+        raise SourceError(f"source: item ids occur twice: {duplicates[:10]}{more}")
+    return [make() for _, make in (entries[: source.limit] if source.limit else entries)]
 
 
 def source_protocol(suite: Suite) -> dict[str, Any]:
@@ -414,9 +442,9 @@ class InputPreparer:
             "item_sha256": case.item_sha256, "size": list(case.output_size),
             "protocol": REFERENCE_PROTOCOL,
         })
-        cached = self.cache.get(ref_key)
-        if cached is not None:
-            return ref_key, cached["image"], []
+        cached = self.cache.entry(ref_key)
+        if cached is not None:  # its notes were stored with it: every run sharing the cache says them
+            return ref_key, cached[0]["image"], [str(note) for note in cached[1].get("notes", [])]
         reference, notes = make_reference(pixels(), case.output_size)
         self.cache.put(ref_key, {"image": reference}, {"notes": notes})
         return ref_key, reference, notes

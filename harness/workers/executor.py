@@ -30,11 +30,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from harness.store import INFRASTRUCTURE_ERROR
 from harness.workers.channel import DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.process import WorkerGone, WorkerProcess, visible_devices
 from harness.workers.worker import worker_main
 
 Size = tuple[int, int]
+
+
+# A worker that died (or was lost with its node) is tried again where the executor allows it (Ray).
+RETRIED = frozenset({"crashed", INFRASTRUCTURE_ERROR})
 
 
 class ExecutorError(RuntimeError):
@@ -119,6 +124,39 @@ def visible_gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def require_devices(suite: Any) -> None:
+    """Refuse, in one line and before a run directory exists, a suite whose devices this machine
+    does not have: a CUDA timing, evaluation or judge device, or --gpus, without a visible GPU (the
+    worker would die at load with no error line), or a cuda:N beyond the GPUs this process sees."""
+    model = suite.model
+    judge = model.judge
+    wanted = [("timing.device", model.timing.device), ("evaluation.device", model.evaluation.device)]
+    if judge is not None and judge.backend == "local":
+        wanted.append(("judge.device", judge.device))
+    wanted = [(key, device) for key, device in wanted if device and device.startswith("cuda")]
+    gpus = model.timing.gpus
+    if not wanted and gpus is None:
+        return
+    count = visible_gpu_count()
+    if count == 0:
+        import os
+
+        shown = "all" if gpus == "all" else ",".join(map(str, gpus or []))
+        key, device = wanted[0] if wanted else ("--gpus", shown)
+        why = "no NVIDIA driver is loaded" if not os.path.exists("/proc/driver/nvidia/version") else \
+            "CUDA sees no device (CUDA_VISIBLE_DEVICES, or the driver)"
+        raise ExecutorError(f"{key} {device!r}: this machine has no GPU that CUDA can use ({why}); "
+                            "run on the CPU (--device cpu), or on a machine with a GPU")
+    for key, device in wanted:
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ExecutorError(f"{key} {device!r}: this process sees {count} GPU(s), "
+                                f"cuda:0 to cuda:{count - 1}")
+    if isinstance(gpus, list) and visible_devices() is None and max(gpus) >= count:
+        raise ExecutorError(f"--gpus {','.join(map(str, gpus))}: this machine has {count} GPU(s), "
+                            f"indices 0 to {count - 1}")
 
 
 def local_slots(gpus: str | Sequence[int] | None, device: str) -> list[Slot]:
@@ -277,7 +315,7 @@ class SlotDriver:
         while (tasks or in_flight) and not self.abort.is_set():
             if self.worker is None:
                 failure = self._start(unit)
-                if isinstance(failure, WorkerGone) and failure.status == "crashed" and retries:
+                if isinstance(failure, WorkerGone) and failure.status in RETRIED and retries:
                     retries -= 1
                     self.sink.note(f"{unit.key}: worker died while loading ({failure.reason}); retried once")
                     continue
@@ -310,7 +348,7 @@ class SlotDriver:
             self._drop_worker(close=False)
             tasks.extendleft(reversed(in_flight))  # queued behind the lost task: not started yet
             in_flight.clear()
-            if reply.status == "crashed" and retries:
+            if reply.status in RETRIED and retries:
                 retries -= 1
                 retried[id(task)] = reply.reason
                 tasks.appendleft(task)

@@ -26,6 +26,7 @@ import ctypes
 import functools
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import sys
@@ -38,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from harness.store import ENVIRONMENT_ERRNOS, INFRASTRUCTURE_ERROR
 
 # =========================================================================== child side
 
@@ -56,14 +59,27 @@ def exits_fast(serve: Callable[..., None]) -> Callable[..., None]:
         code = 0
         try:
             serve(*args)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
+        except BaseException as exc:
+            with contextlib.suppress(OSError, ValueError):
+                traceback.print_exc()
+            code = ENVIRONMENT_EXIT if environment_error(exc) else 1
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(code)
 
     return main
+
+
+# A worker that dies of an environment failure (its log or pipe gone, a full disk) exits with this
+# code (sysexits' EX_TEMPFAIL): the parent records infrastructure_error, which resume runs again.
+ENVIRONMENT_EXIT = 75
+
+
+def environment_error(exc: BaseException) -> bool:
+    """An exception that is the machine's doing, not the decoder's: a write the disk refused, a
+    pipe or stream that closed."""
+    return isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS
 
 
 def excerpt(exc: BaseException, lines: int = 12) -> str:
@@ -120,11 +136,19 @@ def redirect_output(log_path: Path) -> None:
     """Decoder prints and crash dumps go to the decoder's log, not the parent's terminal."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    if fd <= 2:  # a parent started with a closed stream (`2>&-`): never dup the log onto itself
+        fd = os.dup(fd) if fd in (1, 2) else fd
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.close(fd)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    if fd > 2:
+        os.close(fd)
+    for name, number in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if stream is None:  # Python started without this descriptor: give it one on the log
+            setattr(sys, name, open(number, "w", buffering=1, encoding="utf-8",  # noqa: SIM115
+                                    errors="backslashreplace", closefd=False))
+        else:
+            stream.reconfigure(line_buffering=True)
 
 
 def die_with_parent() -> None:
@@ -163,6 +187,18 @@ BASE_PRELOAD = ("torch", "numpy", "PIL.Image", "safetensors.torch", "harness.wor
                 "harness.sources.worker")
 _server_lock = threading.Lock()
 _server_started = False
+
+
+START_METHODS = ("forkserver", "spawn")
+
+
+def start_method_problem() -> str | None:
+    """Why DECODERBENCH_START_METHOD cannot be used (one line), or None."""
+    wanted = os.environ.get(START_METHOD_ENV, "")
+    if wanted and wanted not in START_METHODS:
+        return (f"{START_METHOD_ENV}={wanted!r}: expected one of {', '.join(START_METHODS)} (workers are "
+                "processes: a decoder must not share one with the runner or another decoder)")
+    return None
 
 
 def start_method() -> str:
@@ -216,10 +252,90 @@ def wait_for_server() -> float:
 
 
 class WorkerGone:
-    """The worker died or stopped answering; `reason` says how."""
+    """The worker died or stopped answering; `reason` says how (its first line says why)."""
 
     def __init__(self, status: str, reason: str) -> None:
         self.status, self.reason = status, reason
+
+
+# Signals a decoder's own code raises when it fails (its fault: `crashed`); SIGTERM, SIGHUP, SIGINT
+# and SIGQUIT come from outside (an operator, a scheduler, a shutdown: `infrastructure_error`).
+OUTSIDE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT})
+OOM_COUNTERS = (Path("/sys/fs/cgroup/memory.events"), Path("/proc/vmstat"))  # cgroup v2, machine
+
+
+def oom_kill_counts() -> tuple[int | None, ...]:
+    """The kernel's OOM-kill counters (this cgroup's, the machine's); None where unreadable."""
+    counts: list[int | None] = []
+    for path in OOM_COUNTERS:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            counts.append(None)
+            continue
+        found = [int(line.split()[1]) for line in lines if line.startswith("oom_kill ")]
+        counts.append(found[0] if found else None)
+    return tuple(counts)
+
+
+def killed_by_oom(before: tuple[int | None, ...], after: tuple[int | None, ...]) -> bool | None:
+    """Whether the kernel's OOM killer killed a process between two readings: True, False, or None
+    when no counter could be read (then a SIGKILL cannot be attributed)."""
+    pairs = [(a, b) for a, b in zip(before, after, strict=True) if a is not None and b is not None]
+    if not pairs:
+        return None
+    return any(b > a for a, b in pairs)
+
+
+def death_of(code: int | None, tail: str, oom: bool | None) -> WorkerGone:
+    """What a worker's exit code (negative: the signal) and log tail say: whose failure, and why.
+
+    A signal from the decoder's own code (SIGSEGV, SIGABRT, SIGBUS, ...) or an exit with an error is
+    the decoder's (`crashed`). A SIGKILL the runner did not send (the runner records a kill it sends
+    for a timeout as `timeout`, and never reads it back as a death) is the kernel's OOM killer when
+    its counter rose while the worker ran — out of memory, the decoder's (`oom`) — and otherwise
+    another process's (`infrastructure_error`); where no counter can be read it stays `crashed`.
+    SIGTERM and the like come from outside; so does an exit with ENVIRONMENT_EXIT."""
+    cause = _last_error_line(tail)
+    detail = f": {cause}" if cause else ""
+    if code is not None and code < 0:
+        number = -code
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        what = (signal.strsignal(number) or name).lower()
+        if number == signal.SIGKILL:
+            if oom is True:
+                status, reason = "oom", ("worker process killed by the kernel's OOM killer (SIGKILL, "
+                                         "signal 9): the machine ran out of memory while it decoded")
+            elif oom is False:
+                status, reason = INFRASTRUCTURE_ERROR, (
+                    "worker process killed by SIGKILL (signal 9) from outside decoderbench: not by the "
+                    "runner and not by the kernel's OOM killer (its counter did not move)")
+            else:
+                status, reason = "crashed", ("worker process died with SIGKILL (signal 9): the kernel's OOM "
+                                             "killer or another process (no OOM counter is readable here)")
+        elif number in OUTSIDE_SIGNALS:
+            status, reason = INFRASTRUCTURE_ERROR, (f"worker process stopped by {name} ({what}, signal "
+                                                    f"{number}) from outside decoderbench")
+        else:
+            status, reason = "crashed", f"worker process died with {name} ({what}, signal {number})"
+    elif code == ENVIRONMENT_EXIT:
+        status, reason = INFRASTRUCTURE_ERROR, f"worker process stopped by an environment failure{detail}"
+    else:
+        status, reason = "crashed", f"worker process exited with code {code}{detail}"
+    return WorkerGone(status, f"{reason}\nlog tail:\n{tail}" if tail else reason)
+
+
+_ERROR_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)|Fatal Python error)\b.*")
+
+
+def _last_error_line(tail: str) -> str:
+    """The line of a log tail that names what went wrong (an exception, a fatal error), or ''."""
+    found = [line.strip() for line in tail.splitlines() if _ERROR_LINE.match(line.strip())]
+    return found[-1][:300] if found else ""
 
 
 class WorkerProcess:
@@ -240,6 +356,7 @@ class WorkerProcess:
             name=name or f"decoderbench-{job.decoder_id}",
         )
         self.started = time.perf_counter()
+        self._oom_before = oom_kill_counts()
         self._proc.start()
         child_conn.close()
 
@@ -273,15 +390,8 @@ class WorkerProcess:
 
     def _gone(self) -> WorkerGone:
         self._proc.join(timeout=5)
-        code = self._proc.exitcode
-        if code is not None and code < 0:
-            name = signal.Signals(-code).name
-            hint = " (the kernel's OOM killer sends this too)" if name == "SIGKILL" else ""
-            reason = f"worker process died with {name}{hint}"
-        else:
-            reason = f"worker process exited with code {code}"
-        tail = _log_tail(Path(self.job.log_path))
-        return WorkerGone("crashed", f"{reason}; log tail:\n{tail}" if tail else reason)
+        return death_of(self._proc.exitcode, _log_tail(Path(self.job.log_path)),
+                        killed_by_oom(self._oom_before, oom_kill_counts()))
 
     def kill(self) -> None:
         if self._proc.is_alive():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.store import INFRASTRUCTURE_ERROR
 from harness.workers.channel import DecodeTask, WorkerJob
 from harness.workers.executor import ExecutorError, Policy, Sink, Slot, Unit, run_slots
 from harness.workers.process import WorkerGone
@@ -98,8 +100,10 @@ class RayHandle:
         except errors.GetTimeoutError:
             self.kill()
             return WorkerGone("timeout", f"no answer within {timeout_s:g} s; Ray actor killed")
-        except (errors.RayActorError, errors.WorkerCrashedError, errors.ObjectLostError,
-                errors.NodeDiedError, errors.LocalRayletDiedError) as exc:
+        except (errors.NodeDiedError, errors.LocalRayletDiedError, errors.ObjectLostError) as exc:
+            # the node or its raylet is gone: the machine's failure, not the decoder's
+            return WorkerGone(INFRASTRUCTURE_ERROR, f"Ray node lost: {_first_line(exc)}")
+        except (errors.RayActorError, errors.WorkerCrashedError) as exc:
             return WorkerGone("crashed", f"Ray worker died: {_first_line(exc)}")
         except errors.RayError as exc:
             return WorkerGone("error", f"Ray: {_first_line(exc)}")
@@ -122,6 +126,26 @@ class RayHandle:
             time.sleep(0.05)
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def reachable(address: str | None) -> None:
+    """An address host:port (or ray://host:port) must answer a TCP connection within seconds:
+    ray.init itself keeps retrying an address where nothing listens for minutes."""
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"--address {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ExecutorError(f"--address {address}: nothing answers there ({why} within "
+                            f"{CONNECT_TIMEOUT_S:g} s); start the cluster (`ray start --head`) or give its "
+                            "address") from None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -136,6 +160,7 @@ class RayExecutor:
         self.address = address
         self._started_here = not ray.is_initialized()
         if self._started_here:
+            reachable(address)
             try:
                 ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError) as exc:

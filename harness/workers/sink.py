@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness import images
-from harness.store import RunStore
+from harness.store import INFRASTRUCTURE_ERROR, EnvironmentFailure, RunStore
 from harness.workers.channel import DecodeTask, Loaded, TaskDone
 from harness.workers.executor import Slot, Unit
 
@@ -111,9 +111,12 @@ class ImageWriter:
 
     def _store(self, records: list[dict[str, Any]], pixels: tuple[Any, ...]) -> None:
         begin = time.perf_counter()
-        folders = set()
+        folders, failure = set(), None
         for record, image in zip(records, pixels, strict=True):
-            if image is not None and self._write_image(record, image):
+            if image is None:
+                continue
+            failure = failure or self._write_image(record, image)
+            if record["status"] == "ok":
                 folders.add(str((self.store.root / record["image"]).parent))
         for folder in folders:  # the renames are durable before any record names them
             images.fsync_folder(Path(folder))
@@ -121,17 +124,23 @@ class ImageWriter:
             self.store.append(record)
         with self._stats:
             self.busy_s += time.perf_counter() - begin
+        if failure is not None:
+            raise failure  # the disk is full (or read-only): every later unit would fail the same way
 
-    def _write_image(self, record: dict[str, Any], image: np.ndarray) -> bool:
+    def _write_image(self, record: dict[str, Any], image: np.ndarray) -> EnvironmentFailure | None:
+        """Store one output; a write the machine refuses (a full disk, a file-size limit, a read-only
+        folder) is the environment's failure, not the decoder's: the unit is recorded as
+        infrastructure_error, which resume runs again, and the run stops."""
         path = self.store.root / record["image"]
         try:
             images.write_png(image, path, fsync=True)
-        except OSError as exc:  # a full disk, a read-only folder: this unit failed, the run goes on
-            record.update(status="error", message=f"cannot write the output image {path}: {exc}",
-                          image=None, latency=None, memory=None)
-            return False
+        except OSError as exc:
+            failure = EnvironmentFailure.writing("the output image", path, exc, resume=self.store.root)
+            record.update(status=INFRASTRUCTURE_ERROR, message=str(failure), image=None, latency=None,
+                          memory=None)
+            return failure
         record["image_sha256"] = images.pixels_sha256(image)
-        return True
+        return None
 
 
 class RunSink:

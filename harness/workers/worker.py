@@ -113,6 +113,11 @@ def load_decoder(job: WorkerJob) -> tuple[Decoder | None, Loaded | LoadFailed, i
         decoder.load(device, dtype)
         load_ms = (time.perf_counter() - begin) * 1e3
         loaded_rss_bytes = resident_bytes() if device.type == "cpu" else None
+        loaded = Loaded(  # describing the device asks the driver: no NVIDIA driver fails here
+            pid=pid, import_ms=import_ms, load_ms=load_ms,
+            weights=decoder.weights(), facts=decoder.facts(),
+            device=device_facts(device), torch_state=torch_state(), placement=placement(device),
+        )
     except DecoderUnavailable as exc:
         return None, LoadFailed(pid, "unavailable", str(exc)), None
     except ImportError as exc:  # a library the decoder needs is missing: what to install
@@ -120,11 +125,6 @@ def load_decoder(job: WorkerJob) -> tuple[Decoder | None, Loaded | LoadFailed, i
     except Exception as exc:
         status = "oom" if is_oom(exc) else "error"
         return None, LoadFailed(pid, status, f"{type(exc).__name__}: {exc}", excerpt(exc)), None
-    loaded = Loaded(
-        pid=pid, import_ms=import_ms, load_ms=load_ms,
-        weights=decoder.weights(), facts=decoder.facts(),
-        device=device_facts(device), torch_state=torch_state(), placement=placement(device),
-    )
     return decoder, loaded, loaded_rss_bytes
 
 
