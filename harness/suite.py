@@ -25,7 +25,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_serializer,
@@ -377,6 +379,15 @@ class SummaryGroup(_Strict):
         return [{"metric": e} if isinstance(e, str) else e for e in value]
 
 
+def _summary_form(value: Any) -> str:
+    """Which form a summary group takes: a list of metrics, or a table with its own weight."""
+    return "table" if isinstance(value, dict | SummaryGroup) else "list"
+
+
+SummarySpec = Annotated[Annotated[list[SummaryEntry], Tag("list")] | Annotated[SummaryGroup, Tag("table")],
+                        Discriminator(_summary_form)]
+
+
 class SuiteModel(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     description: str = ""
@@ -394,7 +405,7 @@ class SuiteModel(_Strict):
     compare: Compare = Compare()
     gate: list[GateSpec] = Field(default_factory=list)
     judge: JudgeConfig | None = None
-    summary: dict[str, list[SummaryEntry] | SummaryGroup] | None = Field(
+    summary: dict[str, SummarySpec] | None = Field(
         default=None, description="summary groups: group name → metrics (optionally weighted), or "
         "{weight, metrics} to weigh the group in overall; default: one group per metric family plus cost")
     cost: Cost | None = Field(default=None, description="prices: per device hour and per kWh")
@@ -528,13 +539,6 @@ class Suite:
         raw["timing"] = {**raw["timing"], **changed}
         return validate_raw(raw, self.path, self.texts)
 
-
-OVERRIDE_OPTIONS = {"device": "--device", "dtype": "--dtype", "gpus": "--gpus"}
-
-
-class OverrideError(SuiteError):
-    """A command-line override the suite cannot take (`--device tpu`, `--dtype int8`)."""
-
     def with_price(self, gpu_hour: float | None) -> Suite:
         """A copy whose [cost] gpu_hour is `gpu_hour` (--gpu-hour-price); the rest of [cost] stays."""
         if gpu_hour is None:
@@ -546,6 +550,13 @@ class OverrideError(SuiteError):
             raise SuiteError([("--gpu-hour-price", "", _message(exc.errors()[0], []))]) from None
         return Suite(self.model.model_copy(update={"cost": cost}), self.path, self.texts,
                      self.decoder_params, self.encoder_params, self.metric_params)
+
+
+OVERRIDE_OPTIONS = {"device": "--device", "dtype": "--dtype", "gpus": "--gpus"}
+
+
+class OverrideError(SuiteError):
+    """A command-line override the suite cannot take (`--device tpu`, `--dtype int8`)."""
 
 
 def builtin_suites_dir() -> Path:
@@ -661,6 +672,8 @@ def _error_loc(error: dict[str, Any]) -> Loc:
     loc = tuple(error["loc"])
     if loc[:1] == ("source",) and len(loc) > 1 and loc[1] in SOURCE_KINDS:
         loc = (loc[0], *loc[2:])
+    if loc[:1] == ("summary",) and len(loc) > 2 and loc[2] in ("list", "table"):  # a group's form
+        loc = (*loc[:2], *loc[3:])
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc = (*loc, "kind")
     return loc

@@ -85,15 +85,16 @@ def test_missing_weights_red_unless_allowed(tmp_path: Path) -> None:
 
 
 def test_unavailable_metrics_and_failed_judge_requests_count_as_missing(tmp_path: Path) -> None:
-    root = write_run(tmp_path / "s", [SynthDecoder("a", metrics={"lpips": lambda k: "unavailable"})], 2,
-                     {"lpips": False}, images=False)
+    decoders = [SynthDecoder(d, metrics={"lpips": lambda k: "unavailable"}) for d in ("a", "b")]
+    root = write_run(tmp_path / "s", decoders, 2, {"lpips": False}, images=False)
+    case = json.loads((root / "cases.jsonl").read_text().splitlines()[0])["id"]  # a record of this run
     with (root / "results.jsonl").open("a") as handle:
-        handle.write(json.dumps({"kind": "judge", "case": "c", "a": "a", "b": "b", "criterion": "overall",
+        handle.write(json.dumps({"kind": "judge", "case": case, "a": "a", "b": "b", "criterion": "overall",
                                  "status": "failed", "failure": "no Gemini API key"}) + "\n")
     verdict = decide([read_run_part(root, "s")], allow_missing=False)
     assert verdict.problems == []
     assert verdict.missing == ["s · metric lpips: lpips unavailable: weights not found (test)",
-                               "s · judge: 1 request(s) failed: no Gemini API key"]
+                               "s · judge: 1 request(s) failed: no Gemini API key"], verdict.missing
     assert decide([read_run_part(root, "s")], allow_missing=True).green
 
 

@@ -267,7 +267,7 @@ def test_a_declared_group_can_weigh_more_in_overall(tmp_path: Path, write_suite,
     assert decided.overall == pytest.approx({"a": 0.75, "b": 0.25})  # (3 × 1 + 1 × 0) / 4
     assert decided.weighting() == "overall = weighted mean of fidelity ×3, perceptual ×1"
     text = suite_text(image_folder, decoder_tables('name = "bilinear"'))
-    with pytest.raises(SuiteError, match="summary group 'overall' is the weighted mean of the groups"):
+    with pytest.raises(SuiteError, match="summary group 'overall': 'overall' is the column that averages"):
         load_suite(write_suite(text + '\n[summary]\noverall = ["psnr"]\n'))
     suite = load_suite(write_suite(text + '\n[summary]\nfidelity = {weight = 2, metrics = ["psnr"]}\n'))
     assert suite.model.summary["fidelity"].weight == 2
