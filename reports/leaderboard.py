@@ -17,7 +17,7 @@ figure by its name, the first call at the size and the worker's start-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
 from reports.aggregate import MEMORY_KINDS, MetricSummary, Row, RunView, format_bytes
@@ -44,6 +44,8 @@ class Column:
     criterion: str | None = None  # the decisions criterion whose marks this column shows
     flag: str | None = None  # e.g. "uninformative: …" (shown in the header)
     unit: str = ""  # what the column's raw numbers are in ("ms", "bytes", "dB", ...)
+    part: str = ""  # the report's column chooser: "summary", a metric's group, "diagnostic" or "cost"
+    shown: bool = True  # shown before the reader chooses (the report hides the rest behind its chooser)
 
     @property
     def tag(self) -> str | None:
@@ -53,6 +55,12 @@ class Column:
     @property
     def arrow(self) -> str:
         return self.direction.symbol if self.direction else ""
+
+    @property
+    def longest_word(self) -> int:
+        """Characters of the header's longest word: the report lets a header be that wide, so that
+        it wraps between words and never inside one."""
+        return max(len(word) for word in f"{self.label} {self.tag or ''}".split())
 
     @property
     def better(self) -> str:
@@ -90,6 +98,11 @@ class Leaderboard:
         return f"lb-{self.suite}-{self.size[0]}x{self.size[1]}"
 
     @property
+    def parts(self) -> list[str]:
+        """The column chooser's sections, in column order (summary, quality groups, costs)."""
+        return list(dict.fromkeys(column.part for column in self.columns))
+
+    @property
     def summary_notes(self) -> list[str]:
         """What the summary table cannot say: groups that rank nothing and why, a missing overall,
         and whether the top decoder depends on any one group."""
@@ -124,20 +137,37 @@ def format_number(value: float, decimals: int | None = None) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def summary_order(rows: list[Row], decided: SizeDecisions) -> list[Row]:
+    """Rows as the summary ranks them: overall win rate, highest first (the suite's order among
+    equal rates; rows without an overall last)."""
+    overall = decided.win_rates.get(OVERALL, {})
+    return sorted(rows, key=lambda row: -overall[row.decoder] if row.decoder in overall else 1.0)
+
+
 def build_leaderboards(view: RunView) -> list[Leaderboard]:
     boards = []
     for size in view.sizes:
         decided = decide_size(view, size)
-        rows = view.rows_at(size)
+        rows = summary_order(view.rows_at(size), decided)
         columns = _columns(view, rows, decided)
         board = Leaderboard(view.suite_name, size, columns, decisions=decided)
         for row in rows:
             board.rows.append((row, _cells(view, row, columns, decided)))
+        _hide_empty_metrics(board)
         _format_columns(board)
         _mark_best(board)
         _footnotes(board)
         boards.append(board)
     return boards
+
+
+def _hide_empty_metrics(board: Leaderboard) -> None:
+    """A metric column without a single number starts hidden in the report (its reason is still
+    numbered under the table, and the chooser shows it)."""
+    for index, column in enumerate(board.columns):
+        if column.key.startswith("metric:") and not any(cells[index].value is not None
+                                                         for _, cells in board.rows):
+            board.columns[index] = replace(column, shown=False)
 
 
 def _footnotes(board: Leaderboard) -> None:
@@ -151,45 +181,70 @@ def _footnotes(board: Leaderboard) -> None:
     board.reasons = list(numbers)
 
 
+# The order of the quality columns: the perceptual ones first (the mission), diagnostics last.
+PART_ORDER = ("perceptual", "judge", "distribution", "fidelity", "no_reference", "text", "diagnostic")
+
+
 def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Column]:
-    columns = [Column(f"summary:{group}", f"{group} win rate", HIGHER,
-                      _group_description(decided, group), unit="share of decoders beaten (0–1)")
-               for group in decided.group_names]
-    columns += [
-        Column("cases", "cases ok", None, "cases that decoded / cases run", unit="cases"),
-        Column("latency", "latency / image (ms)", LOWER,
-               "median per image: a call's latency ÷ its batch size, over calls of one batch size; "
-               "p90 and the spread of the timed calls (IQR / median; above 10 %: unstable, not ranked) "
-               "below", criterion="cost:latency", unit="ms",
-               flag=_flag(decided.decisions.get("cost:latency"))),
-        Column("batch", "batch", None, "images per decode call (calls of another size are not pooled)",
-               unit="images"),
-        Column("throughput", "images / s", HIGHER, "batch size ÷ median call latency; megapixels per "
-               "second (at the decoder's own output size) below", unit="images/s"),
-    ]
-    kinds = [k for k in MEMORY_KINDS if any(k in row.memory for row in rows)]
-    for kind in kinds:
-        label, what = MEMORY_KINDS[kind]
-        headline = any(row.memory_headline_kind == kind for row in rows)
-        columns.append(Column(f"memory:{kind}", label, LOWER, what,
-                              criterion="cost:memory" if headline else None, unit="bytes",
-                              flag=_flag(decided.decisions.get("cost:memory")) if headline else None))
-    columns += [
-        Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
-               "worker's start-up (spawn, imports, load) below", unit="ms"),
-        Column("cold_start", "cold start (ms)", LOWER, "worker start-up + its first call, for the size "
-               "the worker served first (a later size is served by a warm worker)", unit="ms"),
-    ]
+    """Summary (overall first), cases, the metrics in PART_ORDER, then the costs; `shown` marks what
+    the report shows before the reader chooses: the groups and metrics that rank or are quality
+    measures, latency and the headline memory figure."""
+    groups = [OVERALL, *(g for g in decided.group_names if g != OVERALL)] if decided.group_names else []
+    columns = [Column(f"summary:{group}", f"{group.replace('_', ' ')} win rate", HIGHER,
+                      _group_description(decided, group), unit="share of decoders beaten (0–1)",
+                      part="summary", shown=group == OVERALL or bool(decided.win_rates[group]))
+               for group in groups]
+    columns.append(Column("cases", "cases ok", None, "cases that decoded / cases run", unit="cases",
+                          part="cost"))
+    columns += sorted(_metric_columns(view, decided), key=lambda c: PART_ORDER.index(c.part))
+    return columns + _cost_columns(rows, decided)
+
+
+def _metric_columns(view: RunView, decided: SizeDecisions) -> list[Column]:
+    columns = []
     for metric in view.metric_names:
         info = view.metric_info.get(metric, {})
         scope = "one value for the set" if info.get("scope") == "set" else "mean over cases ± 95% interval"
         unit = view.unit(metric)
+        decision = decided.decisions.get(f"metric:{metric}")
+        group = decision.criterion.group if decision is not None else None
+        part = group if group in PART_ORDER else "diagnostic"
         columns.append(Column(f"metric:{metric}", metric, view.direction(metric),
                               " · ".join(x for x in (info.get("summary", ""), scope,
                                                      f"unit: {unit}" if unit else "") if x),
-                              criterion=f"metric:{metric}", unit=unit,
-                              flag=_flag(decided.decisions.get(f"metric:{metric}"))))
+                              criterion=f"metric:{metric}", unit=unit, flag=_flag(decision), part=part,
+                              shown=part != "diagnostic"))
     return columns
+
+
+def _cost_columns(rows: list[Row], decided: SizeDecisions) -> list[Column]:
+    columns = [
+        Column("latency", "latency / image (ms)", LOWER,
+               "median per image: a call's latency ÷ its batch size, over calls of one batch size; "
+               "p90 and the spread of the timed calls (IQR / median; above 10 %: unstable, not ranked) "
+               "below", criterion="cost:latency", unit="ms",
+               flag=_flag(decided.decisions.get("cost:latency")), part="cost"),
+    ]
+    kinds = [k for k in MEMORY_KINDS if any(k in row.memory for row in rows)]
+    headline = [k for k in kinds if any(row.memory_headline_kind == k for row in rows)]
+    for kind in sorted(kinds, key=lambda k: k not in headline):
+        label, what = MEMORY_KINDS[kind]
+        columns.append(Column(f"memory:{kind}", label, LOWER, what,
+                              criterion="cost:memory" if kind in headline else None, unit="bytes",
+                              flag=_flag(decided.decisions.get("cost:memory")) if kind in headline else None,
+                              part="cost", shown=kind in headline))
+    return [
+        *columns,
+        Column("throughput", "images / s", HIGHER, "batch size ÷ median call latency; megapixels per "
+               "second (at the decoder's own output size) below", unit="images/s", part="cost", shown=False),
+        Column("batch", "batch", None, "images per decode call (calls of another size are not pooled)",
+               unit="images", part="cost", shown=False),
+        Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
+               "worker's start-up (spawn, imports, load) below", unit="ms", part="cost", shown=False),
+        Column("cold_start", "cold start (ms)", LOWER, "worker start-up + its first call, for the size "
+               "the worker served first (a later size is served by a warm worker)", unit="ms", part="cost",
+               shown=False),
+    ]
 
 
 def _flag(decision: Decision | None) -> str | None:

@@ -69,7 +69,7 @@ def show(
     if format_ == Format.table:
         print_results(view, chosen, summary_only=summary)
     elif format_ == Format.markdown:
-        sys.stdout.write("\n".join(markdown_grid(g, out.width) for g in grids(view, chosen, summary)))
+        sys.stdout.write("\n".join(markdown_grid(g) for g in grids(view, chosen, summary)))
     else:
         records = result_records(view, chosen, summary)
         sys.stdout.write(_json(view, records) if format_ == Format.json else _csv(records))
@@ -103,12 +103,11 @@ def _boards(view: RunView, metrics: list[str]) -> list[Leaderboard]:
 
 def _cell(cell: Any) -> Cell:
     """A leaderboard cell as a terminal cell: its mark, interval, coverage and failure colour."""
-    text, partial = cell.text, bool(cell.note and _PARTIAL.match(cell.note))
-    if cell.note and not partial:
-        text = f"{text} ({cell.note})"
+    partial = bool(cell.note and _PARTIAL.match(cell.note))
     n = cell.note if partial else ("" if cell.n is None else str(cell.n))
     style = {"failed": "red", "missing": "dim"}.get(cell.state, "green" if cell.best else "")
-    return Cell(text, interval=cell.ci or "", n=n, best=cell.best, style=style, partial=partial)
+    return Cell(cell.text, interval=cell.ci or "", n=n, best=cell.best, style=style, partial=partial,
+                note="" if partial else cell.note or "")
 
 
 def _header(column: Any) -> str:
