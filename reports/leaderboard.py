@@ -82,6 +82,8 @@ class Cell:
     raw: float | None = None  # the number shown, unformatted, in the column's unit (exports, JSON)
     n: int | None = None  # values the number stands on (cases, timed calls)
     footnote: int | None = None  # the number of its reason under the table (readable without hover)
+    status: str = "ok"  # why there is no number, as a token: a decode or metric status, "not_measured",
+    #                     "no_value" (a summary group without a value for this decoder)
 
 
 @dataclass
@@ -303,7 +305,7 @@ def _summary_cell(decided: SizeDecisions, group: str, decoder: str) -> Cell:
         why = decided.overall_reason or "no value in any quality group"
     else:
         why = decided.groups[group].reason or f"{decoder} has no value in this group"
-    return Cell("—", state="missing", title=why)
+    return Cell("—", state="missing", title=why, status="no_value")
 
 
 def _cost_cell(row: Row, key: str) -> Cell:
@@ -352,21 +354,25 @@ def _measured(row: Row, value: float | None, what: str) -> Cell:
     if value is not None:
         return Cell("", sort=float(value), value=float(value), raw=float(value))
     if row.failure_status and not row.ok:
-        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
-    return Cell("not measured", state="missing", title=f"this run holds no {what} for {row.decoder}")
+        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row),
+                    status=row.failure_status)
+    return Cell("not measured", state="missing", title=f"this run holds no {what} for {row.decoder}",
+                status="not_measured")
 
 
 def _metric_cell(row: Row, metric: str, summary: MetricSummary | None, direction: Direction | None) -> Cell:
     if summary is None:
         if row.failure_status and not row.ok:
-            return Cell(status_label(row.failure_status), state="failed",
+            return Cell(status_label(row.failure_status), state="failed", status=row.failure_status,
                         title=f"no decoded output to score — {_failure_title(row)}")
-        return Cell("not measured", state="missing", title=f"this run holds no {metric} values")
+        return Cell("not measured", state="missing", title=f"this run holds no {metric} values",
+                    status="not_measured")
     if summary.mean is None:
         failed = {s: n for s, n in summary.statuses.items() if s != "ok"}
         status = max(failed, key=lambda s: failed[s]) if failed else "not measured"
         title = "\n".join(summary.messages) or f"{metric}: {status_label(status)}"
-        return Cell(status_label(status), state="failed" if status == "error" else "missing", title=title)
+        return Cell(status_label(status), state="failed" if status == "error" else "missing", title=title,
+                    status=status.replace(" ", "_"))
     value = summary.headline
     sort = None if direction is None else direction.badness(value)  # type: ignore[arg-type]
     if summary.aggregate is not None:  # the metric's own value for the set (FID, GenEval, ...)
@@ -376,7 +382,9 @@ def _metric_cell(row: Row, metric: str, summary: MetricSummary | None, direction
         cell.n = covered
         if covered is not None and covered < row.units:
             cell.note = f"{covered}/{row.units}"
-            cell.title += f"; computed from {covered} of {row.units} cases ({_failure_title(row)})"
+            failures = _failure_title(row)
+            cell.title += f"; computed from {covered} of {row.units} cases"
+            cell.title += f" ({failures})" if failures else ""
         return cell
     cell = Cell("", sort=sort, value=summary.mean, ci_value=summary.ci95, raw=summary.mean, n=summary.n)
     if summary.n < row.units:

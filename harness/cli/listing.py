@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.console import console, out
+from harness.cli.console import console, fail, out
 from harness.cli.tables import Column, Grid, print_grid, print_note
 
 NEEDS_PARAMETERS = "needs parameters"  # a decoder that lacks nothing but a suite's parameters
@@ -19,8 +19,15 @@ class _Verb(StrEnum):
     suites = "suites"
 
 
-def list_(what: Annotated[_Verb, typer.Argument(help="decoders, metrics or suites")]) -> None:
+def list_(what: Annotated[str, typer.Argument(help="decoders, metrics or suites",
+                                               metavar="decoders|metrics|suites")]) -> None:
     """List decoders (what runs here), metrics or suites."""
+    if what not in set(_Verb):
+        import difflib
+
+        close = difflib.get_close_matches(what, list(_Verb), n=1, cutoff=0.5)
+        hint = f"did you mean `decoderbench list {close[0]}`? " if close else ""
+        raise fail(f"list {what!r}: {hint}expected decoders, metrics or suites")
     if what == _Verb.decoders:
         _list_decoders()
     elif what == _Verb.metrics:

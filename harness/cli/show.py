@@ -214,8 +214,13 @@ def print_summary(run_dir: Path, notes: bool = True) -> None:
 # --------------------------------------------------------------------------- records
 
 
+SCHEMA_VERSION = 2  # 2: ci95_low/ci95_high bounds, status tokens, run metadata
+
+
 def result_records(view: RunView, metrics: list[str], summary_only: bool = False) -> list[dict[str, Any]]:
-    """One record per (size, decoder, column): the raw number in its unit, as shown, and why not."""
+    """One record per (size, decoder, column): the raw number in its unit with the bounds of its
+    95 % interval, the status (`ok`, or why there is no number: `unavailable`, `oom`,
+    `not_measured`, ...), the reason, and the text the table shows."""
     records = []
     for board in _boards(view, metrics):
         for index, column in enumerate(board.columns):
@@ -223,13 +228,16 @@ def result_records(view: RunView, metrics: list[str], summary_only: bool = False
                 continue
             for row, cells in board.rows:
                 cell = cells[index]
+                value, half = _finite(cell.raw), _finite(cell.ci_value)
+                known = value is not None and half is not None
+                bounds = (value - half, value + half) if known else (None, None)  # type: ignore[operator]
                 records.append({
                     "suite": board.suite, "width": board.size[0], "height": board.size[1],
                     "decoder": row.decoder, "column": column.key, "label": column.label,
                     "better": column.direction.label if column.direction else None, "unit": column.unit,
-                    "value": _finite(cell.raw), "text": cell.text, "interval": cell.ci, "ci95": cell.ci_value,
-                    "n": cell.n, "coverage": cell.note, "best": cell.best, "state": cell.state,
-                    "reason": cell.title or None,
+                    "value": value, "ci95_low": bounds[0], "ci95_high": bounds[1], "n": cell.n,
+                    "coverage": cell.note, "best": cell.best, "status": cell.status,
+                    "reason": cell.title or None, "text": _cell(cell).value,
                 })
     return records
 
@@ -239,7 +247,13 @@ def _finite(value: float | None) -> float | None:
 
 
 def _json(view: RunView, records: list[dict[str, Any]]) -> str:
-    document = {"run_dir": str(view.run_dir), "suite": view.suite_name, "records": records}
+    from harness import __version__
+    from reports.export import run_context
+
+    run = {**run_context(view), "run_dir": str(view.run_dir), "status": view.manifest.get("status"),
+           "decoderbench": view.manifest.get("decoderbench")}
+    document = {"schema": "decoderbench show", "schema_version": SCHEMA_VERSION, "written_by": __version__,
+                "run": run, "records": records}
     return json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 

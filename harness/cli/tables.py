@@ -267,10 +267,15 @@ def _print_records(grid: Grid, console: Console, width: int) -> None:
 def print_wrapped(console: Console, text: str, width: int | None = None, prefix: str = "",
                   style: str = "", prefix_style: str = "", indent: int = 2) -> None:
     """Text wrapped between words: a word longer than the line (a URL, a path) goes on a line of
-    its own, unbroken (soft wrap: a terminal may fold it, but copying it gives it whole)."""
+    its own, unbroken (soft wrap: a terminal may fold it, but copying it gives it whole). Each line
+    of `text` starts a line of its own (two problems never run together)."""
     width = width or console.width
-    lines = textwrap.wrap(text, width, initial_indent=" " * len(prefix), subsequent_indent=" " * indent,
-                          break_long_words=False, break_on_hyphens=False) or [" " * len(prefix)]
+    lines: list[str] = []
+    for number, paragraph in enumerate(text.splitlines() or [""]):
+        first = " " * (len(prefix) if number == 0 else indent)
+        wrapped = textwrap.wrap(paragraph, width, initial_indent=first, subsequent_indent=" " * indent,
+                                break_long_words=False, break_on_hyphens=False)
+        lines += wrapped or ([first] if not number else [])
     for index, line in enumerate(lines):
         rendered = Text()
         if index == 0 and prefix:

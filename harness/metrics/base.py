@@ -235,6 +235,21 @@ class PerImageMetric(Metric):
         self._values.clear()
 
 
+def check_gaps(metric: Metric, problems: list[str], lock_table: bool) -> None:
+    """Raise one MetricUnavailable naming every gap found: `problems` (benchmark data, ...) and,
+    when the metric runs the lock table's models (`lock_table`), its packages and weight files —
+    so a check never passes a metric whose models or data are missing."""
+    weights_missing = False
+    if lock_table:
+        try:
+            Metric.check(metric)
+        except MetricWeightsMissing as exc:
+            problems, weights_missing = [*problems, str(exc)], True
+    if problems:
+        kind = MetricWeightsMissing if weights_missing and len(problems) == 1 else MetricUnavailable
+        raise kind("\n".join(problems))
+
+
 def require_weights(metric: Metric) -> dict[str, Path]:
     """Paths of the weight files `metric` loads (see harness/metrics/weights.py); records their sha256.
 
