@@ -155,8 +155,8 @@ def doctor(
                        label="result", style="red")
         elif metrics:
             print_note(console, f"{suite.name} runs here; {', '.join(metrics)} will be unavailable until "
-                       "what the ✗ lines above name is here (a run fetches missing metric weights itself where "
-                       "the network is reachable)", label="result", style="yellow")
+                       "what the ✗ lines above name is here (a run fetches missing metric weights itself "
+                       "where the network is reachable)", label="result", style="yellow")
         else:
             print_note(console, f"everything {suite.name} needs is here", label="ok", style="green")
     if failed:
