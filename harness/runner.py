@@ -240,10 +240,6 @@ class Runner:
         outcome.nothing_to_do = idle
         return outcome
 
-    def note(self, message: str) -> None:
-        """A note of this invocation: printed once (by the reporter) and kept in the manifest."""
-        self._note(message)
-
     def _phase_done(self, index: int, phases: dict[str, Any], name: str, begin: float) -> None:
         phases[name] = time.perf_counter() - begin
         self._save_phases(index, phases)

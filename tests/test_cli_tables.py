@@ -54,18 +54,53 @@ def test_no_value_or_name_is_ever_cut(width: int, terminal: bool) -> None:
         assert max(len(line) for line in text.splitlines()) <= width
 
 
-def test_the_layout_follows_the_width_and_pipes_get_the_log_layout() -> None:
+def test_the_layout_follows_the_width_and_pipes_get_a_grid_whenever_it_fits() -> None:
     grid = _grid()
     assert _render(grid, 400, True)[0] == "wide"
     assert _render(grid, 80, True)[0] == "long"
     narrow = Grid("t", Column("decoder"), [Column(f"m{i}", numeric=True) for i in range(12)])
     for name in ("a", "b"):
         narrow.add(name, [Cell(f"{i}.{i}{i}{i}") for i in range(12)])
-    assert choose(narrow, Console(), 40, plain=False)[0] == "transposed"
-    assert choose(narrow, Console(), 40, plain=True)[0] == "long"  # logs: one line per value
+    assert choose(narrow, Console(), 40, plain=False)[0].layout == "transposed"
+    assert choose(narrow, Console(), 40, plain=True)[0].layout == "transposed"  # logs get grids too
     layout, text = _render(narrow, 40, terminal=False)
-    assert layout == "long" and "─" not in text and "│" not in text  # no box drawing in logs
-    assert re.search(r"^b\s+m11\s+11\.111111$", text, re.MULTILINE)  # greppable lines
+    assert layout == "transposed" and "─" not in text and "│" not in text  # no box drawing in logs
+    assert re.search(r"^m11\s+11\.111111\s+11\.111111$", text, re.MULTILINE)
+    wide = Grid("t", Column("decoder"), [Column(f"m{i}", numeric=True) for i in range(12)])
+    for name in [f"decoder-{i}" for i in range(8)]:  # no grid fits 40 columns: one line per value
+        wide.add(name, [Cell(f"{i}.{i}{i}{i}") for i in range(12)])
+    layout, text = _render(wide, 40, terminal=False)
+    assert layout == "long" and re.search(r"^decoder-7\s+m11\s+11\.111111$", text, re.MULTILINE)
+
+
+def test_cells_stack_their_interval_before_a_grid_gives_way_to_the_long_form() -> None:
+    grid = Grid("t", Column("decoder"), [Column(f"metric {i} ↑", numeric=True) for i in range(8)])
+    for name in ("lanczos", "bicubic", "nearest", "bilinear"):
+        grid.add(name, [Cell("0.9148", interval="± 0.0272", best=i == 0) for i in range(8)])
+    grid.rows[0][1][1] = Cell("0.40", interval="p90 20.58, spread 821%", note="unstable")
+    choice, _ = choose(grid, Console(), 70, plain=True)
+    assert (choice.layout, choice.stacked) == ("transposed", True)
+    _, text = _render(grid, 70, terminal=False)
+    lines = text.splitlines()
+    assert any(re.search(r"^metric 0 ↑\s+★ 0\.9148\s+★ 0\.9148", line) for line in lines)
+    assert any(re.search(r"^\s+± 0\.0272\s+± 0\.0272", line) for line in lines)
+    for part in ("(unstable)", "p90 20.58", "spread 821%"):  # each on a line of its own, whole
+        assert any(part in line for line in lines), part
+    assert max(map(len, lines)) <= 70
+
+
+def test_optional_columns_leave_before_the_long_form_and_a_note_says_so() -> None:
+    grid = Grid("metrics", Column("name"), [Column("unit"), Column("group"), Column("one value per"),
+                                            Column("summary", text=True, optional=True)])
+    for index in range(30):
+        grid.add(f"metric_{index}", ["distance (≈0–1)", "no_reference", "seed group",
+                                     "a summary that is far too long to share a line with the other "
+                                     "columns of this table at sixty columns of width"])
+    layout, text = _render(grid, 60, terminal=False)
+    assert layout == "wide" and "summary left out to fit 60 columns" in " ".join(text.split())
+    assert len(text.splitlines()) <= 36
+    layout, text = _render(grid, 300, terminal=False)
+    assert "left out" not in text and "a summary that is far too long" in text
 
 
 def test_the_long_form_carries_value_interval_mark_and_n() -> None:
@@ -76,9 +111,22 @@ def test_the_long_form_carries_value_interval_mark_and_n() -> None:
 def test_markdown_escapes_pipes_and_keeps_everything() -> None:
     grid = Grid("a | b", Column("decoder"), [Column("note", text=True), Column("x", numeric=True)])
     grid.add("d|1", [Cell("one | two"), Cell("3.5", best=True)])
-    text = markdown_grid(grid, 200)
-    assert "**a \\| b**" in text and "| d\\|1 | one \\| two | ★ 3.5 |" in text
+    grid.add("d2", [Cell("three"), Cell("4.5", interval="± 0.1")])
+    text = markdown_grid(grid)  # 2 decoders, 2 columns: a row per decoder
+    assert "**a \\| b**" in text and "| d\\|1 | one \\| two | ★ 3.5 |" in text and "| d2 | three | 4.5 ± 0.1 |" in text
     assert "|---|---|---:|" in text
+
+
+def test_markdown_is_one_criterion_by_decoder_grid(run_dir: Path) -> None:
+    """What a pull-request comment wants: one grid per table, criteria down, decoders across."""
+    text = cli("show", str(run_dir), "--format", "markdown", columns=80).stdout
+    tables = [block for block in text.split("\n\n") if block.startswith("| ")]
+    assert len(tables) == 2  # the summary, then every criterion
+    header = tables[1].splitlines()[0]
+    assert header == "| criterion | " + " | ".join(LONG_NAMES) + " |" or \
+        sorted(header.strip("| ").split(" | ")[1:]) == sorted(LONG_NAMES)
+    rows = tables[1].splitlines()[2:]
+    assert any(row.startswith("| psnr ↑") for row in rows) and len(rows) < 20
 
 
 def test_notes_print_long_words_whole_on_their_own_line() -> None:

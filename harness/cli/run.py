@@ -64,11 +64,12 @@ def run(
                 for problem in missing_before_run(loaded):
                     print_note(console, problem, label="missing")
                 skipped = weights_before_run(loaded, offline)
+                if skipped:  # said once, before the run; the run keeps it (and says it no more)
+                    print_note(console, weights.skipped_line(skipped))
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter, **execution)
-                if skipped:
-                    runner.note(weights.skipped_line(skipped))
+                runner.notes += [weights.skipped_line(skipped)] if skipped else []
             outcome = runner.run()
         if outcome.nothing_to_do:
             print_note(console, f"nothing to do: every decode, metric and judge record of {outcome.run_dir} "

@@ -33,7 +33,7 @@ from rich.text import Text
 
 Layout = Literal["wide", "transposed", "long"]
 TEXT_MIN_WIDTH = 24  # a free-text column narrower than this reads as a word list: use another layout
-KEY_MIN_WIDTH = 16  # a transposed table's first column (criteria, properties) wraps down to this
+KEY_MIN_WIDTH = 24  # a transposed table's first column (criteria, properties) wraps down to this
 LOG_BOX = box.Box("    \n    \n -- \n    \n    \n -- \n    \n    \n")
 
 
@@ -176,15 +176,17 @@ def _header(name: str, width: int) -> str:
 
 
 def _rich_table(shaped: _Shaped, layout: Layout, plain: bool, stacked: bool = False,
-                cap: int | None = None) -> Table:
+                cap: int | None = None, wrap_headers: bool = True) -> Table:
     """`cap`: the widest a free-text column may be (only when no layout fits: text then wraps
-    at its words, and a word longer than the cap keeps the column at its length)."""
+    at its words, and a word longer than the cap keeps the column at its length).
+    `wrap_headers`: headers may wrap between words to their column's width (else they are whole)."""
     table = Table(box=LOG_BOX if plain else box.ROUNDED, show_edge=not plain, pad_edge=not plain,
                   collapse_padding=plain,
                   header_style="" if plain else "bold", highlight=False)
     for index, column in enumerate(shaped.columns):
         texts = [_text_of(row[index], layout, index, stacked) for row in shaped.rows]
-        minimum = max(_min_width(column, texts), _longest_word([column.name]))
+        minimum = max(_min_width(column, texts), _longest_word([column.name]) if wrap_headers
+                      else cell_len(column.name))
         if column.text and cap is not None:
             minimum = max(min(minimum, cap), _longest_word([*texts, column.name]))
         table.add_column(_header(column.name, minimum), justify="right" if column.numeric else "left",
@@ -218,9 +220,11 @@ def _has_stack(grid: Grid) -> bool:
 def choose(grid: Grid, console: Console, width: int, plain: bool) -> tuple[Choice, Table]:
     """The first layout whose narrowest rendering fits `width` (the long form when none does)."""
     for candidate, choice in _attempts(grid, plain):
-        table = _rich_table(SHAPES[choice.layout](candidate), choice.layout, plain, choice.stacked)
-        if _needed(console, table) <= width:
-            return choice, table
+        for wrap_headers in (False, True):  # whole headers where they fit
+            table = _rich_table(SHAPES[choice.layout](candidate), choice.layout, plain, choice.stacked,
+                                wrap_headers=wrap_headers)
+            if _needed(console, table) <= width:
+                return choice, table
     shaped = SHAPES["long"](grid)
     texts = sum(c.text for c in shaped.columns)
     if not texts:
