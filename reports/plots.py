@@ -91,8 +91,9 @@ def _save(figure: Figure, path: Path) -> Path:
 
 # Offsets (points) tried around a marker, nearest first; the farther rings draw a leader line.
 _DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0),
-               (0.6, 1.2), (-0.6, 1.2), (0.6, -1.2), (-0.6, -1.2))
-_RINGS = (7, 16, 28, 42, 60)
+               (0.6, 1.2), (-0.6, 1.2), (0.6, -1.2), (-0.6, -1.2), (1.2, 0.6), (-1.2, 0.6), (1.2, -0.6),
+               (-1.2, -0.6))
+_RINGS = (7, 16, 28, 42, 60, 82, 108, 140)
 
 
 def place_labels(axes: Axes, anchors: Sequence[tuple[float, float, str, str]], fontsize: float = 9,
@@ -127,7 +128,8 @@ def place_labels(axes: Axes, anchors: Sequence[tuple[float, float, str, str]], f
                     arrowprops=dict(arrowstyle="-", color=colour, linewidth=0.6, shrinkA=0, shrinkB=4)
                     if ring > _RINGS[0] else None)
                 label.set_in_layout(False)
-                box = label.get_window_extent(renderer).padded(2)
+                label.update_positions(renderer)
+                box = Text.get_window_extent(label, renderer).padded(2)  # the text, not its leader line
                 clash = sum(box.overlaps(other) for other in placed) + \
                     sum(box.overlaps(m) for m in marker_boxes) + (0 if _inside(box, frame) else 1)
                 if best is None or clash < best[0]:
@@ -199,7 +201,7 @@ def cost_quality_figure(cost_label: str, points: Sequence[CostPoint], metric: st
     """One cost axis against the metric, every point labelled with its decoder (★ where the table
     marks it), the Pareto front of the paired decisions (outlined points, dashed line) — sized to
     stay readable when a phone shows it 360 px wide."""
-    figure = Figure(figsize=(5.4, 4.3), layout="constrained")
+    figure = Figure(figsize=(4.8, 3.9), layout="constrained")  # ~460 px wide: ×0.78 on a phone
     axes = figure.add_subplot(1, 1, 1)
     simple = [(p.label, p.cost, p.quality) for p in points]
     front = set(pareto_front(simple, direction, cost_outcome, quality_outcome)) if len(points) > 1 else set()
@@ -217,14 +219,14 @@ def cost_quality_figure(cost_label: str, points: Sequence[CostPoint], metric: st
     log_x = bool(points) and min(p.cost for p in points) > 0 and _spread(simple) > 20
     if log_x:
         axes.set_xscale("log")
-    axes.set_xlabel(f"{cost_label}, lower is better", fontsize=10)
+    axes.set_xlabel(f"{cost_label}, lower is better", fontsize=10.5)
     unit_text = f" ({unit})" if unit else ""
-    axes.set_ylabel(f"{_plain(metric)}{unit_text}, {direction.label} is better", fontsize=10)
-    axes.tick_params(labelsize=9)
+    axes.set_ylabel(f"{_plain(metric)}{unit_text}, {direction.label} is better", fontsize=10.5)
+    axes.tick_params(labelsize=10)
     _pad_limits(axes, log_x)
     prepare_for_labels(figure)
     place_labels(axes, [(p.cost, p.quality, _plain(p.label) + (" ★" if p.best else ""),
-                         color_of(p.label, names)) for p in points])
+                         color_of(p.label, names)) for p in points], fontsize=10.5)
     return _save(figure, path)
 
 

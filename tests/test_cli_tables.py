@@ -182,10 +182,19 @@ def test_show_is_whole_at_80_columns_in_every_format(run_dir: Path, form: str) -
     text = _no_ellipsis(cli("show", str(run_dir), "--format", form, columns=80))
     assert all(name in text for name in LONG_NAMES)
     if form == "json":
-        records = json.loads(cli("show", str(run_dir), "--format", "json").stdout)["records"]
+        document = json.loads(cli("show", str(run_dir), "--format", "json").stdout)
+        assert document["schema"] == "decoderbench show" and document["schema_version"] == 2
+        assert document["run"]["suite"] == "synth" and document["run"]["run_dir"] == str(run_dir)
+        assert {"created", "suite_sha256", "device", "dtype", "git_sha", "decoderbench"} <= set(document["run"])
+        records = document["records"]
         psnr = next(r for r in records if r["column"] == "metric:psnr" and r["decoder"] == "bilinear")
         assert psnr["unit"] == "dB" and psnr["better"] == "higher" and psnr["n"] == 6
-        assert abs(psnr["value"] - (23 + 0.25)) < 1e-9
+        assert abs(psnr["value"] - (23 + 0.25)) < 1e-9 and psnr["status"] == "ok"
+        assert psnr["ci95_low"] < psnr["value"] < psnr["ci95_high"]  # bounds, not a half-width
+        assert psnr["text"].startswith(f"{psnr['value']:.2f} ± ")
+        lpips = next(r for r in records if r["column"] == "metric:lpips" and r["decoder"] == "bilinear")
+        assert lpips["value"] is None and lpips["status"] == lpips["text"] == "unavailable"
+        assert {"state", "interval", "ci95"}.isdisjoint(psnr)  # display-only and ambiguous fields gone
     if form == "markdown":
         assert "| decoder |" in text and "★" in text
     if form == "table":
@@ -210,3 +219,63 @@ def test_version_and_suite_suggestions() -> None:
     assert cli("--version").stdout.strip() == f"decoderbench {__version__}"
     result = cli("validate", "smok")
     assert result.returncode == 2 and "did you mean 'smoke'?" in result.stderr
+
+
+# --------------------------------------------------------------------------- every reader
+
+
+def test_list_metrics_piped_at_80_columns_fits_in_40_lines() -> None:
+    result = cli("list", "metrics", columns=80)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) <= 40 and max(map(len, lines)) <= 80, result.stdout
+    for name in ("psnr", "lpips", "fid", "topiq_nr"):  # one row each, in a grid
+        assert re.search(rf"^{name}\s+[↑↓→]", result.stdout, re.MULTILINE), name
+    assert "summary left out to fit 80 columns" in " ".join(result.stdout.split())
+
+
+def test_weights_and_benchmarks_lists_never_break_urls_or_digests() -> None:
+    from harness.metrics import weights
+    from harness.sources import benchmarks
+
+    listed = cli("weights", "list", columns=80).stdout
+    lines = listed.splitlines()
+    for entry in weights.LOCK:
+        assert any(entry.url in line for line in lines), entry.url
+        if entry.sha256:
+            assert any(entry.sha256 in line for line in lines), entry.sha256
+    data = cli("benchmarks", "list", columns=80)
+    assert data.returncode == 0 and "…" not in data.stdout and "│" not in data.stdout and "─" not in data.stdout
+    for benchmark in benchmarks.BENCHMARKS.values():
+        for entry in benchmark.files:
+            assert any(entry.git_object in line for line in data.stdout.splitlines()), entry.git_object
+
+
+def test_no_color_turns_off_every_style() -> None:
+    import os
+    import subprocess
+    import sys
+
+    def run(**env: str) -> str:
+        return subprocess.run([sys.executable, "-m", "harness", "list", "suites"], capture_output=True,
+                              text=True, env={**os.environ, "COLUMNS": "100", **env}).stdout
+
+    assert "\x1b[" in run(FORCE_COLOR="1")  # a terminal: bold headers
+    assert "\x1b[" not in run(FORCE_COLOR="1", NO_COLOR="1")  # no colour, no bold, no dim
+
+
+def test_piped_progress_has_counts_and_elapsed_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    console_module = importlib.import_module("harness.cli.console")
+    target = Console(width=80, record=True, force_terminal=False, color_system=None)
+    monkeypatch.setattr(console_module, "LOG_EVERY_S", 0.0)
+    with console_module.RichReporter(target=target) as reporter:
+        reporter.phase("metrics: psnr, ssim, ms_ssim, spectral_distance, hf_energy_ratio, piqe, "
+                       "legibility_cer", 3)
+        for _ in range(3):
+            reporter.advance()
+        reporter.phase("decode lanczos", 0)
+    text = " ".join(target.export_text().split())
+    assert "legibility_cer: 1/3 ·" in text and "legibility_cer: 2/3 ·" in text  # while it runs
+    assert re.search(r"legibility_cer: 3/3 in \d+\.\d s \(elapsed \d+\.\d s\)", text)  # when it ends
+    assert "decode lanczos: nothing to do" in text and "…" not in text
