@@ -185,7 +185,8 @@ def test_show_is_whole_at_80_columns_in_every_format(run_dir: Path, form: str) -
         document = json.loads(cli("show", str(run_dir), "--format", "json").stdout)
         assert document["schema"] == "decoderbench show" and document["schema_version"] == 2
         assert document["run"]["suite"] == "synth" and document["run"]["run_dir"] == str(run_dir)
-        assert {"created", "suite_sha256", "device", "dtype", "git_sha", "decoderbench"} <= set(document["run"])
+        assert {"created", "suite_sha256", "device", "dtype", "git_sha", "decoderbench"} <= \
+            set(document["run"])
         records = document["records"]
         psnr = next(r for r in records if r["column"] == "metric:psnr" and r["decoder"] == "bilinear")
         assert psnr["unit"] == "dB" and psnr["better"] == "higher" and psnr["n"] == 6
@@ -244,7 +245,7 @@ def test_weights_and_benchmarks_lists_never_break_urls_or_digests() -> None:
         if entry.sha256:
             assert any(entry.sha256 in line for line in lines), entry.sha256
     data = cli("benchmarks", "list", columns=80)
-    assert data.returncode == 0 and "…" not in data.stdout and "│" not in data.stdout and "─" not in data.stdout
+    assert data.returncode == 0 and not {"…", "│", "─"} & set(data.stdout)
     for benchmark in benchmarks.BENCHMARKS.values():
         for entry in benchmark.files:
             assert any(entry.git_object in line for line in data.stdout.splitlines()), entry.git_object

@@ -120,7 +120,8 @@ def test_offline_runs_name_the_skipped_metrics_in_one_line(tmp_path: Path, image
     run = tmp_path / "run"
     result = invoke("run", str(_suite(tmp_path, image_folder)), "--out", str(run))
     assert result.exit_code == 0, result.output
-    line = "lpips skipped: its weight files are not on this machine; `decoderbench weights fetch lpips` gets them"
+    line = ("lpips skipped: its weight files are not on this machine; `decoderbench weights fetch lpips` "
+            "gets them")
     text = " ".join(result.output.split())
     assert text.count(line) == 1 and text.count("missing weight file") == 0
     assert server.requests == []
@@ -144,6 +145,7 @@ def test_offline_flag_and_an_unreachable_network_fetch_nothing(tmp_path: Path, i
     port = closed.server_address[1]
     closed.server_close()  # nothing listens there any more
     _lock(monkeypatch, f"http://127.0.0.1:{port}/{ALEXNET}")
-    unreachable = " ".join(invoke("run", str(suite), "--out", str(tmp_path / "b"), "--no-report").output.split())
+    result = invoke("run", str(suite), "--out", str(tmp_path / "b"), "--no-report")
+    unreachable = " ".join(result.output.split())
     assert f"weights: 127.0.0.1:{port} not reachable: nothing fetched from it" in unreachable
     assert "lpips skipped" in unreachable and not (caches / "hub" / "checkpoints" / ALEXNET).exists()
