@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from harness import __version__
 from reports.aggregate import MEMORY_KINDS, RunView, Size, format_bytes, load_run
@@ -108,9 +109,17 @@ def _environment() -> Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["bytes"] = format_bytes
+    env.filters["words"] = whole_words
     env.filters["plural"] = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")
     env.globals.update(fmt=format_number, label=status_label)
     return env
+
+
+def whole_words(text: object) -> Markup:
+    """Text for a table header: a word holding a hyphen or dash (a decoder's name, Bradley–Terry)
+    in a span that never breaks, so a header wraps between words only."""
+    return Markup(" ").join(Markup('<span class="w">{}</span>').format(word) if "-" in word or "–" in word
+                            else escape(word) for word in str(text).split(" "))
 
 
 def render_report(run_dir: Path, out_dir: Path | None = None, metric: str | None = None) -> Path:
