@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import os
+import re
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -340,7 +340,8 @@ def test_case_page_on_a_phone(report: Path, browser) -> None:
 def test_plot_labels_never_overlap_each_other_or_a_marker(report: Path, browser, viewport) -> None:
     """Each cost–quality and memory-wall figure opened as the browser draws it: every decoder's or
     failure's label is a box of its own, off every marker."""
-    figures = sorted((report / "figures").glob("cost-*.svg")) + sorted((report / "figures").glob("sweep-*.svg"))
+    folder = report / "figures"
+    figures = sorted(folder.glob("cost-*.svg")) + sorted(folder.glob("sweep-*.svg"))
     assert len(figures) >= 5
     for figure in figures:
         page, problems = _open(browser, figure.as_uri(), viewport)
