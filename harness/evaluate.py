@@ -42,7 +42,7 @@ How images flow (one read per image, bounded memory):
   thousands of cases, ten at 4096²); beyond that they are read again per
   decoder. Memory is therefore three batches of images plus the largest
   metric's working set — never a whole run — and each metric bounds its own
-  working set at 4096² (see the Metrics section of the README).
+  working set at 4096² (see docs/metrics.md, speed and memory).
 
 A metric's `seconds` in the manifest is the time spent in its own load,
 updates and compute (PNG decoding is shared and not counted in any).
