@@ -43,6 +43,8 @@ class Column:
     numeric: bool = False  # right-aligned
     text: bool = False  # free text (summaries, messages): may wrap between words
     optional: bool = False  # left out, with a note, when the table fits no grid with it
+    notes: bool | str = False  # when left out, its cells are printed under the table, one line per
+    #                            row, named by the row's key (and by this column's value, if a name)
     min_text: int = TEXT_MIN_WIDTH  # a text column's narrowest width (its longest word if wider)
 
 
@@ -252,9 +254,19 @@ def print_grid(grid: Grid, console: Console, plain: bool | None = None) -> Layou
         _print_records(grid, console, width)
     if grid.legend:
         print_wrapped(console, grid.legend, width, style="" if plain else "dim")
-    if choice.left_out:
-        print_wrapped(console, f"{', '.join(choice.left_out)} left out to fit {width} columns; a wider "
-                      f"console shows {'them' if len(choice.left_out) > 1 else 'it'} (COLUMNS=160)",
+    as_notes = [i for i, column in enumerate(grid.columns) if column.name in choice.left_out and column.notes]
+    names = [column.name for column in grid.columns]
+    for index in as_notes:  # each row's cell under the table, whole
+        also = grid.columns[index].notes
+        for key, cells in grid.rows:
+            if cells[index].text not in ("", "—"):
+                name = f"{key} · {cells[names.index(also)].text}" if isinstance(also, str) else key
+                print_wrapped(console, cells[index].value, width, prefix=f"{name}: ",
+                              prefix_style="" if plain else "bold")
+    hidden = [name for name in choice.left_out if name not in {grid.columns[i].name for i in as_notes}]
+    if hidden:
+        print_wrapped(console, f"{', '.join(hidden)} left out to fit {width} columns; a wider "
+                      f"console shows {'them' if len(hidden) > 1 else 'it'} (COLUMNS=160)",
                       width, style="" if plain else "dim")
     return choice.layout
 
