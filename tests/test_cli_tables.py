@@ -122,11 +122,11 @@ def test_markdown_is_one_criterion_by_decoder_grid(run_dir: Path) -> None:
     """What a pull-request comment wants: one grid per table, criteria down, decoders across."""
     text = cli("show", str(run_dir), "--format", "markdown", columns=80).stdout
     tables = [block for block in text.split("\n\n") if block.startswith("| ")]
-    assert len(tables) == 2  # the summary, then every criterion
-    header = tables[1].splitlines()[0]
-    assert header == "| criterion | " + " | ".join(LONG_NAMES) + " |" or \
-        sorted(header.strip("| ").split(" | ")[1:]) == sorted(LONG_NAMES)
-    rows = tables[1].splitlines()[2:]
+    assert len(tables) == 1  # the summary's win rates, then every criterion
+    header = tables[0].splitlines()[0]
+    assert sorted(header.strip("| ").split(" | ")[1:]) == sorted(LONG_NAMES)
+    rows = tables[0].splitlines()[2:]
+    assert rows[0].startswith("| overall win rate |")
     assert any(row.startswith("| psnr ↑") for row in rows) and len(rows) < 20
 
 
@@ -197,7 +197,7 @@ def test_show_is_whole_at_80_columns_in_every_format(run_dir: Path, form: str) -
         assert lpips["value"] is None and lpips["status"] == lpips["text"] == "unavailable"
         assert {"state", "interval", "ci95"}.isdisjoint(psnr)  # display-only and ambiguous fields gone
     if form == "markdown":
-        assert "| decoder |" in text and "★" in text
+        assert "| criterion |" in text and "★" in text
     if form == "table":
         assert "CUDA out of memory" in text
         assert "/does/not/fit/anywhere/near/eighty/columns.safetensors" in text  # unbroken

@@ -69,7 +69,8 @@ def show(
     if format_ == Format.table:
         print_results(view, chosen, summary_only=summary)
     elif format_ == Format.markdown:
-        sys.stdout.write("\n".join(markdown_grid(g) for g in grids(view, chosen, summary)))
+        tables = grids(view, chosen, True) if summary else [one_grid(b) for b in _boards(view, chosen)]
+        sys.stdout.write("\n".join(markdown_grid(g) for g in tables))
     else:
         records = result_records(view, chosen, summary)
         sys.stdout.write(_json(view, records) if format_ == Format.json else _csv(records))
@@ -139,6 +140,19 @@ def board_grids(board: Leaderboard, summary_only: bool = False) -> list[Grid]:
 
 def grids(view: RunView, metrics: list[str], summary_only: bool = False) -> list[Grid]:
     return [g for board in _boards(view, metrics) for g in board_grids(board, summary_only)]
+
+
+def one_grid(board: Leaderboard) -> Grid:
+    """A comparison size as one grid — the summary's win rates, then every criterion — for a
+    pull-request comment (Markdown), with both legends under it."""
+    parts = board_grids(board)
+    summary, rest = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    columns = [Column(f"{c.name} win rate", numeric=True) for c in summary.columns] if summary else []
+    legend = " · ".join([rest.legend, *([summary.legend] if summary else [])])
+    grid = Grid(rest.title, Column("decoder"), columns + rest.columns, legend=legend, field_name="criterion")
+    for index, (key, cells) in enumerate(rest.rows):
+        grid.add(key, [*(summary.rows[index][1] if summary else []), *cells])
+    return grid
 
 
 def print_results(view: RunView, metrics: list[str] | None = None, summary_only: bool = False,
