@@ -166,22 +166,21 @@ def _inside(box: Bbox, frame: Bbox) -> bool:
     return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
 
 
-def _pad_limits(axes: Axes, log_x: bool = False, fraction: float = 0.18) -> None:
-    """Room around the data for the labels."""
+def _pad_limits(axes: Axes, log_x: bool = False, fraction: float = 0.18, positive_x: bool = False,
+                positive_y: bool = False) -> None:
+    """Room around the data for the labels; an axis of non-negative quantities (latency, memory,
+    sizes: `positive_*`) never goes below zero."""
     low, high = axes.get_ylim()
     span = (high - low) or abs(high) or 1.0
-    axes.set_ylim(_floor(low, low - fraction * span), high + fraction * span)
+    axes.set_ylim(max(0.0, low - fraction * span) if positive_y else low - fraction * span,
+                  high + fraction * span)
     low, high = axes.get_xlim()
     if log_x and low > 0:
         axes.set_xlim(low / (high / low) ** fraction, high * (high / low) ** fraction)
     else:
         span = (high - low) or abs(high) or 1.0
-        axes.set_xlim(_floor(low, low - fraction * span), high + fraction * span)
-
-
-def _floor(low: float, padded: float) -> float:
-    """Padding never takes an axis of non-negative values (memory, sizes) below zero."""
-    return max(0.0, padded) if low >= 0 else padded
+        axes.set_xlim(max(0.0, low - fraction * span) if positive_x else low - fraction * span,
+                      high + fraction * span)
 
 
 @dataclass(frozen=True)
@@ -223,7 +222,7 @@ def cost_quality_figure(cost_label: str, points: Sequence[CostPoint], metric: st
     unit_text = f" ({unit})" if unit else ""
     axes.set_ylabel(f"{_plain(metric)}{unit_text}, {direction.label} is better", fontsize=10.5)
     axes.tick_params(labelsize=10)
-    _pad_limits(axes, log_x)
+    _pad_limits(axes, log_x, positive_x=True)
     prepare_for_labels(figure)
     place_labels(axes, [(p.cost, p.quality, _plain(p.label) + (" ★" if p.best else ""),
                          color_of(p.label, names)) for p in points], fontsize=10.5)
@@ -265,7 +264,7 @@ def sweep_figure(sweep: SweepView, path: Path) -> Path:
         axes.set_xlabel("output size (megapixels)", fontsize=10)
         axes.set_ylabel(label, fontsize=10)
         axes.tick_params(labelsize=9)
-        _pad_limits(axes, fraction=0.12)
+        _pad_limits(axes, fraction=0.12, positive_x=True, positive_y=True)
         labelled.append((axes, failures, drawn))
     if len(names) > 1:
         figure.legend(loc="outside upper center", ncols=min(3, len(names)), fontsize=9, frameon=False)
