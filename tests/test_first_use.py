@@ -107,7 +107,7 @@ def test_a_run_fetches_what_its_metrics_need_before_it_starts(tmp_path: Path, im
     assert server.requests == [f"/{ALEXNET}"]
     assert (caches / "hub" / "checkpoints" / ALEXNET).read_bytes() == PAYLOAD
     assert f"fetching: {ALEXNET} from 127.0.0.1" in text  # piped: progress lines, not a bar
-    assert f"✓: {ALEXNET}:" in text and "(sha256 checked)" in text
+    assert f"✓ {ALEXNET}:" in text and "(sha256 checked)" in text
     assert "skipped" not in text
 
 

@@ -18,7 +18,7 @@ from rich.progress import (
 
 from harness.cli.console import EXIT_USAGE, LOG_EVERY_S, format_seconds, out
 from harness.cli.console import console as err
-from harness.cli.tables import Cell, Column, Grid, print_grid, print_note
+from harness.cli.tables import Cell, Column, Grid, print_grid, print_note, print_wrapped
 from harness.metrics import weights
 
 app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
@@ -124,12 +124,12 @@ def fetch_files(entries: list[weights.WeightFile]) -> list[str]:
                 path = weights.fetch(entry, download.update)
         except Exception as exc:  # network errors, hub errors, hash mismatches
             line = f"{entry.key}: {type(exc).__name__}: {exc}"
-            print_note(err, line, label="✗", style="red")
+            print_wrapped(err, line, prefix="✗ ", prefix_style="red")
             failures.append(line)
             continue
         check = weights.verify(entry).status
         checked = "sha256 checked" if check == "ok" else "no published sha256 to check it against"
-        print_note(err, f"{entry.key}: {path} ({checked})", label="✓", style="green")
+        print_wrapped(err, f"{entry.key}: {path} ({checked})", prefix="✓ ", prefix_style="green")
     return failures
 
 
