@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import typer
 from rich.console import Console
@@ -56,6 +57,15 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+@dataclass
+class _Phase:
+    name: str
+    total: int
+    done: int = 0
+    began: float = 0.0
+    printed: float = 0.0  # when its last line was printed
+
+
 class RichReporter:
     """Progress on stderr — live bars on a terminal, count lines when piped — and notes, printed
     once (above the bars)."""
@@ -71,7 +81,7 @@ class RichReporter:
         )
         self._task: int | None = None
         self._lock = threading.Lock()
-        self._log: list = []  # [name, total, done, began, last printed] of the phase (piped)
+        self._phase: _Phase | None = None  # the running phase (piped output)
         self._started = time.perf_counter()
 
     def __enter__(self) -> RichReporter:
@@ -87,7 +97,7 @@ class RichReporter:
         with self._lock:
             self._log_line(final=True)
             now = time.perf_counter()
-            self._log = [name, total, 0, now, now]
+            self._phase = _Phase(name, total, began=now, printed=now)
             if total == 0:
                 self._log_line(final=True)
 
@@ -95,28 +105,29 @@ class RichReporter:
         if self._task is not None:
             self.progress.advance(self._task, n)
         with self._lock:
-            if self._log:
-                self._log[2] += n
-                if self._log[2] < self._log[1] and time.perf_counter() - self._log[4] >= LOG_EVERY_S:
+            phase = self._phase
+            if phase is not None:
+                phase.done += n
+                if phase.done < phase.total and time.perf_counter() - phase.printed >= LOG_EVERY_S:
                     self._log_line(final=False)
 
     def _log_line(self, final: bool) -> None:
         """Piped: `decode lanczos: 7/13 · 12 s` (running) or `... 13/13 in 14 s` (ended)."""
-        if not self._log or self.live or self.quiet:
-            self._log = [] if final else self._log
+        phase = self._phase
+        if final:
+            self._phase = None
+        if phase is None or self.live or self.quiet:
             return
-        name, total, done, began, _ = self._log
         now = time.perf_counter()
-        if final and total == 0:
-            text = f"{name}: nothing to do"
+        counted = f"{phase.name}: {phase.done}/{phase.total}"
+        if final and phase.total == 0:
+            text = f"{phase.name}: nothing to do"
         else:
-            took = format_seconds(now - began)
-            text = f"{name}: {done}/{total} in {took}" if final else f"{name}: {done}/{total} · {took}"
-        text += f" (elapsed {format_seconds(now - self._started)})"
+            text = f"{counted} {'in' if final else '·'} {format_seconds(now - phase.began)}"
         from harness.cli.tables import print_wrapped
 
-        print_wrapped(self.console, text)
-        self._log = [] if final else [name, total, done, began, now]
+        print_wrapped(self.console, f"{text} (elapsed {format_seconds(now - self._started)})")
+        phase.printed = now
 
     def note(self, message: str) -> None:
         """Printed once, above the bars; long words (URLs, paths) on a line of their own, unbroken."""
