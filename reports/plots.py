@@ -14,7 +14,7 @@ outside the axes, so they never cover data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,55 +98,56 @@ _RINGS = (7, 16, 28, 42, 60, 82, 108, 140)
 
 def place_labels(axes: Axes, anchors: Sequence[tuple[float, float, str, str]], fontsize: float = 9,
                  avoid: Sequence[tuple[float, float]] = (), gid: str = "label") -> list[Text]:
-    """Annotate each (x, y, text, colour) anchor at the first offset where its text overlaps no
-    label placed before it, no marker (the anchors and `avoid`, in data coordinates) and stays
-    inside the axes; a label moved off its marker gets a thin leader line. The figure's layout
-    must be final (draw it once before). Labels carry gids `<gid>-<n>`, markers `marker-<n>`, so
-    a test can read their bounding boxes from the SVG. Returns the labels placed."""
+    """Annotate each (x, y, text, colour) anchor at the first offset (nearest first) where its text
+    overlaps no label placed before it, no marker (the anchors and `avoid`, in data coordinates),
+    no legend, and stays inside the axes; a label moved off its marker gets a thin leader line
+    (where no offset is free, the least crowded one). The figure's layout must be final
+    (`prepare_for_labels`). Labels carry gids `<gid>-<n>` so that a test can read their boxes
+    from the SVG. Returns the labels placed."""
     figure = axes.get_figure()
     assert isinstance(figure, Figure)
     renderer = _renderer(figure)
     frame = axes.get_window_extent(renderer)
-    markers = [axes.transData.transform((x, y)) for x, y in [*((a[0], a[1]) for a in anchors), *avoid]]
     radius = 5 * figure.dpi / 72  # a marker's half size (points → display units)
-    marker_boxes = [Bbox.from_extents(mx - radius, my - radius, mx + radius, my + radius)
-                    for mx, my in markers]
+    obstacles = [Bbox.from_extents(mx - radius, my - radius, mx + radius, my + radius)
+                 for mx, my in (axes.transData.transform(xy) for xy in [*(a[:2] for a in anchors), *avoid])]
     legend = axes.get_legend()
     if legend is not None:
-        marker_boxes.append(legend.get_window_extent(renderer))
-    placed: list[Bbox] = []
+        obstacles.append(legend.get_window_extent(renderer))
     texts = []
     for number, (x, y, text, colour) in enumerate(anchors):
-        best = None
-        for ring in _RINGS:
-            for dx, dy in _DIRECTIONS:
-                offset = (dx * ring, dy * ring)
-                label = axes.annotate(
-                    text, (x, y), xytext=offset, textcoords="offset points", fontsize=fontsize, color=colour,
-                    ha="left" if dx > 0 else "right" if dx < 0 else "center",
-                    va="bottom" if dy > 0 else "top" if dy < 0 else "center", annotation_clip=False,
-                    arrowprops=dict(arrowstyle="-", color=colour, linewidth=0.6, shrinkA=0, shrinkB=4)
-                    if ring > _RINGS[0] else None)
-                label.set_in_layout(False)
-                label.update_positions(renderer)
-                box = Text.get_window_extent(label, renderer).padded(2)  # the text, not its leader line
-                clash = sum(box.overlaps(other) for other in placed) + \
-                    sum(box.overlaps(m) for m in marker_boxes) + (0 if _inside(box, frame) else 1)
-                if best is None or clash < best[0]:
-                    if best is not None:
-                        best[1].remove()
-                    best = (clash, label, box)
-                else:
-                    label.remove()
-                if clash == 0:
-                    break
-            if best is not None and best[0] == 0:
+        best: tuple[int, Text, Bbox] | None = None
+        for offset, leader in _offsets():
+            label = axes.annotate(
+                text, (x, y), xytext=offset, textcoords="offset points", fontsize=fontsize, color=colour,
+                ha="left" if offset[0] > 0 else "right" if offset[0] < 0 else "center",
+                va="bottom" if offset[1] > 0 else "top" if offset[1] < 0 else "center", annotation_clip=False,
+                arrowprops=dict(arrowstyle="-", color=colour, linewidth=0.6, shrinkA=0, shrinkB=4)
+                if leader else None)
+            label.set_in_layout(False)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer).padded(2)  # the text, not its leader line
+            clash = sum(box.overlaps(other) for other in obstacles) + (0 if _inside(box, frame) else 1)
+            if best is not None and clash >= best[0]:
+                label.remove()
+                continue
+            if best is not None:
+                best[1].remove()
+            best = (clash, label, box)
+            if clash == 0:
                 break
         assert best is not None
         best[1].set_gid(f"{gid}-{number}")
-        placed.append(best[2])
+        obstacles.append(best[2])  # later labels keep off this one
         texts.append(best[1])
     return texts
+
+
+def _offsets() -> Iterator[tuple[tuple[float, float], bool]]:
+    """(offset in points, with a leader line) around a marker, nearest first."""
+    for ring in _RINGS:
+        for dx, dy in _DIRECTIONS:
+            yield (dx * ring, dy * ring), ring > _RINGS[0]
 
 
 def prepare_for_labels(figure: Figure) -> None:
