@@ -10,9 +10,11 @@ stands on, the best mark). It is laid out three ways:
 
 `print_grid` takes the first grid (wide, then transposed) whose narrowest rendering fits the
 console width — first with each cell on one line, then with a cell's qualifier and interval
-stacked under its value, then without the columns marked optional (a note names them) — and
-the long form only when no grid fits. Names, numbers, URLs and digests never wrap; free-text
-columns and headers wrap between words, never inside one; nothing is ever cut to `…`. On a
+stacked under its value, then without the columns marked optional (a note names them, or their
+cells follow the table one line each) — the long form only when no grid fits, and one block
+of `field: value` lines per row when not even that does. Names, numbers, URLs and digests never
+wrap; free-text columns and headers wrap between words, never inside one; nothing is ever cut
+to `…`. On a
 terminal the table is boxed; piped output (CI logs) gets no box and no colour, and `NO_COLOR`
 drops every style. `markdown_grid` writes a Markdown grid (pastes into pull requests),
 `print_note` prints notes whose long words (URLs, paths) go on their own line, unbroken.
