@@ -42,7 +42,7 @@ How images flow (one read per image, bounded memory):
   thousands of cases, ten at 4096²); beyond that they are read again per
   decoder. Memory is therefore three batches of images plus the largest
   metric's working set — never a whole run — and each metric bounds its own
-  working set at 4096² (see the Metrics section of the README).
+  working set at 4096² (see docs/metrics.md, speed and memory).
 
 A metric's `seconds` in the manifest is the time spent in its own load,
 updates and compute (PNG decoding is shared and not counted in any).
@@ -64,13 +64,14 @@ import torch
 
 from decoders.plugins import unavailable_reason
 from harness import images
-from harness.metrics import METRICS
+from harness.metrics import METRICS, weights
 from harness.metrics.base import (
     Family,
     ImageContext,
     Metric,
     MetricUnavailable,
     MetricValues,
+    MetricWeightsMissing,
     ReferenceSet,
     Scope,
 )
@@ -109,6 +110,7 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
     records, _ = store.records()
     decodes = {(r["decoder"], r["case"]): r for r in records if r["kind"] == "decode"}
     notes: list[str] = []
+    skipped: list[str] = []  # metrics whose lock-table weight files are missing: one line for all
     manifest = store.manifest()
     info = manifest.get("metrics", {})
     upstream = (manifest.get("source_model") or {}).get("quality_not_applicable")
@@ -119,7 +121,10 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
             if feeder.start(records, device):
                 feeders.append(feeder)
             elif feeder.unavailable is not None:
-                notes.append(f"metric {name} unavailable: {feeder.unavailable}")
+                if feeder.weights_missing:
+                    skipped.append(name)
+                else:
+                    notes.append(f"metric {name} unavailable: {feeder.unavailable}")
                 info[name] = metric_info(feeder.metric, status="unavailable", message=feeder.unavailable)
                 store.update_manifest(metrics=info)
             elif feeder.sets:  # nothing applied: the not_applicable records are written
@@ -136,6 +141,8 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
         del feeders
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if skipped:
+        notes.insert(0, weights.skipped_line(skipped))
     return notes
 
 
@@ -175,6 +182,7 @@ class Feeder:
         self.sets: dict[SetKey, EvalSet] = {}
         self.notes: list[str] = []
         self.unavailable: str | None = None
+        self.weights_missing = False  # unavailable only for lock-table weight files not here
         self.seconds = 0.0
         self.counted = 0
         self._wanted: set[Unit] = set()
@@ -197,8 +205,12 @@ class Feeder:
             self.metric.load(device)
         except Exception as exc:  # a missing library or weight file, a broken install: unavailable
             self.unavailable = str(exc) if isinstance(exc, MetricUnavailable) else unavailable_reason(exc)
+            self.weights_missing = isinstance(exc, MetricWeightsMissing) and bool(
+                weights.missing_files([self.metric.name]))
+            # records say it short (the manifest's metrics table keeps the whole message)
+            message = weights.short_missing(self.metric.name) if self.weights_missing else self.unavailable
             for evaluation_set in self.sets.values():
-                self.fail(evaluation_set, "unavailable", self.unavailable)
+                self.fail(evaluation_set, "unavailable", message)
             return False
         self.seconds += time.perf_counter() - began
         return True

@@ -90,6 +90,7 @@ class RunOutcome:
     run_dir: Path
     status_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # decoder → status → n
     notes: list[str] = field(default_factory=list)
+    nothing_to_do: bool = False  # a resume that found every record already there
 
     @property
     def failed_units(self) -> int:
@@ -246,7 +247,9 @@ class Runner:
         each phase, so that a killed invocation still says when it began and what it finished."""
         started = time.perf_counter()
         phases: dict[str, Any] = {"started": now_iso()}
-        index = len(self.store.manifest().get("phases") or [])
+        manifest = self.store.manifest()
+        index = len(manifest.get("phases") or [])
+        records_before = len(self.store.records()[0])
         self._save_phases(index, phases)
         try:
             begin = time.perf_counter()
@@ -272,9 +275,14 @@ class Runner:
             raise
         finally:
             phases["wall_s"] = time.perf_counter() - started
+            idle = status == "finished" and index > 0 and len(self.store.records()[0]) == records_before
             try:
-                self._save_phases(index, phases, status=status, finished=now_iso(),
-                                  notes=sorted(set(self.notes)))
+                if idle:  # a resume that wrote nothing: no invocation of its own (no time line, no entry)
+                    self.store.update_manifest(phases=manifest.get("phases"), status="finished",
+                                               resumed=(manifest.get("resumed") or [])[:-1])
+                else:
+                    self._save_phases(index, phases, status=status, finished=now_iso(),
+                                      notes=sorted(set(self.notes)))
             except StoreError:
                 if status == "finished":
                     raise
@@ -282,7 +290,9 @@ class Runner:
                 # stopped it is the one to report; resume starts from the records
             finally:
                 self.store.close()
-        return self._outcome()
+        outcome = self._outcome()
+        outcome.nothing_to_do = idle
+        return outcome
 
     def _phase_done(self, index: int, phases: dict[str, Any], name: str, begin: float) -> None:
         phases[name] = time.perf_counter() - begin

@@ -799,8 +799,12 @@ def _message(error: dict[str, Any], known_keys: list[str]) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
         key = str(error["loc"][-1])
-        close = difflib.get_close_matches(key, known_keys, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "check the spelling"
+        table = ".".join(str(part) for part in error["loc"][:-1] if isinstance(part, str))
+        elsewhere = [path for path in _SCHEMA_PATHS.get(key, []) if path.rpartition(".")[0] != table]
+        if 0 < len(elsewhere) <= 2:  # a real key in the wrong table: say where it goes
+            return f"unknown key {key!r} here; it belongs in {' or '.join(elsewhere)}"
+        close = difflib.get_close_matches(key, [k for k in known_keys if k != key], n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "not a key of this table"
         return f"unknown key {key!r} ({hint})"
     if kind == "missing":
         return "required key is missing"
@@ -837,6 +841,20 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return sorted(set(names))
 
 
+def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, list[str]]:
+    """Every key of the schema → the dotted paths where it is valid (`repeats` → timing.repeats)."""
+    paths: dict[str, list[str]] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.setdefault(name, []).append(path)
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                for key, found in _field_paths(candidate, f"{path}.").items():
+                    paths.setdefault(key, []).extend(p for p in found if p not in paths[key])
+    return paths
+
+
 _SCHEMA_KEYS = _field_names(SuiteModel)
 _TOP_KEYS = sorted(SuiteModel.model_fields)
 
@@ -853,6 +871,9 @@ def _schema_message(error: dict[str, Any], raw: dict[str, Any]) -> str:
         if close:
             message += f" (the file has {close[0]!r}: did you mean {loc[0]!r}?)"
     return message
+
+
+_SCHEMA_PATHS = _field_paths(SuiteModel)
 
 
 class _ComponentChecks:

@@ -7,7 +7,10 @@ fresh worker process, so an out-of-memory failure cannot poison the sizes
 after it; each size gets latency and peak memory like a decode record. A
 declared memory budget counts any size whose peak exceeds it as out of
 memory: how the logic is exercised on a CPU, and how a smaller GPU is
-simulated on a larger one. The search assumes memory grows with size.
+simulated on a larger one. The deciding figure is CUDA peak reserved, or on a
+CPU the RSS increment over the loaded worker (what the summary and the gates
+compare), named in the manifest, the table and the plot. The search assumes
+memory grows with size.
 
 Inputs are standard-normal latents in the decoder's latent space (seed 0):
 latency and memory do not depend on latent values. Decoders that need a
@@ -43,6 +46,7 @@ from harness.suite import MAX_SIDE, Suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
 from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver, start_method_problem
 from harness.workers.worker import worker_main
+from reports.aggregate import MEMORY_KINDS, format_bytes
 from reports.sweep import deciding_memory
 
 OOM = "oom"
@@ -233,11 +237,12 @@ class Sweep:
         return self._apply_budget(record)
 
     def _apply_budget(self, record: dict[str, Any]) -> dict[str, Any]:
-        peak = peak_bytes(record.get("memory"))
-        record["peak_bytes"] = peak
+        kind, peak = deciding_memory(record.get("memory"))
+        record["peak_bytes"], record["peak_kind"] = peak, kind
         if self.budget is not None and record["status"] == OK and peak is not None and peak > self.budget:
-            record.update(status=OOM, message=f"peak {peak} bytes exceeds the declared memory budget "
-                          f"{self.budget} bytes: counted as out of memory")
+            figure = MEMORY_KINDS[kind][0] if kind else "peak"
+            record.update(status=OOM, message=f"{figure} {format_bytes(peak)} > budget "
+                          f"{format_bytes(self.budget)}: counted as out of memory")
         return record
 
     def _case(self, side: int) -> CaseInput:
@@ -287,11 +292,6 @@ class Sweep:
                     "sizes_tried": [r["size"][0] for r in outcome.records],
                     "plot": outcome.plot.name if outcome.plot else None})
         self.store.close()
-
-
-def peak_bytes(memory: dict[str, Any] | None) -> int | None:
-    """The peak that decides whether a size fits: CUDA reserved bytes, or CPU peak RSS."""
-    return deciding_memory(memory)[1]
 
 
 def default_run_dir(suite: Suite, decoder_id: str) -> Path:

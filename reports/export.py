@@ -59,7 +59,7 @@ def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
     return [{column: row.get(column) for column in COLUMNS} for row in rows]
 
 
-def _run_context(view: Any) -> dict[str, Any]:
+def run_context(view: Any) -> dict[str, Any]:
     manifest = view.manifest
     environment = manifest.get("environment") or {}
     resolved = manifest["suite"]["resolved"]
@@ -79,7 +79,7 @@ class DecoderContexts(dict[str, dict[str, Any]]):
 
     def __init__(self, view: Any) -> None:
         super().__init__()
-        self.view, self.run = view, _run_context(view)
+        self.view, self.run = view, run_context(view)
 
     def __missing__(self, decoder: str) -> dict[str, Any]:
         name = next((r.name for r in self.view.rows if r.decoder == decoder), decoder)

@@ -16,6 +16,7 @@ file:// and from any static web server.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -23,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from harness import __version__
 from reports.aggregate import MEMORY_KINDS, RunView, Size, format_bytes, load_run
@@ -50,7 +52,7 @@ class ReportError(ValueError):
 @dataclass
 class CostQualityFigure:
     metric: str
-    src: str | None  # None: fewer than two decoders could be placed, so no plot
+    srcs: list[str]  # one figure per cost axis; none: fewer than two decoders could be placed
     left_out: list[str]
 
 
@@ -107,9 +109,17 @@ def _environment() -> Environment:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters["bytes"] = format_bytes
+    env.filters["words"] = whole_words
     env.filters["plural"] = lambda n, word: f"{n} {word}" + ("" if n == 1 else "s")
     env.globals.update(fmt=format_number, label=status_label)
     return env
+
+
+def whole_words(text: object) -> Markup:
+    """Text for a table header: a word holding a hyphen or dash (a decoder's name, Bradley–Terry)
+    in a span that never breaks, so a header wraps between words only."""
+    return Markup(" ").join(Markup('<span class="w">{}</span>').format(word) if "-" in word or "–" in word
+                            else escape(word) for word in str(text).split(" "))
 
 
 def render_report(run_dir: Path, out_dir: Path | None = None, metric: str | None = None) -> Path:
@@ -216,17 +226,33 @@ def _cost_quality(board: Leaderboard, view: RunView, metric: str, out_dir: Path,
     if direction is None or column is None or not any(row.metrics.get(metric) for row, _ in board.rows):
         return None
     panels, left_out = _cost_quality_points(board, metric, column)
-    if len(panels[0][1]) < 2:
-        return CostQualityFigure(metric, None, left_out)
-    path, src = _figure(out_dir, f"cost-{slug}-{board.size[0]}x{board.size[1]}-{metric}")
-    cost_quality_figure(panels, metric, view.unit(metric), direction, view.decoders, path)
-    return CostQualityFigure(metric, src, left_out)
+    if len(panels[0][2]) < 2:
+        return CostQualityFigure(metric, [], left_out)
+    quality = _outcomes(board, f"metric:{metric}")
+    srcs = []
+    for key, label, points in panels:
+        path, src = _figure(out_dir, f"cost-{slug}-{board.size[0]}x{board.size[1]}-{metric}-{key}")
+        cost_quality_figure(label, points, metric, view.unit(metric), direction, view.decoders, path,
+                            _outcomes(board, f"cost:{key}"), quality)
+        srcs.append(src)
+    return CostQualityFigure(metric, srcs, left_out)
+
+
+def _outcomes(board: Leaderboard, criterion: str) -> Callable[[str, str], int]:
+    """The paired decision of a criterion as an outcome function (+1: the first decoder is better,
+    −1: the second, 0: not separated — also when the criterion decides nothing)."""
+    assert board.decisions is not None
+    decision = board.decisions.decisions.get(criterion)
+    if decision is None or not decision.informative:
+        return lambda a, b: 0
+    return lambda a, b: decision.outcomes.get((a, b), 0)
 
 
 def _cost_quality_points(board: Leaderboard, metric: str, column: int
-                         ) -> tuple[list[tuple[str, list[CostPoint]]], list[str]]:
-    """Panels of points (latency per image with p10–p90, the headline memory figure, energy per
-    image where measured), and the decoders that cannot be placed, with why."""
+                         ) -> tuple[list[tuple[str, str, list[CostPoint]]], list[str]]:
+    """Panels (criterion key, axis label, points) — latency per image with p10–p90, the headline
+    memory figure, energy per image where two decoders have it — and the decoders that cannot be
+    placed, with why."""
     latency: list[CostPoint] = []
     memory: list[CostPoint] = []
     energy: list[CostPoint] = []
@@ -240,22 +266,22 @@ def _cost_quality_points(board: Leaderboard, metric: str, column: int
         if quality is None or median is None or not math.isfinite(quality):
             left_out.append(f"{row.decoder} ({cells[column].text})")
             continue
-        ci = summary.ci95 if summary is not None and summary.aggregate is None else None
+        best = cells[column].best
         latency.append(CostPoint(row.decoder, median, quality,
-                                 (row.image_latency(0.1), row.image_latency(0.9)), ci))  # type: ignore[arg-type]
+                                 (row.image_latency(0.1), row.image_latency(0.9)), best))  # type: ignore[arg-type]
         if row.peak_memory_bytes is not None:
-            memory.append(CostPoint(row.decoder, row.peak_memory_bytes / scale, quality, None, ci))
+            memory.append(CostPoint(row.decoder, row.peak_memory_bytes / scale, quality, None, best))
         if row.energy_per_image_j is not None:
-            energy.append(CostPoint(row.decoder, row.energy_per_image_j, quality, None, ci))
+            energy.append(CostPoint(row.decoder, row.energy_per_image_j, quality, None, best))
     kinds = {row.memory_headline_kind for row, _ in board.rows} - {None}
     memory_label = MEMORY_KINDS[kinds.pop()][0] if len(kinds) == 1 else "peak memory"
-    panels = [("latency per image, median (ms)", latency)]
+    panels = [("latency", "latency per image, median (ms)", latency)]
     if memory:
-        panels.append((f"{memory_label} ({unit})", memory))
+        panels.append(("memory", f"{memory_label} ({unit})", memory))
     if len(energy) > 1:  # energy on the x axis wherever two decoders have it
         counters = {row.energy_kind for row, _ in board.rows if row.energy_per_image_j is not None}
         whose = counters.pop().upper() if len(counters) == 1 else "device"
-        panels.append((f"{whose} energy per image (J)", energy))
+        panels.append(("energy", f"{whose} energy per image (J)", energy))
     return panels, left_out
 
 
@@ -272,11 +298,13 @@ def _render_cases(view: RunView, out_dir: Path, metric: str | None) -> str:
     pages = write_case_pages(view, out_dir, view.metric_names,
                              partial(_write_case_page, out_dir=out_dir, suite=view.suite_name))
     env = _environment()
-    direction = view.direction(metric) if metric else None
-    rows = case_index_rows(view, pages, metric, direction)
+    metrics = [m for m in view.metric_names if any(row.metrics.get(m) for row in view.rows)]
+    metrics = sorted(metrics, key=lambda m: m != metric)  # the plots' metric first
+    rows = case_index_rows(view, pages, metrics)
     html = env.get_template("cases.html.j2").render(
         root="../../", suite=view.suite_name, pages=pages, rows=rows, decoders=view.decoders,
-        metric=metric, direction=direction, has_prompts=any(p.case.get("prompt") for p in pages),
+        metrics=[(m, view.direction(m)) for m in metrics],
+        has_prompts=any(p.case.get("prompt") for p in pages),
     )
     (folder / "index.html").write_text(html, encoding="utf-8")
     return f"cases/{suite}/index.html"

@@ -22,7 +22,7 @@ electricity where the suite gives a kWh price; "not priced" without
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
 from reports.aggregate import (
@@ -38,6 +38,7 @@ from reports.decisions import OVERALL, Decision, SizeDecisions, decide_size
 from reports.price import Price, device_time_price, electricity_price
 
 INFINITY = "∞"
+COST_GAP_COLUMNS = ("energy", "energy_above_idle", "power", "cpu_energy", "price_time", "price_energy")
 STATUS_LABELS = {
     "oom": "OOM", "error": "error", "timeout": "timeout", "crashed": "crashed",
     "invalid_output": "invalid output", "unavailable": "unavailable",
@@ -60,6 +61,8 @@ class Column:
     criterion: str | None = None  # the decisions criterion whose marks this column shows
     flag: str | None = None  # e.g. "uninformative: …" (shown in the header)
     unit: str = ""  # what the column's raw numbers are in ("ms", "bytes", "dB", ...)
+    part: str = ""  # the report's column chooser: "summary", a metric's group, "diagnostic" or "cost"
+    shown: bool = True  # shown before the reader chooses (the report hides the rest behind its chooser)
 
     @property
     def tag(self) -> str | None:
@@ -69,6 +72,12 @@ class Column:
     @property
     def arrow(self) -> str:
         return self.direction.symbol if self.direction else ""
+
+    @property
+    def longest_word(self) -> int:
+        """Characters of the header's longest word: the report lets a header be that wide, so that
+        it wraps between words and never inside one."""
+        return max(len(word) for word in f"{self.label} {self.tag or ''}".split())
 
     @property
     def better(self) -> str:
@@ -91,6 +100,8 @@ class Cell:
     n: int | None = None  # values the number stands on (cases, timed calls)
     footnote: int | None = None  # the number of its reason under the table (readable without hover)
     shown: str | None = None  # text that replaces the formatted value ("∞": every case identical)
+    status: str = "ok"  # why there is no number, as a token: a decode or metric status, "not_measured",
+    #                     "no_value" (a summary group without a value for this decoder)
 
 
 @dataclass
@@ -105,6 +116,29 @@ class Leaderboard:
     @property
     def anchor(self) -> str:
         return f"lb-{self.suite}-{self.size[0]}x{self.size[1]}"
+
+    @property
+    def parts(self) -> list[str]:
+        """The column chooser's sections, in column order (summary, quality groups, costs)."""
+        return list(dict.fromkeys(column.part for column in self.columns))
+
+    @property
+    def cost_gaps(self) -> list[str]:
+        """Cost figures the run could not give, each named with why: '<column>: not measured — <why>'
+        (which decoders, where not all)."""
+        gaps = []
+        for index, column in enumerate(self.columns):
+            if column.key not in COST_GAP_COLUMNS:
+                continue
+            reasons: dict[tuple[str, str], list[str]] = {}
+            for row, cells in self.rows:
+                cell = cells[index]
+                if cell.state == "missing":
+                    reasons.setdefault((cell.text, cell.title), []).append(row.decoder)
+            for (text, why), decoders in reasons.items():
+                who = "" if len(decoders) == len(self.rows) else f" ({', '.join(decoders)})"
+                gaps.append(f"{column.label}: {text}{who} — {why}")
+        return gaps
 
     @property
     def summary_notes(self) -> list[str]:
@@ -141,20 +175,37 @@ def format_number(value: float, decimals: int | None = None) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def summary_order(rows: list[Row], decided: SizeDecisions) -> list[Row]:
+    """Rows as the summary ranks them: overall win rate, highest first (the suite's order among
+    equal rates; rows without an overall last)."""
+    overall = decided.win_rates.get(OVERALL, {})
+    return sorted(rows, key=lambda row: -overall[row.decoder] if row.decoder in overall else 1.0)
+
+
 def build_leaderboards(view: RunView) -> list[Leaderboard]:
     boards = []
     for size in view.sizes:
         decided = decide_size(view, size)
-        rows = view.rows_at(size)
+        rows = summary_order(view.rows_at(size), decided)
         columns = _columns(view, rows, decided)
         board = Leaderboard(view.suite_name, size, columns, decisions=decided)
         for row in rows:
             board.rows.append((row, _cells(view, row, columns, decided)))
+        _hide_empty_metrics(board)
         _format_columns(board)
         _mark_best(board)
         _footnotes(board)
         boards.append(board)
     return boards
+
+
+def _hide_empty_metrics(board: Leaderboard) -> None:
+    """A metric column without a single number starts hidden in the report (its reason is still
+    numbered under the table, and the chooser shows it)."""
+    for index, column in enumerate(board.columns):
+        if column.key.startswith("metric:") and not any(cells[index].value is not None
+                                                         for _, cells in board.rows):
+            board.columns[index] = replace(column, shown=False)
 
 
 def _footnotes(board: Leaderboard) -> None:
@@ -168,46 +219,71 @@ def _footnotes(board: Leaderboard) -> None:
     board.reasons = list(numbers)
 
 
+# The order of the quality columns: the perceptual ones first (the mission), diagnostics last.
+PART_ORDER = ("perceptual", "judge", "distribution", "fidelity", "no_reference", "text", "diagnostic")
+
+
 def _columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Column]:
-    columns = [Column(f"summary:{group}", f"{group} win rate", HIGHER,
-                      _group_description(decided, group), unit="share of decoders beaten (0–1)")
-               for group in decided.group_names]
-    columns += [
-        Column("cases", "cases ok", None, "cases that decoded / cases run", unit="cases"),
-        Column("latency", "latency / image (ms)", LOWER,
-               "median per image: a call's latency ÷ its batch size, over calls of one batch size; "
-               "p90 and the spread of the timed calls (IQR / median; above 10 %: unstable, not ranked) "
-               "below", criterion="cost:latency", unit="ms",
-               flag=_flag(decided.decisions.get("cost:latency"))),
-        Column("batch", "batch", None, "images per decode call (calls of another size are not pooled)",
-               unit="images"),
-        Column("throughput", "images / s", HIGHER, "batch size ÷ median call latency; megapixels per "
-               "second (at the decoder's own output size) below", unit="images/s"),
-    ]
-    kinds = [k for k in MEMORY_KINDS if any(k in row.memory for row in rows)]
-    for kind in kinds:
-        label, what = MEMORY_KINDS[kind]
-        headline = any(row.memory_headline_kind == kind for row in rows)
-        columns.append(Column(f"memory:{kind}", label, LOWER, what,
-                              criterion="cost:memory" if headline else None, unit="bytes",
-                              flag=_flag(decided.decisions.get("cost:memory")) if headline else None))
-    columns += _energy_columns(view, rows, decided)
-    columns += [
-        Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
-               "worker's start-up (spawn, imports, load) below", unit="ms"),
-        Column("cold_start", "cold start (ms)", LOWER, "worker start-up + its first call, for the size "
-               "the worker served first (a later size is served by a warm worker)", unit="ms"),
-    ]
+    """Summary (overall first), cases, the metrics in PART_ORDER, then the costs; `shown` marks what
+    the report shows before the reader chooses: the groups and metrics that rank or are quality
+    measures, latency and the headline memory figure."""
+    groups = [OVERALL, *(g for g in decided.group_names if g != OVERALL)] if decided.group_names else []
+    columns = [Column(f"summary:{group}", f"{group.replace('_', ' ')} win rate", HIGHER,
+                      _group_description(decided, group), unit="share of decoders beaten (0–1)",
+                      part="summary", shown=group == OVERALL or bool(decided.win_rates[group]))
+               for group in groups]
+    columns.append(Column("cases", "cases ok", None, "cases that decoded / cases run", unit="cases",
+                          part="cost"))
+    columns += sorted(_metric_columns(view, decided), key=lambda c: PART_ORDER.index(c.part))
+    return columns + _cost_columns(view, rows, decided)
+
+
+def _metric_columns(view: RunView, decided: SizeDecisions) -> list[Column]:
+    columns = []
     for metric in view.metric_names:
         info = view.metric_info.get(metric, {})
         scope = "one value for the set" if info.get("scope") == "set" else "mean over cases ± 95% interval"
         unit = view.unit(metric)
+        decision = decided.decisions.get(f"metric:{metric}")
+        group = decision.criterion.group if decision is not None else None
+        part = group if group in PART_ORDER else "diagnostic"
         columns.append(Column(f"metric:{metric}", metric, view.direction(metric),
                               " · ".join(x for x in (info.get("summary", ""), scope,
                                                      f"unit: {unit}" if unit else "") if x),
-                              criterion=f"metric:{metric}", unit=unit,
-                              flag=_flag(decided.decisions.get(f"metric:{metric}"))))
+                              criterion=f"metric:{metric}", unit=unit, flag=_flag(decision), part=part,
+                              shown=part != "diagnostic"))
     return columns
+
+
+def _cost_columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Column]:
+    columns = [
+        Column("latency", "latency / image (ms)", LOWER,
+               "median per image: a call's latency ÷ its batch size, over calls of one batch size; "
+               "p90 and the spread of the timed calls (IQR / median; above 10 %: unstable, not ranked) "
+               "below", criterion="cost:latency", unit="ms",
+               flag=_flag(decided.decisions.get("cost:latency")), part="cost"),
+    ]
+    kinds = [k for k in MEMORY_KINDS if any(k in row.memory for row in rows)]
+    headline = [k for k in kinds if any(row.memory_headline_kind == k for row in rows)]
+    for kind in sorted(kinds, key=lambda k: k not in headline):
+        label, what = MEMORY_KINDS[kind]
+        columns.append(Column(f"memory:{kind}", label, LOWER, what,
+                              criterion="cost:memory" if kind in headline else None, unit="bytes",
+                              flag=_flag(decided.decisions.get("cost:memory")) if kind in headline else None,
+                              part="cost", shown=kind in headline))
+    columns += _energy_columns(view, rows, decided)
+    return [
+        *columns,
+        Column("throughput", "images / s", HIGHER, "batch size ÷ median call latency; megapixels per "
+               "second (at the decoder's own output size) below", unit="images/s", part="cost", shown=False),
+        Column("batch", "batch", None, "images per decode call (calls of another size are not pooled)",
+               unit="images", part="cost", shown=False),
+        Column("first_call", "first call (ms)", LOWER, "the first (warm-up) call at this size; the "
+               "worker's start-up (spawn, imports, load) below", unit="ms", part="cost", shown=False),
+        Column("cold_start", "cold start (ms)", LOWER, "worker start-up + its first call, for the size "
+               "the worker served first (a later size is served by a warm worker)", unit="ms", part="cost",
+               shown=False),
+    ]
 
 
 def _flag(decision: Decision | None) -> str | None:
@@ -233,34 +309,41 @@ def _group_description(decided: SizeDecisions, group: str) -> str:
 
 
 def _energy_columns(view: RunView, rows: list[Row], decided: SizeDecisions) -> list[Column]:
-    """Energy where the run's records hold any (measured or not), and the prices."""
+    """Energy where the run's records hold any (measured or not), and the prices. Shown before the
+    reader chooses where some decoder has the figure; what no decoder has is named under the table
+    (Leaderboard.cost_gaps) instead of filling a column with "not measured"."""
     columns = []
     kinds = {row.energy_kind for row in rows} - {None}
+    measured = any(row.device_energy and row.device_energy.measured for row in rows)
     if kinds:
         whose = " / ".join(ENERGY_KINDS[k] for k in ENERGY_KINDS if k in kinds)
         columns.append(Column("energy", "energy / image (J)", LOWER,
                               f"what {whose} drew per image over the timed calls of one batch size, "
                               "idle draw included (counter read around the block)", criterion="cost:energy",
-                              unit="J", flag=_flag(decided.decisions.get("cost:energy"))))
+                              unit="J", flag=_flag(decided.decisions.get("cost:energy")), part="cost",
+                              shown=measured))
         if any(row.device_energy and row.device_energy.above_idle_per_image_j is not None for row in rows):
             columns.append(Column("energy_above_idle", "above idle / image (J)", LOWER,
                                   "energy per image minus the GPU's idle power (measured before the first "
-                                  "decoder) times the calls' duration", unit="J"))
-        if any(row.device_energy and row.device_energy.measured for row in rows):
+                                  "decoder) times the calls' duration", unit="J", part="cost", shown=False))
+        if measured:
             columns.append(Column("power", "mean power (W)", None,
-                                  "energy ÷ duration of the timed calls", unit="W"))
+                                  "energy ÷ duration of the timed calls", unit="W", part="cost", shown=False))
         if "gpu" in kinds and any(row.energy.get("cpu") and row.energy["cpu"].measured for row in rows):
             columns.append(Column("cpu_energy", "CPU energy / image (J)", LOWER,
-                                  f"what {ENERGY_KINDS['cpu']} drew per image meanwhile", unit="J"))
+                                  f"what {ENERGY_KINDS['cpu']} drew per image meanwhile", unit="J",
+                                  part="cost", shown=False))
     currency = (view.cost or {}).get("currency", "USD")
     columns.append(Column("price_time", f"price / 1k images ({currency})", LOWER,
                           "device time: the hourly price × median latency per image × 1,000 (the "
                           "decoder's time only: no idle, loading, storage or host)",
-                          unit=f"{currency} per 1,000 images"))
+                          unit=f"{currency} per 1,000 images", part="cost",
+                          shown=(view.cost or {}).get("gpu_hour") is not None))
     if (view.cost or {}).get("kwh") is not None:
         columns.append(Column("price_energy", f"electricity / 1k images ({currency})", LOWER,
                               "the kWh price × energy per image × 1,000 (the counter's device only, "
-                              "idle draw included)", unit=f"{currency} per 1,000 images"))
+                              "idle draw included)", unit=f"{currency} per 1,000 images", part="cost",
+                              shown=measured))
     return columns
 
 
@@ -353,7 +436,7 @@ def _summary_cell(decided: SizeDecisions, group: str, decoder: str) -> Cell:
         why = decided.overall_reason or "no value in any quality group"
     else:
         why = decided.groups[group].reason or f"{decoder} has no value in this group"
-    return Cell("—", state="missing", title=why)
+    return Cell("—", state="missing", title=why, status="no_value")
 
 
 def _cost_cell(row: Row, key: str) -> Cell:
@@ -402,21 +485,25 @@ def _measured(row: Row, value: float | None, what: str) -> Cell:
     if value is not None:
         return Cell("", sort=float(value), value=float(value), raw=float(value))
     if row.failure_status and not row.ok:
-        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row))
-    return Cell("not measured", state="missing", title=f"this run holds no {what} for {row.decoder}")
+        return Cell(status_label(row.failure_status), state="failed", title=_failure_title(row),
+                    status=row.failure_status)
+    return Cell("not measured", state="missing", title=f"this run holds no {what} for {row.decoder}",
+                status="not_measured")
 
 
 def _metric_cell(row: Row, metric: str, summary: MetricSummary | None, direction: Direction | None) -> Cell:
     if summary is None:
         if row.failure_status and not row.ok:
-            return Cell(status_label(row.failure_status), state="failed",
+            return Cell(status_label(row.failure_status), state="failed", status=row.failure_status,
                         title=f"no decoded output to score — {_failure_title(row)}")
-        return Cell("not measured", state="missing", title=f"this run holds no {metric} values")
+        return Cell("not measured", state="missing", title=f"this run holds no {metric} values",
+                    status="not_measured")
     if summary.mean is None:
         failed = {s: n for s, n in summary.statuses.items() if s != "ok"}
         status = max(failed, key=lambda s: failed[s]) if failed else "not measured"
         title = "\n".join(summary.messages) or f"{metric}: {status_label(status)}"
-        return Cell(status_label(status), state="failed" if status == "error" else "missing", title=title)
+        return Cell(status_label(status), state="failed" if status == "error" else "missing", title=title,
+                    status=status.replace(" ", "_"))
     value = summary.headline
     sort = None if direction is None else direction.badness(value)  # type: ignore[arg-type]
     if summary.aggregate is not None:  # the metric's own value for the set (FID, GenEval, ...)
@@ -426,7 +513,9 @@ def _metric_cell(row: Row, metric: str, summary: MetricSummary | None, direction
         cell.n = covered
         if covered is not None and covered < row.units:
             cell.note = f"{covered}/{row.units}"
-            cell.title += f"; computed from {covered} of {row.units} cases ({_failure_title(row)})"
+            failures = _failure_title(row)
+            cell.title += f"; computed from {covered} of {row.units} cases"
+            cell.title += f" ({failures})" if failures else ""
         return cell
     cell = Cell("", sort=sort, value=summary.mean, ci_value=summary.ci95, raw=summary.mean, n=summary.n)
     if summary.infinite:

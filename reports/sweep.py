@@ -15,10 +15,12 @@ from typing import Any
 
 from harness.store import MANIFEST, read_run
 
-# The figure that decides whether a size fits: what the allocator held (CUDA reserved), or the
-# worker's peak resident set (CPU); a declared memory budget is compared with it. Records without
-# either (written before reserved was recorded) fall back to CUDA peak allocated, labelled so.
-DECIDING_MEMORY = ("peak_reserved_bytes", "peak_rss_bytes", "peak_allocated_bytes")
+# The figure that decides whether a size fits, and that a declared memory budget is compared with:
+# what the allocator held (CUDA peak reserved, what an out-of-memory is about), or what decoding
+# needs on a CPU (the RSS increment over the loaded worker: the figure the summary and the gates
+# use, without the ~330 MiB of interpreter and torch). Older records fall back to the worker's
+# peak RSS, or to CUDA peak allocated, each labelled by its name.
+DECIDING_MEMORY = ("peak_reserved_bytes", "rss_increment_bytes", "peak_rss_bytes", "peak_allocated_bytes")
 
 
 def deciding_memory(memory: dict[str, Any] | None) -> tuple[str | None, int | None]:
@@ -53,7 +55,7 @@ class SweepPoint:
 
     @property
     def peak_memory_bytes(self) -> int | None:
-        """The deciding figure (CUDA peak reserved, CPU peak RSS)."""
+        """The deciding figure (CUDA peak reserved, CPU RSS increment)."""
         return deciding_memory(self.memory)[1]
 
 

@@ -38,7 +38,8 @@ from reports.leaderboard import INFINITY, Cell, format_number, status_label
 
 THUMB_SIDE = 112
 TILE_MIN_PX, TILE_MAX_PX = 256, 512  # outputs show 1:1 between these, enlarged or reduced outside
-CROP_SCALES = (1, 2)  # crops at 1:1 and 2× of native pixels
+CROP_SCALES = (1, 2)  # crops at the first enlargement that reaches CROP_MIN_PX, and at twice that
+CROP_MIN_PX = 192  # the smallest a crop is shown (CSS px): a 64-px window of a 256² output at 3×
 DIFFERENCE_GAIN = 4  # difference maps are |a − b| × this, so small errors are visible
 PARALLEL_FROM_CASES = 48  # below this a worker pool costs more than it saves
 CROP_LABELS = {"detail": "highest detail", "text": "text", "disagreement": "where the decoders disagree most"}
@@ -102,7 +103,10 @@ class CaseCrop:
 
     @property
     def scales(self) -> tuple[int, ...]:
-        return CROP_SCALES
+        """Whole enlargements of native pixels, the first the smallest that shows the window at
+        least CROP_MIN_PX wide (1:1 for windows of 192 px and more), the second twice that."""
+        first = max(1, -(-CROP_MIN_PX // self.crop.size))
+        return tuple(first * scale for scale in CROP_SCALES)
 
     def box(self, scale: int) -> int:
         """Side of the crop's box on the page (CSS px): the window at `scale` × native pixels."""
@@ -340,11 +344,13 @@ def analyse_case(image_path: str | None, thumb_path: str | None, outputs: list[s
     return crops
 
 
-def case_index_rows(view: RunView, pages: list[CaseLink], metric: str | None,
-                    direction: Direction | None) -> list[tuple[CaseLink, list[Cell]]]:
-    """The case index: per case, each decoder's value of `metric` (★ the best of the case)."""
+def case_index_rows(view: RunView, pages: list[CaseLink], metrics: list[str]
+                    ) -> list[tuple[CaseLink, list[tuple[str, list[Cell]]]]]:
+    """The case index: per case and per metric, each decoder's value (★ the best of the case); the
+    page shows one metric at a time and its chooser switches."""
     rows = {(row.decoder, row.size): row for row in view.rows}
-    return [(page, _case_cells(view, page, metric, rows, direction)) for page in pages]
+    return [(page, [(metric, _case_cells(view, page, metric, rows, view.direction(metric)))
+                    for metric in metrics]) for page in pages]
 
 
 def _case_cells(view: RunView, page: CaseLink, metric: str | None,

@@ -163,8 +163,10 @@ def test_offline_runs_name_everything_they_miss_before_starting(tmp_path: Path, 
     # Notes wrap between words at the console width: read them back as paragraphs.
     missing = [" ".join(("missing: " + part).split())
                for part in re.split(r"^missing: ", result.output, flags=re.M)[1:]]
-    assert len(missing) == 3, result.output
+    assert len(missing) == 2, result.output
     assert missing[0].startswith(f"missing: geneval benchmark data missing: {tmp_path / 'data/geneval'}")
     assert "someone/absent-sd3 is not in the Hugging Face cache" in missing[1]
-    assert missing[2].startswith("missing: metric geneval: missing weight file config.json") and \
-        "decoderbench weights fetch geneval" in missing[2] and "9 more missing" in missing[2]
+    # metrics whose lock-table weights are missing: one line (dpg_bench names its own model: not here)
+    skipped = " ".join(result.output.split())
+    assert "note: geneval skipped: its weight files are not on this machine; `decoderbench weights fetch " \
+           "geneval` gets them" in skipped

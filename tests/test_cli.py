@@ -117,3 +117,36 @@ def test_device_override_is_recorded(write_suite, tmp_path: Path, image_folder) 
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["suite"]["resolved"]["timing"]["dtype"] == "bfloat16"
+
+
+def test_list_suggests_the_verb_and_h_is_help() -> None:
+    result = invoke("list", "decoder")
+    assert result.exit_code == 2 and "did you mean `decoderbench list decoders`?" in result.output
+    for args in (["-h"], ["run", "-h"], ["weights", "fetch", "-h"], ["list", "-h"]):
+        shown = invoke(*args)
+        assert shown.exit_code == 0 and "Usage" in shown.output, args
+
+
+def test_list_decoders_tells_a_decoder_that_needs_parameters_from_a_missing_one() -> None:
+    lines = invoke("list", "decoders").output.splitlines()
+    cascade = next(line for line in lines if line.startswith("cascade "))
+    vae = next(line for line in lines if line.startswith("vae "))
+    assert "with params" in cascade  # nothing is missing: a suite gives its upscaler
+    assert "with params" not in vae
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(write_suite, tmp_path: Path,
+                                                             image_folder) -> None:
+    suite = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"')))
+    run_dir = tmp_path / "run"
+    assert invoke("run", str(suite), "--out", str(run_dir), "--no-report").exit_code == 0
+    before = json.loads((run_dir / "manifest.json").read_text())
+    for _ in range(2):
+        resumed = invoke("run", "--resume", str(run_dir), "--no-report")
+        assert resumed.exit_code == 0, resumed.output
+        assert f"resume: nothing to do: every decode, metric and judge record of {run_dir} is there" in \
+            " ".join(resumed.output.split())
+    after = json.loads((run_dir / "manifest.json").read_text())
+    assert len(after["phases"]) == len(before["phases"]) == 1  # no invocation of its own, no time line
+    assert after.get("resumed", []) == before.get("resumed", [])
+    assert "invocations" not in invoke("show", str(run_dir)).output

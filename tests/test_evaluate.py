@@ -59,9 +59,12 @@ def test_groups_facts_unavailable_metrics_and_resume(write_suite, tmp_path, imag
     assert {r["status"] for r in seams if r["decoder"] != "tiled"} == {"not_applicable"}
     lpips = [r for r in records if r["metric"] == "lpips"]
     assert {r["status"] for r in lpips} == {"unavailable"}
-    assert "alexnet-owt-7be5be79.pth" in lpips[0]["message"]
+    # records say it short; the manifest keeps which file is missing, where, and its source
+    assert lpips[0]["message"] == ("lpips: weight files not on this machine; `decoderbench weights fetch "
+                                   "lpips` gets them")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["metrics"]["lpips"]["status"] == "unavailable"
+    assert "alexnet-owt-7be5be79.pth" in manifest["metrics"]["lpips"]["message"]
     assert manifest["metrics"]["invention_std"]["scope"] == "seed_group"
     assert manifest["metrics"]["seam_score"]["status"] == "ok"
     # Resume adds nothing; the summary shows the unavailable metric by its status.

@@ -427,6 +427,11 @@ def test_cli_baseline_and_gate(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "…" not in result.stdout + result.stderr  # the gate table of a CI log, at 80 columns
     assert "gates failed (1 passed, 1 failed, 0 skipped)" in result.stdout
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("decoder"))
+    assert header.split() == ["decoder", "result", "gate", "observed", "limit"]  # a grid, not 5 lines a gate
+    assert re.search(r"^pid\s+fail\s+lpips mean_delta", result.stdout, re.MULTILINE)
+    assert max(map(len, lines)) <= 80
     validate_junit((worse / "gate" / "junit.xml").read_text())
     assert "❌ decoderbench gates failed" in (worse / "gate" / "summary.md").read_text()
     assert summary.read_text().startswith("earlier step\n## ❌ decoderbench gates failed")

@@ -1,4 +1,4 @@
-"""The layout README's "Layout" section promises: no import circles, decoders never import the
+"""The layout docs/architecture.md promises: no import circles, decoders never import the
 harness, and harness/ keeps its phases in packages (few top-level modules)."""
 
 from __future__ import annotations

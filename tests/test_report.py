@@ -213,7 +213,7 @@ def test_report_folder_is_static_escaped_and_complete(run: Path, tmp_path: Path,
     assert "&lt;script&gt;alert(1)&lt;/script&gt; a red fox" in (out / "cases/paper/index.html").read_text()
     # Every section is there, with what the runs hold and "not measured" for the rest.
     for text in (
-        "Leaderboard · comparison size 64×64",
+        "Leaderboard · 64×64",
         "Pareto",
         "Bradley–Terry",
         "order consistency 90.0%",

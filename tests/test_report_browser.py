@@ -4,11 +4,13 @@ The run is real (spawned workers, the classical decoders and a decoder that runs
 memory, PSNR/SSIM at 512², two noise levels), with a prompt that tries to inject a script,
 judge results and a memory-wall sweep next to it. Checks, on a desktop (1440×900) and a phone
 (390×844): no console errors from file:// or from a static web server, no page wider than the
-screen, the decoder column stays in view while the table scrolls sideways, reasons readable
-without hover, every decoder appears, sorting reorders rows, the prompt shows as text, outputs
-shown 1:1, crops at 1:1 and 2× of native pixels, difference maps and the A/B panel composited
-by the browser, synchronized pan and zoom, the viewer's heading counting what the filter
-shows. The screenshots go to test-artifacts/.
+screen, no table header broken inside a word, numbers on the first phone screen, the decoder
+column stays in view while the table scrolls sideways, reasons readable without hover, rows in
+the summary's order, the column chooser, sorting reorders rows, the prompt shows as text, outputs
+shown 1:1, crops at least 192 px wide, difference maps and the A/B panel composited by the
+browser, synchronized pan and zoom, the viewer's heading counting what the filter shows and its
+metric chooser, and no label of a plot overlapping another label or a marker (bounding boxes in
+the SVG). The screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +33,7 @@ from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.suite import load_suite
 from reports.html import render_reports
+from reports.leaderboard import build_leaderboards
 
 EVIL = "<script>alert(1)</script>"
 CHROMIUM = (
@@ -115,6 +119,33 @@ def _open(browser, url: str, viewport: dict[str, int] = DESKTOP):
     return page, problems
 
 
+# Every word of every visible table header on one line and inside its cell.
+BROKEN_HEADER_WORDS = """() => {
+  const broken = [];
+  for (const th of document.querySelectorAll("table thead th")) {
+    if (!th.offsetParent) continue;
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top)));
+        const word = range.getBoundingClientRect(), cell = th.getBoundingClientRect();
+        if (lines.size > 1 || word.right > cell.right + 1 || word.left < cell.left - 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+# The labels and markers of a plot (SVG groups with ids label-… and marker-…): their boxes.
+PLOT_BOXES = """() => Array.from(document.querySelectorAll("[id^='label-'], [id^='marker-']")).map(g => {
+  const r = g.getBoundingClientRect();
+  return {id: g.id, x0: r.left, y0: r.top, x1: r.right, y1: r.bottom};
+})"""
+
+
 def _decoders(page) -> list[str]:
     return page.locator("table.leaderboard tbody tr").evaluate_all("rows => rows.map(r => r.dataset.decoder)")
 
@@ -137,9 +168,18 @@ def _case_page(report: Path) -> Path:
     return report / "cases" / "demo-like" / f"{case['id']}.html"
 
 
+def _summary_order(report: Path) -> list[str]:
+    from reports.aggregate import load_run
+
+    (board,) = build_leaderboards(load_run(report.parent / "run"))
+    return [row.decoder for row, _ in board.rows]
+
+
 def test_leaderboard_in_chromium(report: Path, browser) -> None:
     page, problems = _open(browser, (report / "index.html").as_uri())
-    assert _decoders(page) == ["nearest", "lanczos", "big-decoder"]  # the suite's order
+    order = _summary_order(report)
+    assert _decoders(page) == order and order[-1] == "big-decoder"  # the summary's order, OOM last
+    assert page.evaluate(BROKEN_HEADER_WORDS) == []
     row = page.locator("tr[data-decoder='big-decoder']")
     assert row.locator("td.failed").first.evaluate("c => c.firstChild.textContent") == "0/6"
     oom = row.locator("td.failed", has_text="OOM")
@@ -153,7 +193,7 @@ def test_leaderboard_in_chromium(report: Path, browser) -> None:
     assert any(reason.startswith("the suite has no [cost] table") for reason in reasons.all_inner_texts())
 
     page.locator("table.leaderboard thead th", has_text="decoder").click()
-    assert _decoders(page) == ["big-decoder", "lanczos", "nearest"]  # rows really moved
+    assert _decoders(page) == sorted(order)  # rows really moved
     header = page.locator("table.leaderboard thead th", has_text="latency / image")
     column = page.locator("table.leaderboard thead th").evaluate_all(
         "cells => cells.findIndex(c => c.textContent.includes('latency / image'))") + 1
@@ -168,6 +208,13 @@ def test_leaderboard_in_chromium(report: Path, browser) -> None:
     assert float(values[0]) >= float(values[1]) and values[2] == ""
     assert header.get_attribute("aria-sort") == "descending"
 
+    chooser = page.locator("details.chooser").first  # a hidden column comes back when chosen
+    cold = page.locator("table.leaderboard thead th", has_text="cold start")
+    assert not cold.is_visible()
+    before = chooser.locator(".shown-count").inner_text()
+    chooser.locator("summary").click()
+    chooser.locator("label", has_text="cold start").locator("input").check()
+    assert cold.is_visible() and int(chooser.locator(".shown-count").inner_text()) == int(before) + 1
     for text in ("Pareto", "Bradley–Terry", "Memory wall", "Run facts", "Fidelity–plausibility dial"):
         assert page.get_by_text(text).first.is_visible()
     chooser = page.locator("select.figure-choice").first  # the plotted metric, chosen on the page
@@ -175,6 +222,7 @@ def test_leaderboard_in_chromium(report: Path, browser) -> None:
     assert page.locator("[data-metric='psnr']").first.is_visible()
     chooser.select_option("ssim")
     assert page.locator("[data-metric='ssim'] img").first.is_visible()
+    assert page.locator("[data-metric='ssim'] img").count() == 2  # latency and memory panels
     assert not page.locator("[data-metric='psnr']").first.is_visible()
     assert "1 decoders" not in page.content() and _overflow(page) == 0
     ARTIFACTS.mkdir(exist_ok=True)
@@ -187,6 +235,11 @@ def test_leaderboard_in_chromium(report: Path, browser) -> None:
 def test_leaderboard_on_a_phone(report: Path, browser) -> None:
     page, problems = _open(browser, (report / "index.html").as_uri(), PHONE)
     assert _overflow(page) == 0  # long hashes and paths wrap; wide tables scroll inside their box
+    assert page.evaluate(BROKEN_HEADER_WORDS) == []
+    first = page.locator("table.leaderboard tbody tr").first.locator("td").nth(1)  # overall win rate
+    box = first.bounding_box()
+    assert re.fullmatch(r"★? ?\d+%", first.inner_text().strip()), first.inner_text()
+    assert box["y"] + box["height"] <= PHONE["height"] and box["x"] + box["width"] <= PHONE["width"]
     wrap = page.locator(".table-wrap").first
     assert wrap.evaluate("w => w.scrollWidth > w.clientWidth")  # the leaderboard is wider than a phone
     name = page.locator("table.leaderboard tbody tr").first.locator("td").first
@@ -215,6 +268,12 @@ def test_viewer_shows_the_prompt_as_text_and_counts_what_the_filter_shows(report
     page.locator("input.filter").fill("img0")
     assert heading.inner_text() == "demo-like · 2 of 6 cases"
     page.locator("input.filter").fill("")
+    metric = page.locator("select.metric-choice")  # the index shows one metric at a time
+    assert metric.locator("option").all_inner_texts() == ["psnr ↑", "ssim ↑"]
+    assert page.locator("td[data-metric='psnr']").first.is_visible()
+    metric.select_option("ssim")
+    assert page.locator("td[data-metric='ssim']").first.is_visible()
+    assert not page.locator("td[data-metric='psnr']").first.is_visible()
     page.get_by_role("link", name="img0", exact=False).first.click()
     page.wait_for_load_state("networkidle")
     assert page.locator(".prompt-text").inner_text() == f"{EVIL} a red fox"
@@ -234,11 +293,15 @@ def test_case_page_shows_what_the_decoders_did(report: Path, browser) -> None:
     crops = page.locator(".zoomrow").evaluate_all("rows => rows.map(r => r.dataset.crop)")
     assert "detail" in crops and "disagreement" in crops
     for row in page.locator(".zoomrow").all():
-        size = int(row.get_attribute("data-size"))
-        cell = row.locator(".cell").nth(1)
-        assert cell.locator(".zoom.s1").evaluate("z => z.clientWidth") == size  # 1:1 native pixels
-        assert cell.locator(".zoom.s2").evaluate("z => z.clientWidth") == 2 * size  # 2×
-        assert cell.locator(".zoom.s2 img").evaluate("i => i.getBoundingClientRect().width") == 2 * 512
+        size = int(row.get_attribute("data-size"))  # 128 px windows of a 512² output: 2× and 4×
+        zooms = row.locator(".cell").nth(1).locator(".zoom")
+        scales = [int(s) for s in zooms.evaluate_all("zs => zs.map(z => z.dataset.scale)")]
+        widths = zooms.evaluate_all("zs => zs.map(z => z.clientWidth)")
+        assert widths == [size * scale for scale in scales] and min(widths) >= 192
+        assert zooms.nth(1).locator("img").evaluate("i => i.getBoundingClientRect().width") == scales[1] * 512
+    badge = page.locator(".zoomcell .scale").first.bounding_box()
+    crop = page.locator(".zoomcell .zoom").first.bounding_box()
+    assert badge["y"] >= crop["y"] + crop["height"] - 1  # the scale sits under the crop, never over it
     maps = page.locator(".diffmap")
     assert maps.count() == 2  # nearest and lanczos against the reference (big-decoder has no image)
     blend = maps.first.evaluate("m => getComputedStyle(m.querySelector('img.over')).mixBlendMode")
@@ -249,6 +312,7 @@ def test_case_page_shows_what_the_decoders_did(report: Path, browser) -> None:
     stage = compare.locator(".stage")
     assert stage.get_attribute("data-mode") == "difference"
     assert stage.locator("img.b").evaluate("i => getComputedStyle(i).mixBlendMode") == "difference"
+    assert stage.evaluate("s => s.clientWidth") >= 192  # a region at a whole enlargement, not 128 px
     compare.locator("input[value='slider']").check()
     compare.locator(".split").fill("30")
     assert "30%" in stage.locator("img.b").evaluate("i => i.style.clipPath")
@@ -268,9 +332,38 @@ def test_case_page_on_a_phone(report: Path, browser) -> None:
     page, problems = _open(browser, _case_page(report).as_uri(), PHONE)
     _load_every_image(page)
     assert _overflow(page) == 0
+    assert page.locator(".zoomrow .zoom").first.evaluate("z => z.clientWidth") >= 192
     assert page.locator(".grid.outputs img.full").first.evaluate("i => i.clientWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "report-case-512-phone.png"), full_page=True)
     assert problems == []
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_plot_labels_never_overlap_each_other_or_a_marker(report: Path, browser, viewport) -> None:
+    """Each cost–quality and memory-wall figure opened as the browser draws it: every decoder's or
+    failure's label is a box of its own, off every marker."""
+    folder = report / "figures"
+    figures = sorted(folder.glob("cost-*.svg")) + sorted(folder.glob("sweep-*.svg"))
+    assert len(figures) >= 5
+    for figure in figures:
+        page, problems = _open(browser, figure.as_uri(), viewport)
+        boxes = page.evaluate(PLOT_BOXES)
+        labels = [b for b in boxes if b["id"].startswith("label-")]
+        assert labels, figure.name
+        for index, box in enumerate(labels):
+            for other in [*labels[index + 1:], *(b for b in boxes if b["id"].startswith("marker-"))]:
+                apart = box["x1"] <= other["x0"] or other["x1"] <= box["x0"] or box["y1"] <= other["y0"] \
+                    or other["y1"] <= box["y0"]
+                assert apart, (figure.name, box, other)
+        assert problems == []
+        page.close()
+    cost = next(f for f in figures if f.name.startswith("cost-"))
+    page, _ = _open(browser, (report / "index.html").as_uri(), PHONE)
+    shown = page.locator(f"img[src='figures/{cost.name}']")
+    shown.scroll_into_view_if_needed()
+    _load_every_image(page)
+    assert 340 <= shown.evaluate("i => i.clientWidth") <= 390  # a phone shows a panel full width
+    shown.screenshot(path=str(ARTIFACTS / "report-cost-quality-phone.png"))
 
 
 def test_report_works_from_a_static_web_server(report: Path, browser) -> None:

@@ -135,3 +135,106 @@ def test_reasons_are_footnotes_and_one_decoder_gets_no_pareto_plot(tmp_path: Pat
     assert "No cost–quality plot of psnr at this size: fewer than two decoders" in html
     assert not list((out / "figures").glob("cost-*")) and "1 decoders" not in html
     assert '<ol class="reasons"' in html
+
+
+# --------------------------------------------------------------------------- issue 20: reading it
+
+
+def _ranked_run(tmp_path: Path) -> Path:
+    """Three decoders over 10 cases: 'good' beats the others on lpips and psnr on every case."""
+    decoders = [SynthDecoder("weak", latency_ms=10, metrics={"lpips": lambda i: 0.40 + 0.001 * i,
+                                                             "psnr": lambda i: 20.0 + 0.01 * i}),
+                SynthDecoder("good", latency_ms=30, metrics={"lpips": lambda i: 0.10 + 0.001 * i,
+                                                             "psnr": lambda i: 30.0 + 0.01 * i}),
+                SynthDecoder("mid", latency_ms=20, metrics={"lpips": lambda i: 0.25 + 0.001 * i,
+                                                            "psnr": lambda i: 25.0 + 0.01 * i})]
+    return write_run(tmp_path / "run", decoders, 10, {"lpips": False, "psnr": True})
+
+
+def test_rows_follow_the_summary_and_perceptual_columns_come_first(tmp_path: Path) -> None:
+    (board,) = build_leaderboards(load_run(_ranked_run(tmp_path)))
+    assert [row.decoder for row, _ in board.rows] == ["good", "mid", "weak"]  # overall win rate, best first
+    keys = [column.key for column in board.columns]
+    assert keys[0] == "summary:overall" and keys.index("metric:lpips") < keys.index("metric:psnr")
+    assert keys.index("metric:psnr") < keys.index("latency")
+    assert board.parts[:3] == ["summary", "cost", "perceptual"] or board.parts[0] == "summary"
+    shown = {column.key for column in board.columns if column.shown}
+    assert {"summary:overall", "metric:lpips", "metric:psnr", "latency"} <= shown
+    assert "cold_start" not in shown and "batch" not in shown  # behind the chooser
+
+
+def test_the_report_has_a_column_chooser_and_headers_that_wrap_only_between_words(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    render_reports([_ranked_run(tmp_path)], out)
+    html = (out / "index.html").read_text()
+    assert 'details class="chooser"' in html and "<legend>perceptual</legend>" in html
+    assert html.index("<legend>perceptual</legend>") < html.index("<legend>fidelity</legend>")
+    assert 'data-col="1" checked' in html  # overall, shown before the reader chooses
+    css = (out / "assets" / "report.css").read_text()
+    header_rule = css[css.index("\nthead th {"):].split("}", 1)[0]
+    assert "break-word" not in header_rule and "overflow-wrap: normal" in header_rule
+
+
+def test_pareto_front_counts_undecided_differences_as_ties() -> None:
+    from harness.metrics.direction import HIGHER
+    from reports.plots import pareto_front
+
+    points = [("a", 1.0, 0.50), ("b", 2.0, 0.51), ("c", 3.0, 0.90)]
+    assert pareto_front(points, HIGHER) == ["a", "b", "c"]  # numbers alone: b is better than a
+    # The paired tests separate c from a and b on quality, nothing else: a and b tie on both axes,
+    # so neither dominates the other, and c (no cost decided) is dominated by nobody.
+    quality = {("c", "a"): 1, ("c", "b"): 1, ("a", "c"): -1, ("b", "c"): -1}
+    front = pareto_front(points, HIGHER, cost_outcome=lambda x, y: 0,
+                         quality_outcome=lambda x, y: quality.get((x, y), 0))
+    assert front == ["c"]  # c is at least as cheap (a tie) and better: it dominates a and b
+    costs = {("a", "c"): 1, ("c", "a"): -1, ("b", "c"): 1, ("c", "b"): -1}  # a, b decided cheaper than c
+    front = pareto_front(points, HIGHER, cost_outcome=lambda x, y: costs.get((x, y), 0),
+                         quality_outcome=lambda x, y: quality.get((x, y), 0))
+    assert front == ["a", "b", "c"]  # a and b tie with each other: both stay on the front
+
+
+def test_labels_never_overlap_each_other_their_markers_or_leave_the_axes() -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from reports.plots import place_labels, prepare_for_labels
+
+    figure = Figure(figsize=(4.8, 3.9), layout="constrained")
+    axes = figure.add_subplot(1, 1, 1)
+    points = [(1.0 + 0.02 * i, 0.5 + 0.003 * (i % 3)) for i in range(8)]  # a tight cluster
+    axes.scatter(*zip(*points, strict=True))
+    axes.set_xlim(0.5, 1.8)
+    axes.set_ylim(0.4, 0.6)
+    prepare_for_labels(figure)
+    texts = place_labels(axes, [(x, y, f"decoder-{i}", "black") for i, (x, y) in enumerate(points)])
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    for text in texts:
+        text.update_positions(renderer)  # type: ignore[attr-defined]
+    boxes = [Text.get_window_extent(text, renderer) for text in texts]  # the text, not its leader
+    frame = axes.get_window_extent(renderer)
+    for index, box in enumerate(boxes):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        assert not any(box.overlaps(other) for other in boxes[index + 1:]), index
+        for x, y in points:
+            mx, my = axes.transData.transform((x, y))
+            assert not (box.x0 < mx < box.x1 and box.y0 < my < box.y1)  # no label over a marker
+    assert [text.get_gid() for text in texts] == [f"label-{i}" for i in range(8)]
+
+
+def test_crops_are_at_least_192_px_and_the_case_index_switches_metric(tmp_path: Path) -> None:
+    from reports.crops import Crop
+    from reports.viewer import CaseCrop
+
+    assert CaseCrop(Crop(0, 0, 64, "detail")).scales == (3, 6)  # a 256² output's 64-px window
+    assert CaseCrop(Crop(0, 0, 128, "detail")).scales == (2, 4)
+    assert CaseCrop(Crop(0, 0, 192, "detail")).scales == (1, 2)  # 768² and larger: native pixels
+    out = tmp_path / "report"
+    render_reports([_ranked_run(tmp_path)], out)
+    index = (out / "cases" / "synth" / "index.html").read_text()
+    assert '<select class="metric-choice" data-table="cases-table">' in index
+    assert '<option value="lpips">lpips ↓</option>' in index
+    assert '<option value="psnr">psnr ↑</option>' in index
+    assert index.count('data-metric="psnr"') == index.count('data-metric="lpips"') > 3
+    page = next(p for p in (out / "cases" / "synth").glob("*.html") if p.name != "index.html")
+    text = page.read_text()
+    assert 'class="badge"' not in text and '<span class="scale">' in text  # under the crop, not over it

@@ -61,6 +61,11 @@ MALFORMED = [
     # (replace this, with this, expected key path, expected words)
     ('name = "ok"', 'name = "ok"\nbogus = 1', "bogus", "unknown key 'bogus'"),
     ('name = "ok"', 'name = "ok"\nseed = [1]', "seed", "did you mean 'seeds'"),
+    # a real key in the wrong table: where it belongs, never "did you mean" the same word
+    ('name = "ok"', 'name = "ok"\nrepeats = 3', "repeats", "unknown key 'repeats' here; it belongs in "
+     "timing.repeats"),
+    ('name = "ok"', 'name = "ok"\n[timing]\nresampler = "lanczos"', "timing.resampler",
+     "it belongs in compare.resampler"),
     ('name = "ok"', "name = 3", "name", "valid string"),
     ('name = "ok"', 'name = "has space"', "name", "matching pattern"),
     ('name = "ok"\n', "", "name", "required key is missing"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_bisection_finds_the_largest_size_in_the_decoder_steps(write_suite, tmp_
     assert [r["size"][0] for r in records] == tried
     over = [r for r in records if r["status"] == "oom"]
     assert over and all(r["peak_bytes"] > 3_000_000 for r in over)
-    assert all("declared memory budget" in r["message"] for r in over)
+    assert all("> budget" in r["message"] and "counted as out of memory" in r["message"] for r in over)
     assert all(r["peak_bytes"] <= 3_000_000 for r in records if r["status"] == "ok")
     manifest = json.loads((tmp_path / "sweep" / "manifest.json").read_text())
     assert manifest["kind"] == "sweep" and manifest["result"]["largest_ok"] == 1728
@@ -87,7 +88,7 @@ def test_sweep_command_with_a_cpu_memory_budget(write_suite, tmp_path) -> None:
                                     scale=4))
     out = tmp_path / "wall"
     result = cli("sweep", str(path), "--decoder", "subject", "--from", "512", "--to", "1024",
-                 "--step", "512", "--memory-budget", "1GiB", "--out", str(out))
+                 "--step", "512", "--memory-budget", "800MB", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "largest size that decodes: 512×512; smallest that failed: 1024" in result.stderr
     records = read_jsonl(out / "results.jsonl")[0]
@@ -111,3 +112,32 @@ def test_sweep_steps_follow_the_decoders_own_size_rule(write_suite, tmp_path) ->
     four_k = load_suite(write_suite(text.replace("VARIANT", "4k"), "b.toml"))
     four_k = Sweep(four_k, "subject", tmp_path / "b")
     assert four_k.step == 64
+
+
+def test_the_cpu_wall_is_the_rss_increment_in_human_units_and_exit_0(write_suite, tmp_path) -> None:
+    """A CPU budget is compared with the RSS increment (what the summary and the gates use, not the
+    ~330 MiB of interpreter and torch in the peak RSS); the default step is 64 px; finding the wall
+    is no error."""
+    path = write_suite(SUITE.format(space="pixels", name="fault", params="{hog_bytes_per_pixel = 1000}",
+                                    scale=4))
+    out = tmp_path / "wall"
+    result = cli("sweep", str(path), "--decoder", "subject", "--from", "256", "--to", "1024",
+                 "--memory-budget", "400MB", "--out", str(out), columns=100)
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(out / "results.jsonl")[0]
+    assert all(r["size"][0] % 64 == 0 for r in records) and len(records) <= 6  # a coarser default step
+    assert all(r["peak_kind"] == "rss_increment_bytes" for r in records)
+    assert all(r["peak_bytes"] == r["memory"]["rss_increment_bytes"] for r in records)
+    oom = [r for r in records if r["status"] == "oom"]
+    wall = re.compile(r"RSS increment [\d.]+ [MG]iB > budget 381\.5 MiB")
+    assert oom and all(wall.search(r["message"]) for r in oom)
+    assert "a size fits when its RSS increment does (budget 381.5 MiB)" in " ".join(result.stdout.split())
+    assert "bytes" not in result.stdout  # human units only
+
+
+def test_a_size_that_fails_for_another_reason_than_memory_is_exit_1(write_suite, tmp_path) -> None:
+    path = write_suite(SUITE.format(space="pixels", name="fault", params='{mode = "raise"}', scale=4))
+    result = cli("sweep", str(path), "--decoder", "subject", "--from", "256", "--to", "512",
+                 "--out", str(tmp_path / "w"))
+    assert result.returncode == 1
+    assert "failed for another reason than memory (error)" in " ".join(result.stderr.split())

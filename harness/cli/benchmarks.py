@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from harness.cli.console import EXIT_USAGE, fail, out
 from harness.cli.console import console as err
+from harness.cli.tables import Cell, Column, Grid, print_grid
 from harness.sources import benchmarks
 
 app = typer.Typer(help="Benchmark data (GenEval, DPG-Bench): lock table, location, verification, "
@@ -36,23 +36,25 @@ def _selected(names: list[str] | None) -> list[benchmarks.Benchmark]:
     return [benchmarks.BENCHMARKS[n] for n in names] if names else list(benchmarks.BENCHMARKS.values())
 
 
-def _content(entry: benchmarks.DataFile) -> str:
-    kind = "tree" if entry.folder else "blob"
-    sha = entry.sha256 or "not recorded (verify prints it)"
-    size = "" if entry.size is None else f", {entry.size} {'files' if entry.folder else 'bytes'}"
-    return f"git {kind} {entry.git_object}\nsha256 {sha}{size}"
+def _size(entry: benchmarks.DataFile) -> str:
+    return "—" if entry.size is None else f"{entry.size:,} {'files' if entry.folder else 'bytes'}"
 
 
 @app.command("list")
 def list_(names: NamesArg = None) -> None:
     """Every benchmark file: source repository, commit and path, content ids, licence, present or not."""
-    table = Table("benchmark", "file", "source", "content", "licence", "present")
+    grid = Grid("benchmark data (lock table)", Column("file"), [
+        Column("present"), Column("size", numeric=True), Column("git object", text=True),
+        Column("sha256", text=True), Column("licence", text=True), Column("source", text=True)])
     for benchmark in _selected(names):
         for entry in benchmark.files:
             present = benchmarks.verify(benchmark, entry).status != "missing"
-            table.add_row(benchmark.name, entry.local, benchmark.origin(entry), _content(entry),
-                          benchmark.licence, "[green]yes[/]" if present else "[red]no[/]")
-    out.print(table)
+            kind = "tree" if entry.folder else "blob"
+            grid.add(f"{benchmark.name}/{entry.local}", [
+                Cell("yes", style="green") if present else Cell("no", style="red"), _size(entry),
+                f"{kind} {entry.git_object}", entry.sha256 or "not recorded (verify prints it)",
+                benchmark.licence, benchmark.origin(entry)])
+    print_grid(grid, out)
 
 
 @app.command()
@@ -74,15 +76,18 @@ def verify(
 ) -> None:
     """Recompute the content ids of every present file and compare them with the lock table."""
     failed = False
-    table = Table("file", "status", "git object (computed)", "sha256 (computed)", "path")
+    grid = Grid("benchmark data, hashed", Column("file"), [
+        Column("status"), Column("git object (computed)", text=True), Column("sha256 (computed)", text=True),
+        Column("path", text=True)])
     for benchmark in _selected(names):
         for entry in benchmark.files:
             result = benchmarks.verify(benchmark, entry)
             colour = {"ok": "green", "mismatch": "red", "missing": "red"}[result.status]
-            table.add_row(f"{benchmark.name}/{entry.local}", f"[{colour}]{result.status}[/]",
-                          result.git_object or "—", result.sha256 or "—", str(result.path))
+            grid.add(f"{benchmark.name}/{entry.local}", [
+                Cell(result.status, style=colour), result.git_object or "—", result.sha256 or "—",
+                str(result.path)])
             failed |= result.status == "mismatch" or (strict and result.status == "missing")
-    out.print(table)
+    print_grid(grid, out)
     if failed:
         raise typer.Exit(1)
 

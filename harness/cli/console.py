@@ -1,17 +1,27 @@
 """What every command-line module shares: the two consoles, exit codes, usage failures and the
-progress reporter the runner, the judge and calibration report to."""
+progress reporters the runner, the judge and calibration report to.
+
+`NO_COLOR` (set and not empty, https://no-color.org) turns every style off — colour, bold and
+dim alike. Progress is a live bar on a terminal; piped (a CI log) it is plain lines with counts
+and the elapsed time: one when a phase ends, and one every `LOG_EVERY_S` while it runs.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
+LOG_EVERY_S = 10.0
 
 for _name in ("COLUMNS", "LINES"):  # COLUMNS=0 would make every table fail: take the terminal's
     if os.environ.get(_name, "").strip() in ("0", "00"):
@@ -58,8 +68,14 @@ class _Console(Console):
         Console.file.fset(self, new_file)  # type: ignore[attr-defined]
 
 
-console = _Console(stderr=True)  # progress, notes, errors
-out = _Console()  # tables and results
+def make_console(stderr: bool = False) -> Console:
+    """A console that honours NO_COLOR for every style, not only colours, and survives a reader that
+    goes away."""
+    return _Console(stderr=stderr, color_system=None if os.environ.get("NO_COLOR") else "auto")
+
+
+console = make_console(stderr=True)  # progress, notes, errors
+out = make_console()  # tables and results
 
 
 def fail(message: str, prefix: str = "") -> typer.Exit:
@@ -75,15 +91,44 @@ def num(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
-class RichReporter:
-    """Progress bars on stderr; notes printed above them."""
+def format_seconds(seconds: float) -> str:
+    """0.4 s, 12 s, 3 min 05 s, 1 h 02 min."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
-    def __init__(self, quiet: bool = False) -> None:
+
+@dataclass
+class _Phase:
+    name: str
+    total: int
+    done: int = 0
+    began: float = 0.0
+    printed: float = 0.0  # when its last line was printed
+
+
+class RichReporter:
+    """Progress on stderr — live bars on a terminal, count lines when piped — and notes, printed
+    once (above the bars)."""
+
+    def __init__(self, quiet: bool = False, target: Console | None = None) -> None:
+        self.console = target or console
+        self.quiet = quiet
+        self.live = self.console.is_terminal
         self.progress = Progress(
-            TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, disable=quiet,
+            TextColumn("{task.description}", table_column=Column(min_width=12, overflow="fold")),
+            BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
+            disable=quiet or not self.live,
         )
         self._task: int | None = None
+        self._lock = threading.Lock()
+        self._phase: _Phase | None = None  # the running phase (piped output)
+        self._started = time.perf_counter()
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -91,13 +136,44 @@ class RichReporter:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+        self._log_line(final=True)
 
     def phase(self, name: str, total: int) -> None:
         self._task = self.progress.add_task(escape(name), total=total)
+        with self._lock:
+            self._log_line(final=True)
+            now = time.perf_counter()
+            self._phase = _Phase(name, total, began=now, printed=now)
+            if total == 0:
+                self._log_line(final=True)
 
     def advance(self, n: int = 1) -> None:
         if self._task is not None:
             self.progress.advance(self._task, n)
+        with self._lock:
+            phase = self._phase
+            if phase is not None:
+                phase.done += n
+                if phase.done < phase.total and time.perf_counter() - phase.printed >= LOG_EVERY_S:
+                    self._log_line(final=False)
+
+    def _log_line(self, final: bool) -> None:
+        """Piped: `decode lanczos: 7/13 · 12 s` (running) or `... 13/13 in 14 s` (ended)."""
+        phase = self._phase
+        if final:
+            self._phase = None
+        if phase is None or self.live or self.quiet:
+            return
+        now = time.perf_counter()
+        counted = f"{phase.name}: {phase.done}/{phase.total}"
+        if final and phase.total == 0:
+            text = f"{phase.name}: nothing to do"
+        else:
+            text = f"{counted} {'in' if final else '·'} {format_seconds(now - phase.began)}"
+        from harness.cli.tables import print_wrapped
+
+        print_wrapped(self.console, f"{text} (elapsed {format_seconds(now - self._started)})")
+        phase.printed = now
 
     def note(self, message: str) -> None:
         """Printed once, above the bars; long words (URLs, paths) on a line of their own, unbroken."""

@@ -6,7 +6,10 @@ metric with its default parameters) — whether its packages, checkout, weight f
 data are here and whether it can run on the suite's device, with the exact command for each gap.
 Every check is the component's own (`Decoder.check()`, `Metric.check()`, the weight lock
 table, the judge backends' key and model checks), asked without loading a model, hashing a
-file or touching the network. Exit 1 when something a SUITE needs is missing, else 0.
+file or touching the network. Exit 1 when a decoder, the source or the judge of a SUITE lacks
+something (their cases cannot be made); metrics that lack something are listed with the command
+for each and leave the exit at 0 (a run skips them, and fetches missing lock-table weights itself
+where the network is reachable).
 
 `--device cuda` is the preflight of a GPU run (what `nox -s bench-h100|bench-gb200` asks before
 any suite): the CUDA checks of harness/hardware/cuda.py (a CUDA build of torch, GPUs it can use,
@@ -141,13 +144,22 @@ def doctor(
         print_note(console, "give a suite (`decoderbench doctor pid-paper`) to check its decoders with their "
                    "parameters, its source, metrics and judge on its device", label="hint", style="cyan")
         return
-    failed = [suite.name for suite in loaded if not _check_suite(suite, m)]
+    failed = False
     for suite in loaded:
-        if suite.name not in failed:
+        blocking, metrics = _check_suite(suite, m)
+        if blocking:
+            failed = True
+            print_note(console, f"{suite.name} cannot run completely here: {', '.join(blocking)} "
+                       f"{'lacks' if len(blocking) == 1 else 'lack'} what the ✗ lines above name (each with "
+                       "the command that gets it); a run records what they would have made as unavailable",
+                       label="result", style="red")
+        elif metrics:
+            print_note(console, f"{suite.name} runs here; {', '.join(metrics)} will be unavailable until "
+                       "what the ✗ lines above name is here (a run fetches missing metric weights itself "
+                       "where the network is reachable)", label="result", style="yellow")
+        else:
             print_note(console, f"everything {suite.name} needs is here", label="ok", style="green")
     if failed:
-        print_note(console, f"{', '.join(failed)} cannot run completely here: see `what to do` above; a run "
-                   "records the missing parts as unavailable", label="result", style="red")
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -162,11 +174,15 @@ def _check_registries(m: Machine) -> bool:
     return True
 
 
-def _check_suite(loaded: Any, m: Machine) -> bool:
-    ok = True
+def _check_suite(loaded: Any, m: Machine) -> tuple[list[str], list[str]]:
+    """Print every section's checks; return (the decoders, source parts and judge that lack
+    something — their cases cannot be made —, the metrics that lack something — a run skips them)."""
+    blocking, metrics = [], []
     for title, checks in _suite_sections(loaded, m):
-        ok &= print_checks(out, f"suite {loaded.name} · {title}", checks)
-    return ok
+        print_checks(out, f"suite {loaded.name} · {title}", checks)
+        gaps = [what for what, problem in checks if problem]
+        (metrics if title.startswith("metrics") else blocking).extend(gaps)
+    return blocking, metrics
 
 
 def _suite_sections(loaded: Any, m: Machine) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -142,8 +142,9 @@ def print_report(report: GateReport) -> None:
 
     colors = {PASS: "green", FAIL: "bold red", SKIP: "yellow", UNDECIDED: "bold yellow"}
     grid = Grid(f"gates · baseline {report.baseline}", Column("decoder"), [
-        Column("result"), Column("gate", text=True), Column("observed", numeric=True),
-        Column("limit", numeric=True), Column("note", text=True)], field_name="check")
+        Column("result"), Column("gate", text=True, min_text=12), Column("observed", text=True, min_text=16),
+        Column("limit", numeric=True), Column("note", text=True, optional=True, notes="gate")],
+        field_name="check")
     for check in report.checks:
         grid.add(check.name, [Cell(check.status, style=colors[check.status]), check.gate, check.observed,
                               check.limit, check.message or "—"])
@@ -205,7 +206,8 @@ def calibrate_(
     proposals = calibrate(run_dirs, gates, k, evaluation)
     grid = Grid(f"calibration · {loaded.name} · {repeats} repeats · k = {k:g}", Column("gate"), [
         Column("sets"), Column("spread", numeric=True), Column("proposed", numeric=True),
-        Column("worst decoder"), Column("notes", text=True)], field_name="proposal")
+        Column("worst decoder"), Column("notes", text=True, optional=True, notes=True)],
+        field_name="proposal")
     for p in proposals:
         worst = max(p.per_decoder, key=lambda d: p.per_decoder[d]) if p.per_decoder else "—"
         grid.add(p.gate.label, [p.key, "—" if p.spread is None else f"{p.spread:.4g}",

@@ -12,6 +12,7 @@ from rich.markup import escape
 from harness.cli.console import EXIT_FAILED, EXIT_USAGE, RichReporter, console, fail, out
 from harness.cli.show import print_summary
 from harness.cli.tables import print_note, print_wrapped
+from harness.metrics import weights
 from harness.suite import OverrideError, Suite, SuiteError, load_suite
 
 
@@ -42,9 +43,15 @@ def run(
         "--gpu-hour-price", help="Price of one hour of the timing device, for the price per 1,000 "
         "images (overrides the suite's [cost] gpu_hour; currency USD unless [cost] says).")] = None,
     report: Annotated[bool, typer.Option(help="Write RUN_DIR/report/index.html at the end.")] = True,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Fetch nothing: metrics whose weight files are missing are skipped (as with "
+        "HF_HUB_OFFLINE=1).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Run a suite (or resume a run) and print the summary table."""
+    """Run a suite (or resume a run) and print the summary table.
+
+    Where the network is reachable, the weight files its metrics need are fetched first (checked
+    against their sha256); --offline or HF_HUB_OFFLINE=1 skips those metrics instead."""
     from harness.runner import Runner, check_execution
     from harness.sources.cache import TensorCache, default_cache_dir
     from harness.sources.prepare import SourceError
@@ -76,10 +83,17 @@ def run(
                 require_devices(loaded)
                 for problem in missing_before_run(loaded):
                     print_note(console, problem, label="missing")
+                skipped = weights_before_run(loaded, offline)
+                if skipped:  # said once, before the run; the run keeps it (and says it no more)
+                    print_note(console, weights.skipped_line(skipped))
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = out_dir or Path("runs") / f"{loaded.name}-{stamp}"
                 runner = Runner.new(loaded, run_dir, cache, reporter, **execution)
+                runner.notes += [weights.skipped_line(skipped)] if skipped else []
             outcome = runner.run()
+        if outcome.nothing_to_do:
+            print_note(console, f"nothing to do: every decode, metric and judge record of {outcome.run_dir} "
+                       "is there", label="resume", style="cyan")
         print_summary(outcome.run_dir, notes=False)
         if report:
             from reports.html import render_report
@@ -141,12 +155,11 @@ def _same_suite(spec: str | None, stored: Suite, run_dir: Path) -> None:
 
 
 def missing_before_run(suite: Suite) -> list[str]:
-    """What a run of `suite` will find missing, known without loading a model: benchmark data,
-    the source pipeline's checkpoint, and the lock-table weight files of metrics left at their
-    default models. Decoders report their own missing weights as `unavailable` results."""
+    """What a run of `suite` will find missing, known without loading a model: benchmark data
+    and the source pipeline's checkpoint (metric weight files: `weights_before_run`). Decoders
+    report their own missing weights as `unavailable` results."""
     from decoders.base import DecoderUnavailable
     from decoders.weights import resolve_pretrained
-    from harness.metrics import METRICS, weights
     from harness.sources import benchmarks
 
     problems = []
@@ -162,14 +175,28 @@ def missing_before_run(suite: Suite) -> list[str]:
             resolve_pretrained(pipeline.reference, None, f"source pipeline {pipeline.family}")
         except DecoderUnavailable as exc:
             problems.append(str(exc))
-    for name, params in suite.metric_params.items():
-        if params != METRICS.get(name).Params():
-            continue  # other models than the lock table's: the metric checks them when it loads
-        try:
-            weights.require(name)
-        except weights.WeightsMissing as exc:
-            problems.append(f"metric {name}: {exc}")
     return problems
+
+
+def weights_before_run(suite: Suite, offline: bool) -> list[str]:
+    """Fetch the lock-table weight files of the suite's metrics (those at their default models)
+    that are not here — unless offline or the network is unreachable; return the metrics still
+    missing some (a run skips them, and names them in one line)."""
+    from harness.cli.weights import fetch_files
+    from harness.metrics import METRICS
+
+    metrics = [name for name, params in suite.metric_params.items() if params == METRICS.get(name).Params()]
+    missing = weights.missing_files(metrics)
+    if not missing or offline or weights.offline():
+        return list(missing)
+    entries = list(dict.fromkeys(entry for files in missing.values() for entry in files))
+    hosts = {weights.host_of(entry): entry.url for entry in entries}
+    unreachable = [host for host, url in hosts.items() if not weights.reachable(url)]
+    if unreachable:
+        print_note(console, f"{', '.join(unreachable)} not reachable: nothing fetched from "
+                   f"{'it' if len(unreachable) == 1 else 'them'}", label="weights")
+    fetch_files([entry for entry in entries if weights.host_of(entry) not in unreachable])
+    return list(weights.missing_files(missing))
 
 
 def _not_runnable_here(loaded: Any, spec: str) -> None:

@@ -78,7 +78,8 @@ def show(
     for warning in view.warnings:  # stdout stays the document; what it cannot say goes to stderr
         print_note(console, warning)
     if format_ == Format.markdown:
-        sys.stdout.write("\n".join(markdown_grid(g, out.width) for g in grids(view, chosen, summary)))
+        tables = grids(view, chosen, True) if summary else [one_grid(b) for b in _boards(view, chosen)]
+        sys.stdout.write("\n".join(markdown_grid(g) for g in tables))
     else:
         records = result_records(view, chosen, summary)
         sys.stdout.write(_json(view, records) if format_ == Format.json else _csv(records))
@@ -112,12 +113,11 @@ def _boards(view: RunView, metrics: list[str]) -> list[Leaderboard]:
 
 def _cell(cell: Any) -> Cell:
     """A leaderboard cell as a terminal cell: its mark, interval, coverage and failure colour."""
-    text, partial = cell.text, bool(cell.note and _PARTIAL.match(cell.note))
-    if cell.note and not partial:
-        text = f"{text} ({cell.note})"
+    partial = bool(cell.note and _PARTIAL.match(cell.note))
     n = cell.note if partial else ("" if cell.n is None else str(cell.n))
     style = {"failed": "red", "missing": "dim"}.get(cell.state, "green" if cell.best else "")
-    return Cell(text, interval=cell.ci or "", n=n, best=cell.best, style=style, partial=partial)
+    return Cell(cell.text, interval=cell.ci or "", n=n, best=cell.best, style=style, partial=partial,
+                note="" if partial else cell.note or "")
 
 
 def _header(column: Any) -> str:
@@ -151,6 +151,19 @@ def grids(view: RunView, metrics: list[str], summary_only: bool = False) -> list
     return [g for board in _boards(view, metrics) for g in board_grids(board, summary_only)]
 
 
+def one_grid(board: Leaderboard) -> Grid:
+    """A comparison size as one grid — the summary's win rates, then every criterion — for a
+    pull-request comment (Markdown), with both legends under it."""
+    parts = board_grids(board)
+    summary, rest = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    columns = [Column(f"{c.name} win rate", numeric=True) for c in summary.columns] if summary else []
+    legend = " · ".join([rest.legend, *([summary.legend] if summary else [])])
+    grid = Grid(rest.title, Column("decoder"), columns + rest.columns, legend=legend, field_name="criterion")
+    for index, (key, cells) in enumerate(rest.rows):
+        grid.add(key, [*(summary.rows[index][1] if summary else []), *cells])
+    return grid
+
+
 def print_results(view: RunView, metrics: list[str] | None = None, summary_only: bool = False,
                   notes: bool = True) -> None:
     """The tables on stdout; what they cannot say (failures, uninformative criteria, the run's
@@ -171,7 +184,7 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
         for row, _ in board.rows:
             for failure in row.failures:
                 print_note(console, failure, label=row.decoder, style="red")
-        unmeasured.update(dict.fromkeys(cost_gaps(board)))
+        unmeasured.update(dict.fromkeys(board.cost_gaps))
     for gap in unmeasured:
         print_note(console, gap, label="cost")
     if not summary_only:
@@ -188,27 +201,6 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
     for number, part in enumerate(budget.invocations if count > 1 else (), start=1):
         killed = "" if part.complete else " (killed: wall up to its last record)"
         print_note(console, time_line(part), label=f"  invocation {number}{killed}", style="cyan")
-
-
-COST_GAP_COLUMNS = ("energy", "energy_above_idle", "power", "cpu_energy", "price_time", "price_energy")
-
-
-def cost_gaps(board: Leaderboard) -> list[str]:
-    """Cost figures the run could not give, each named with why: '<column>: not measured — <why>'
-    (which decoders, where not all)."""
-    gaps = []
-    for index, column in enumerate(board.columns):
-        if column.key not in COST_GAP_COLUMNS:
-            continue
-        reasons: dict[tuple[str, str], list[str]] = {}
-        for row, cells in board.rows:
-            cell = cells[index]
-            if cell.state == "missing":
-                reasons.setdefault((cell.text, cell.title), []).append(row.decoder)
-        for (text, why), decoders in reasons.items():
-            who = "" if len(decoders) == len(board.rows) else f" ({', '.join(decoders)})"
-            gaps.append(f"{column.label}: {text}{who} — {why}")
-    return gaps
 
 
 def time_line(budget: TimeBudget) -> str:
@@ -249,8 +241,13 @@ def print_summary(run_dir: Path, notes: bool = True) -> None:
 # --------------------------------------------------------------------------- records
 
 
+SCHEMA_VERSION = 2  # 2: ci95_low/ci95_high bounds, status tokens, run metadata
+
+
 def result_records(view: RunView, metrics: list[str], summary_only: bool = False) -> list[dict[str, Any]]:
-    """One record per (size, decoder, column): the raw number in its unit, as shown, and why not."""
+    """One record per (size, decoder, column): the raw number in its unit with the bounds of its
+    95 % interval, the status (`ok`, or why there is no number: `unavailable`, `oom`,
+    `not_measured`, ...), the reason, and the text the table shows."""
     records = []
     for board in _boards(view, metrics):
         for index, column in enumerate(board.columns):
@@ -258,13 +255,16 @@ def result_records(view: RunView, metrics: list[str], summary_only: bool = False
                 continue
             for row, cells in board.rows:
                 cell = cells[index]
+                value, half = _finite(cell.raw), _finite(cell.ci_value)
+                known = value is not None and half is not None
+                bounds = (value - half, value + half) if known else (None, None)  # type: ignore[operator]
                 records.append({
                     "suite": board.suite, "width": board.size[0], "height": board.size[1],
                     "decoder": row.decoder, "column": column.key, "label": column.label,
                     "better": column.direction.label if column.direction else None, "unit": column.unit,
-                    "value": _finite(cell.raw), "text": cell.text, "interval": cell.ci, "ci95": cell.ci_value,
-                    "n": cell.n, "coverage": cell.note, "best": cell.best, "state": cell.state,
-                    "reason": cell.title or None,
+                    "value": value, "ci95_low": bounds[0], "ci95_high": bounds[1], "n": cell.n,
+                    "coverage": cell.note, "best": cell.best, "status": cell.status,
+                    "reason": cell.title or None, "text": _cell(cell).value,
                 })
     return records
 
@@ -274,7 +274,13 @@ def _finite(value: float | None) -> float | None:
 
 
 def _json(view: RunView, records: list[dict[str, Any]]) -> str:
-    document = {"run_dir": str(view.run_dir), "suite": view.suite_name, "records": records}
+    from harness import __version__
+    from reports.export import run_context
+
+    run = {**run_context(view), "run_dir": str(view.run_dir), "status": view.manifest.get("status"),
+           "decoderbench": view.manifest.get("decoderbench")}
+    document = {"schema": "decoderbench show", "schema_version": SCHEMA_VERSION, "written_by": __version__,
+                "run": run, "records": records}
     return json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 

@@ -1,4 +1,9 @@
-"""`decoderbench sweep`: the memory wall of one decoder (bisection on the output size)."""
+"""`decoderbench sweep`: the memory wall of one decoder (bisection on the output size).
+
+Finding the wall is the expected outcome: exit 0 whether or not some sizes ran out of memory
+(even the smallest); exit 1 when a size failed for another reason (an error, a crash, a
+timeout: the sweep could not tell where the wall is), 2 on a usage or suite error.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import typer
 from harness.cli.console import EXIT_FAILED, RichReporter, console, fail, num, out
 from harness.cli.tables import Column, Grid, print_grid, print_note
 
-DECIDING_LABEL = "peak reserved (CUDA) or peak RSS (CPU)"
+DEFAULT_STEP = 64  # px: the wall to within 64 px is what a reader uses (finer: --step 8)
 
 
 def sweep(
@@ -18,23 +23,25 @@ def sweep(
     decoder: Annotated[str, typer.Option("--decoder", help="Decoder id (label) in the suite.")],
     start: Annotated[int, typer.Option("--from", help="Smallest output side (px).")] = 512,
     stop: Annotated[int, typer.Option("--to", help="Largest output side (px).")] = 4096,
-    step: Annotated[int | None, typer.Option(
-        help="Coarser search: sizes are multiples of this too (default: what the decoder accepts).")] = None,
+    step: Annotated[int, typer.Option(
+        help="Sizes are multiples of this and of what the decoder accepts: the wall is found to within "
+        "it (a smaller step refines, with more sizes to try).")] = DEFAULT_STEP,
     device: Annotated[str | None, typer.Option(help="Override timing.device.")] = None,
     dtype: Annotated[str | None, typer.Option(help="Override timing.dtype.")] = None,
     memory_budget: Annotated[str | None, typer.Option(
-        "--memory-budget", help="Sizes whose peak memory exceeds this count as out of memory "
-        "(bytes, or 24GiB, 512MB, ...).")] = None,
+        "--memory-budget", help="Sizes whose memory exceeds this count as out of memory: CUDA peak "
+        "reserved, or on a CPU the RSS increment (bytes, or 24GiB, 512MB, ...).")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Run directory (default: runs/sweep-<suite>-<decoder>-<timestamp>).")] = None,
 ) -> None:
     """Memory wall: the largest output size a decoder can decode.
 
-    Bisects on the output size; plots memory and latency against size."""
+    Bisects on the output size; plots memory and latency against size. Exit 0 when the search
+    ends (out-of-memory sizes are its result), 1 when a size failed otherwise."""
     from harness.sources.prepare import SourceError
     from harness.store import StoreError
     from harness.suite import SuiteError, load_suite
-    from harness.sweep import Sweep, SweepError, default_run_dir, parse_bytes
+    from harness.sweep import OOM, Sweep, SweepError, default_run_dir, parse_bytes
     from harness.workers.executor import ExecutorError, require_devices
     from reports.aggregate import MEMORY_KINDS, format_bytes
     from reports.sweep import device_energy
@@ -52,12 +59,17 @@ def sweep(
         raise fail(str(exc)) from None
     kinds = [k for k in MEMORY_KINDS if any(k in (r.get("memory") or {}) for r in outcome.records)]
     with_energy = any(r.get("energy") for r in outcome.records)
-    grid = Grid(f"memory wall: {decoder} (a size fits when its {DECIDING_LABEL} fits)", Column("output"),
-                [Column("status"), Column("median ms", numeric=True),
-                 *(Column(MEMORY_KINDS[k][0], numeric=True) for k in kinds),
-                 *([Column("J / image", numeric=True), Column("W", numeric=True)] if with_energy else []),
-                 Column("note", text=True)],
-                field_name="measure")
+    deciding = next((r["peak_kind"] for r in outcome.records if r.get("peak_kind")), None)
+    figure = MEMORY_KINDS[deciding][0] if deciding else "peak memory"
+    title = f"memory wall: {decoder} · a size fits when its {figure} does"
+    if budget is not None:
+        title += f" (budget {format_bytes(budget)})"
+    grid = Grid(title, Column("output"), [
+        Column("status"), Column("median ms", numeric=True),
+        *(Column(MEMORY_KINDS[k][0], numeric=True) for k in kinds),
+        *([Column("J / image", numeric=True), Column("W", numeric=True)] if with_energy else []),
+        Column("note", text=True, min_text=16)],
+        field_name="measure")
     unmeasured: dict[str, None] = {}
     for record in sorted(outcome.records, key=lambda r: r["size"][0]):
         latency = (record.get("latency") or {}).get("median_ms")
@@ -76,10 +88,15 @@ def sweep(
     for reason in unmeasured:
         print_note(console, f"energy / image: not measured — {reason}", label="cost")
     largest = outcome.largest_ok
-    print_note(console, (f"{largest}×{largest}" if largest else "none")
-               + (f"; smallest that failed: {outcome.smallest_failed}" if outcome.smallest_failed else ""),
+    print_note(console, (f"{largest}×{largest}" if largest else f"none from {start} px")
+               + (f"; smallest that failed: {outcome.smallest_failed}" if outcome.smallest_failed else
+                  f"; none failed up to {stop} px"),
                label="largest size that decodes", style="cyan")
     print_note(console, str(outcome.plot), label="plot", style="cyan")
     print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
-    if largest is None:
+    failed = [r for r in outcome.records if r["status"] not in ("ok", OOM)]
+    if failed:
+        print_note(console, f"{len(failed)} size(s) failed for another reason than memory ("
+                   f"{', '.join(sorted({r['status'] for r in failed}))}): the wall is not known there",
+                   label="result", style="red")
         raise typer.Exit(EXIT_FAILED)

@@ -1,38 +1,41 @@
 """Tables the command line prints, readable at any width and never truncated.
 
 A `Grid` is a table in neutral form: a key column that names each row (a decoder, a metric,
-a file) and value columns of `Cell`s (a value, its interval, how many values it stands on, the
-best mark). It is laid out three ways:
+a file) and value columns of `Cell`s (a value, its qualifier, its interval, how many values it
+stands on, the best mark). It is laid out three ways:
 
 - wide: one row per key, one column per value column (the usual table);
 - transposed: one row per value column, one column per key (few decoders, many metrics);
 - long: one row per (key, column): key | column | value ± interval | n.
 
-`print_grid` takes the first layout whose narrowest rendering fits the console width (names
-and numbers never wrap; free-text columns wrap between words, never inside one), so no cell
-is ever cut to `…`. On a terminal the table is boxed; piped output (CI logs) gets the log
-layout: no box, no colour, a dashed header rule, and the long form when the wide table does
-not fit, one self-contained line per value so that `grep` finds it. `markdown_grid` writes the
-same choice as a Markdown table (pastes into pull requests), `print_note` prints notes whose
-long words (URLs, paths) go on their own line, unbroken.
+`print_grid` takes the first grid (wide, then transposed) whose narrowest rendering fits the
+console width — first with each cell on one line, then with a cell's qualifier and interval
+stacked under its value, then without the columns marked optional (a note names them, or their
+cells follow the table one line each) — the long form only when no grid fits, and one block
+of `field: value` lines per row when not even that does. Names, numbers, URLs and digests never
+wrap; free-text columns and headers wrap between words, never inside one; nothing is ever cut
+to `…`. On a
+terminal the table is boxed; piped output (CI logs) gets no box and no colour, and `NO_COLOR`
+drops every style. `markdown_grid` writes a Markdown grid (pastes into pull requests),
+`print_note` prints notes whose long words (URLs, paths) go on their own line, unbroken.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console
-from rich.segment import Segments
 from rich.table import Table
 from rich.text import Text
 
 Layout = Literal["wide", "transposed", "long"]
 TEXT_MIN_WIDTH = 24  # a free-text column narrower than this reads as a word list: use another layout
+KEY_MIN_WIDTH = 24  # a transposed table's first column (criteria, properties) wraps down to this
 LOG_BOX = box.Box("    \n    \n -- \n    \n    \n -- \n    \n    \n")
 
 
@@ -41,6 +44,10 @@ class Column:
     name: str
     numeric: bool = False  # right-aligned
     text: bool = False  # free text (summaries, messages): may wrap between words
+    optional: bool = False  # left out, with a note, when the table fits no grid with it
+    notes: bool | str = False  # when left out, its cells are printed under the table, one line per
+    #                            row, named by the row's key (and by this column's value, if a name)
+    min_text: int = TEXT_MIN_WIDTH  # a text column's narrowest width (its longest word if wider)
 
 
 @dataclass(frozen=True)
@@ -51,20 +58,34 @@ class Cell:
     best: bool = False
     style: str = ""  # a rich style on terminals ("red", "green"); logs and Markdown drop it
     partial: bool = False  # n covers only part of the cases: shown in every layout
+    note: str = ""  # a qualifier shown after the value in brackets ("unstable", "uninformative")
 
     @property
     def value(self) -> str:
-        """The value with its interval (the long layout's value column)."""
-        mark = "★ " if self.best else ""
+        """The value with its qualifier and interval (the long layout's value column)."""
+        text = f"{'★ ' if self.best else ''}{self.text}" + (f" ({self.note})" if self.note else "")
         if not self.interval:
-            return f"{mark}{self.text}"
+            return text
         interval = self.interval if self.interval.startswith("±") else f"({self.interval})"
-        return f"{mark}{self.text} {interval}"
+        return f"{text} {interval}"
 
     @property
     def full(self) -> str:
-        """Everything in one cell (wide and transposed layouts)."""
+        """Everything in one line (wide and transposed layouts)."""
         return f"{self.value} [{self.n}]" if self.partial and self.n else self.value
+
+    @property
+    def stacked(self) -> str:
+        """Everything on short lines: the value, its qualifier, each part of its interval, the
+        coverage (grids that do not fit with one line per cell)."""
+        lines = [f"{'★ ' if self.best else ''}{self.text}"]
+        lines += [f"({self.note})"] if self.note else []
+        if self.interval.startswith("±"):
+            lines.append(self.interval)
+        elif self.interval:
+            lines += [part.strip() for part in self.interval.split(", ")]
+        lines += [f"[{self.n}]"] if self.partial and self.n else []
+        return "\n".join(lines)
 
 
 @dataclass
@@ -79,6 +100,11 @@ class Grid:
 
     def add(self, key: str, row: Iterable[Cell | str]) -> None:
         self.rows.append((key, [c if isinstance(c, Cell) else Cell(c) for c in row]))
+
+    def without(self, names: tuple[str, ...]) -> Grid:
+        keep = [i for i, column in enumerate(self.columns) if column.name not in names]
+        return replace(self, columns=[self.columns[i] for i in keep],
+                       rows=[(key, [cells[i] for i in keep]) for key, cells in self.rows])
 
 
 @dataclass
@@ -96,7 +122,8 @@ def _wide(grid: Grid) -> _Shaped:
 
 
 def _transposed(grid: Grid) -> _Shaped:
-    columns = [Column(grid.field_name), *(Column(key, numeric=True) for key, _ in grid.rows)]
+    columns = [Column(grid.field_name, text=True, min_text=KEY_MIN_WIDTH),
+               *(Column(key, numeric=True) for key, _ in grid.rows)]
     rows = [[Cell(column.name), *(row[index] for _, row in grid.rows)]
             for index, column in enumerate(grid.columns)]
     return _Shaped(columns, rows)
@@ -118,54 +145,97 @@ def _long(grid: Grid) -> _Shaped:
 SHAPES = {"wide": _wide, "transposed": _transposed, "long": _long}
 
 
-def _text_of(cell: Cell, layout: Layout, index: int) -> str:
-    return cell.value if layout == "long" and index == 2 else cell.full
+@dataclass(frozen=True)
+class Choice:
+    """How a grid is printed: its layout, whether cells are stacked, the columns left out."""
+
+    layout: Layout
+    stacked: bool = False
+    left_out: tuple[str, ...] = ()
+
+
+def _text_of(cell: Cell, layout: Layout, index: int, stacked: bool = False) -> str:
+    if layout == "long" and index == 2:
+        return cell.value
+    return cell.stacked if stacked and index > 0 else cell.full
+
+
+def _longest_word(texts: Iterable[str]) -> int:
+    return max((cell_len(w) for t in texts for w in t.split()), default=0)
 
 
 def _min_width(column: Column, texts: list[str]) -> int:
-    """The narrowest a column may be: its longest value, or for free text its longest word (at
-    least TEXT_MIN_WIDTH where the text is that long)."""
-    longest = max(map(cell_len, texts), default=0)
+    """The narrowest a column may be: its longest line, or for free text its longest word (at
+    least `min_text` where the text is that long)."""
+    longest = max((cell_len(line) for t in texts for line in t.splitlines()), default=0)
     if not column.text:
         return longest
-    word = max((cell_len(w) for t in texts for w in t.split()), default=0)
-    return max(word, min(longest, TEXT_MIN_WIDTH))
+    return max(_longest_word(texts), min(longest, column.min_text))
 
 
-def _rich_table(shaped: _Shaped, layout: Layout, plain: bool, cap: int | None = None) -> Table:
-    """`cap`: the widest a free-text column may be (only when no layout fits: a word longer than
-    that folds onto the next line; still never an ellipsis)."""
+def _header(name: str, width: int) -> str:
+    """A header wrapped between words to the column's width (never inside a word)."""
+    lines = textwrap.wrap(name, max(width, 1), break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines) or name
+
+
+def _rich_table(shaped: _Shaped, layout: Layout, plain: bool, stacked: bool = False,
+                cap: int | None = None, wrap_headers: bool = True) -> Table:
+    """`cap`: the widest a free-text column may be (only when no layout fits: text then wraps
+    at its words, and a word longer than the cap keeps the column at its length).
+    `wrap_headers`: headers may wrap between words to their column's width (else they are whole)."""
     table = Table(box=LOG_BOX if plain else box.ROUNDED, show_edge=not plain, pad_edge=not plain,
+                  collapse_padding=plain,
                   header_style="" if plain else "bold", highlight=False)
     for index, column in enumerate(shaped.columns):
-        texts = [column.name] + [_text_of(row[index], layout, index) for row in shaped.rows]
-        minimum = _min_width(column, texts)
+        texts = [_text_of(row[index], layout, index, stacked) for row in shaped.rows]
+        minimum = max(_min_width(column, texts), _longest_word([column.name]) if wrap_headers
+                      else cell_len(column.name))
         if column.text and cap is not None:
-            minimum = min(minimum, cap)
-        table.add_column(column.name, justify="right" if column.numeric else "left",
+            minimum = max(min(minimum, cap), _longest_word([*texts, column.name]))
+        table.add_column(_header(column.name, minimum), justify="right" if column.numeric else "left",
                          no_wrap=not column.text, overflow="fold", min_width=minimum,
-                         max_width=cap if column.text else None)
+                         max_width=max(cap, minimum) if column.text and cap is not None else None)
     for number, row in enumerate(shaped.rows):
-        table.add_row(*(Text(_text_of(cell, layout, i), style="" if plain else cell.style)
+        table.add_row(*(Text(_text_of(cell, layout, i, stacked), style="" if plain else cell.style)
                         for i, cell in enumerate(row)),
-                      end_section=not plain and number in shaped.sections[:-1])
+                      end_section=(not plain or stacked) and number in shaped.sections[:-1])
     return table
 
 
-def choose(grid: Grid, console: Console, width: int, plain: bool) -> tuple[Layout, Table]:
+def _attempts(grid: Grid, plain: bool) -> Iterator[tuple[Grid, Choice]]:
+    """Grids first (one line per cell, then stacked), then without optional columns, then long."""
+    optional = [c.name for c in grid.columns if c.optional]
+    # the optional columns leave from the right, one at a time
+    left_outs = [tuple(optional[len(optional) - count:]) for count in range(len(optional) + 1)]
+    for left_out in left_outs:
+        candidate = grid.without(left_out) if left_out else grid
+        for stacked in (False, True):
+            for layout in ("wide", "transposed"):
+                if layout in grid.layouts and not (stacked and not _has_stack(candidate)):
+                    yield candidate, Choice(layout, stacked, left_out)
+    yield grid, Choice("long")
+
+
+def _has_stack(grid: Grid) -> bool:
+    return any("\n" in cell.stacked for _, row in grid.rows for cell in row)
+
+
+def choose(grid: Grid, console: Console, width: int, plain: bool) -> tuple[Choice, Table]:
     """The first layout whose narrowest rendering fits `width` (the long form when none does)."""
-    layouts = [layout for layout in grid.layouts if not (plain and layout == "transposed")]
-    for layout in layouts:
-        table = _rich_table(SHAPES[layout](grid), layout, plain)
-        if _needed(console, table) <= width:
-            return layout, table
-    shaped = SHAPES[layout](grid)
+    for candidate, choice in _attempts(grid, plain):
+        for wrap_headers in (False, True):  # whole headers where they fit
+            table = _rich_table(SHAPES[choice.layout](candidate), choice.layout, plain, choice.stacked,
+                                wrap_headers=wrap_headers)
+            if _needed(console, table) <= width:
+                return choice, table
+    shaped = SHAPES["long"](grid)
     texts = sum(c.text for c in shaped.columns)
     if not texts:
-        return layout, table
+        return Choice("long"), table
     floor = 12
-    others = _needed(console, _rich_table(shaped, layout, plain, cap=floor)) - floor * texts
-    return layout, _rich_table(shaped, layout, plain, cap=max(floor, (width - others) // texts))
+    others = _needed(console, _rich_table(shaped, "long", plain, cap=floor)) - floor * texts
+    return Choice("long"), _rich_table(shaped, "long", plain, cap=max(floor, (width - others) // texts))
 
 
 def _needed(console: Console, table: Table) -> int:
@@ -176,27 +246,54 @@ def print_grid(grid: Grid, console: Console, plain: bool | None = None) -> Layou
     """Print a grid to `console` in the layout that fits it; return the layout used."""
     plain = not console.is_terminal if plain is None else plain
     width = console.width
-    layout, table = choose(grid, console, width, plain)
+    choice, table = choose(grid, console, width, plain)
     for line in textwrap.wrap(grid.title, width, break_long_words=False, break_on_hyphens=False):
         console.print(Text(line, style="" if plain else "bold"), soft_wrap=True)
     needed = _needed(console, table)
     if needed <= width:
         console.print(table, width=width)
-    else:  # names and numbers alone wider than the console: printed whole, the terminal folds lines
-        console.print(Segments(list(console.render(table, console.options.update_width(needed)))),
-                      soft_wrap=True, crop=False)
+    else:  # names, numbers or URLs wider than any table allows: one `field: value` line each
+        _print_records(grid, console, width)
     if grid.legend:
         print_wrapped(console, grid.legend, width, style="" if plain else "dim")
-    return layout
+    as_notes = [i for i, column in enumerate(grid.columns) if column.name in choice.left_out and column.notes]
+    names = [column.name for column in grid.columns]
+    for index in as_notes:  # each row's cell under the table, whole
+        also = grid.columns[index].notes
+        for key, cells in grid.rows:
+            if cells[index].text not in ("", "—"):
+                name = f"{key} · {cells[names.index(also)].text}" if isinstance(also, str) else key
+                print_wrapped(console, cells[index].value, width, prefix=f"{name}: ",
+                              prefix_style="" if plain else "bold")
+    hidden = [name for name in choice.left_out if name not in {grid.columns[i].name for i in as_notes}]
+    if hidden:
+        print_wrapped(console, f"{', '.join(hidden)} left out to fit {width} columns; a wider "
+                      f"console shows {'them' if len(hidden) > 1 else 'it'} (COLUMNS=160)",
+                      width, style="" if plain else "dim")
+    return choice.layout
+
+
+def _print_records(grid: Grid, console: Console, width: int) -> None:
+    """Not even the long form fits (long names, URLs, digests): each row as its name, then one
+    `field: value` line per column, wrapped between words, long words whole on their own line."""
+    for key, cells in grid.rows:
+        console.print(Text(key, style="bold"), soft_wrap=True, highlight=False)
+        for column, cell in zip(grid.columns, cells, strict=True):
+            print_wrapped(console, cell.value, width, prefix=f"  {column.name}: ", indent=4, style=cell.style)
 
 
 def print_wrapped(console: Console, text: str, width: int | None = None, prefix: str = "",
                   style: str = "", prefix_style: str = "", indent: int = 2) -> None:
     """Text wrapped between words: a word longer than the line (a URL, a path) goes on a line of
-    its own, unbroken (soft wrap: a terminal may fold it, but copying it gives it whole)."""
+    its own, unbroken (soft wrap: a terminal may fold it, but copying it gives it whole). Each line
+    of `text` starts a line of its own (two problems never run together)."""
     width = width or console.width
-    lines = textwrap.wrap(text, width, initial_indent=" " * len(prefix), subsequent_indent=" " * indent,
-                          break_long_words=False, break_on_hyphens=False) or [" " * len(prefix)]
+    lines: list[str] = []
+    for number, paragraph in enumerate(text.splitlines() or [""]):
+        first = " " * (len(prefix) if number == 0 else indent)
+        wrapped = textwrap.wrap(paragraph, width, initial_indent=first, subsequent_indent=" " * indent,
+                                break_long_words=False, break_on_hyphens=False)
+        lines += wrapped or ([first] if not number else [])
     for index, line in enumerate(lines):
         rendered = Text()
         if index == 0 and prefix:
@@ -228,9 +325,11 @@ def _md(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_grid(grid: Grid, width: int) -> str:
-    """A GitHub Markdown table in the first layout whose plain rendering fits `width`."""
-    layout, _ = choose(grid, Console(width=10**6, color_system=None), width, plain=False)
+def markdown_grid(grid: Grid) -> str:
+    """A GitHub Markdown grid: decoders × criteria or criteria × decoders, whichever has fewer
+    columns (a pull-request comment scrolls sideways, never folds a cell)."""
+    layout: Layout = "transposed" if len(grid.rows) < len(grid.columns) and "transposed" in grid.layouts \
+        else "wide"
     shaped = SHAPES[layout](grid)
     lines = [f"**{_md(grid.title)}**", ""]
     lines.append("| " + " | ".join(_md(c.name) for c in shaped.columns) + " |")

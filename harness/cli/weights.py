@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
-from harness.cli.console import EXIT_USAGE, out
+from harness.cli.console import EXIT_USAGE, LOG_EVERY_S, format_seconds, out
 from harness.cli.console import console as err
-from harness.cli.tables import Cell, Column, Grid, print_grid
+from harness.cli.tables import Cell, Column, Grid, print_grid, print_note, print_wrapped
 from harness.metrics import weights
 
 app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
@@ -97,15 +106,67 @@ def verify(
 def fetch(metrics: MetricsArg = None) -> None:
     """Download missing files (needs network), then verify.
 
-    Files go to their cache locations."""
-    failed = False
-    for entry in _entries(metrics):
-        try:
-            path = weights.fetch(entry)
-        except Exception as exc:  # network errors, hub errors, hash mismatches
-            err.print(f"[red]✗[/] {entry.key}: {escape(f'{type(exc).__name__}: {exc}')}", highlight=False)
-            failed = True
-            continue
-        out.print(f"[green]✓[/] {entry.key}: {escape(str(path))}", highlight=False)
-    if failed:
+    Files go to their cache locations; each is checked against the lock table's sha256."""
+    if fetch_files(_entries(metrics)):
         raise typer.Exit(1)
+
+
+def fetch_files(entries: list[weights.WeightFile]) -> list[str]:
+    """Download the entries that are not here, each with a progress bar on a terminal (lines with
+    the bytes so far and the elapsed time when piped), and check each against the lock table.
+    Prints one ✓ or ✗ line per file; returns the ✗ lines."""
+    failures = []
+    for entry in dict.fromkeys(entries):
+        if weights.locate(entry) is not None:
+            continue
+        try:
+            with _Download(entry) as download:
+                path = weights.fetch(entry, download.update)
+        except Exception as exc:  # network errors, hub errors, hash mismatches
+            line = f"{entry.key}: {type(exc).__name__}: {exc}"
+            print_wrapped(err, line, prefix="✗ ", prefix_style="red")
+            failures.append(line)
+            continue
+        check = weights.verify(entry).status
+        checked = "sha256 checked" if check == "ok" else "no published sha256 to check it against"
+        print_wrapped(err, f"{entry.key}: {path} ({checked})", prefix="✓ ", prefix_style="green")
+    return failures
+
+
+class _Download:
+    """One file's download progress: a bar on a terminal; piped, a line every LOG_EVERY_S."""
+
+    def __init__(self, entry: weights.WeightFile) -> None:
+        self.entry = entry
+        self.began = self.last = time.perf_counter()
+        self.done, self.total = 0, entry.size
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeElapsedColumn(), console=err,
+                                 disable=not err.is_terminal)
+        self.task = self.progress.add_task(f"fetching {entry.filename}", total=entry.size)
+
+    def __enter__(self) -> _Download:
+        if not err.is_terminal:
+            print_note(err, f"{self.entry.filename} from {weights.host_of(self.entry)}", label="fetching",
+                       style="cyan")
+        self.progress.start()
+        return self
+
+    def update(self, done: int, total: int | None) -> None:
+        self.done, self.total = done, total or self.total
+        self.progress.update(self.task, completed=done, total=self.total)
+        now = time.perf_counter()
+        if not err.is_terminal and now - self.last >= LOG_EVERY_S:
+            self.last = now
+            print_note(err, self._line(now), label="fetching", style="cyan")
+
+    def _line(self, now: float) -> str:
+        from reports.aggregate import format_bytes
+
+        size = format_bytes(self.done) + (f" of {format_bytes(self.total)}" if self.total else "")
+        return f"{self.entry.filename}: {size} · {format_seconds(now - self.began)}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+        if not err.is_terminal and self.done:
+            print_note(err, self._line(time.perf_counter()), label="fetched", style="cyan")

@@ -66,6 +66,11 @@ class MetricUnavailable(RuntimeError):
     """A dependency or weight file is missing; the message says how to get it."""
 
 
+class MetricWeightsMissing(MetricUnavailable):
+    """A weight file of the lock table is not here: `decoderbench weights fetch` (or a run where
+    the network is reachable) gets it. A run names such metrics in one line."""
+
+
 @dataclass(frozen=True)
 class ImageContext:
     """What a metric may know about one image besides its pixels."""
@@ -176,7 +181,7 @@ class Metric(ABC):
         try:
             weights.require(self.name)
         except weights.WeightsMissing as exc:
-            raise MetricUnavailable(str(exc)) from None
+            raise MetricWeightsMissing(str(exc)) from None
 
     def protocol(self) -> dict[str, Any]:
         """Everything that determines this metric's numbers."""
@@ -230,6 +235,21 @@ class PerImageMetric(Metric):
         self._values.clear()
 
 
+def check_gaps(metric: Metric, problems: list[str], lock_table: bool) -> None:
+    """Raise one MetricUnavailable naming every gap found: `problems` (benchmark data, ...) and,
+    when the metric runs the lock table's models (`lock_table`), its packages and weight files —
+    so a check never passes a metric whose models or data are missing."""
+    weights_missing = False
+    if lock_table:
+        try:
+            Metric.check(metric)
+        except MetricWeightsMissing as exc:
+            problems, weights_missing = [*problems, str(exc)], True
+    if problems:
+        kind = MetricWeightsMissing if weights_missing and len(problems) == 1 else MetricUnavailable
+        raise kind("\n".join(problems))
+
+
 def require_weights(metric: Metric) -> dict[str, Path]:
     """Paths of the weight files `metric` loads (see harness/metrics/weights.py); records their sha256.
 
@@ -240,8 +260,11 @@ def require_weights(metric: Metric) -> dict[str, Path]:
 
     try:
         paths = weights.require(metric.name)
-        metric.weights_sha256 = weights.checked_sha256(metric.name, paths)
     except weights.WeightsMissing as exc:
+        raise MetricWeightsMissing(str(exc)) from None
+    try:
+        metric.weights_sha256 = weights.checked_sha256(metric.name, paths)
+    except weights.WeightsMissing as exc:  # present, but not the file of the lock table
         raise MetricUnavailable(str(exc)) from None
     return paths
 

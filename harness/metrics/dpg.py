@@ -64,6 +64,7 @@ from harness.metrics.base import (
     MetricUnavailable,
     MetricValues,
     check_backend_options,
+    check_gaps,
     load_backend,
 )
 
@@ -305,10 +306,16 @@ class DPGBench(Metric):
         self.reset()
 
     def check(self) -> None:
-        """The questions file and the backend's name, without loading anything."""
-        self._questions_path()
+        """The questions file, the backend's name and, for the built-in VQA backend at its default
+        model, the lock table's weight files (BLIP VQA), without loading anything."""
+        problems = []
+        try:
+            self._questions_path()
+        except MetricUnavailable as exc:
+            problems.append(str(exc))
         if self.params.backend not in BACKENDS.names():
             raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, BACKENDS.names()))
+        check_gaps(self, problems, self.params.backend == "blip-vqa" and not self.params.backend_options)
 
     def load(self, device: torch.device) -> None:
         super().load(device)

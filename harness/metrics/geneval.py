@@ -56,6 +56,7 @@ from harness.metrics.base import (
     MetricUnavailable,
     MetricValues,
     check_backend_options,
+    check_gaps,
     load_backend,
 )
 
@@ -279,10 +280,21 @@ class GenEval(Metric):
         return Rules(p.threshold, p.counting_threshold, p.max_objects, p.max_overlap, p.position_margin)
 
     def check(self) -> None:
-        """The metadata (when named) and the backend's name, without loading anything."""
-        self._metadata_path()
+        """The prompt metadata, the backend's name and, for the built-in backend at its default
+        models, the lock table's weight files (Mask2Former, CLIP), without loading anything."""
+        problems = []
+        if self.params.metadata is None:
+            from harness.sources import benchmarks
+
+            try:
+                benchmarks.require("geneval")
+            except benchmarks.BenchmarkDataMissing as exc:
+                problems.append(str(exc))
+        else:
+            self._metadata_path()
         if self.params.backend not in BACKENDS.names():
             raise MetricUnavailable(BACKENDS.unknown_message(self.params.backend, BACKENDS.names()))
+        check_gaps(self, problems, self.params.backend == "transformers" and not self.params.backend_options)
 
     def load(self, device: torch.device) -> None:
         super().load(device)

@@ -43,7 +43,7 @@ from pydantic import Field
 
 from decoders.lazy import F, no_grad, torch
 from decoders.plugins import Params
-from harness.metrics.base import MetricUnavailable
+from harness.metrics.base import MetricUnavailable, MetricWeightsMissing
 from harness.metrics.geneval import COLORS, Detection
 
 GENEVAL_CLASSES = (
@@ -237,7 +237,7 @@ class TransformersGenEvalBackend:
                 self.tokenizer = CLIPTokenizer.from_pretrained(clip, local_files_only=True)
                 self.image_processor = CLIPImageProcessor.from_pretrained(clip, local_files_only=True)
         except WeightsMissing as exc:
-            raise MetricUnavailable(str(exc)) from None
+            raise MetricWeightsMissing(str(exc)) from None
         except OSError as exc:
             raise MetricUnavailable(f"cannot load the GenEval models ({exc}); get them with "
                                     "`decoderbench weights fetch geneval` or name local folders") from None

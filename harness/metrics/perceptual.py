@@ -17,7 +17,7 @@ alive; batches are split so that one forward pass holds at most `MAX_PIXELS`
 pixels (a 4096² image goes alone). The definition — a spatial mean over whole
 feature maps of a deep network — allows no tiling without halos as wide as the
 receptive field, so a single 4096² image still needs its full activations
-(see the README's benchmark table for the measured peaks).
+(see docs/metrics.md, speed and memory, for the measured peaks).
 
 DISTS (Ding et al. 2020) comes from pyiqa (`dists`), the same network and
 weights as the authors' release; pyiqa expects [0, 1].

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from decoders.lazy import no_grad, torch
 from decoders.plugins import Params
-from harness.metrics.base import MetricUnavailable
+from harness.metrics.base import MetricUnavailable, MetricWeightsMissing
 
 DEFAULT_BLIP = "Salesforce/blip-vqa-base"
 FIRST_WORD = re.compile(r"\s*[\"'*(\[]*([A-Za-z]+)")
@@ -74,7 +74,7 @@ class BlipVQABackend:
                 model = BlipForQuestionAnswering.from_pretrained(
                     source, local_files_only=True, dtype=getattr(torch, self.params.dtype))
         except WeightsMissing as exc:
-            raise MetricUnavailable(str(exc)) from None
+            raise MetricWeightsMissing(str(exc)) from None
         except OSError as exc:
             raise MetricUnavailable(f"cannot load the VQA model {self.params.model!r} ({exc}); get it with "
                                     "`decoderbench weights fetch dpg_bench` or name a local folder") from None

@@ -9,11 +9,16 @@ uses (torch hub checkpoints, pyiqa's `$TORCH_HOME/hub/pyiqa`, CLIP's
 `$TORCH_HOME/hub/clip`, the Hugging Face cache). A file shipped inside an
 installed package (lpips' linear layers) is found there as well.
 
-Metrics never download during a run: `require()` checks that every file is
+Metrics never download while they load: `require()` checks that every file is
 present before any library is asked to load it, so a missing file fails in
 milliseconds with the file, the expected path and the command that provides
-it (`decoderbench weights fetch METRIC`) — no network, no hub retries.
-The sha256 of each file used is recorded in the metric's protocol.
+it (`decoderbench weights fetch METRIC`) — no network, no hub retries. What is
+downloaded is downloaded before a run starts, by `fetch()`: `decoderbench run`
+fetches the files its metrics need where the network is reachable (unless
+`--offline` or HF_HUB_OFFLINE=1), with a progress bar, and checks each against
+the table; a metric whose files are still missing is named in one line per
+run (`skipped_line`). The sha256 of each file used is recorded in the metric's
+protocol.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ import hashlib
 import importlib.util
 import json
 import os
+import socket
 import sys
-from collections.abc import Iterator
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -119,7 +127,8 @@ LOCK: tuple[WeightFile, ...] = (
         "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
         "TorchScript port of TensorFlow's 2015-12-05 Inception-v3, the network clean-fid loads",
         "TensorFlow Inception weights (Apache-2.0) as packaged by NVlabs stylegan2-ada-pytorch",
-        ("fid", "kid", "patch_fid")),
+        ("fid", "kid", "patch_fid"),
+        sha256="f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"),
     *(WeightFile(
         name, Store.HF, f"https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/{name}",
         "OpenAI CLIP ViT-L/14 (transformers format); GenEval's colour classifier",
@@ -354,15 +363,72 @@ def hub_offline() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- fetching
 
+Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
+TRUE_VALUES = {"1", "on", "yes", "true"}
 
-def fetch(entry: WeightFile) -> Path:
-    """Download one file into its cache location and check it against the lock table."""
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE is set (as huggingface_hub read it): nothing may be downloaded."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_VALUES
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def missing_files(metrics: Iterable[str]) -> dict[str, list[WeightFile]]:
+    """Metric → its lock-table files that are not here (metrics missing nothing are left out)."""
+    found: dict[str, list[WeightFile]] = {}
+    for metric in metrics:
+        missing = [entry for entry in files_for(metric) if locate(entry) is None]
+        if missing:
+            found[metric] = missing
+    return found
+
+
+def skipped_line(metrics: list[str]) -> str:
+    """The one line a run prints about metrics whose weight files are missing."""
+    names = ", ".join(metrics)
+    return (f"{names} skipped: {'its' if len(metrics) == 1 else 'their'} weight files are not on this "
+            f"machine; `decoderbench weights fetch {' '.join(metrics)}` gets them")
+
+
+def short_missing(metric: str) -> str:
+    """What a missing weight file makes a metric's records say (the manifest keeps the details)."""
+    return f"{metric}: weight files not on this machine; `decoderbench weights fetch {metric}` gets them"
+
+
+def host_of(entry: WeightFile) -> str:
+    return urllib.parse.urlsplit(entry.url).netloc
+
+
+def reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within `timeout_s` (name lookup included,
+    which a socket timeout does not bound: it runs in a daemon thread)."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
+
+
+def fetch(entry: WeightFile, progress: Progress | None = None) -> Path:
+    """Download one file into its cache location and check it against the lock table (a file
+    that does not match is removed and refused)."""
     existing = locate(entry)
     if existing is not None:
         return existing
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
+    if offline():
         raise WeightsMissing(f"{entry.filename} is missing and HF_HUB_OFFLINE is set: unset it to download "
                              f"(or copy the file to {expected_path(entry)})")
     if entry.store == Store.HF:
@@ -372,23 +438,30 @@ def fetch(entry: WeightFile) -> Path:
     else:
         path = expected_path(entry)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _download(entry.url, path)
+        _download(entry.url, path, progress)
     result = verify(entry)
     if result.problem:
         path.unlink(missing_ok=True)
         raise WeightsMissing(f"downloaded {entry.filename} does not match the lock table "
-                             f"(sha256 {result.sha256}); removed it")
+                             f"(sha256 {result.sha256}, {result.size} bytes; expected "
+                             f"{entry.sha256 or entry.sha256_prefix}); removed it")
     return path
 
 
-def _download(url: str, target: Path) -> None:
-    import shutil
+def _download(url: str, target: Path, progress: Progress | None = None) -> None:
     import urllib.request
 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         with urllib.request.urlopen(url, timeout=60) as response, tmp.open("wb") as handle:
-            shutil.copyfileobj(response, handle, 1 << 20)
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = 0
+            for block in iter(lambda: response.read(1 << 20), b""):
+                handle.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -45,6 +45,25 @@ function filterRows(input) {
   if (noun) noun.textContent = shown === 1 ? "case" : "cases";
 }
 
+// The leaderboard's column chooser: a column's header and cells share its data-col.
+function chooseColumn(box) {
+  const chooser = box.closest("details.chooser");
+  const table = document.getElementById(chooser.dataset.for);
+  for (const cell of table.querySelectorAll(`[data-col="${box.dataset.col}"]`)) {
+    cell.classList.toggle("off", !box.checked);
+  }
+  chooser.querySelector(".shown-count").textContent =
+    chooser.querySelectorAll("input[type=checkbox]:checked").length;
+}
+
+// The case index's metric: one cell per (metric, decoder), the chosen metric's shown.
+function chooseIndexMetric(select) {
+  const table = document.getElementById(select.dataset.table);
+  for (const cell of table.querySelectorAll("[data-metric]")) {
+    cell.classList.toggle("off", cell.dataset.metric !== select.value);
+  }
+}
+
 // The plotted metric: one figure per metric, the chosen one shown.
 function chooseFigure(select) {
   for (const figure of document.querySelectorAll(`[data-figures="${select.dataset.for}"] [data-metric]`)) {
@@ -63,9 +82,11 @@ function setupCompare(root) {
     a.src = root.querySelector(".pick-a").value;
     b.src = root.querySelector(".pick-b").value;
     const [x, y, size] = root.querySelector(".pick-region").value.split(",").map(Number);
-    const fit = Math.min(1, (root.clientWidth || width) / width);
-    const scale = size ? 2 : fit;
-    const boxW = size ? size * 2 : Math.round(width * fit), boxH = size ? size * 2 : Math.round(height * fit);
+    const room = root.clientWidth || width;
+    const fit = Math.min(1, room / width);
+    // a region at the largest whole enlargement that fits the panel (at most 512 px, at least 2×)
+    const scale = size ? Math.max(2, Math.floor(Math.min(room, 512) / size)) : fit;
+    const boxW = size ? size * scale : Math.round(width * fit), boxH = size ? size * scale : Math.round(height * fit);
     stage.style.width = `${boxW}px`;
     stage.style.height = `${boxH}px`;
     for (const img of [a, b]) {
@@ -158,6 +179,13 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   for (const input of document.querySelectorAll("input.filter")) {
     input.addEventListener("input", () => filterRows(input));
+  }
+  for (const box of document.querySelectorAll("details.chooser input[type=checkbox]")) {
+    box.addEventListener("change", () => chooseColumn(box));
+  }
+  for (const select of document.querySelectorAll("select.metric-choice")) {
+    select.addEventListener("change", () => chooseIndexMetric(select));
+    chooseIndexMetric(select);
   }
   for (const select of document.querySelectorAll("select.figure-choice")) {
     select.addEventListener("change", () => chooseFigure(select));
