@@ -125,6 +125,8 @@ class Decision:
 
     @property
     def tag(self) -> str | None:
+        if self.state == TOO_FEW and self.criterion.is_cost:
+            return "too few calls"
         return STATE_TAGS.get(self.state or "")
 
     def note(self, decoder: str) -> str:
@@ -193,9 +195,13 @@ class SizeDecisions:
         counted = [f"{n} ×{g.weight:g}" for n, g in self.groups.items() if g.weight > 0 and g.rates]
         idle = [n for n, g in self.groups.items() if g.weight > 0 and not g.rates]
         beside = [n for n, g in self.groups.items() if g.weight == 0]
-        text = "overall = weighted mean of " + (", ".join(counted) if counted else "no group")
-        if idle:
-            text += f" ({', '.join(idle)} rank nothing here)"
+        if counted:
+            text = "overall = weighted mean of " + ", ".join(counted)
+            if idle:
+                text += f" ({', '.join(idle)} rank nothing here)"
+        else:
+            text = "no overall: no quality group ranks anything here"
+            text += f" ({', '.join(idle)})" if idle else ""
         return text + (f"; {', '.join(beside)} shown beside it, not in overall" if beside else "")
 
 

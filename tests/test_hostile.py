@@ -842,7 +842,7 @@ def test_identical_images_are_infinite_psnr_in_every_view(write_suite, image_fol
     assert {(r["status"], r["value"], r.get("nonfinite")) for r in psnr} == {("ok", None, "inf")}
     shown = json.loads(invoke("show", str(run_dir), "--format", "json").stdout)["records"]
     cell = next(r for r in shown if r["column"] == "metric:psnr" and r["decoder"] == "nearest")
-    assert cell["text"] == "∞" and cell["state"] == "value" and cell["best"] is True
+    assert cell["text"] == "★ ∞" and cell["status"] == "ok" and cell["best"] is True
     assert cell["value"] is None  # JSON has no infinity: the text says it
     table = invoke("show", str(run_dir))
     assert "★ ∞" in table.output  # not "not measured"
