@@ -11,7 +11,7 @@ module that needs torch only inside its functions writes
 and torch is imported the first time one of its attributes is read (the module's own dict is
 then copied in, so later reads cost what a plain module's do). Anything evaluated at import
 time still imports it: a class deriving from `nn.Module` belongs in a module imported inside
-`load()`, and `@no_grad` below replaces the `@torch.no_grad()` decorator. tests/test_startup.py
+`load()`, and `@no_grad` below replaces the `@torch.no_grad()` decorator. tests/e2e/test_startup.py
 names the module that breaks this.
 """
 

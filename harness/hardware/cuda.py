@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-# The versions constraints.txt pins (tests/test_preflight.py keeps the two equal), and PyTorch's
+# The versions constraints.txt pins (tests/unit/test_preflight.py keeps the two equal), and PyTorch's
 # CUDA 13.0 wheel index: where aarch64 CUDA builds come from (see docs/hardware-runners.md).
 TORCH_PINS = "torch==2.14.1 torchvision==0.29.1"
 CUDA_INDEX = "https://download.pytorch.org/whl/cu130"

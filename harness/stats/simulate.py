@@ -2,7 +2,7 @@
 
     python -m harness.stats.simulate            # the tables of docs/statistics.md
 
-tests/test_statistics.py asserts the same rates. Decoders "that do not differ" share a per-case
+tests/unit/test_statistics.py asserts the same rates. Decoders "that do not differ" share a per-case
 effect (some images are harder for every decoder) and add independent noise of one distribution
 (normal, or right-skewed lognormal); a decision is a rejection of the sign-flip test at 5 %, a
 family is every pair of D decoders on one criterion with Holm's correction, and a gate passes when

@@ -87,6 +87,7 @@ def test_large_image_policy_on_piqe(policy: str, piqe_direct: torch.nn.Module) -
     assert value == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.e2e
 def test_musiq_loads_through_the_lock_table_and_matches_pyiqa(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The weight path end to end, with a random-weight MUSIQ checkpoint in $TORCH_HOME/hub/pyiqa."""

@@ -83,6 +83,7 @@ def _clipscore(folder: Path, policy: str = "truncate") -> CLIPScore:
     return metric
 
 
+@pytest.mark.e2e
 def test_clipscore_equals_torchmetrics(tiny_clip: Path) -> None:
     from torchmetrics.multimodal.clip_score import CLIPScore as Reference
     from transformers import CLIPModel, CLIPProcessor
@@ -111,6 +112,7 @@ def test_clipscore_equals_torchmetrics(tiny_clip: Path) -> None:
     assert values.warnings == []
 
 
+@pytest.mark.e2e
 def test_clipscore_long_captions_are_truncated_or_chunked_never_silently(tiny_clip: Path) -> None:
     long_prompt = " ".join(["a small red house beside a tall green tree"] * 12)  # ~110 tokens
     image = torch.rand(1, 3, 64, 64)
@@ -300,7 +302,7 @@ def test_dpg_dependency_zeroing_is_transitive_and_order_free() -> None:
 
 
 def test_dpg_scores_and_categories_after_zeroing_over_all_images(dpg_csv: Path) -> None:
-    """The `corrected` protocol (see tests/test_dpg_protocols.py for `ella`)."""
+    """The `corrected` protocol (see tests/unit/test_dpg_protocols.py for `ella`)."""
     prompts = read_questions(dpg_csv)
     cat = prompts["p1"]
     assert cat.text == "a red cat on a mat" and [q.id for q in prompts["p2"].questions] == [2, 1]

@@ -46,6 +46,7 @@ def test_levenshtein_and_tally() -> None:
     assert tally.by_font() == {"6": 0.2, "16": 0.0} and tally.cer() == pytest.approx(4 / 50)
 
 
+@pytest.mark.e2e
 def test_cer_is_zero_at_16_px_on_clean_renders_and_grows_with_blur(metric: LegibilityCER) -> None:
     by_blur = {}
     for blur in (0.0, 1.5):

@@ -1,6 +1,6 @@
 """The pairwise judge end to end through the real google-genai client and a local Gemini REST server.
 
-The client is google-genai's `genai.Client` pointed at tests/fake_gemini.py via
+The client is google-genai's `genai.Client` pointed at tests/support/fake_gemini.py via
 `HttpOptions(base_url=...)` (googleapis/python-genai, google/genai/types.py
 HttpOptions and google/genai/_api_client.py at commit
 79f0d7469288c9273adba217932657ad792b597c, checked against the installed 3.4.0).
@@ -180,6 +180,7 @@ FAULTS = [  # scripted answers for the first request ("ab"), then its end state
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("faults", "status", "failure", "calls", "words"), FAULTS,
                          ids=["429-then-ok", "timeout", "500", "500-then-ok", "malformed",
                               "malformed-then-ok", "bad-verdict", "empty-candidate", "403"])
@@ -294,6 +295,7 @@ def test_without_a_key_requests_fail_as_unavailable_but_cached_ones_need_none(
     assert summary["pairs"][0]["n"] == 2 and summary["requests"] == {"ok": 4, "invalid": 0, "failed": 0}
 
 
+@pytest.mark.e2e
 def test_runner_judges_after_metrics_and_the_verb_rejudges(gemini, tmp_path, write_suite,
                                                            image_folder) -> None:
     text = suite_text(image_folder, decoder_tables('name = "nearest"', 'name = "bilinear"'))

@@ -161,6 +161,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                            "does/not/fit/anywhere/near/eighty/columns.safetensors"])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args", [["list", "decoders"], ["list", "metrics"], ["list", "suites"],
                                   ["weights", "list"], ["doctor", "smoke"], ["--help"], ["run", "--help"],
                                   ["gate", "check", "--help"], ["gate", "--help"], ["weights", "--help"],
@@ -177,6 +178,7 @@ def test_every_listing_is_whole_at_80_columns(args: list[str]) -> None:
         assert all("..." not in line for line in text.splitlines() if not line.startswith("Usage"))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("form", ["table", "markdown", "csv", "json"])
 def test_show_is_whole_at_80_columns_in_every_format(run_dir: Path, form: str) -> None:
     text = _no_ellipsis(cli("show", str(run_dir), "--format", form, columns=80))
@@ -203,6 +205,7 @@ def test_show_is_whole_at_80_columns_in_every_format(run_dir: Path, form: str) -
         assert "/does/not/fit/anywhere/near/eighty/columns.safetensors" in text  # unbroken
 
 
+@pytest.mark.e2e
 def test_show_metrics_and_summary_options(run_dir: Path) -> None:
     only = cli("show", str(run_dir), "--metrics", "ssim", "--format", "csv").stdout
     columns = {row["column"] for row in csv.DictReader(io.StringIO(only))}
@@ -214,6 +217,7 @@ def test_show_metrics_and_summary_options(run_dir: Path) -> None:
     assert wrong.returncode == 2 and "did you mean 'psnr'" in wrong.stderr
 
 
+@pytest.mark.e2e
 def test_version_and_suite_suggestions() -> None:
     from harness import __version__
 
@@ -234,6 +238,7 @@ def test_list_metrics_piped_at_80_columns_fits_in_40_lines() -> None:
     assert "summary left out to fit 80 columns" in " ".join(result.stdout.split())
 
 
+@pytest.mark.e2e
 def test_weights_and_benchmarks_lists_never_break_urls_or_digests() -> None:
     from harness.metrics import weights
     from harness.sources import benchmarks
@@ -251,6 +256,7 @@ def test_weights_and_benchmarks_lists_never_break_urls_or_digests() -> None:
             assert any(entry.git_object in line for line in data.stdout.splitlines()), entry.git_object
 
 
+@pytest.mark.e2e
 def test_no_color_turns_off_every_style() -> None:
     import os
     import subprocess

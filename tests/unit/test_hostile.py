@@ -907,6 +907,7 @@ FIFO_CASES = {  # run in a subprocess: a hang fails the test by its timeout inst
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(FIFO_CASES))
 def test_a_fifo_with_no_writer_answers_at_once(base_run, tmp_path, name) -> None:
     from helpers import cli
@@ -964,6 +965,7 @@ def test_a_folder_named_like_an_image_is_a_folder(write_suite, image_folder) -> 
 # =========================================================================== issue 24: terminals and names
 
 
+@pytest.mark.e2e
 def test_columns_zero_and_an_ascii_terminal(base_run) -> None:
     from helpers import cli
 

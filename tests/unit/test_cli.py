@@ -40,6 +40,7 @@ def test_list_decoders_metrics_suites() -> None:
     assert invoke("list", "nothing").exit_code == 2
 
 
+@pytest.mark.e2e
 def test_validate_exit_codes(write_suite, image_folder) -> None:
     good = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"')), "good.toml")
     result = cli("validate", str(good), "smoke")
@@ -52,6 +53,7 @@ def test_validate_exit_codes(write_suite, image_folder) -> None:
     assert f"{bad}: source: required key is missing" in result.stderr
 
 
+@pytest.mark.e2e
 def test_run_show_report_export(write_suite, tmp_path: Path, image_folder) -> None:
     (image_folder / "img0.txt").write_text("<script>alert(1)</script>")
     suite = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"', 'name = "lanczos"')))
@@ -93,6 +95,7 @@ def test_run_show_report_export(write_suite, tmp_path: Path, image_folder) -> No
     assert cli("export", str(run_dir)).returncode == 2
 
 
+@pytest.mark.e2e
 def test_run_exit_codes(write_suite, tmp_path: Path, image_folder) -> None:
     failing = write_suite(suite_text(image_folder, decoder_tables(
         'name = "nearest"', 'name = "fault"\nparams = {mode = "raise"}')))
@@ -110,6 +113,7 @@ def test_run_exit_codes(write_suite, tmp_path: Path, image_folder) -> None:
     assert result.returncode == 2
 
 
+@pytest.mark.e2e
 def test_device_override_is_recorded(write_suite, tmp_path: Path, image_folder) -> None:
     suite = write_suite(suite_text(image_folder, decoder_tables('name = "nearest"')))
     result = cli("run", str(suite), "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),

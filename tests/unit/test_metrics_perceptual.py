@@ -60,6 +60,7 @@ def _reference_and_ours(backbone: str) -> tuple[torch.nn.Module, LPIPSNetwork]:
     return reference, ours
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("backbone", "size"), [("alex", 256), ("vgg", 96)])
 def test_lpips_equals_the_lpips_package_with_the_same_weights(backbone: str, size: int) -> None:
     reference, ours = _reference_and_ours(backbone)
@@ -75,6 +76,7 @@ def test_lpips_equals_the_lpips_package_with_the_same_weights(backbone: str, siz
     assert float(ours(targets * 2 - 1, targets * 2 - 1).abs().max()) < 1e-6
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("cls", [LPIPS, LPIPSVGG])
 def test_metric_loads_weight_files_from_the_cache_and_records_their_sha256(
         cls: type[LPIPS], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,6 +42,7 @@ def test_replies_are_read_as_yes_or_no() -> None:
     assert parse_yes_no("Yesterday") == "yesterday"  # the whole first word, not a prefix
 
 
+@pytest.mark.e2e
 def test_blip_answers_a_batch_as_generate_answers_each_question(checkpoints) -> None:
     from transformers import BlipForQuestionAnswering, BlipProcessor
 

@@ -158,6 +158,7 @@ def test_invention_std_is_the_mean_per_pixel_std_with_a_heat_map() -> None:
     assert values.details["c0"] == {"seeds": [0, 1, 2], "input_sha256": None}
 
 
+@pytest.mark.e2e
 def test_invention_lpips_is_the_mean_over_all_pairs() -> None:
     torch.manual_seed(0)
     network = LPIPSNetwork("alex")

@@ -27,7 +27,7 @@ from harness.hardware.session import (
 )
 from harness.hardware.walls import sweep_stop
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GiB = 2**30
 PID_CLONE = "git clone https://github.com/nv-tlabs/PiD DIR"
 MISSING = ("unavailable", f"load failed: PiD checkout not found; {PID_CLONE}")

@@ -403,6 +403,7 @@ def test_junit_xml_validates_against_the_junit_schema(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- command line
 
 
+@pytest.mark.e2e
 def test_cli_baseline_and_gate(tmp_path: Path) -> None:
     gates = [LPIPS_GATE, {"statistic": "latency_ratio", "max_ratio": 1.2}]
     base = _run(tmp_path / "base", pid(), gates=gates)
@@ -446,6 +447,7 @@ def test_cli_baseline_and_gate(tmp_path: Path) -> None:
         load_baseline(tmp_path / "nope.json")
 
 
+@pytest.mark.e2e
 def test_cli_calibrate_runs_the_suite_and_proposes_gates(tmp_path: Path, write_suite, image_folder) -> None:
     text = suite_text(image_folder, decoder_tables('name = "bilinear"'))
     suite = write_suite(

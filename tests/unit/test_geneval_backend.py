@@ -142,6 +142,7 @@ def test_masks_go_through_padding_crop_and_resize() -> None:
     assert mask_boxes(torch.zeros(1, 4, 4, dtype=torch.bool)).tolist() == [[0.0, 0.0, 0.0, 0.0]]
 
 
+@pytest.mark.e2e
 def test_detect_returns_genevals_classes_with_masks_and_boxes(backend: TransformersGenEvalBackend) -> None:
     image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
     backend.min_score = 0.0
@@ -189,6 +190,7 @@ def test_clip_preprocessing_equals_open_clips_transform(size: tuple[int, int]) -
     assert torch.allclose(clip_pixels(crop, 224, mean, std), reference(crop), atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_colours_are_clip_zero_shot_over_genevals_prompts(backend: TransformersGenEvalBackend) -> None:
     image = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
     objects = [Detection((0.0, 0.0, 32.0, 32.0), 0.9, None), Detection((10.0, 20.0, 60.0, 64.0), 0.8, None)]
@@ -216,6 +218,7 @@ def test_colours_are_clip_zero_shot_over_genevals_prompts(backend: TransformersG
 # --------------------------------------------------------------------------- through the metric
 
 
+@pytest.mark.e2e
 def test_the_metric_runs_the_backend_on_benchmark_cases(models: dict[str, Path]) -> None:
     options = {"detector": str(models["detector"]), "clip": str(models["clip"])}
     metric = GenEval(GenEval.Params(backend="transformers", backend_options=options))

@@ -95,6 +95,7 @@ def _marks(suite, root: Path) -> list[dict]:
     return marks
 
 
+@pytest.mark.e2e
 def test_identical_runs_give_identical_marks(write_suite, tmp_path: Path, image_folder: Path) -> None:
     """The demo's decoders twice: quality and memory marks do not move. (Their sub-millisecond
     latencies on a shared 2-core machine move with its load — a worker's calls can all run 30×
@@ -109,6 +110,7 @@ def test_identical_runs_give_identical_marks(write_suite, tmp_path: Path, image_
     assert first["metric:psnr"][0] and first["metric:psnr"][1] is None  # marked, decided
 
 
+@pytest.mark.e2e
 def test_latency_marks_move_only_on_real_differences(write_suite, tmp_path: Path, image_folder: Path) -> None:
     """40 ms vs 42 ms per image (5 %, under the margin): never separated; 80 ms: worse in every run
     where both are compared. On a loaded 2-core machine a row's sleeps can overshoot by more than

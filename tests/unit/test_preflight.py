@@ -14,7 +14,7 @@ from harness.cli import app
 from harness.hardware import cuda
 from harness.hardware.cuda import FAMILIES, CudaFacts, Gpu, checks, kernels_for
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GiB = 2**30
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", (9, 0), 80 * GiB)
 GB200 = Gpu(0, "NVIDIA GB200", (10, 0), 185 * GiB)

@@ -4,7 +4,7 @@
 and the tiled SSIM (git 9992788: one metric at a time, each reading every PNG itself, SSIM by
 grouped float64 convolutions), with
 
-    PYTHONPATH=<checkout of 9992788> python tests/test_evaluation_values.py --freeze
+    PYTHONPATH=<checkout of 9992788> python tests/e2e/test_evaluation_values.py --freeze
 
 on a small version of the demo (a text chart and two photographs, two classical decoders, 256²).
 Main's evaluation at a0396e9 (input seeds, the seam score redesign, unavailable metrics) writes
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-FROZEN = HERE / "data" / "evaluation_values.json"
+TESTS = Path(__file__).resolve().parents[1]
+FROZEN = TESTS / "data" / "evaluation_values.json"
 SUITE = """
 name = "values"
 metrics = ["psnr", "ssim", "ms_ssim", "spectral_distance", "hf_energy_ratio", "piqe", "legibility_cer"]

@@ -178,6 +178,7 @@ class _Links(HTMLParser):
             self.scripts.append(dict(attrs).get("src") or "inline")
 
 
+@pytest.mark.e2e
 def test_report_folder_is_static_escaped_and_complete(run: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(viewer, "PARALLEL_FROM_CASES", 2)  # crops and thumbnails in worker processes
     write_judge(run, ["pid", "vae"], list(load_run(run).cases)[:1], reason=f"{EVIL} sharper")

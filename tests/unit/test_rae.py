@@ -103,6 +103,7 @@ def test_siglip_encoder_follows_the_scale_rae_recipe() -> None:
     assert ENCODERS.get("dinov2").spec.latent_space == "dinov2"
 
 
+@pytest.mark.e2e
 def test_images_source_makes_rae_latents_for_pid(write_suite, image_folder: Path, tmp_path: Path) -> None:
     """The images source, through a spawned source worker, makes [768, 32, 32] dinov2 latents (exact
     channel count, one layer, random weights); suites pair them with PiD's dinov2 backbone."""

@@ -75,6 +75,7 @@ def test_groups_facts_unavailable_metrics_and_resume(write_suite, tmp_path, imag
     assert row.metrics["invention_std"].n == 3
 
 
+@pytest.mark.e2e
 def test_text_annotations_reach_the_legibility_metric(write_suite, tmp_path) -> None:
     pytest.importorskip("rapidocr_onnxruntime")
     text = """
@@ -280,6 +281,7 @@ def test_text_alignment_metrics_get_a_pass_of_their_own() -> None:
     assert passes(dict.fromkeys(["clipscore"])) == [["clipscore"]]
 
 
+@pytest.mark.e2e
 def test_the_reader_stays_a_bounded_number_of_batches_ahead(monkeypatch) -> None:
     """Memory is bounded by batches in flight, not by the run: the reader blocks when it is ahead."""
     import threading

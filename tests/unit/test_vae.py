@@ -47,6 +47,7 @@ def _loaded(decoder_cls: type, **params: object) -> object:
     return decoder
 
 
+@pytest.mark.e2e
 def test_exact_flux1_architecture_untiled_and_tiled() -> None:
     """REFERENCE.md's FLUX.1 VAE: 84 M parameters, 16 latent channels, no quant convs."""
     tiled = _loaded(TiledVaeDecoder, space="flux1", weights="random", tile_px=48, overlap_px=16)
@@ -205,6 +206,7 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path: Path, monkeypatch
         require("a_package_that_is_not_installed")
 
 
+@pytest.mark.e2e
 def test_seam_score_sees_the_real_tiled_vae_path() -> None:
     """Tiles of a VAE disagree (GroupNorm and attention see only their tile). Against the untiled
     decode of the same latent as the reference, the seam score of the tiled output stands far above

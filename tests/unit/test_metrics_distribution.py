@@ -236,6 +236,7 @@ class _TinyFeatures(torch.nn.Module):
         return F.adaptive_avg_pool2d(torch.sin(self.conv(x / 255)), 1).flatten(1)
 
 
+@pytest.mark.e2e
 def test_fid_kid_patch_fid_end_to_end_with_an_injected_network(write_suite, tmp_path, image_folder,
                                                                 monkeypatch) -> None:
     torch.manual_seed(0)

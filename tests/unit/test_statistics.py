@@ -48,6 +48,7 @@ def test_decoders_that_do_not_differ_are_separated_at_most_5_percent_of_the_time
         assert false_decision_rate(n, TRIALS, NOISES[noise]) <= LIMIT, n
 
 
+@pytest.mark.e2e
 def test_a_family_of_pairs_is_held_to_5_percent_by_holm() -> None:
     """4 decoders make 6 comparisons per criterion: without Holm ~20 % of leaderboards would mark a
     difference between equal decoders; with it, at most 5 %."""
@@ -70,6 +71,7 @@ def test_a_mean_delta_gate_passes_a_worsening_equal_to_its_tolerance_at_most_5_p
     assert rates == sorted(rates) and rates[-1] > 0.99
 
 
+@pytest.mark.e2e
 def test_power_grows_with_n_and_effect_and_the_tables_print(capsys) -> None:
     assert power(8, 1.0) < power(13, 1.0) < power(30, 1.0)
     assert power(13, 0.5) < power(13, 1.0) < power(13, 2.0)
