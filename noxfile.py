@@ -6,7 +6,7 @@
     nox -s bench-metrics    # every metric against the library it matches (CPU, and CUDA if present)
     nox -s bench-h100       # the GPU suites on an H100 runner (docs/hardware-runners.md)
     nox -s bench-gb200      # the GPU suites on a GB200 runner (docs/hardware-runners.md)
-    nox -s bench-overhead   # the harness's own cost (tests/bench_overhead.py)
+    nox -s bench-overhead   # the harness's own cost (bench/overhead.py)
 
 The development sessions install the project with the pinned torch of constraints.txt; pass
 `-- ARGS` to forward extra arguments. The bench sessions never install torch: their venv sees
@@ -81,9 +81,9 @@ def smoke(session: nox.Session) -> None:
 @nox.session(name="bench-metrics")
 def bench_metrics(session: nox.Session) -> None:
     """Metric throughput and agreement against scikit-image, pytorch_msssim, lpips, pyiqa, rapidocr,
-    clean-fid (see harness/metrics/bench.py); `-- --sizes 256 --device cuda` etc. are forwarded."""
+    clean-fid (see bench/metrics.py); `-- --sizes 256 --device cuda` etc. are forwarded."""
     _install(session)
-    session.run("python", "-m", "harness.metrics.bench", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+    session.run("python", "bench/metrics.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
 
 
 def _bench_options(session: nox.Session) -> argparse.Namespace:
@@ -204,11 +204,11 @@ def bench_overhead(session: nox.Session) -> None:
     env = {"HF_HUB_OFFLINE": "1", "PYTHONPATH": "."}
     commands = [session.posargs] if session.posargs else [["overhead"], ["startup"], ["png"]]
     for command in commands:
-        session.run("python", "tests/bench_overhead.py", *command, env=env)
+        session.run("python", "bench/overhead.py", *command, env=env)
 
 
 @nox.session(name="timing-check")
 def timing_check(session: nox.Session) -> None:
     """Harness-measured latency vs a bare CUDA-event loop on the same input (ratio ≈ 1)."""
     _install(session)
-    session.run("python", "-m", "harness.timingcheck", "--device", "cuda", *session.posargs)
+    session.run("python", "bench/timing_check.py", "--device", "cuda", *session.posargs)

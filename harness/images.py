@@ -98,7 +98,7 @@ def pixels_sha256(chw_uint8: torch.Tensor | np.ndarray) -> str:
     return digest.hexdigest()
 
 
-# zlib level of every PNG written, by measurement (`python tests/bench_overhead.py png`, a 2048²
+# zlib level of every PNG written, by measurement (`python bench/overhead.py png`, a 2048²
 # photo, 2 cores): level 0 encodes in 0.13 s but stores all 12.6 MB; level 1 takes 0.24 s for a
 # third of the bytes; 2–3 take 0.26–0.36 s to save 1–2 % more; 6 takes 1.1 s. The encoding runs
 # off the critical path on GPU suites, so the bytes on disk decide: level 1.

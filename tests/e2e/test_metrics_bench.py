@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import bench_script
 
-from harness.metrics import bench
+bench = bench_script("metrics")
 
 
 def test_benchmark_rows_for_the_pixel_and_spectral_metrics(tmp_path: Path, capsys) -> None:

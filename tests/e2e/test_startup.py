@@ -3,7 +3,7 @@
 A fresh interpreter imports the command line and runs `--help`, `--version`, `list`,
 `validate` of the demo suite (no learned source), `show` in every format, `weights list` and
 `export` in-process; torch must still be absent from sys.modules, and when it is not the test
-names the module that imported it. tests/bench_startup.py measures the wall times.
+names the module that imported it. bench/startup.py measures the wall times.
 """
 
 from __future__ import annotations

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def suite_text(folder: Path, decoders: str, **extra: str) -> str:
@@ -71,3 +75,15 @@ def write_dpg_csv(path: Path, rows: list[tuple]) -> Path:
         for item, text, qid, dependency, tuple_, question in rows:
             writer.writerow([item, text, "", qid, dependency, "", "", tuple_, question])
     return path
+
+
+def bench_script(name: str) -> ModuleType:
+    """bench/<name>.py (the harness's own benchmarks: scripts, not an installed package) as a module."""
+    module_name = f"bench_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # before running it: its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]

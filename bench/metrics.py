@@ -1,6 +1,6 @@
 """Metric benchmark: each metric against the library it matches or wraps, on the same inputs.
 
-    python -m harness.metrics.bench [--sizes 256 1024 2048] [--memory-size 4096] [--device cpu cuda]
+    python bench/metrics.py [--sizes 256 1024 2048] [--memory-size 4096] [--device cpu cuda]
                                     [--metrics psnr ssim ...] [--repeats 5] [--json out.json]
     nox -s bench-metrics
 
@@ -521,7 +521,7 @@ def format_row(row: Row) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.metrics.bench",
+    parser = argparse.ArgumentParser(prog="python bench/metrics.py",
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--metrics", nargs="+", default=list(CASES), choices=sorted(CASES))
     parser.add_argument("--sizes", nargs="*", type=int, default=[256, 1024, 2048])

@@ -1,9 +1,9 @@
 """How `validate` and `run` scale with the number of entries of an images manifest (issue 24).
 
-    PYTHONPATH=. python tests/bench_manifest_scaling.py [--sizes 1000 10000 100000] [--distinct]
+    PYTHONPATH=. python bench/manifest_scaling.py [--sizes 1000 10000 100000] [--distinct]
 
-Not collected by pytest (a measurement, not a test: tests/test_hostile.py checks that listing opens
-only the items `limit` keeps). For each size N it writes a JSON-lines manifest of N entries (by
+A measurement (tests/unit/test_hostile.py checks that listing opens only the items `limit`
+keeps). For each size N it writes a JSON-lines manifest of N entries (by
 default all naming one small PNG; --distinct writes N files) and times, each in a fresh
 interpreter (wall time, start-up included):
 

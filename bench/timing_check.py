@@ -1,6 +1,6 @@
 """Check the timing path: harness-measured latency vs a bare timing loop on the same input.
 
-    python -m harness.timingcheck --decoder bicubic --input 512 --scale 4 --device cuda
+    python bench/timing_check.py --decoder bicubic --input 512 --scale 4 --device cuda
 
 Runs a one-decoder suite through the real harness (spawned worker, warm-up, CUDA events or
 perf_counter_ns), then, in this process, loads the same decoder, reads the very same cached

@@ -1,11 +1,11 @@
 """Start-up time of the verbs that touch no tensor: wall time of a fresh interpreter per call.
 
-    PYTHONPATH=. python tests/bench_startup.py [--repeats 5] [--run RUN_DIR]
+    PYTHONPATH=. python bench/startup.py [--repeats 5] [--run RUN_DIR]
 
-Not collected by pytest (a measurement, not a test; tests/test_startup.py keeps torch out of
-these verbs). Prints, per command, the median and minimum wall time over the repeats and
-whether the process imported torch (`-X importtime` output). Without --run, a constructed run
-of 4 decoders × 13 cases (tests/synthetic_runs.py) is shown and exported.
+A measurement (tests/e2e/test_startup.py keeps torch out of these verbs). Prints, per command,
+the median and minimum wall time over the repeats and whether the process imported torch
+(`-X importtime` output). Without --run, a constructed run of 4 decoders × 13 cases
+(tests/support/synthetic_runs.py) is shown and exported.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from synthetic_runs import SynthDecoder, write_run
 
 

@@ -1,9 +1,9 @@
 """Throughput of the GenEval and DPG-Bench backends at their real architectures, random weights.
 
-    PYTHONPATH=. python tests/bench_benchmark_backends.py [--device cuda] [--sizes 512 1024]
+    PYTHONPATH=. python bench/benchmark_backends.py [--device cuda] [--sizes 512 1024]
         [--backends geneval blip vlm] [--repeats 3] [--questions 7]
 
-Not collected by pytest (a measurement, not a test). Models are built from configs in memory
+Models are built from configs in memory
 (no download): Mask2Former Swin-S with 80 COCO classes and CLIP ViT-L/14 (GenEval), BLIP VQA
 ViT-B/16 at 384² (DPG-Bench `blip-vqa`), Qwen2.5-VL-3B's architecture (DPG-Bench `vlm`).
 Latency does not depend on weight values, except for how many detections a trained detector
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 
 CPU_SECONDS: list[float] = []  # process CPU time of the last _timed call, per repeat

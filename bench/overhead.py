@@ -1,10 +1,10 @@
-"""The harness's own cost: measurements, not tests (pytest does not collect this file).
+"""The harness's own cost.
 
-    PYTHONPATH=. python tests/bench_overhead.py overhead [--cases 200] [--decode-ms 100] [--size 512]
-    PYTHONPATH=. python tests/bench_overhead.py startup [--workers 4]
-    PYTHONPATH=. python tests/bench_overhead.py png [--sizes 1024 2048]
-    PYTHONPATH=. python tests/bench_overhead.py ray [--cases 24]
-    python tests/bench_overhead.py demo --checkouts ../main . [--rounds 3]
+    PYTHONPATH=. python bench/overhead.py overhead [--cases 200] [--decode-ms 100] [--size 512]
+    PYTHONPATH=. python bench/overhead.py startup [--workers 4]
+    PYTHONPATH=. python bench/overhead.py png [--sizes 1024 2048]
+    PYTHONPATH=. python bench/overhead.py ray [--cases 24]
+    python bench/overhead.py demo --checkouts ../main . [--rounds 3]
 
 - overhead: a GPU-like synthetic decoder (the test plug-in `fault`: a fixed sleep per image, so the
   CPU is free while it "decodes", as it is while a GPU does) over `--cases` synthetic latents, one
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS / "plugins"))  # the `fault` decoder, through its entry point
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS / "plugins"),
                                                         os.environ.get("PYTHONPATH", "")) if p)
@@ -120,8 +120,9 @@ def cmd_overhead(args: argparse.Namespace) -> None:
 def cmd_startup(args: argparse.Namespace) -> None:
     for method in ("spawn", "forkserver"):
         env = {**os.environ, "DECODERBENCH_START_METHOD": method}
-        result = subprocess.run([sys.executable, __file__, "startup-once", "--workers", str(args.workers)],
-                                env=env, capture_output=True, text=True, check=True)
+        command = [sys.executable, str(Path(__file__).resolve()), "startup-once", "--workers",
+                   str(args.workers)]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         starts = json.loads(result.stdout.strip().splitlines()[-1])
         print(f"{method:>10}: worker start-up (ms) {[round(s) for s in starts]}, "
               f"median {statistics.median(starts):.0f} ms, total {sum(starts) / 1e3:.2f} s")

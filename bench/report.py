@@ -1,8 +1,8 @@
 """Report rendering time of a synthetic run: 10 decoders × 1,000 cases at 256×256.
 
-    PYTHONPATH=. python tests/bench_report.py [--decoders 10] [--cases 1000] [--keep DIR]
+    PYTHONPATH=. python bench/report.py [--decoders 10] [--cases 1000] [--keep DIR]
 
-Not collected by pytest (a measurement, not a test). References are the demo's
+References are the demo's
 13 real images (12 scikit-image photographs and a text chart) cycled over the
 cases, outputs are those plus per-decoder noise, so crop selection and
 thumbnails do real work. Prints the time of `render_reports` (the whole
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from synthetic_runs import SynthDecoder, write_run
 
 SIZE = (256, 256)
