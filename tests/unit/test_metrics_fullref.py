@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from metric_references import assert_agrees, pair_inputs
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -38,20 +39,15 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 @pytest.mark.parametrize("index", range(6))
 def test_psnr_and_ssim_equal_scikit_image(index: int) -> None:
     reference, degraded = _pairs()[index]
-    psnr = PSNR().score(_tensor(degraded), _tensor(reference)).item()
-    ssim = SSIM().score(_tensor(degraded), _tensor(reference)).item()
-    assert psnr == pytest.approx(peak_signal_noise_ratio(reference, degraded, data_range=1), abs=1e-10)
-    expected = structural_similarity(reference, degraded, channel_axis=-1, data_range=1,
-                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    assert ssim == pytest.approx(expected, abs=1e-12)
+    inputs = pair_inputs(degraded, reference)  # the table's cases (tests/support/metric_references.py)
+    assert_agrees("psnr", inputs)
+    assert_agrees("ssim", inputs)
 
 
 def test_ms_ssim_equals_pytorch_msssim() -> None:
-    pytorch_msssim = pytest.importorskip("pytorch_msssim")
+    pytest.importorskip("pytorch_msssim")
     reference, degraded = _pairs()[1]
-    ours = MSSSIM().score(_tensor(degraded), _tensor(reference)).item()
-    theirs = pytorch_msssim.ms_ssim(_tensor(degraded), _tensor(reference), data_range=1.0).item()
-    assert ours == pytest.approx(theirs, abs=1e-5)  # pytorch_msssim builds its window in float32
+    [ours] = assert_agrees("ms_ssim", pair_inputs(degraded, reference))  # pytorch_msssim is float32
     assert 0.8 < ours < 1.0
 
 
