@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from decoders.lazy import torch
+from harness.errors import DecoderbenchError
 
 
 def to_rgb_array(array: np.ndarray) -> np.ndarray:
@@ -31,7 +32,7 @@ def to_rgb_array(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-class ImageFileError(ValueError):
+class ImageFileError(DecoderbenchError, ValueError):
     """An image file that cannot be read; str() is `PATH: what is wrong`."""
 
 

@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.errors import DecoderbenchError
+
 RUN_FORMAT = 1
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
@@ -41,7 +43,7 @@ CASES = "cases.jsonl"
 SUITE_HASH_DIGITS = 16  # records name their suite by this many hex digits of its sha256
 
 
-class StoreError(RuntimeError):
+class StoreError(DecoderbenchError, RuntimeError):
     pass
 
 
@@ -255,7 +257,7 @@ def link_or_copy(source: Path, target: Path) -> bool:
     return True
 
 
-class NonFinite(ValueError):
+class NonFinite(DecoderbenchError, ValueError):
     """A JSON number that is not finite (1e999, Infinity, NaN)."""
 
 

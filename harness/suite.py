@@ -43,6 +43,7 @@ from decoders.resample import Method
 from decoders.spaces import SPACES, get_space
 from decoders.t2i import FAMILIES, PipelineParams
 from harness.cases import Case, Item, expand
+from harness.errors import DecoderbenchError
 from harness.gates.spec import GateSpec, gate_problems
 from harness.judge.config import JudgeConfig
 from harness.metrics import METRICS
@@ -55,7 +56,7 @@ Problem = tuple[str, str, str]  # (file, key path, message)
 BUILTIN_PREFIX = "builtin:"
 
 
-class SuiteError(Exception):
+class SuiteError(DecoderbenchError):
     """One or more problems in a suite; str() gives one 'file: key: message' per line."""
 
     def __init__(self, problems: list[Problem]) -> None:

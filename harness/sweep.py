@@ -37,6 +37,7 @@ from decoders.registry import DECODERS
 from decoders.spaces import LatentSpace
 from harness import __version__
 from harness.env import fingerprint
+from harness.errors import DecoderbenchError
 from harness.images import pixels_sha256
 from harness.runner import OK, preload_modules, worker_job
 from harness.sources.cache import tensor_sha256
@@ -79,7 +80,7 @@ class SweepOutcome:
     plot: Path | None = None
 
 
-class SweepError(ValueError):
+class SweepError(DecoderbenchError, ValueError):
     pass
 
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import DecoderbenchError
 
-class VLMUnavailable(RuntimeError):
+
+class VLMUnavailable(DecoderbenchError, RuntimeError):
     """The model cannot be loaded; the message says what is missing and how to get it."""
 
 

@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from harness import __version__
+from harness.errors import DecoderbenchError
 from reports.aggregate import MEMORY_KINDS, RunView, Size, format_bytes, load_run
 from reports.dial import sigma_dial, stop_step_dial
 from reports.facts import RunFacts, run_facts, sweep_facts
@@ -45,7 +46,7 @@ from reports.sweep import SweepView, is_sweep, load_sweep
 from reports.viewer import CasePage, case_index_rows, safe_name, write_case_pages
 
 
-class ReportError(ValueError):
+class ReportError(DecoderbenchError, ValueError):
     pass
 
 

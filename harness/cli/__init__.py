@@ -17,7 +17,7 @@
 Help is plain text (no rich markup: `[[gate]]` prints as written, nothing is cut at 80 columns).
 Importing this package imports no tensor library: the verbs that touch no tensor start fast.
 
-Exit codes: 0 everything ran and every case decoded; 1 a case failed (OOM,
+Exit codes (harness/errors.py): 0 everything ran and every case decoded; 1 a case failed (OOM,
 error, timeout, crash, invalid output, unavailable decoder); 2 a usage,
 suite or run-directory error.
 """
@@ -46,7 +46,7 @@ from harness.cli import (
     sweep,
     weights,
 )
-from harness.cli.console import EXIT_USAGE, console, out
+from harness.cli.console import EXIT_USAGE, console, out, reports_errors
 
 app = typer.Typer(
     name="decoderbench",
@@ -90,6 +90,9 @@ app.add_typer(gate.gate_app, name="gate", short_help="Check a run against a base
 app.add_typer(gate.baseline_app, name="baseline", short_help="Save a run as a baseline for gates.")
 app.add_typer(weights.app, name="weights", short_help="Metric weight files: list, where, verify, fetch.")
 app.add_typer(benchmarks.app, name="benchmarks", short_help="Benchmark data: list, where, verify, fetch.")
+for _info in [*app.registered_commands, *(info for group in app.registered_groups
+                                         for info in group.typer_instance.registered_commands)]:
+    _info.callback = reports_errors(_info.callback)
 
 
 # File-system conditions no verb can fix (a full disk, a path that vanished, permissions changed

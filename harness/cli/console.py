@@ -8,9 +8,11 @@ and the elapsed time: one when a phase ends, and one every `LOG_EVERY_S` while i
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +22,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
+from harness.errors import EXIT_FAILED, EXIT_OK, EXIT_UNDECIDED, EXIT_USAGE, DecoderbenchError
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNDECIDED", "EXIT_USAGE"]  # re-exported for the verbs
 LOG_EVERY_S = 10.0
 
 for _name in ("COLUMNS", "LINES"):  # COLUMNS=0 would make every table fail: take the terminal's
@@ -84,6 +88,22 @@ def fail(message: str, prefix: str = "") -> typer.Exit:
     for line in message.splitlines() or [""]:
         console.print(f"[bold red]error:[/] {escape(prefix + line)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
+
+
+def reports_errors(verb: Callable[..., Any]) -> Callable[..., Any]:
+    """The one place the command line catches decoderbench's errors: `error: <message>` (one line
+    per line of it) and the error's exit code, never a traceback. Verbs catch only where they add
+    context (`invalid suite: ...`)."""
+
+    @functools.wraps(verb)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return verb(*args, **kwargs)
+        except DecoderbenchError as exc:
+            fail(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+
+    return guarded
 
 
 def num(value: float | None, fmt: str) -> str:

@@ -64,13 +64,10 @@ def save(
 
     Per decoder and metric the per-case values and summary, latency and memory, the environment
     fingerprint and the suite hash."""
-    from harness.gates.baselines import BaselineError, save_baseline
-    from harness.store import StoreError
+    from harness.gates.baselines import save_baseline
 
     try:
         target = save_baseline(run_dir, name, directory, images.value)
-    except (BaselineError, StoreError) as exc:
-        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write the baseline into {directory}: {exc.strerror or exc}") from None
     out.print(f"baseline {name!r} → {target}", markup=False, highlight=False)
@@ -94,12 +91,12 @@ def check(
     """Check a run against a baseline with the suite's gates.
 
     Also `decoderbench gate RUN_DIR --baseline F`."""
-    from harness.gates.baselines import BaselineError, load_baseline, require_clean, snapshot
+    from harness.gates.baselines import load_baseline, require_clean, snapshot
     from harness.gates.checks import evaluate_gates
     from harness.gates.report import write_outputs
     from harness.gates.spec import GateSpec
     from harness.store import StoreError, writable_file
-    from harness.suite import SuiteError, load_suite
+    from harness.suite import load_suite
     from reports.aggregate import load_run
 
     junit = junit or run_dir / "gate" / "junit.xml"
@@ -114,7 +111,7 @@ def check(
             gates = [GateSpec.model_validate(g) for g in view.manifest["suite"]["resolved"].get("gate", [])]
         writable_file(junit, "--junit file")
         writable_file(markdown, "--markdown file")
-    except (StoreError, BaselineError, SuiteError, ValueError) as exc:
+    except ValueError as exc:  # the project's own errors reach reports_errors, which says the same
         raise fail(str(exc)) from None
     if not gates:
         raise fail(f"{suite or 'the suite of ' + str(run_dir)} declares no [[gate]] tables: nothing to "
@@ -177,10 +174,9 @@ def calibrate_(
     from harness.gates.calibrate import calibrate, default_gates, write_calibration
     from harness.runner import Runner
     from harness.sources.cache import TensorCache, default_cache_dir
-    from harness.sources.prepare import SourceError
-    from harness.store import StoreError, writable_dir
+    from harness.store import writable_dir
     from harness.suite import OverrideError, SuiteError, load_suite
-    from harness.workers.executor import ExecutorError, require_devices
+    from harness.workers.executor import require_devices
 
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)
@@ -192,15 +188,12 @@ def calibrate_(
     root = out_dir or Path("runs") / f"calibrate-{loaded.name}-{stamp}"
     cache = TensorCache(cache_dir or default_cache_dir())
     run_dirs = []
-    try:
-        require_devices(loaded)
-        writable_dir(root, "--out folder")
-        with RichReporter(quiet) as reporter:
-            for index in range(1, repeats + 1):
-                reporter.note(f"repeat {index}/{repeats}")
-                run_dirs.append(Runner.new(loaded, root / f"repeat-{index}", cache, reporter).run().run_dir)
-    except (StoreError, SourceError, ExecutorError) as exc:
-        raise fail(str(exc)) from None
+    require_devices(loaded)
+    writable_dir(root, "--out folder")
+    with RichReporter(quiet) as reporter:
+        for index in range(1, repeats + 1):
+            reporter.note(f"repeat {index}/{repeats}")
+            run_dirs.append(Runner.new(loaded, root / f"repeat-{index}", cache, reporter).run().run_dir)
     gates = list(loaded.model.gate) or default_gates([m.name for m in loaded.model.metrics])
     evaluation = loaded.model.evaluation.device or loaded.model.timing.device
     proposals = calibrate(run_dirs, gates, k, evaluation)

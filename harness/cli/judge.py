@@ -17,13 +17,14 @@ from rich.console import Console
 
 from harness.cli.console import EXIT_FAILED, RichReporter, fail, out
 from harness.cli.tables import Column, Grid, print_grid, print_note
+from harness.errors import DecoderbenchError
 from harness.suite import OverrideError, Suite, SuiteError, validate_raw
 
 if TYPE_CHECKING:
     from harness.judge.phase import JudgeOutcome
 
 
-class JudgeUsageError(ValueError):
+class JudgeUsageError(DecoderbenchError, ValueError):
     pass
 
 
@@ -42,7 +43,6 @@ def judge(
     """Judge a run pairwise with a multimodal model.
 
     Judges, re-judges or resumes judging; writes RUN_DIR/judge.json."""
-    from harness.store import StoreError
 
     caps = {"max_requests": max_requests, "cost_cap_usd": cost_cap_usd}
     try:
@@ -52,8 +52,6 @@ def judge(
         raise fail(str(exc)) from None
     except SuiteError as exc:
         raise fail(str(exc), prefix="invalid judge settings: ") from None
-    except (StoreError, JudgeUsageError) as exc:
-        raise fail(str(exc)) from None
     print_outcome(outcome, out)
     if outcome.counts["failed"]:
         raise typer.Exit(EXIT_FAILED)

@@ -22,8 +22,8 @@ def report(
         help="Quality metric of the cost–quality plots and history (default: the suite's first).")] = None,
 ) -> None:
     """Render a static HTML report (works from file://, no network)."""
-    from harness.store import StoreError, read_run, writable_dir
-    from reports.html import ReportError, render_reports
+    from harness.store import read_run, writable_dir
+    from reports.html import render_reports
     from reports.sweep import is_sweep
 
     if out_dir is None and len(run_dirs) > 1:
@@ -44,8 +44,6 @@ def report(
                        f"{', '.join(sorted(measured)) or 'none'}")
         writable_dir(target, "report folder")
         index = render_reports(run_dirs, target, metric)
-    except (StoreError, ReportError) as exc:
-        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write the report into {target}: {exc.strerror or exc}") from None
     out.print(str(index), markup=False, highlight=False)
@@ -61,7 +59,7 @@ def export(
 
     Every row carries the run's context (device, GPU, dtype, git sha, weights digest) and its
     value's unit, direction, scope and sample count."""
-    from harness.store import StoreError, read_run, writable_file
+    from harness.store import read_run, writable_file
     from reports.export import tidy_rows, write_csv, write_parquet
 
     if parquet == csv:
@@ -73,7 +71,7 @@ def export(
         writable_file(target, "export file")
         rows = tidy_rows(run_dir)
         (write_parquet if parquet else write_csv)(rows, target)
-    except (StoreError, RuntimeError) as exc:
+    except RuntimeError as exc:  # pyarrow missing; the project's own errors reach reports_errors
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write {target}: {exc.strerror or exc}") from None

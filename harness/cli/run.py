@@ -54,9 +54,7 @@ def run(
     against their sha256); --offline or HF_HUB_OFFLINE=1 skips those metrics instead."""
     from harness.runner import Runner, check_execution
     from harness.sources.cache import TensorCache, default_cache_dir
-    from harness.sources.prepare import SourceError
-    from harness.store import EnvironmentFailure, StoreError
-    from harness.workers.executor import ExecutorError, parse_gpus, require_devices
+    from harness.workers.executor import parse_gpus, require_devices
 
     cache = TensorCache(cache_dir or default_cache_dir())
     execution = {"executor": executor, "address": address}
@@ -103,10 +101,6 @@ def run(
         raise fail(str(exc)) from None
     except SuiteError as exc:
         raise fail(str(exc), prefix="invalid suite: ") from None
-    except EnvironmentFailure as exc:
-        raise fail(str(exc)) from None
-    except (StoreError, SourceError, ExecutorError) as exc:
-        raise fail(str(exc)) from None
     print_note(console, str(outcome.run_dir), label="run directory", style="cyan")
     environment = outcome.environment_units
     if environment:

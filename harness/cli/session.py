@@ -17,6 +17,7 @@ from rich.text import Text
 
 from harness.cli.console import EXIT_FAILED, console, fail, out
 from harness.cli.tables import Column, Grid, print_grid, print_note
+from harness.errors import DecoderbenchError
 
 
 def session(
@@ -60,9 +61,8 @@ def session(
 def _products(folder: Path, parts: list[Any], problems: list[str]) -> list[tuple[str, str]]:
     """One report over every readable run and sweep, one CSV of every readable run's tidy rows; a
     product that cannot be made is a problem of the session."""
-    from harness.store import StoreError
     from reports.export import tidy_rows, write_csv
-    from reports.html import ReportError, render_reports
+    from reports.html import render_reports
 
     runs = [part.path for part in parts if part.kind == "run" and part.rows and part.decoded]
     readable = runs + [part.path for part in parts if part.kind == "sweep" and part.sizes]
@@ -70,7 +70,7 @@ def _products(folder: Path, parts: list[Any], problems: list[str]) -> list[tuple
     if readable:
         try:
             made.append(("report", str(render_reports(readable, folder / "report"))))
-        except (StoreError, ReportError, OSError, ValueError) as exc:
+        except (DecoderbenchError, OSError, ValueError) as exc:
             problems.append(f"report: cannot render {folder / 'report'}: {exc}")
     if runs:
         target = folder / "results.csv"
@@ -78,7 +78,7 @@ def _products(folder: Path, parts: list[Any], problems: list[str]) -> list[tuple
             rows = [row for run in runs for row in tidy_rows(run)]
             write_csv(rows, target)
             made.append(("export", f"{target} ({len(rows)} rows, {len(runs)} run(s))"))
-        except (StoreError, OSError, ValueError, RuntimeError) as exc:
+        except (DecoderbenchError, OSError, ValueError, RuntimeError) as exc:
             problems.append(f"export: cannot write {target}: {exc}")
     return made
 

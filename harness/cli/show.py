@@ -61,7 +61,6 @@ def show(
     """Print a run's results: the summary, then every criterion.
 
     Tables fit the width (a long form when piped); --format markdown pastes into a pull request."""
-    from harness.store import StoreError
     from reports.aggregate import load_run
     from reports.price import with_gpu_hour
 
@@ -69,7 +68,7 @@ def show(
         view = load_run(run_dir)
         if gpu_hour_price is not None:
             view.cost = with_gpu_hour(view.cost, gpu_hour_price)
-    except (StoreError, ValueError) as exc:
+    except ValueError as exc:  # a bad price; the project's own errors reach reports_errors
         raise fail(str(exc)) from None
     chosen = _metrics(view, metrics)
     if format_ == Format.table:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.errors import DecoderbenchError
 from harness.store import (
     INFRASTRUCTURE_ERROR,
     NonFinite,
@@ -43,7 +44,7 @@ ImagesMode = Literal["copy", "link", "none"]
 NOT_ENVIRONMENT = frozenset({"decoderbench"})
 
 
-class BaselineError(ValueError):
+class BaselineError(DecoderbenchError, ValueError):
     pass
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import EXIT_FAILED, EXIT_UNDECIDED, DecoderbenchError
 from harness.gates.baselines import Baseline
 from harness.gates.spec import COST_STATISTICS, GateSpec
 from harness.metrics import METRICS
@@ -64,16 +65,22 @@ DISTANCE_BATCH = 8
 SKEWED = 1.0  # sample skewness of the per-case worsening above which the t bound is flagged
 
 
-class Unavailable(Exception):
+class Unavailable(DecoderbenchError):
     """The gate cannot be evaluated (fails, or skips when optional)."""
 
+    exit_code = EXIT_FAILED
 
-class Regression(Exception):
+
+class Regression(DecoderbenchError):
     """The run lost something the baseline had (always fails)."""
 
+    exit_code = EXIT_FAILED
 
-class Undecided(Exception):
+
+class Undecided(DecoderbenchError):
     """The data cannot decide the gate either way (too few cases, unstable timings)."""
+
+    exit_code = EXIT_UNDECIDED
 
 
 @dataclass

@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.errors import DecoderbenchError
 from harness.store import RunDirError, read_manifest, read_records, read_run
 
 SESSION_JSON = "session.json"
@@ -44,7 +45,7 @@ OK, OOM, UNAVAILABLE = "ok", "oom", "unavailable"
 FINE_METRIC_STATUSES = {OK, "not_applicable"}
 
 
-class SessionError(ValueError):
+class SessionError(DecoderbenchError, ValueError):
     """The folder is not a bench session (no or unreadable session.json)."""
 
 

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.errors import DecoderbenchError
 from harness.judge.media import JudgeImage
 
 TEMPLATE_VERSION = "1"
@@ -106,7 +107,7 @@ def build_prompt(criterion: Criterion, first: JudgeImage, second: JudgeImage,
     return Prompt(tuple(parts))
 
 
-class MalformedAnswer(ValueError):
+class MalformedAnswer(DecoderbenchError, ValueError):
     """The judge's reply is not a valid answer; the message says why (it is recorded)."""
 
 

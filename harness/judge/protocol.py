@@ -15,16 +15,17 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 
+from harness.errors import DecoderbenchError
 from harness.judge.prompts import Prompt
 
 API_KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(DecoderbenchError, RuntimeError):
     """The backend cannot start; the message says what is missing and how to get it."""
 
 
-class TransientError(RuntimeError):
+class TransientError(DecoderbenchError, RuntimeError):
     def __init__(self, message: str, failure: str, retry_after_s: float | None = None,
                  maybe_billed: bool = False) -> None:
         super().__init__(message)
@@ -33,7 +34,7 @@ class TransientError(RuntimeError):
         self.maybe_billed = maybe_billed  # the server may have done (and charged) the work
 
 
-class RequestFailed(RuntimeError):
+class RequestFailed(DecoderbenchError, RuntimeError):
     def __init__(self, message: str, failure: str, fatal: bool = False) -> None:
         super().__init__(message)
         self.failure = failure

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from decoders.lazy import torch
 from decoders.plugins import NoParams, Params, Registry, UnknownName
+from harness.errors import DecoderbenchError
 from harness.metrics.direction import Direction
 
 
@@ -62,7 +63,7 @@ class Scope(StrEnum):
     SET = "set"
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(DecoderbenchError, RuntimeError):
     """A dependency or weight file is missing; the message says how to get it."""
 
 

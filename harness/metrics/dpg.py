@@ -56,6 +56,7 @@ from pydantic import Field, model_validator
 from decoders.lazy import torch
 from decoders.plugins import Params, Registry
 from decoders.weights import file_sha256
+from harness.errors import DecoderbenchError
 from harness.images import quantize
 from harness.metrics.base import (
     Family,
@@ -172,7 +173,7 @@ def read_questions_ella(path: Path) -> dict[str, Prompt]:
 # --------------------------------------------------------------------------- scoring one image
 
 
-class ScriptFailure(ValueError):
+class ScriptFailure(DecoderbenchError, ValueError):
     """ELLA's script raises on this image (and so leaves its prompt out)."""
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from harness.errors import DecoderbenchError
 from harness.store import atomic_write_text
 
 
@@ -152,7 +153,7 @@ LOCK: tuple[WeightFile, ...] = (
 )
 
 
-class WeightsMissing(RuntimeError):
+class WeightsMissing(DecoderbenchError, RuntimeError):
     """A weight file is not in its cache; the message names it and how to get it."""
 
 

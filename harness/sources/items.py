@@ -29,12 +29,13 @@ from decoders.lazy import torch
 from decoders.spaces import SPACES, LatentSpace, as_space, get_space
 from harness import images
 from harness.cases import Item, Size
+from harness.errors import DecoderbenchError
 from harness.store import PathProblem, file_problem, read_regular
 
 LATENT_KEY = "latent"
 
 
-class SourceError(ValueError):
+class SourceError(DecoderbenchError, ValueError):
     pass
 
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.errors import DecoderbenchError
+
 NOT_MEASURED = "not_measured"
 LOW_RESOLUTION = "low_resolution"
 OK = "ok"
@@ -50,7 +52,7 @@ _RAPL_PACKAGE = re.compile(r"intel-rapl:\d+")
 Clock = Callable[[], float]
 
 
-class EnergyUnavailable(Exception):
+class EnergyUnavailable(DecoderbenchError):
     """A counter that cannot be read here; str() is the reason a reader is shown."""
 
 

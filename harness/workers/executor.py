@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from harness.errors import DecoderbenchError
 from harness.store import INFRASTRUCTURE_ERROR
 from harness.workers.channel import DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.process import WorkerGone, WorkerProcess, visible_devices
@@ -42,7 +43,7 @@ Size = tuple[int, int]
 RETRIED = frozenset({"crashed", INFRASTRUCTURE_ERROR})
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(DecoderbenchError, RuntimeError):
     """A usage problem: no such GPU, no GPUs to run on, an executor that cannot start."""
 
 

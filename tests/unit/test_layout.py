@@ -101,3 +101,29 @@ def test_every_verb_lives_under_harness_cli() -> None:
     for group in app.registered_groups:
         for info in group.typer_instance.registered_commands:
             assert info.callback.__module__.startswith("harness.cli."), info.callback.__module__
+
+
+BUILTIN_EXCEPTIONS = {"Exception", "ValueError", "RuntimeError", "KeyError", "OSError", "TypeError",
+                      "LookupError", "ArithmeticError"}
+
+
+def test_every_exception_of_the_harness_and_the_reports_is_a_decoderbench_error() -> None:
+    """One base for the command line to catch (decoders/ keeps its own: it never imports harness)."""
+    bases: dict[str, list[str]] = {}
+    for package in ("harness", "reports"):
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef):
+                    bases[node.name] = [b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases]
+
+    def reaches(name: str, seen: frozenset[str] = frozenset()) -> bool | None:
+        """True: DecoderbenchError first; False: a builtin exception without it; None: no exception."""
+        if name == "DecoderbenchError":
+            return True
+        if name in BUILTIN_EXCEPTIONS:
+            return False
+        found = [reaches(base, seen | {name}) for base in bases.get(name, []) if base not in seen]
+        return True if True in found else False if False in found else None
+
+    strays = sorted(name for name in bases if reaches(name) is False)
+    assert strays == [], strays
