@@ -114,7 +114,8 @@ def test_every_exception_of_the_harness_and_the_reports_is_a_decoderbench_error(
         for path in (REPO / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ClassDef):
-                    bases[node.name] = [b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases]
+                    bases[node.name] = [b.id if isinstance(b, ast.Name) else ast.unparse(b)
+                                        for b in node.bases]
 
     def reaches(name: str, seen: frozenset[str] = frozenset()) -> bool | None:
         """True: DecoderbenchError first; False: a builtin exception without it; None: no exception."""
