@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-Size = tuple[int, int]
+from harness.records import Size
 
 
 @dataclass(frozen=True)

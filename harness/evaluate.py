@@ -75,12 +75,12 @@ from harness.metrics.base import (
     ReferenceSet,
     Scope,
 )
+from harness.progress import Reporter
+from harness.records import DecodeKey, Size
 from harness.sources.prepare import PreparedCase
 from harness.store import RunStore, inside
 from harness.suite import Suite
 
-Unit = tuple[str, str]  # (decoder id, case id)
-Size = tuple[int, int]
 SetKey = tuple[str, Size]  # (decoder id, comparison size)
 
 READ_AHEAD_BATCHES = 2
@@ -94,13 +94,13 @@ class EvalSet:
 
     decoder: str
     size: Size
-    units: list[Unit]
+    units: list[DecodeKey]
     pending: set[str] = field(default_factory=set)  # record keys (case ids) without a record
     aggregate_pending: bool = False
 
 
 def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
-             reporter: Any, device: torch.device | None = None) -> list[str]:
+             reporter: Reporter, device: torch.device | None = None) -> list[str]:
     """Score every ok unit with every metric; return notes for the run. `device`: where the
     runner chose (default: evaluation.device, else the timing device)."""
     if not suite.metric_params:
@@ -176,7 +176,7 @@ def seed_group(prepared: PreparedCase) -> str:
 class Feeder:
     """One metric in a pass: what it still needs, what it is fed, and the records it writes."""
 
-    def __init__(self, metric: Metric, store: RunStore, decodes: dict[Unit, dict[str, Any]],
+    def __init__(self, metric: Metric, store: RunStore, decodes: dict[DecodeKey, dict[str, Any]],
                  prepared: dict[str, PreparedCase], source_not_applicable: str | None = None) -> None:
         self.metric, self.store, self.decodes, self.prepared = metric, store, decodes, prepared
         self.sets: dict[SetKey, EvalSet] = {}
@@ -185,8 +185,8 @@ class Feeder:
         self.weights_missing = False  # unavailable only for lock-table weight files not here
         self.seconds = 0.0
         self.counted = 0
-        self._wanted: set[Unit] = set()
-        self._fed: list[Unit] = []
+        self._wanted: set[DecodeKey] = set()
+        self._fed: list[DecodeKey] = []
         # A random-weight encoder or pipeline upstream spoils every decoder's quality alike.
         self.source_not_applicable = source_not_applicable
 
@@ -237,12 +237,12 @@ class Feeder:
                 sets.append(EvalSet(decoder, size, units, pending, aggregate_pending))
         return sets
 
-    def _group_keys(self, units: list[Unit]) -> list[str]:
+    def _group_keys(self, units: list[DecodeKey]) -> list[str]:
         return [members[0][1] for members in seed_groups(units, self.prepared)]
 
     # ------------------------------------------------------------------ feeding
 
-    def plan(self, key: SetKey) -> list[Unit]:
+    def plan(self, key: SetKey) -> list[DecodeKey]:
         """The units of a set the metric is to be fed: applicable, and still needed."""
         evaluation_set = self.sets.get(key)
         if evaluation_set is None:
@@ -277,7 +277,7 @@ class Feeder:
             self.metric.set_reference(self._reference_set(evaluation_set.size))
         self._wanted = set(self.plan(key))
 
-    def feed(self, key: SetKey, batch: list[Unit], preds: torch.Tensor, targets: torch.Tensor | None,
+    def feed(self, key: SetKey, batch: list[DecodeKey], preds: torch.Tensor, targets: torch.Tensor | None,
              contexts: list[ImageContext]) -> None:
         """Give the metric its part of a batch (whole seed groups for seed-group metrics)."""
         mine = [i for i, unit in enumerate(batch) if unit in self._wanted]
@@ -290,7 +290,7 @@ class Feeder:
                          None if targets is None else _select(targets, indices),
                          [contexts[i] for i in indices])
 
-    def _update(self, key: SetKey, units: list[Unit], preds: torch.Tensor, targets: torch.Tensor | None,
+    def _update(self, key: SetKey, units: list[DecodeKey], preds: torch.Tensor, targets: torch.Tensor | None,
                 contexts: list[ImageContext]) -> None:
         began = time.perf_counter()
         try:
@@ -303,7 +303,7 @@ class Feeder:
         finally:
             self.seconds += time.perf_counter() - began
 
-    def fail_read(self, key: SetKey, batch: list[Unit], message: str) -> None:
+    def fail_read(self, key: SetKey, batch: list[DecodeKey], message: str) -> None:
         """The images of a batch could not be read: an error for the part this metric wanted."""
         units = [u for u in batch if u in self._wanted]
         if units:
@@ -325,7 +325,7 @@ class Feeder:
         self._write(evaluation_set, self._fed, values)
         self.counted += len(self._fed)
 
-    def _not_applicable(self, unit: Unit) -> str | None:
+    def _not_applicable(self, unit: DecodeKey) -> str | None:
         """Random-weight decoders have no meaningful quality; without a reference (latents and
         prompts sources) or for a generator whose output is no decoding of it (L2P),
         full-reference metrics do not apply."""
@@ -358,7 +358,7 @@ class Feeder:
 
     # ------------------------------------------------------------------ records
 
-    def _write(self, evaluation_set: EvalSet, fed: list[Unit], values: MetricValues) -> None:
+    def _write(self, evaluation_set: EvalSet, fed: list[DecodeKey], values: MetricValues) -> None:
         decoder = evaluation_set.decoder
         members = {group[0][1]: [u[1] for u in group] for group in seed_groups(fed, self.prepared)}
         keys = [u[1] for u in fed] if self.metric.scope == Scope.IMAGE else list(members)
@@ -397,7 +397,7 @@ class Feeder:
         if evaluation_set.aggregate_pending:
             self._append_set(evaluation_set, status, message=message)
 
-    def _fail_batch(self, evaluation_set: EvalSet, batch: list[Unit], message: str) -> None:
+    def _fail_batch(self, evaluation_set: EvalSet, batch: list[DecodeKey], message: str) -> None:
         if self.metric.scope == Scope.SET:
             if evaluation_set.aggregate_pending:
                 self._append_set(evaluation_set, "error", message=message)
@@ -432,25 +432,25 @@ class Feeder:
         return record
 
 
-def ok_sets(decodes: dict[Unit, dict[str, Any]],
-            prepared: dict[str, PreparedCase]) -> dict[SetKey, list[Unit]]:
+def ok_sets(decodes: dict[DecodeKey, dict[str, Any]],
+            prepared: dict[str, PreparedCase]) -> dict[SetKey, list[DecodeKey]]:
     """The ok units of the run by set, in record order."""
-    by_set: dict[SetKey, list[Unit]] = {}
+    by_set: dict[SetKey, list[DecodeKey]] = {}
     for unit, record in decodes.items():
         if record["status"] == "ok" and unit[1] in prepared:
             by_set.setdefault((unit[0], prepared[unit[1]].case.output_size), []).append(unit)
     return by_set
 
 
-def seed_groups(units: Iterable[Unit], prepared: dict[str, PreparedCase]) -> list[list[Unit]]:
+def seed_groups(units: Iterable[DecodeKey], prepared: dict[str, PreparedCase]) -> list[list[DecodeKey]]:
     """Units that differ only in the decoder seed, lowest seed first; groups in order of first appearance."""
-    groups: dict[str, list[Unit]] = {}
+    groups: dict[str, list[DecodeKey]] = {}
     for unit in units:
         groups.setdefault(seed_group(prepared[unit[1]]), []).append(unit)
     return [sorted(members, key=lambda u: prepared[u[1]].case.seed) for members in groups.values()]
 
 
-def _group_indices(units: list[Unit], indices: list[int],
+def _group_indices(units: list[DecodeKey], indices: list[int],
                    prepared: dict[str, PreparedCase]) -> list[list[int]]:
     position = dict(zip(units, indices, strict=True))
     return [[position[u] for u in group] for group in seed_groups(units, prepared)]
@@ -469,7 +469,7 @@ def _select(tensor: torch.Tensor, indices: list[int]) -> torch.Tensor:
 @dataclass
 class Batch:
     key: SetKey
-    units: list[Unit]
+    units: list[DecodeKey]
     preds: torch.Tensor | None = None  # uint8 [B, 3, H, W], filled by the reader
     targets: torch.Tensor | None = None
     error: str | None = None  # the outputs could not be read
@@ -479,8 +479,8 @@ class Batch:
 class Stream:
     """One pass: every set once, batch by batch, each batch fed to every metric of the pass."""
 
-    def __init__(self, feeders: list[Feeder], store: RunStore, decodes: dict[Unit, dict[str, Any]],
-                 prepared: dict[str, PreparedCase], reporter: Any, batch_size: int,
+    def __init__(self, feeders: list[Feeder], store: RunStore, decodes: dict[DecodeKey, dict[str, Any]],
+                 prepared: dict[str, PreparedCase], reporter: Reporter, batch_size: int,
                  device: torch.device) -> None:
         self.feeders, self.store, self.decodes, self.prepared = feeders, store, decodes, prepared
         self.reporter, self.batch_size, self.device = reporter, batch_size, device
@@ -504,14 +504,14 @@ class Stream:
         finally:
             stream.close()
 
-    def _units(self, key: SetKey) -> list[Unit]:
+    def _units(self, key: SetKey) -> list[DecodeKey]:
         """The set's units that at least one metric is to be fed, in record order."""
         wanted = {unit for feeder in self.feeders for unit in feeder.plan(key)}
         return [unit for unit in ok_sets(self.decodes, self.prepared)[key] if unit in wanted]
 
-    def _cut(self, units: list[Unit]) -> list[list[Unit]]:
+    def _cut(self, units: list[DecodeKey]) -> list[list[DecodeKey]]:
         """Batches of whole seed groups, up to batch_size units (a larger group is one batch)."""
-        batches: list[list[Unit]] = []
+        batches: list[list[DecodeKey]] = []
         for group in seed_groups(units, self.prepared):
             if batches and len(batches[-1]) + len(group) <= self.batch_size:
                 batches[-1].extend(group)
@@ -535,7 +535,7 @@ class Stream:
                     feeder.feed(batch.key, batch.units, preds, targets, contexts)
         self.reporter.advance(len(batch.units))
 
-    def _contexts(self, batch: list[Unit]) -> list[ImageContext]:
+    def _contexts(self, batch: list[DecodeKey]) -> list[ImageContext]:
         contexts = []
         for unit in batch:
             case, decode = self.prepared[unit[1]], self.decodes[unit]
@@ -558,8 +558,8 @@ class Reader:
     the same size does not read them again.
     """
 
-    def __init__(self, root: Path, decodes: dict[Unit, dict[str, Any]], prepared: dict[str, PreparedCase],
-                 needs_targets: bool, device: torch.device) -> None:
+    def __init__(self, root: Path, decodes: dict[DecodeKey, dict[str, Any]],
+                 prepared: dict[str, PreparedCase], needs_targets: bool, device: torch.device) -> None:
         self.root, self.decodes, self.prepared = root, decodes, prepared
         self.needs_targets = needs_targets
         self.pin = device.type == "cuda"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -32,6 +32,8 @@ from harness.env import fingerprint
 from harness.evaluate import evaluate
 from harness.images import write_png
 from harness.judge.phase import run_judge
+from harness.progress import Reporter, SilentReporter
+from harness.records import Size
 from harness.sources.cache import TensorCache
 from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, list_items, source_protocol
 from harness.store import (
@@ -61,28 +63,7 @@ from harness.workers.process import start_forkserver, start_method_problem, visi
 from harness.workers.sink import ImageWriter, RunSink
 
 OK = "ok"
-Size = tuple[int, int]
 INPUT_ERROR = "input_error"  # the case's input could not be made (a bad image file); no decoder ran it
-
-
-class Reporter(Protocol):
-    def phase(self, name: str, total: int) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-    def note(self, message: str) -> None: ...
-
-
-class SilentReporter:
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def phase(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
 
 
 @dataclass
@@ -252,23 +233,18 @@ class Runner:
         records_before = len(self.store.records()[0])
         self._save_phases(index, phases)
         try:
-            begin = time.perf_counter()
-            prepared = self._prepare_inputs()
-            self._phase_done(index, phases, "sources_s", begin)
-            begin = time.perf_counter()
-            phases.update(self._decode(prepared))  # every worker has exited when this returns
-            self._phase_done(index, phases, "decode_s", begin)
-            begin = time.perf_counter()
-            notes = evaluate(self.suite, self.store, prepared, self.reporter,
-                             evaluation_device(self.suite, self.executor.slots))
-            for note in notes:
-                self._note(note)
-            self._phase_done(index, phases, "evaluate_s", begin)
-            if self.suite.model.judge is not None:
-                begin = time.perf_counter()
-                for note in run_judge(self.suite, self.store, self.cache.root, self.reporter).notes:
+            with self._phase(index, phases, "sources_s"):
+                prepared = self._prepare_inputs()
+            with self._phase(index, phases, "decode_s"):
+                phases.update(self._decode(prepared))  # every worker has exited when this returns
+            with self._phase(index, phases, "evaluate_s"):
+                for note in evaluate(self.suite, self.store, prepared, self.reporter,
+                                     evaluation_device(self.suite, self.executor.slots)):
                     self._note(note)
-                self._phase_done(index, phases, "judge_s", begin)
+            if self.suite.model.judge is not None:
+                with self._phase(index, phases, "judge_s"):
+                    for note in run_judge(self.suite, self.store, self.cache.root, self.reporter).notes:
+                        self._note(note)
             status = "finished"
         except BaseException:
             status = "interrupted"
@@ -294,7 +270,12 @@ class Runner:
         outcome.nothing_to_do = idle
         return outcome
 
-    def _phase_done(self, index: int, phases: dict[str, Any], name: str, begin: float) -> None:
+    @contextlib.contextmanager
+    def _phase(self, index: int, phases: dict[str, Any], name: str) -> Iterator[None]:
+        """Time the block as phase `name` of this invocation; written to the manifest once it ends
+        (a phase an exception stops gets no time: the invocation's wall time covers it)."""
+        begin = time.perf_counter()
+        yield
         phases[name] = time.perf_counter() - begin
         self._save_phases(index, phases)
 

@@ -39,6 +39,7 @@ from harness import __version__
 from harness.env import fingerprint
 from harness.errors import DecoderbenchError
 from harness.images import pixels_sha256
+from harness.progress import Reporter
 from harness.runner import OK, preload_modules, worker_job
 from harness.sources.cache import tensor_sha256
 from harness.sources.prepare import list_items, source_space
@@ -86,7 +87,7 @@ class SweepError(DecoderbenchError, ValueError):
 
 class Sweep:
     def __init__(self, suite: Suite, decoder_id: str, run_dir: Path,
-                 memory_budget: int | None = None, reporter: Any = None) -> None:
+                 memory_budget: int | None = None, reporter: Reporter | None = None) -> None:
         entries = {entry.id: entry for entry in suite.model.decoder}
         if decoder_id not in entries:
             raise SweepError(f"decoder {decoder_id!r} is not in suite {suite.name!r}; "

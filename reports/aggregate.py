@@ -25,11 +25,9 @@ from typing import Any
 import numpy as np
 
 from harness.metrics.direction import Direction
+from harness.records import DecodeKey, Size
 from harness.stats import UNSTABLE_SPREAD, relative_spread
 from harness.store import INFRASTRUCTURE_ERROR, read_run
-
-Size = tuple[int, int]
-Unit = tuple[str, str]  # (decoder id, case id)
 
 
 def ci95_half(values: list[float]) -> float | None:
@@ -345,10 +343,10 @@ class RunView:
     metric_names: list[str]
     warnings: list[str]
     cases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    decodes: dict[Unit, dict[str, Any]] = field(default_factory=dict)
+    decodes: dict[DecodeKey, dict[str, Any]] = field(default_factory=dict)
     loads: dict[str, dict[str, Any]] = field(default_factory=dict)  # decoder → first ok load
     load_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # decoder → last failed load
-    artifacts: dict[Unit, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
+    artifacts: dict[DecodeKey, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
     judge_records: list[dict[str, Any]] = field(default_factory=list)
     load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
     missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reports.aggregate import RunView, Size
+from harness.records import Size
+from reports.aggregate import RunView
 
 
 @dataclass

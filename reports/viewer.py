@@ -31,8 +31,9 @@ from PIL import Image
 
 from harness.images import read_rgb
 from harness.metrics.direction import Direction
+from harness.records import Size
 from harness.store import StoreError, inside, link_or_copy
-from reports.aggregate import Row, RunView, Size
+from reports.aggregate import Row, RunView
 from reports.crops import Crop, choose_crops, disagreement_crop
 from reports.leaderboard import INFINITY, Cell, format_number, status_label
 

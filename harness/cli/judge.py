@@ -18,6 +18,7 @@ from rich.console import Console
 from harness.cli.console import EXIT_FAILED, RichReporter, fail, out
 from harness.cli.tables import Column, Grid, print_grid, print_note
 from harness.errors import DecoderbenchError
+from harness.progress import Reporter
 from harness.suite import OverrideError, Suite, SuiteError, validate_raw
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def judge(
 
 
 def judge_run(run_dir: Path, override: Path | None, cache_dir: Path | None, caps: dict[str, Any],
-              reporter: Any, dry_run: bool = False) -> JudgeOutcome:
+              reporter: Reporter, dry_run: bool = False) -> JudgeOutcome:
     from harness.judge.phase import run_judge
     from harness.store import MANIFEST, RunStore, read_run
 

@@ -35,6 +35,7 @@ from harness.judge.media import RESIZE_PROTOCOL, JudgeImage, load_for_judge
 from harness.judge.prompts import ANSWER_SCHEMA, Criterion, build_prompt, template_version
 from harness.judge.protocol import Backend
 from harness.judge.scheduler import Done, Job, Scheduler
+from harness.progress import Reporter
 from harness.store import RunStore, atomic_write_text, inside
 from harness.suite import Suite
 
@@ -64,7 +65,7 @@ class JudgeOutcome:
     estimate_usd: float = 0.0  # dry run: worst case of what is left to ask
 
 
-def run_judge(suite: Suite, store: RunStore, cache_root: Path, reporter: Any,
+def run_judge(suite: Suite, store: RunStore, cache_root: Path, reporter: Reporter,
               start_backend: Callable[[JudgeConfig], Backend] = create_backend,
               dry_run: bool = False) -> JudgeOutcome:
     config = suite.model.judge

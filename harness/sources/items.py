@@ -28,8 +28,9 @@ from safetensors import safe_open
 from decoders.lazy import torch
 from decoders.spaces import SPACES, LatentSpace, as_space, get_space
 from harness import images
-from harness.cases import Item, Size
+from harness.cases import Item
 from harness.errors import DecoderbenchError
+from harness.records import Size
 from harness.store import PathProblem, file_problem, read_regular
 
 LATENT_KEY = "latent"

@@ -31,13 +31,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from harness.errors import DecoderbenchError
+from harness.records import Size
 from harness.store import INFRASTRUCTURE_ERROR
 from harness.workers.channel import DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.process import WorkerGone, WorkerProcess, visible_devices
 from harness.workers.worker import worker_main
-
-Size = tuple[int, int]
-
 
 # A worker that died (or was lost with its node) is tried again where the executor allows it (Ray).
 RETRIED = frozenset({"crashed", INFRASTRUCTURE_ERROR})

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness import images
+from harness.progress import Reporter
 from harness.store import INFRASTRUCTURE_ERROR, EnvironmentFailure, RunStore
 from harness.workers.channel import DecodeTask, Loaded, TaskDone
 from harness.workers.executor import Slot, Unit
@@ -146,7 +147,7 @@ class ImageWriter:
 class RunSink:
     """The runner's `Sink`: load and decode records, manifest entries, progress, notes."""
 
-    def __init__(self, store: RunStore, writer: ImageWriter, reporter: Any, concurrent: bool,
+    def __init__(self, store: RunStore, writer: ImageWriter, reporter: Reporter, concurrent: bool,
                  pending: dict[str, int], note: Any) -> None:
         self.store, self.writer, self.reporter, self.concurrent = store, writer, reporter, concurrent
         self.pending, self._note = pending, note  # decoder → cases to decode; the runner's note()

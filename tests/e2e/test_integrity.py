@@ -101,8 +101,6 @@ def test_the_disk_filling_at_any_write_loses_nothing(write_suite, image_folder, 
                                                       after) -> None:
     """Whatever write meets the full disk (the manifest, cases, a record, an image): one line, no
     traceback, and a resume with space finishes the run."""
-    import harness.store
-
     real, calls = os.fsync, []
 
     def fsync(fd):
@@ -113,10 +111,10 @@ def test_the_disk_filling_at_any_write_loses_nothing(write_suite, image_folder, 
 
     run_dir = tmp_path / "run"
     suite = str(write_suite(small_suite(image_folder)))
-    monkeypatch.setattr(harness.store.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)  # every fsync of the run: records, manifest, images
     result = invoke("run", suite, "--out", str(run_dir), "--cache-dir", str(tmp_path / "cache"), "-q",
                     "--no-report")
-    monkeypatch.setattr(harness.store.os, "fsync", real)
+    monkeypatch.setattr(os, "fsync", real)
     assert "Traceback" not in result.output and result.exit_code == 2, result.output
     assert len(error_lines(result.output)) == 1 and "No space left on device" in result.output
     assert_resumes_to_ok(run_dir, 6)

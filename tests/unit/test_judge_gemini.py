@@ -31,7 +31,8 @@ from harness.cli.judge import judge_run
 from harness.judge.aggregate import wilson_interval
 from harness.judge.phase import JUDGE_JSON, run_judge
 from harness.judge.prompts import ANSWER_SCHEMA, BUILTIN_CRITERIA, CORRECTION
-from harness.runner import Runner, SilentReporter
+from harness.progress import SilentReporter
+from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.store import RunStore
 from harness.suite import Suite, load_suite

@@ -29,7 +29,7 @@ from harness.judge.phase import JUDGE_JSON, run_judge
 from harness.judge.prompts import BUILTIN_CRITERIA, build_prompt
 from harness.judge.protocol import BackendUnavailable
 from harness.judge.retry import BackoffPolicy, StopSignal, execute
-from harness.runner import SilentReporter
+from harness.progress import SilentReporter
 
 transformers = pytest.importorskip("transformers")
 ANSWER = '{"verdict":"B","reason":"finer-texture"}'
