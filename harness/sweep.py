@@ -45,10 +45,10 @@ from harness.sources.cache import tensor_sha256
 from harness.sources.prepare import list_items, source_space
 from harness.store import RunStore, now_iso
 from harness.suite import MAX_SIDE, Suite
+from harness.view import MEMORY_KINDS, format_bytes
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
 from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver, start_method_problem
 from harness.workers.worker import worker_main
-from reports.aggregate import MEMORY_KINDS, format_bytes
 from reports.sweep import deciding_memory
 
 OOM = "oom"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reports.aggregate import RunView
+from harness.view import RunView
 
 GENEVAL_TASKS = {"single_object": "Single object", "two_object": "Two object", "counting": "Counting",
                  "colors": "Colors", "position": "Position", "color_attr": "Color attribution"}

@@ -37,7 +37,7 @@ import numpy as np
 from harness.metrics.direction import HIGHER, LOWER, Direction
 from harness.records import Size
 from harness.stats import ALPHA, UNSTABLE_SPREAD, cases_needed, holm, sign_flip_pvalues, sign_test_pvalue
-from reports.aggregate import MetricSummary, Row, RunView, registry_metric
+from harness.view import MetricSummary, Row, RunView, registry_metric
 
 COST_GROUP = "cost"
 OVERALL = "overall"

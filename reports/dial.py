@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from harness.judge.aggregate import combine_orders, wilson_interval
 from harness.metrics.direction import HIGHER, Direction
-from reports.aggregate import RunView, ci95_half, registry_metric
+from harness.view import RunView, ci95_half, registry_metric
 
 Kind = Literal["fidelity", "plausibility"]
 FAMILY_KINDS: dict[str, Kind] = {"full_reference": "fidelity", "no_reference": "plausibility"}

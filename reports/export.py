@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from reports.aggregate import MEMORY_KINDS, load_run
+from harness.view import MEMORY_KINDS, load_run
 from reports.price import device_time_price, electricity_price
 
 LATENCY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms")

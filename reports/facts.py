@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from reports.aggregate import RunView
+from harness.view import RunView
 from reports.sweep import SweepView
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.records import Size
-from reports.aggregate import RunView
+from harness.view import RunView
 
 
 @dataclass

@@ -29,7 +29,7 @@ from markupsafe import Markup, escape
 from harness import __version__
 from harness.errors import DecoderbenchError
 from harness.records import Size
-from reports.aggregate import MEMORY_KINDS, RunView, format_bytes, load_run
+from harness.view import MEMORY_KINDS, RunView, format_bytes, load_run
 from reports.dial import sigma_dial, stop_step_dial
 from reports.facts import RunFacts, run_facts, sweep_facts
 from reports.history import History, build_history

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
-from reports.aggregate import (
+from harness.view import (
     ENERGY_KINDS,
     MEMORY_KINDS,
     EnergySummary,

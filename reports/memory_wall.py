@@ -15,7 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from reports.aggregate import MEMORY_KINDS, format_bytes
+from harness.view import MEMORY_KINDS, format_bytes
 from reports.plots import place_labels, prepare_for_labels
 from reports.sweep import deciding_memory
 

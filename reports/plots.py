@@ -27,7 +27,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from harness.metrics.direction import Direction
-from reports.aggregate import MEMORY_KINDS
+from harness.view import MEMORY_KINDS
 from reports.dial import Dial
 from reports.history import History
 from reports.judge import JudgeCriterion

@@ -37,7 +37,7 @@ class SweepPoint:
     size: tuple[int, int]
     status: str
     latency_median_ms: float | None
-    memory: dict[str, int]  # every recorded figure (reports.aggregate.MEMORY_KINDS)
+    memory: dict[str, int]  # every recorded figure (harness.view.MEMORY_KINDS)
     message: str | None
     energy: dict[str, Any] | None = None  # the decoding device's block: per_image_j, or the reason
 
@@ -88,7 +88,7 @@ class SweepView:
     @property
     def memory_kinds(self) -> list[str]:
         """The memory figures these records hold, CUDA allocated and reserved or CPU RSS."""
-        from reports.aggregate import MEMORY_KINDS
+        from harness.view import MEMORY_KINDS
 
         return [k for k in MEMORY_KINDS if any(k in p.memory for p in self.points)]
 

@@ -33,7 +33,7 @@ from harness.images import read_rgb
 from harness.metrics.direction import Direction
 from harness.records import Size
 from harness.store import StoreError, inside, link_or_copy
-from reports.aggregate import Row, RunView
+from harness.view import Row, RunView
 from reports.crops import Crop, choose_crops, disagreement_crop
 from reports.leaderboard import INFINITY, Cell, format_number, status_label
 

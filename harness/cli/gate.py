@@ -97,7 +97,7 @@ def check(
     from harness.gates.spec import GateSpec
     from harness.store import StoreError, writable_file
     from harness.suite import load_suite
-    from reports.aggregate import load_run
+    from harness.view import load_run
 
     junit = junit or run_dir / "gate" / "junit.xml"
     markdown = markdown or run_dir / "gate" / "summary.md"

@@ -26,7 +26,7 @@ from harness.cli.console import console, fail, out
 from harness.cli.tables import Cell, Column, Grid, markdown_grid, print_grid, print_note
 
 if TYPE_CHECKING:
-    from reports.aggregate import RunView, TimeBudget
+    from harness.view import RunView, TimeBudget
     from reports.leaderboard import Leaderboard
 
 LEGEND = ("★ best, and every decoder not separated from it (exact paired sign-flip test over cases, "
@@ -61,7 +61,7 @@ def show(
     """Print a run's results: the summary, then every criterion.
 
     Tables fit the width (a long form when piped); --format markdown pastes into a pull request."""
-    from reports.aggregate import load_run
+    from harness.view import load_run
     from reports.price import with_gpu_hour
 
     try:
@@ -167,7 +167,7 @@ def print_results(view: RunView, metrics: list[str] | None = None, summary_only:
                   notes: bool = True) -> None:
     """The tables on stdout; what they cannot say (failures, uninformative criteria, the run's
     notes unless the caller printed them already, the time budget) on stderr."""
-    from reports.aggregate import time_budget
+    from harness.view import time_budget
 
     unmeasured: dict[str, None] = {}
     for board in _boards(view, view.metric_names if metrics is None else metrics):
@@ -232,7 +232,7 @@ def benchmark_grids(view: RunView) -> list[Grid]:
 
 def print_summary(run_dir: Path, notes: bool = True) -> None:
     """What `run` prints at the end (notes=False: the run printed them as they came)."""
-    from reports.aggregate import load_run
+    from harness.view import load_run
 
     print_results(load_run(run_dir), notes=notes)
 

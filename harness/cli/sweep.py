@@ -40,8 +40,8 @@ def sweep(
     ends (out-of-memory sizes are its result), 1 when a size failed otherwise."""
     from harness.suite import load_suite
     from harness.sweep import OOM, Sweep, SweepError, default_run_dir, parse_bytes
+    from harness.view import MEMORY_KINDS, format_bytes
     from harness.workers.executor import require_devices
-    from reports.aggregate import MEMORY_KINDS, format_bytes
     from reports.sweep import device_energy
 
     try:

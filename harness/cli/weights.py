@@ -161,7 +161,7 @@ class _Download:
             print_note(err, self._line(now), label="fetching", style="cyan")
 
     def _line(self, now: float) -> str:
-        from reports.aggregate import format_bytes
+        from harness.view import format_bytes
 
         size = format_bytes(self.done) + (f" of {format_bytes(self.total)}" if self.total else "")
         return f"{self.entry.filename}: {size} · {format_seconds(now - self.began)}"

@@ -36,7 +36,7 @@ from harness.store import (
     stored_path_problem,
     writable_dir,
 )
-from reports.aggregate import RunView, load_run
+from harness.view import RunView, load_run
 
 BASELINE_FORMAT = 1
 ImagesMode = Literal["copy", "link", "none"]

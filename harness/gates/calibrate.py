@@ -32,7 +32,7 @@ from harness.gates.checks import Regression, Unavailable, Undecided, measure
 from harness.gates.spec import COST_STATISTICS, PIXEL_EXACT_METRICS, GateSpec
 from harness.metrics.direction import LOWER, Direction
 from harness.store import atomic_write_text
-from reports.aggregate import load_run
+from harness.view import load_run
 
 DEFAULT_K = 2.0
 

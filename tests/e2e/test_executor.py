@@ -391,7 +391,7 @@ def _alive(pid: int) -> bool:
 def test_time_budget_has_sources_startup_decoding_writing_and_the_rest(
         write_suite, tmp_path, image_folder) -> None:
     from harness.cli.show import time_line
-    from reports.aggregate import load_run, time_budget
+    from harness.view import load_run, time_budget
 
     text = suite_text(image_folder, decoder_tables('name = "fault"\nparams = {sleep_per_image_s = 0.1}'))
     store, _, _ = _run(write_suite, tmp_path, text)

@@ -169,7 +169,7 @@ def _case_page(report: Path) -> Path:
 
 
 def _summary_order(report: Path) -> list[str]:
-    from reports.aggregate import load_run
+    from harness.view import load_run
 
     (board,) = build_leaderboards(load_run(report.parent / "run"))
     return [row.decoder for row, _ in board.rows]

@@ -252,7 +252,7 @@ def test_resume_after_the_parent_is_killed(write_suite, tmp_path, image_folder) 
     assert manifest["status"] == "finished" and len(manifest["resumed"]) == 1
     # Time per invocation: the killed one lasts from its start to its last record, and each part is
     # counted where it happened, so the harness share is never negative (it was −2.9 s before).
-    from reports.aggregate import load_run, time_budget
+    from harness.view import load_run, time_budget
 
     budget = time_budget(load_run(run_dir))
     assert budget is not None and [i.complete for i in budget.invocations] == [False, True]
@@ -279,7 +279,7 @@ def test_decoders_run_without_autograd(write_suite, tmp_path, image_folder) -> N
 
 
 def test_time_budget_accounts_for_the_wall_time(write_suite, tmp_path, image_folder) -> None:
-    from reports.aggregate import load_run, time_budget
+    from harness.view import load_run, time_budget
 
     sleepy = 'name = "fault"\nparams = {mode = "sleep", sleep_s = 0.2}'
     text = suite_text(image_folder, decoder_tables(sleepy))

@@ -12,7 +12,7 @@ from helpers import bench_script, decoder_tables, suite_text
 from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.suite import load_suite
-from reports.aggregate import load_run, time_budget
+from harness.view import load_run, time_budget
 from reports.leaderboard import build_leaderboards
 
 check = bench_script("timing_check").check  # bench/timing_check.py

@@ -14,7 +14,7 @@ from synthetic_runs import SynthDecoder, write_run
 from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.suite import SuiteError, load_suite
-from reports.aggregate import load_run
+from harness.view import load_run
 from reports.decisions import decide_size, win_rate
 from reports.export import tidy_rows
 from reports.leaderboard import build_leaderboards

@@ -14,7 +14,7 @@ from harness.gates.baselines import load_baseline, save_baseline, snapshot
 from harness.gates.checks import FAIL, PASS, evaluate_gates
 from harness.gates.spec import GateSpec
 from harness.suite import SuiteError, load_suite
-from reports.aggregate import load_run
+from harness.view import load_run
 from reports.decisions import decide_size
 from reports.export import tidy_rows
 from reports.leaderboard import build_leaderboards

@@ -16,7 +16,7 @@ from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.store import RunStore
 from harness.suite import load_suite
-from reports.aggregate import load_run
+from harness.view import load_run
 
 
 def _metric_records(run_dir: Path) -> list[dict]:

@@ -24,7 +24,7 @@ from harness.gates.checks import FAIL, PASS, SKIP, UNDECIDED, GateReport, evalua
 from harness.gates.report import junit_xml, markdown_summary
 from harness.gates.spec import GateSpec
 from harness.suite import SuiteError, load_suite, validate_raw
-from reports.aggregate import load_run
+from harness.view import load_run
 
 METRICS = {"lpips": False, "psnr": True, "musiq": True}  # name → higher is better
 N = 12

@@ -1,5 +1,6 @@
 """The layout docs/architecture.md promises: no import circles, decoders never import the
-harness, and harness/ keeps its phases in packages (few top-level modules)."""
+harness, gates never import the reports, harness/ keeps its phases in packages (few top-level
+modules), and every exception of the harness is a DecoderbenchError."""
 
 from __future__ import annotations
 
@@ -86,10 +87,17 @@ def test_decoders_never_import_the_harness_or_the_reports() -> None:
             assert not {t for t in targets if not t.startswith("decoders")}, module
 
 
+def test_gates_never_import_the_reports() -> None:
+    """Gates are a phase before reports: both read a run through harness/view, never one another."""
+    for module, targets in import_graph().items():
+        if module.startswith("harness.gates"):
+            assert not {t for t in targets if t.startswith("reports")}, module
+
+
 def test_harness_keeps_its_phases_in_packages() -> None:
     top = sorted(p.name for p in (REPO / "harness").glob("*.py") if not p.name.startswith("__"))
     assert len(top) <= 10, top
-    for package in ("sources", "workers", "metrics", "judge", "gates", "cli"):
+    for package in ("suite", "sources", "workers", "store", "view", "metrics", "judge", "gates", "cli"):
         assert (REPO / "harness" / package / "__init__.py").is_file(), package
 
 

@@ -13,8 +13,8 @@ from helpers import invoke
 from synthetic_runs import SynthDecoder, write_judge, write_run, write_sweep
 
 from harness.metrics.direction import HIGHER, LOWER, Direction
+from harness.view import load_run
 from reports import viewer
-from reports.aggregate import load_run
 from reports.crops import choose_crops, crop_side
 from reports.html import render_reports
 from reports.judge import load_judge

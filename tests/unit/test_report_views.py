@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from synthetic_runs import SynthDecoder, write_judge, write_run
 
-from reports.aggregate import load_run
+from harness.view import load_run
 from reports.crops import crop_side, disagreement_crop
 from reports.dial import sigma_dial, stop_step_dial
 from reports.html import render_reports
