@@ -16,17 +16,12 @@ run only does the units that have none.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from decoders.base import Consumes
-from decoders.registry import DECODERS
 from harness import __version__
 from harness.env import fingerprint
 from harness.evaluate import evaluate
@@ -47,19 +42,22 @@ from harness.store import (
     read_run,
     writable_dir,
 )
-from harness.suite import DecoderEntry, Suite, validate_raw
-from harness.workers.channel import CaseInput, DecodeTask, WorkerJob
-from harness.workers.energy import IDLE_SECONDS, gpu_run_facts
+from harness.suite import Suite, validate_raw
+from harness.workers.channel import DecodeTask
+from harness.workers.execution import (
+    concurrency_notes,
+    evaluation_device,
+    gpu_energy_end,
+    gpu_energy_start,
+    make_executor,
+    ran_concurrently,
+)
 from harness.workers.executor import (
     Executor,
-    ExecutorError,
-    LocalExecutor,
     Policy,
-    Slot,
-    local_slots,
     plan_units,
 )
-from harness.workers.process import start_forkserver, start_method_problem, visible_devices
+from harness.workers.jobs import decode_tasks, worker_job
 from harness.workers.sink import ImageWriter, RunSink
 
 OK = "ok"
@@ -82,20 +80,6 @@ class RunOutcome:
     def environment_units(self) -> int:
         """Units the environment stopped (infrastructure_error): not their decoders' failures."""
         return sum(counts.get(INFRASTRUCTURE_ERROR, 0) for counts in self.status_counts.values())
-
-
-def worker_job(suite: Suite, entry: DecoderEntry, run_dir: Path) -> WorkerJob:
-    """What a decoder's worker process is told (the runner's and the memory-wall sweep's)."""
-    timing = suite.model.timing
-    return WorkerJob(
-        decoder_id=entry.id, decoder_name=entry.name,
-        params=suite.decoder_params[entry.id].model_dump(mode="json"),
-        device=timing.device, dtype=timing.dtype, warmup=timing.warmup,
-        repeats=timing.repeats, repeat_budget_s=timing.repeat_budget_s, threads=timing.threads,
-        compare_resampler=suite.model.compare.resampler,
-        run_dir=str(run_dir), log_path=str(run_dir / "logs" / f"{entry.id}.log"),
-        energy=timing.energy, energy_min_block_s=timing.energy_min_block_s,
-    )
 
 
 class Runner:
@@ -359,9 +343,10 @@ class Runner:
             todo = [p for p in todo if not p.problem]
             pending[entry.id] = len(todo)
             by_size: dict[Size, list[DecodeTask]] = {}
-            for task in self._tasks(entry, todo):
+            for task in decode_tasks(self.suite, entry, todo):
                 by_size.setdefault(task.compare_size, []).append(task)
-            groups.extend((self._job(entry), size, tasks) for size, tasks in by_size.items())
+            groups.extend((worker_job(self.suite, entry, self.store.root), size, tasks)
+                          for size, tasks in by_size.items())
         for decoder_id in (d for d, n in pending.items() if n == 0):
             self.reporter.phase(f"decode {decoder_id}", 0)
         slots = self.executor.slots
@@ -376,7 +361,7 @@ class Runner:
         writer = ImageWriter(self.store, background)
         sink = RunSink(self.store, writer, self.reporter, len(slots) > 1,
                        {d: n for d, n in pending.items() if n}, self._note)
-        gpu_states = self._gpu_energy_facts(slots)
+        gpu_states = gpu_energy_start(self.store, self.suite.model.timing, slots, self.reporter)
         try:
             self.executor.run(units, sink, policy)
             writer.drain()
@@ -384,48 +369,13 @@ class Runner:
             writer.close()
             with contextlib.suppress(StoreError):  # a full disk: the failure in flight is the one to say
                 self._record_execution(sink, background, writer)
-                self._record_gpu_end(gpu_states)
+                gpu_energy_end(self.store, gpu_states)
             raise
         writer.close()
         self._record_execution(sink, background, writer)
-        self._record_gpu_end(gpu_states)
+        gpu_energy_end(self.store, gpu_states)
         return {"writing_s": writer.wait_s, "writer_busy_s": writer.busy_s, "slots": len(slots),
                 "server_s": server_s}
-
-    def _gpu_energy_facts(self, slots: list[Slot]) -> Any:
-        """Before the first decoder: the state (power limit, clocks, temperature) of the GPUs this
-        invocation decodes on and, once per GPU of the run, their idle power (NVML, no CUDA context).
-        Returns what reads their state again at the end; None where there is nothing to read."""
-        timing = self.suite.model.timing
-        if not timing.device.startswith("cuda") or not timing.energy:
-            return None
-        recorded = dict(self.store.manifest().get("energy") or {})
-        if any(slot.remote for slot in slots):
-            recorded.setdefault("idle_reason", "workers run where Ray places them: idle power and GPU "
-                                "state are read by the local executor only")
-            self.store.update_manifest(energy=recorded)
-            return None
-        entries = run_gpu_entries(slots, timing.device)
-        first = not recorded.get("idle")  # once per run, before its first decoder (not on resume)
-        if first:
-            self.reporter.note(f"measuring idle GPU power ({IDLE_SECONDS:g} s) before the first decoder")
-        facts, states = gpu_run_facts(entries, measure_idle=first)
-        if facts.get("idle"):
-            recorded["idle"] = facts["idle"]
-        if facts.get("reason"):
-            recorded["reason"] = facts["reason"]
-        invocation = {"gpus": entries, "state_start": facts.get("state_start", {})}
-        recorded["invocations"] = [*recorded.get("invocations", []), invocation]
-        self.store.update_manifest(energy=recorded)
-        return states
-
-    def _record_gpu_end(self, states: Any) -> None:
-        if states is None:
-            return
-        recorded = dict(self.store.manifest().get("energy") or {})
-        invocations = list(recorded.get("invocations") or [{}])
-        invocations[-1] = {**invocations[-1], "state_end": states()}
-        self.store.update_manifest(energy={**recorded, "invocations": invocations})
 
     def _record_execution(self, sink: RunSink, background: bool, writer: ImageWriter) -> None:
         units = list(sink.units.values())
@@ -435,39 +385,6 @@ class Runner:
             self._note(note)
         executions = self.store.manifest().get("executions", [])
         self.store.update_manifest(executions=[*executions, entry])
-
-    def _job(self, entry: DecoderEntry) -> WorkerJob:
-        return worker_job(self.suite, entry, self.store.root)
-
-    def _tasks(self, entry: DecoderEntry, pending: list[PreparedCase]) -> Iterator[DecodeTask]:
-        spec = DECODERS.get(entry.name).spec_for(self.suite.decoder_params[entry.id])
-        batch_size = self.suite.model.timing.batch_size
-        groups: dict[tuple[Any, ...], list[PreparedCase]] = {}
-        for item in pending:
-            groups.setdefault((item.case.input_size, item.case.output_size), []).append(item)
-        for (input_size, output_size), members in groups.items():
-            if spec.native_scale is None:
-                request = output_size
-            else:
-                request = (round(input_size[0] * spec.native_scale),
-                           round(input_size[1] * spec.native_scale))
-            for start in range(0, len(members), batch_size):
-                chunk = members[start:start + batch_size]
-                yield DecodeTask(
-                    cases=tuple(self._case_input(entry, spec.consumes, p) for p in chunk),
-                    input_size=input_size, request_size=request, compare_size=output_size,
-                )
-
-    def _case_input(self, entry: DecoderEntry, consumes: Consumes, p: PreparedCase) -> CaseInput:
-        latent = consumes == Consumes.LATENT and p.input_path is not None
-        return CaseInput(
-            case_id=p.case.id,
-            input_path=str(p.input_path) if latent else None,
-            input_sha256=p.input_sha256 if latent else None,
-            seed=p.case.generation_seed if consumes == Consumes.PROMPT else p.case.seed,
-            sigma=p.input_sigma, prompt=p.case.prompt,
-            image_path=RunStore.image_relpath(entry.id, p.case.id),
-        )
 
     # ------------------------------------------------------------------ outcome
 
@@ -484,97 +401,6 @@ class Runner:
                 per = counts.setdefault(record["decoder"], {})
                 per[record["status"]] = per.get(record["status"], 0) + 1
         return RunOutcome(self.store.root, counts, list(self.notes))
-
-
-# =========================================================================== execution
-
-
-def make_executor(suite: Suite, executor: str = "local", address: str | None = None) -> Executor:
-    """The local executor (the suite's device, or one slot per GPU of `timing.gpus`) or Ray."""
-    timing = suite.model.timing
-    check_execution(executor, address, timing.gpus)
-    if executor == "ray":
-        from harness.workers.ray_executor import RayExecutor
-
-        return RayExecutor(address, timing.device, timing.threads)
-    slots = local_slots(timing.gpus, timing.device)
-    start_forkserver(preload_modules(suite))  # local workers fork from it: imports start now
-    return LocalExecutor(slots)
-
-
-def check_execution(executor: str, address: str | None, gpus: Any) -> None:
-    """Options of where a run executes that contradict each other (ExecutorError, one line)."""
-    problem = start_method_problem()
-    if problem is not None:
-        raise ExecutorError(problem)
-    if executor not in ("local", "ray"):
-        raise ExecutorError(f"unknown executor {executor!r}; known: local, ray")
-    if executor == "ray" and gpus is not None:
-        raise ExecutorError("--gpus is for the local executor: Ray places units on the cluster's GPUs")
-    if executor == "local" and address is not None:
-        raise ExecutorError("--address is for --executor ray")
-
-
-def preload_modules(suite: Suite) -> list[str]:
-    """What the forkserver imports ahead: the suite's decoder modules and the libraries they name."""
-    modules: list[str] = []
-    for entry in suite.model.decoder:
-        with contextlib.suppress(Exception):  # an unknown plug-in fails later, with its message
-            cls = DECODERS.get(entry.name)
-            modules.extend([cls.__module__, *cls.preload])
-    return modules
-
-
-def evaluation_device(suite: Suite, slots: list[Slot]) -> torch.device:
-    """Metrics run on `evaluation.device`, else the timing device; with GPU slots, on the first
-    slot's GPU (every decoder worker has exited by then)."""
-    model = suite.model
-    device = torch.device(model.evaluation.device or model.timing.device)
-    gpu = slots[0].gpu_index if slots else None
-    if device.type != "cuda" or device.index is not None or gpu is None:
-        return device
-    visible = visible_devices() or []
-    return torch.device("cuda", visible.index(str(gpu)) if str(gpu) in visible else gpu)
-
-
-def run_gpu_entries(slots: list[Slot], device: str) -> list[str]:
-    """The GPUs the slots decode on, as CUDA_VISIBLE_DEVICES names them (physical index or UUID)."""
-    entries = []
-    for slot in slots:
-        pinned = slot.env.get("CUDA_VISIBLE_DEVICES")
-        if pinned is None:
-            index = int(device.split(":")[1]) if ":" in device else 0
-            visible = visible_devices()
-            pinned = visible[index] if visible is not None and index < len(visible) else str(index)
-        entries.append(pinned)
-    return list(dict.fromkeys(entries))
-
-
-def ran_concurrently(units: list[dict[str, Any]]) -> bool:
-    spans = sorted((u["started_s"], u.get("finished_s", u["started_s"])) for u in units)
-    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
-
-
-def concurrency_notes(units: list[dict[str, Any]], device: str) -> list[str]:
-    """Say when latencies were measured side by side, or on different GPUs (never hidden)."""
-    notes = []
-    if ran_concurrently(units):
-        slots = sorted({u["slot"] for u in units})
-        shared = ("other workers ran at the same time and may have shared its CPU cores: latencies are "
-                  "not those of a run alone" if not device.startswith("cuda")
-                  else "other units ran on the node's other GPUs")
-        notes.append(f"decode units ran concurrently on {len(slots)} slots ({', '.join(slots)}): "
-                     f"while a decoder was timed, {shared}")
-    where: dict[str, set[str]] = {}
-    for unit in units:
-        if unit.get("gpu_index") is not None:
-            host = f"{unit['host']}:" if unit.get("host") else ""
-            label = f"{host}GPU {unit['gpu_index']} ({unit['gpu_name']})"
-            where.setdefault(unit["decoder"], set()).add(label)
-    if len({frozenset(v) for v in where.values()}) > 1:
-        placed = "; ".join(f"{decoder} on {', '.join(sorted(gpus))}" for decoder, gpus in where.items())
-        notes.append(f"decoders were measured on different GPUs: {placed}")
-    return notes
 
 
 def _check_source_paths(suite: Suite, manifest: Path) -> None:

@@ -40,13 +40,15 @@ from harness.env import fingerprint
 from harness.errors import DecoderbenchError
 from harness.images import pixels_sha256
 from harness.progress import Reporter
-from harness.runner import OK, preload_modules, worker_job
+from harness.runner import OK
 from harness.sources.cache import tensor_sha256
 from harness.sources.prepare import list_items, source_space
 from harness.store import RunStore, now_iso
 from harness.suite import MAX_SIDE, Suite
 from harness.view import MEMORY_KINDS, format_bytes
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
+from harness.workers.execution import preload_modules
+from harness.workers.jobs import worker_job
 from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver, start_method_problem
 from harness.workers.worker import worker_main
 from reports.sweep import deciding_memory

@@ -52,8 +52,9 @@ def run(
 
     Where the network is reachable, the weight files its metrics need are fetched first (checked
     against their sha256); --offline or HF_HUB_OFFLINE=1 skips those metrics instead."""
-    from harness.runner import Runner, check_execution
+    from harness.runner import Runner
     from harness.sources.cache import TensorCache, default_cache_dir
+    from harness.workers.execution import check_execution
     from harness.workers.executor import parse_gpus, require_devices
 
     cache = TensorCache(cache_dir or default_cache_dir())

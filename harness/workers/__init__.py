@@ -3,6 +3,9 @@
     executor.py       units of work (decoder, size, shard), slots, the slot driver and the local
                       executor (the suite's device, or one worker per GPU at once)
     ray_executor.py   the same units as Ray actors (extra `cluster`)
+    execution.py      which executor a run uses, the evaluation device, GPU state and idle power
+                      around the decode phase, notes on units that ran side by side
+    jobs.py           what a worker is told: its job and its decode tasks (batches of cases)
     worker.py         the decoder worker: load, warm-up per shape, timed decodes, output checks
     measure.py        the timed region (CUDA events / perf counters), peak memory, OOM detection
     energy.py         energy counters around the timed calls (NVML, RAPL), idle power, GPU state

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from helpers import decoder_tables, invoke, suite_text
 
-from harness.runner import Runner, concurrency_notes, evaluation_device, ran_concurrently
+from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.store import INFRASTRUCTURE_ERROR, EnvironmentFailure, RunStore
 from harness.suite import load_suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
+from harness.workers.execution import concurrency_notes, evaluation_device, ran_concurrently
 from harness.workers.executor import (
     ExecutorError,
     Policy,
