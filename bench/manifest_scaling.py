@@ -82,7 +82,7 @@ def timed(args: list[str]) -> float:
 
 
 def listing_s(suite: Path) -> float:
-    from harness.sources.prepare import list_items
+    from harness.sources.listing import list_items
     from harness.suite import load_suite
 
     loaded = load_suite(suite)

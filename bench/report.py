@@ -31,7 +31,7 @@ def _pool() -> list[np.ndarray]:
     import skimage.data
 
     from harness.images import to_rgb_array
-    from harness.sources.prepare import PHOTOS
+    from harness.sources.listing import PHOTOS
     from harness.sources.textchart import render_chart
 
     arrays = [to_rgb_array(getattr(skimage.data, name)()) for name in PHOTOS]

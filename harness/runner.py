@@ -30,7 +30,8 @@ from harness.judge.phase import run_judge
 from harness.progress import Reporter, SilentReporter
 from harness.records import Size
 from harness.sources.cache import TensorCache
-from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, list_items, source_protocol
+from harness.sources.listing import list_items
+from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, source_protocol
 from harness.store import (
     INFRASTRUCTURE_ERROR,
     MANIFEST,

@@ -42,7 +42,8 @@ from harness.images import pixels_sha256
 from harness.progress import Reporter
 from harness.runner import OK
 from harness.sources.cache import tensor_sha256
-from harness.sources.prepare import list_items, source_space
+from harness.sources.listing import list_items
+from harness.sources.prepare import source_space
 from harness.store import RunStore, now_iso
 from harness.suite import MAX_SIDE, Suite
 from harness.view import MEMORY_KINDS, format_bytes

@@ -300,7 +300,8 @@ def _source_problems(loaded: Any, m: Machine) -> list[tuple[str, str]]:
     from decoders.base import DecoderUnavailable
     from decoders.registry import ENCODERS
     from decoders.weights import cache_only, require, resolve_pretrained
-    from harness.sources.prepare import SourceError, list_items
+    from harness.sources.listing import list_items
+    from harness.sources.prepare import SourceError
 
     source, found = loaded.model.source, []
     try:

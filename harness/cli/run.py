@@ -219,7 +219,8 @@ def validate(
 ) -> None:
     """Check suite files: schema, registries, sources. Prints what each would run, and which of
     its decoders cannot run on this machine (`decoderbench doctor SUITE` says why and how to fix)."""
-    from harness.sources.prepare import SourceError, list_items, source_protocol
+    from harness.sources.listing import list_items
+    from harness.sources.prepare import SourceError, source_protocol
 
     failed = False
     for spec in suites:

@@ -22,7 +22,8 @@ import torch
 from decoders.weights import file_sha256
 from harness import images
 from harness.metrics.base import MetricUnavailable, ReferenceSet
-from harness.sources.prepare import IMAGE_SUFFIXES, REFERENCE_PROTOCOL, make_reference
+from harness.sources.listing import IMAGE_SUFFIXES
+from harness.sources.prepare import REFERENCE_PROTOCOL, make_reference
 
 
 def reference_images(folder: str) -> list[Path]:

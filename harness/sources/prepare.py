@@ -1,34 +1,21 @@
-"""Sources: what every decoder is fed.
+"""Preparing what every decoder is fed: for each case its reference image and its latent.
 
-Three kinds of source list items, and for each case prepare a latent (and,
-where there is one, a reference image):
+- `images`: the reference is the image centre-cropped to the comparison aspect ratio and resized
+  to the comparison size (antialiased Lanczos-3, 8-bit); the input image is the reference
+  area-downsampled to the input size; the latent is the input through the suite's encoder,
+  noised to the case's sigma with a generator seeded by the case's input seed (never the decoder
+  seed: cases that differ only in it get byte-identical latents).
+- `latents`: the latents users bring, noised the same way; a reference only where named.
+- `prompts`: each prompt and input seed through the text-to-image pipeline (run to the end or
+  stopped early, x_t captured); no reference.
 
-- `images` ("from clean image"): built-in sets, a folder, or a JSONL
-  manifest of {"image", "prompt"}. Per case: (1) the reference: the image
-  centre-cropped to the comparison aspect ratio and resized to the
-  comparison size with antialiased Lanczos-3, 8-bit; (2) the input image:
-  the reference area-downsampled to the input size; (3) the latent: the
-  input through the suite's encoder, then noised to the case's sigma with
-  the latent space's noise form and a generator seeded by the case's input
-  seed (never by the decoder seed: cases that differ only in the decoder
-  seed get byte-identical latents).
-- `latents`: latents users bring (harness.sources.items), noised the same way;
-  a reference image only where the manifest names one.
-- `prompts` ("from text"): each prompt and input seed through the suite's
-  text-to-image pipeline, run to the end or stopped early (x_t and its sigma
-  captured); no reference. Without a pipeline only text-to-pixel decoders run.
-
-References and latents go to the content-addressed cache, keyed by
-everything that determines them; every decoder reads the same bytes from
-there. Learned encoders and pipelines run once per cache miss in a spawned
-source worker on the suite's device (harness.sources.worker): the runner
-process never initialises CUDA.
+Everything goes to the content-addressed cache, keyed by what determines it; learned encoders and
+pipelines run once per miss in a spawned source worker (harness.sources.worker). More in
+docs/suites.md (sources).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -42,24 +29,13 @@ from decoders.registry import ENCODERS
 from decoders.resample import resize
 from decoders.spaces import LatentSpace, get_space
 from harness import images
-from harness.cases import Case, Item
-from harness.sources.benchmarks import benchmark_items
+from harness.cases import Case
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
 from harness.sources.items import (
     LoadableItem,
     SourceError,
-    json_lines,
-    latent_items,
-    prompt_items,
-    read_bytes,
-    sidecar_prompt,
 )
-from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
-from harness.store import file_problem
 from harness.suite import Suite
-
-__all__ = ["InputPreparer", "LoadableItem", "PreparedCase", "SourceError", "list_items",
-           "source_protocol"]
 
 REFERENCE_PROTOCOL = {
     "crop": "centre crop to the comparison aspect ratio",
@@ -68,195 +44,6 @@ REFERENCE_PROTOCOL = {
     "input": "area downsampling of the 8-bit reference, float",
     "version": 1,
 }
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-
-# Built-in photographs with captions (decoders such as PiD need one).
-PHOTOS = {
-    "astronaut": "Portrait of astronaut Eileen Collins in an orange flight suit, smiling, in front of "
-                 "an American flag, holding a helmet, a model of the Space Shuttle beside her",
-    "coffee": "A cup of coffee with a heart of latte art on a saucer with a spoon, on a table",
-    "chelsea": "Close-up of a ginger tabby cat with green eyes looking to the side",
-    "rocket": "A rocket standing on its launch pad under a blue sky",
-    "hubble_deep_field": "Hubble Deep Field: hundreds of distant galaxies on a black sky",
-    "immunohistochemistry": "Microscope image of immunohistochemically stained tissue with "
-                            "brown and blue stained cells",
-    "retina": "Fundus photograph of a human retina with the optic disc and branching blood vessels",
-    "camera": "Black and white photograph of a cameraman with a film camera on a tripod in a field",
-    "brick": "Grayscale close-up of a brick wall texture",
-    "grass": "Grayscale close-up of a grass texture",
-    "gravel": "Grayscale close-up of a gravel texture",
-    "coins": "Black and white photograph of many old coins on a dark background",
-}
-
-
-# --------------------------------------------------------------------------- listing
-
-
-# The files behind skimage.data.<name>() (each function only reads its file; tests check the
-# arrays are equal). Read with PIL they cost no import of skimage.io (~0.4 s), which `validate`
-# of the demo suite would otherwise pay to hash the photographs.
-PHOTO_FILES = {
-    "astronaut": "astronaut.png", "coffee": "coffee.png", "chelsea": "chelsea.png", "rocket": "rocket.jpg",
-    "hubble_deep_field": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png",
-    "retina": "retina.jpg", "camera": "camera.png", "brick": "brick.png", "grass": "grass.png",
-    "gravel": "gravel.png", "coins": "coins.png",
-}
-
-
-def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        import importlib.util
-
-        from PIL import Image
-
-        spec = importlib.util.find_spec("skimage")
-        folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "data" if spec else None
-        if folder is not None and (folder / PHOTO_FILES[name]).is_file():
-            with Image.open(folder / PHOTO_FILES[name]) as image:
-                return images.to_rgb_array(np.asarray(image))
-        import skimage.data
-
-        return images.to_rgb_array(getattr(skimage.data, name)())
-
-    return load
-
-
-def _array_item(item_id: str, origin: str, array: np.ndarray, prompt: str,
-                annotations: dict[str, Any] | None = None) -> LoadableItem:
-    return LoadableItem(Item(item_id, images.pixels_sha256(array), prompt, origin), lambda: array,
-                        annotations=annotations or {})
-
-
-def _builtin_photos() -> list[LoadableItem]:
-    return [_array_item(f"photos/{name}", "builtin:photos", _skimage_photo(name)(), caption)
-            for name, caption in PHOTOS.items()]
-
-
-def _chart_item(item_id: str, origin: str, **chart: Any) -> LoadableItem:
-    """A rendered chart, captioned with its text, annotated with its lines for OCR metrics."""
-    array, lines = render_chart(**chart)
-    caption = ("A white page with lines of black text in growing font sizes: "
-               + " ".join(line.text for line in lines))
-    size = (array.shape[1], array.shape[0])
-    return _array_item(item_id, origin, array, caption, line_annotations(lines, size))
-
-
-def _builtin_textchart() -> list[LoadableItem]:
-    return [_chart_item("textchart/seed0", "builtin:textchart", seed=0)]
-
-
-LEGIBILITY_CHARTS = 4
-
-
-def _builtin_legibility() -> list[LoadableItem]:
-    """Charts of seeded random strings at 6–24 px in an OCR-unambiguous alphabet, 512×512."""
-    return [_chart_item(f"legibility/seed{seed}", "builtin:legibility", seed=seed,
-                        font_sizes=LEGIBILITY_FONT_SIZES, alphabet=LEGIBLE_ALPHABET)
-            for seed in range(LEGIBILITY_CHARTS)]
-
-
-BUILTIN_SETS: dict[str, Callable[[], list[LoadableItem]]] = {
-    "photos": _builtin_photos,
-    "textchart": _builtin_textchart,
-    "legibility": _builtin_legibility,
-}
-
-
-def _file_item(item_id: str, path: Path, prompt: str | None, origin: str) -> LoadableItem:
-    """An image file; one that cannot be read keeps its problem (the other items still run)."""
-    problem = file_problem(path)
-    if problem is not None:  # a FIFO, a device or a dangling symlink named like an image
-        return LoadableItem(Item(item_id, hashlib.sha256(str(path).encode()).hexdigest(), prompt, origin),
-                            problem=f"{path}: {problem}")
-    data = read_bytes(path, "the image")
-    return LoadableItem(Item(item_id, hashlib.sha256(data).hexdigest(), prompt, origin),
-                        lambda: images.read_rgb(path), problem=images.check_image(path, data))
-
-
-# Listing is lazy: an entry is (item id, a function that opens its file). Ids are checked and
-# `limit` is applied on the entries; only the items a suite uses are opened (a 100,000-image
-# manifest with limit = 2 reads two files).
-Entry = tuple[str, Callable[[], LoadableItem]]
-
-
-def _ready(item: LoadableItem) -> Entry:
-    return item.item.id, lambda: item
-
-
-def _folder_items(folder: Path) -> list[Entry]:
-    if not folder.is_dir():
-        raise SourceError(f"source.folder: {folder} is not a directory")
-    found: list[Entry] = []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.is_dir():
-            continue  # a folder named like an image is a folder: its images are listed
-        item_id, origin = path.relative_to(folder).as_posix(), str(folder)
-        found.append((item_id, partial(_folder_item, item_id, path, origin)))
-    if not found:
-        raise SourceError(f"source.folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return found
-
-
-def _folder_item(item_id: str, path: Path, origin: str) -> LoadableItem:
-    return _file_item(item_id, path, sidecar_prompt(path), origin)
-
-
-def _manifest_items(manifest: Path) -> list[Entry]:
-    found: list[Entry] = []
-    for where, entry in json_lines(manifest, {"image", "prompt", "id"}, "image"):
-        item_id = entry.get("id") or entry["image"]  # the path is made when the item is opened
-        found.append((item_id, partial(_manifest_item, where, item_id, manifest, entry)))
-    if not found:
-        raise SourceError(f"source.manifest: {manifest} lists no images")
-    return found
-
-
-def _manifest_item(where: str, item_id: str, manifest: Path, entry: dict[str, Any]) -> LoadableItem:
-    path = Path(entry["image"])
-    path = path if path.is_absolute() else manifest.parent / path
-    if not path.is_file() and file_problem(path) == "not found":
-        raise SourceError(f"{where}: image not found: {path}")
-    return _file_item(item_id, path, entry.get("prompt"), str(manifest))
-
-
-def _image_items(suite: Suite) -> list[Entry]:
-    source = suite.model.source
-    found: list[Entry] = []
-    for name in source.builtin:
-        if name not in BUILTIN_SETS:
-            known = ", ".join(BUILTIN_SETS)
-            raise SourceError(f"source.builtin: unknown built-in set {name!r}; known: {known}")
-        found.extend(_ready(item) for item in BUILTIN_SETS[name]())
-    if source.folder:
-        found.extend(_folder_items(suite.resolve_path(source.folder)))
-    if source.manifest:
-        found.extend(_manifest_items(suite.resolve_path(source.manifest)))
-    return found
-
-
-def list_items(suite: Suite) -> list[LoadableItem]:
-    """The source's items, in order, cut to `limit`: ids are checked over every entry (in linear
-    time), files are opened only for the items kept."""
-    source = suite.model.source
-    if source.kind == "images":
-        entries = _image_items(suite)
-    elif source.kind == "latents":
-        entries = latent_items(
-            source.space, suite.resolve_path(source.folder) if source.folder else None,
-            suite.resolve_path(source.manifest) if source.manifest else None, source.synthetic,
-            suite.model.resolution.input)
-    else:
-        found = prompt_items(source.prompts, suite.resolve_path(source.file) if source.file else None)
-        for name in source.benchmark:
-            found.extend(benchmark_items(name))
-        entries = [_ready(item) for item in found]
-    counts = Counter(item_id for item_id, _ in entries)
-    duplicates = sorted(item_id for item_id, n in counts.items() if n > 1)
-    if duplicates:
-        more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
-        raise SourceError(f"source: item ids occur twice: {duplicates[:10]}{more}")
-    return [make() for _, make in (entries[: source.limit] if source.limit else entries)]
 
 
 def source_protocol(suite: Suite) -> dict[str, Any]:
@@ -280,9 +67,6 @@ def source_space(suite: Suite) -> LatentSpace | None:
     if source.kind == "latents":
         return get_space(source.space)
     return get_space(source.pipeline.info.space) if source.pipeline else None
-
-
-# --------------------------------------------------------------------------- preparation
 
 
 @dataclass(frozen=True)
@@ -435,7 +219,7 @@ class InputPreparer:
                 prepared = replace(prepared, annotations=case_annotations(entry.annotations, prepared))
             yield prepared
 
-    # ------------------------------------------------------------------ per kind
+
 
     def _reference(self, case: Case, pixels: Callable[[], np.ndarray]) -> Reference:
         ref_key = cache_key("reference", {
@@ -496,7 +280,7 @@ class InputPreparer:
 
         return self._prepared(case, key, make, None, [])
 
-    # ------------------------------------------------------------------ shared steps
+
 
     def _checked(self, latent: torch.Tensor, case: Case) -> torch.Tensor:
         assert self.space is not None

@@ -114,7 +114,7 @@ def test_the_builtin_photographs_read_without_skimage_io_are_skimages_arrays() -
     import skimage.data
 
     from harness import images
-    from harness.sources.prepare import PHOTO_FILES, PHOTOS, _skimage_photo
+    from harness.sources.listing import PHOTO_FILES, PHOTOS, _skimage_photo
 
     assert set(PHOTO_FILES) == set(PHOTOS)
     for name in PHOTOS:  # item ids hash these pixels: they must not move

@@ -22,7 +22,7 @@ from helpers import invoke
 
 from harness.sources import benchmarks
 from harness.sources.benchmarks import Benchmark, BenchmarkDataMissing, DataFile
-from harness.sources.prepare import list_items
+from harness.sources.listing import list_items
 from harness.suite import SuiteError, load_suite
 
 GENEVAL_SHARED = SHARED / "benchmarks"

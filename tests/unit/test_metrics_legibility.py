@@ -9,7 +9,8 @@ from PIL import Image, ImageFilter
 
 from harness.metrics.base import ImageContext
 from harness.metrics.legibility import LegibilityCER, Tally, levenshtein, line_crops
-from harness.sources.prepare import BUILTIN_SETS, LEGIBILITY_CHARTS, reference_annotations
+from harness.sources.listing import BUILTIN_SETS, LEGIBILITY_CHARTS
+from harness.sources.prepare import reference_annotations
 from harness.sources.textchart import LEGIBLE_ALPHABET, line_annotations, render_chart
 
 pytest.importorskip("rapidocr_onnxruntime")

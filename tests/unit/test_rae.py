@@ -109,7 +109,8 @@ def test_images_source_makes_rae_latents_for_pid(write_suite, image_folder: Path
     channel count, one layer, random weights); suites pair them with PiD's dinov2 backbone."""
     from harness.cases import expand
     from harness.sources.cache import TensorCache
-    from harness.sources.prepare import InputPreparer, list_items, source_protocol
+    from harness.sources.listing import list_items
+    from harness.sources.prepare import InputPreparer, source_protocol
     from harness.suite import SuiteError, load_suite
 
     text = f"""

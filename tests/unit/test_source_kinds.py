@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 from decoders.spaces import fold
 from harness.cases import expand
 from harness.sources.cache import TensorCache, tensor_sha256
-from harness.sources.prepare import InputPreparer, SourceError, list_items, source_protocol
+from harness.sources.listing import list_items
+from harness.sources.prepare import InputPreparer, SourceError, source_protocol
 from harness.suite import SuiteError, load_suite
 
 LATENTS_SUITE = """

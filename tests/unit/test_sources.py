@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 
 from harness.cases import Item, case_id, expand
 from harness.sources.cache import TensorCache, cache_key, tensor_sha256
+from harness.sources.listing import list_items
 from harness.sources.prepare import (
     InputPreparer,
     SourceError,
     centre_crop_box,
-    list_items,
     make_input,
     make_reference,
     source_protocol,
@@ -82,7 +82,7 @@ def test_centre_crop_and_reference_protocol() -> None:
 
 
 def test_builtin_photos_and_textchart() -> None:
-    from harness.sources.prepare import BUILTIN_SETS
+    from harness.sources.listing import BUILTIN_SETS
 
     photos = BUILTIN_SETS["photos"]()
     assert len(photos) >= 10
