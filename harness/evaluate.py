@@ -76,7 +76,7 @@ from harness.metrics.base import (
     Scope,
 )
 from harness.progress import Reporter
-from harness.records import DecodeKey, Size
+from harness.records import DecodeKey, MetricRecord, Size, decodes, metrics
 from harness.sources.prepare import PreparedCase
 from harness.store import RunStore, inside
 from harness.suite import Suite
@@ -108,7 +108,7 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
     model = suite.model
     device = device or torch.device(model.evaluation.device or model.timing.device)
     records, _ = store.records()
-    decodes = {(r["decoder"], r["case"]): r for r in records if r["kind"] == "decode"}
+    decoded = {(r["decoder"], r["case"]): r for r in decodes(records)}
     notes: list[str] = []
     skipped: list[str] = []  # metrics whose lock-table weight files are missing: one line for all
     manifest = store.manifest()
@@ -117,7 +117,7 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
     for names in passes(suite.metric_params):
         feeders = []
         for name in names:
-            feeder = Feeder(METRICS.get(name)(suite.metric_params[name]), store, decodes, prepared, upstream)
+            feeder = Feeder(METRICS.get(name)(suite.metric_params[name]), store, decoded, prepared, upstream)
             if feeder.start(records, device):
                 feeders.append(feeder)
             elif feeder.unavailable is not None:
@@ -132,7 +132,7 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
                 store.update_manifest(metrics=info)
         if not feeders:
             continue
-        Stream(feeders, store, decodes, prepared, reporter, model.evaluation.batch_size, device).run()
+        Stream(feeders, store, decoded, prepared, reporter, model.evaluation.batch_size, device).run()
         for feeder in feeders:
             notes.extend(feeder.notes)
             info[feeder.metric.name] = metric_info(feeder.metric, status="ok", seconds=feeder.seconds,
@@ -219,7 +219,7 @@ class Feeder:
 
     def pending_sets(self, records: list[dict[str, Any]]) -> list[EvalSet]:
         name, scope = self.metric.name, self.metric.scope
-        mine = [r for r in records if r["kind"] == "metric" and r["metric"] == name]
+        mine = [r for r in metrics(records) if r["metric"] == name]
         scored = {(r["decoder"], r["case"]) for r in mine if r["case"] is not None}
         scored_ok = {(r["decoder"], r["case"]) for r in mine if r["case"] is not None and r["status"] == "ok"}
         aggregated = {(r["decoder"], tuple(r["size"])) for r in mine if r["case"] is None}
@@ -415,20 +415,17 @@ class Feeder:
                                        size=list(evaluation_set.size), **fields))
 
     def _record(self, decoder: str, case: str | None, status: str, value: float | None = None,
-                message: str | None = None, **extra: Any) -> dict[str, Any]:
+                message: str | None = None, **extra: Any) -> MetricRecord:
         metric = self.metric
-        record: dict[str, Any] = {
-            "kind": "metric", "decoder": decoder, "case": case, "metric": metric.name,
-            "status": status, "value": None, "version": metric.version,
-            "protocol_sha256": metric.protocol_sha256(),
-        }
+        record = MetricRecord(kind="metric", decoder=decoder, case=case, metric=metric.name, status=status,
+                              value=None, version=metric.version, protocol_sha256=metric.protocol_sha256())
         if value is not None and math.isfinite(value):
             record["value"] = value
         elif value is not None:
             record["nonfinite"] = "inf" if value > 0 else ("-inf" if value < 0 else "nan")
         if message:
             record["message"] = message
-        record.update({k: v for k, v in extra.items() if v is not None})
+        record.update({k: v for k, v in extra.items() if v is not None})  # type: ignore[typeddict-item]
         return record
 
 

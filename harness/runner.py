@@ -28,7 +28,7 @@ from harness.evaluate import evaluate
 from harness.images import write_png
 from harness.judge.phase import run_judge
 from harness.progress import Reporter, SilentReporter
-from harness.records import Size
+from harness.records import DecodeRecord, Size, decodes, loads
 from harness.sources.cache import TensorCache
 from harness.sources.listing import list_items
 from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, source_protocol
@@ -165,18 +165,18 @@ class Runner:
         Each of these units is then decoded again and still ends with exactly one record."""
         stray_lines = {int(entry.split(":", 2)[1]) for entry in data.set_aside}
         missing = set(data.missing_images)
-        decodes = [r for r in data.records if r["kind"] == "decode"]
+        decoded = decodes(data.records)
         why = {
             "output image(s) were missing (e.g. {example})": {
-                (r["decoder"], r["case"]) for r in decodes if r.get("image") in missing},
+                (r["decoder"], r["case"]) for r in decoded if r.get("image") in missing},
             "unit(s) were stopped by the environment (infrastructure_error)": {
-                (r["decoder"], r["case"]) for r in decodes if r["status"] == INFRASTRUCTURE_ERROR},
+                (r["decoder"], r["case"]) for r in decoded if r["status"] == INFRASTRUCTURE_ERROR},
             "unit(s) their decoder failed (--retry-failed)": {
-                (r["decoder"], r["case"]) for r in decodes
+                (r["decoder"], r["case"]) for r in decoded
                 if retry_failed and r["status"] not in (OK, INFRASTRUCTURE_ERROR)},
         }
         units = set().union(*why.values())
-        sets = {(r["decoder"], tuple(r.get("output_size") or ())) for r in decodes
+        sets = {(r["decoder"], tuple(r.get("output_size") or ())) for r in decoded
                 if (r["decoder"], r["case"]) in units}
         again = {decoder for decoder, _ in units}
 
@@ -198,7 +198,7 @@ class Runner:
                 not size and any(d == record.get("decoder") for d, _ in sets))
 
         if not units and not stray_lines and not any(
-                r["kind"] == "load" and r["status"] == INFRASTRUCTURE_ERROR for r in data.records):
+                r["status"] == INFRASTRUCTURE_ERROR for r in loads(data.records)):
             return
         moved = self.store.set_aside(drop)
         example = sorted(missing)[0] if missing else ""
@@ -333,14 +333,14 @@ class Runner:
     def _decode(self, prepared: dict[str, PreparedCase]) -> dict[str, float]:
         """Every pending (decoder, case) unit through the executor; the phase's writer figures."""
         records, _ = self.store.records()
-        done = {(r["decoder"], r["case"]) for r in records if r["kind"] == "decode"}
+        done = {(r["decoder"], r["case"]) for r in decodes(records)}
         groups, pending = [], {}
         for entry in self.suite.model.decoder:
             todo = [p for case_id, p in prepared.items() if (entry.id, case_id) not in done]
             for item in [p for p in todo if p.problem]:
-                self.store.append({"kind": "decode", "decoder": entry.id, "case": item.case.id,
-                                   "status": INPUT_ERROR, "message": item.problem, "latency": None,
-                                   "memory": None, "output_size": list(item.case.output_size)})
+                self.store.append(DecodeRecord(kind="decode", decoder=entry.id, case=item.case.id,
+                                               status=INPUT_ERROR, message=item.problem, latency=None,
+                                               memory=None, output_size=list(item.case.output_size)))
             todo = [p for p in todo if not p.problem]
             pending[entry.id] = len(todo)
             by_size: dict[Size, list[DecodeTask]] = {}

@@ -40,6 +40,7 @@ from harness.env import fingerprint
 from harness.errors import DecoderbenchError
 from harness.images import pixels_sha256
 from harness.progress import Reporter
+from harness.records import SweepRecord
 from harness.runner import OK
 from harness.sources.cache import tensor_sha256
 from harness.sources.listing import list_items
@@ -205,15 +206,13 @@ class Sweep:
             raise SweepError(f"{self.entry.id} cannot load: {record['message']}")
         return record["status"] == OK
 
-    def _attempt(self, side: int) -> dict[str, Any]:
+    def _attempt(self, side: int) -> SweepRecord:
         """One size in a fresh worker: spawn, load, warm up, time, stop."""
         job = worker_job(self.suite, self.entry, self.run_dir)
         task = DecodeTask(cases=(self._case(side),), input_size=self.input_size(side),
                           request_size=(side, side), compare_size=(side, side))
-        record: dict[str, Any] = {
-            "kind": "sweep", "decoder": self.entry.id, "size": [side, side],
-            "input_size": list(task.input_size), "latency": None, "memory": None, "message": None,
-        }
+        record = SweepRecord(kind="sweep", decoder=self.entry.id, size=[side, side],  # status: below
+                             input_size=list(task.input_size), latency=None, memory=None, message=None)
         timing = self.suite.model.timing
         worker = WorkerProcess(job, worker_main)
         try:

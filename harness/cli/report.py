@@ -10,6 +10,7 @@ import typer
 
 from harness.cli.console import console, fail, out
 from harness.cli.tables import print_note
+from harness.records import metrics
 
 
 def report(
@@ -35,7 +36,7 @@ def report(
             data = read_run(run_dir, results_required=not is_sweep(run_dir), expect="any")
             resolved = (data.manifest.get("suite") or {}).get("resolved") or {}
             measured.update(str(m.get("name")) for m in resolved.get("metrics", []) if isinstance(m, dict))
-            measured.update(r["metric"] for r in data.records if r["kind"] == "metric")
+            measured.update(r["metric"] for r in metrics(data.records))
         if metric is not None and metric not in measured:
             close = difflib.get_close_matches(metric, sorted(measured), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

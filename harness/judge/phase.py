@@ -36,6 +36,7 @@ from harness.judge.prompts import ANSWER_SCHEMA, Criterion, build_prompt, templa
 from harness.judge.protocol import Backend
 from harness.judge.scheduler import Done, Job, Scheduler
 from harness.progress import Reporter
+from harness.records import JudgeRecord, judges
 from harness.store import RunStore, atomic_write_text, inside
 from harness.suite import Suite
 
@@ -72,7 +73,7 @@ def run_judge(suite: Suite, store: RunStore, cache_root: Path, reporter: Reporte
     assert config is not None, "run_judge needs a suite with a [judge] table"
     pairs = config.pair_list([d.id for d in suite.model.decoder])
     records, _ = store.records()
-    previous = [r for r in records if r["kind"] == "judge"]
+    previous = judges(records)
     outcome = JudgeOutcome()
     jobs = list(_plan(config, pairs, store, records, previous, outcome.notes))
     cache = VerdictCache(cache_root / "judge")
@@ -182,17 +183,16 @@ def _request_of(record: dict[str, Any]) -> Request:
                    record["judge_model"], record["template_version"])
 
 
-def _record(done: Done) -> dict[str, Any]:
+def _record(done: Done) -> JudgeRecord:
     request: Request = done.job.tag
     outcome = done.outcome
-    record = {
-        "kind": "judge", "case": request.case, "a": request.a, "b": request.b, "order": request.order,
-        "criterion": request.criterion, "judge_model": request.judge_model,
-        "template_version": request.template_version, "status": outcome.status,
-        "verdict": SCREEN_TO_DECODER[request.order][outcome.verdict] if outcome.verdict else None,
-        "reason": outcome.reason, "cached": done.cached, "calls": outcome.attempts,
-        "cost_usd": outcome.cost_usd,
-    }
+    record = JudgeRecord(
+        kind="judge", case=request.case, a=request.a, b=request.b, order=request.order,
+        criterion=request.criterion, judge_model=request.judge_model,
+        template_version=request.template_version, status=outcome.status,
+        verdict=SCREEN_TO_DECODER[request.order][outcome.verdict] if outcome.verdict else None,
+        reason=outcome.reason, cached=done.cached, calls=outcome.attempts, cost_usd=outcome.cost_usd,
+    )
     if outcome.failure is not None:
         record["failure"] = outcome.failure
     return record

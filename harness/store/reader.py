@@ -19,6 +19,10 @@ from harness.records import (
     RESULTS,
     RUN_FORMAT,
     SUITE_HASH_DIGITS,
+    CaseLine,
+    Manifest,
+    Record,
+    decodes,
 )
 from harness.store.files import RunDirError, stored_path_problem
 from harness.store.schema import RECORD_KINDS, CaseModel, ManifestModel, SweepManifestModel, check_against
@@ -91,7 +95,7 @@ def numbered_jsonl(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str | 
     return records, warning
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
+def read_manifest(root: Path) -> Manifest:
     """manifest.json of a run (or sweep) directory, checked."""
     path = root / MANIFEST
     if not root.is_dir():
@@ -122,9 +126,9 @@ class RunData:
     """What a run directory holds, checked: the manifest, its cases and its records."""
 
     root: Path
-    manifest: dict[str, Any]
-    cases: list[dict[str, Any]]
-    records: list[dict[str, Any]]
+    manifest: Manifest
+    cases: list[CaseLine]
+    records: list[Record]
     torn: str | None = None  # a truncated last line that was skipped
     missing_images: list[str] = field(default_factory=list)  # ok decodes whose output file is gone
     set_aside: list[str] = field(default_factory=list)  # "results.jsonl:N: why" of records left out
@@ -148,13 +152,13 @@ class RunData:
                 f"{self.root}` decodes them again")
 
 
-def read_records(root: Path) -> tuple[list[dict[str, Any]], str | None]:
+def read_records(root: Path) -> tuple[list[Record], str | None]:
     """results.jsonl, every record checked against what readers rely on for its kind."""
     numbered, torn = checked_records(root / RESULTS)
     return [record for _, record in numbered], torn
 
 
-def checked_records(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], str | None]:
+def checked_records(path: Path) -> tuple[list[tuple[int, Record]], str | None]:
     numbered, torn = numbered_jsonl(path)
     for number, record in numbered:
         kind = record.get("kind")
@@ -192,7 +196,7 @@ def read_run(root: Path, results_required: bool = True,
         state = "is empty" if (root / RESULTS).exists() else "does not exist"
         raise RunDirError(f"{root / RESULTS}: {state}: no decoder has finished a case in this run yet; "
                           f"resume it with `decoderbench run --resume {root}`")
-    missing = [r["image"] for r in records if r["kind"] == "decode" and r["status"] == "ok"
+    missing = [r["image"] for r in decodes(records) if r["status"] == "ok"
                and r.get("image") and not (root / r["image"]).is_file()]
     return RunData(root, manifest, cases, records, torn, missing, set_aside)
 
@@ -207,9 +211,8 @@ def _check_stored_path(entry: dict[str, Any], key: str, where: str) -> None:
                           "restore the file, or move the line out of it")
 
 
-def members(manifest: dict[str, Any], cases: list[dict[str, Any]],
-             numbered: list[tuple[int, dict[str, Any]]], path: Path
-             ) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+def members(manifest: Manifest, cases: list[CaseLine], numbered: list[tuple[int, Record]], path: Path
+            ) -> tuple[list[tuple[int, Record]], list[str]]:
     """The records that belong to this run, and `FILE:LINE: why` for those that do not: a record of
     another suite's run (its suite hash), of a decoder the suite does not have, of a case cases.jsonl
     does not list (a source changed under a resumed run leaves such records), or a second record of
@@ -235,7 +238,7 @@ def members(manifest: dict[str, Any], cases: list[dict[str, Any]],
     return kept, set_aside
 
 
-def _foreign(record: dict[str, Any], own_hash: str, decoders: set[str], known: set[str]) -> str | None:
+def _foreign(record: Record, own_hash: str, decoders: set[str], known: set[str]) -> str | None:
     stamp = record.get("suite_hash")
     if stamp is not None and stamp != own_hash:
         return f"a record of another suite's run (suite hash {stamp}, this run's {own_hash})"
@@ -250,7 +253,7 @@ def _foreign(record: dict[str, Any], own_hash: str, decoders: set[str], known: s
     return None
 
 
-def _unit_key(record: dict[str, Any]) -> tuple[Any, ...] | None:
+def _unit_key(record: Record) -> tuple[Any, ...] | None:
     """What a record is the one record of (None: kinds that may repeat, such as worker loads)."""
     kind = record["kind"]
     if kind == "decode":

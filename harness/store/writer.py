@@ -20,6 +20,9 @@ from harness.records import (
     RESULTS,
     RUN_FORMAT,
     SUITE_HASH_DIGITS,
+    CaseLine,
+    Manifest,
+    Record,
 )
 from harness.store.files import (
     EnvironmentFailure,
@@ -45,7 +48,7 @@ class RunStore:
 
 
     @classmethod
-    def create(cls, root: Path, manifest: dict[str, Any]) -> RunStore:
+    def create(cls, root: Path, manifest: Manifest) -> RunStore:
         try:  # a name too long for the file system raises here
             held = (root / RESULTS).exists() or (root / MANIFEST).exists()
         except OSError as exc:
@@ -84,10 +87,10 @@ class RunStore:
 
 
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         return json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, manifest: Manifest) -> None:
         self._write(self.root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
 
     def _write(self, path: Path, text: str) -> None:
@@ -99,16 +102,16 @@ class RunStore:
     def update_manifest(self, **fields: Any) -> None:
         self.write_manifest({**self.manifest(), **fields})
 
-    def write_cases(self, cases: list[dict[str, Any]]) -> None:
+    def write_cases(self, cases: list[CaseLine]) -> None:
         text = "".join(json.dumps(case, sort_keys=True) + "\n" for case in cases)
         self._write(self.root / CASES, text)
 
-    def cases(self) -> list[dict[str, Any]]:
+    def cases(self) -> list[CaseLine]:
         return read_jsonl(self.root / CASES)[0]
 
 
 
-    def records(self) -> tuple[list[dict[str, Any]], str | None]:
+    def records(self) -> tuple[list[Record], str | None]:
         """The records that belong to this run (see `read_run`: a stray never counts as a finished
         unit, a metric value or a judged pair), and a torn-line warning."""
         numbered, torn = checked_records(self.root / RESULTS)
@@ -155,7 +158,7 @@ class RunStore:
             atomic_write_text(path, "".join(kept))
         return len(dropped)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
         stamp = {"suite_hash": self.suite_hash} if self.suite_hash else {}
         line = json.dumps({**record, "time": now_iso(), **stamp}, sort_keys=True, allow_nan=False)
         with self._append_lock:

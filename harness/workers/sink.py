@@ -27,6 +27,7 @@ import numpy as np
 
 from harness import images
 from harness.progress import Reporter
+from harness.records import DecodeRecord, LoadRecord
 from harness.store import INFRASTRUCTURE_ERROR, EnvironmentFailure, RunStore
 from harness.workers.channel import DecodeTask, Loaded, TaskDone
 from harness.workers.executor import Slot, Unit
@@ -186,13 +187,13 @@ class RunSink:
         with self._lock:
             self._placements[slot.label] = reply.placement
             job = unit.job
-            self.store.append({
-                "kind": "load", "decoder": job.decoder_id, "status": "ok", "pid": reply.pid,
-                "spawn_to_ready_ms": startup_ms, "import_ms": reply.import_ms,
-                "load_ms": reply.load_ms, "weights": reply.weights, "facts": reply.facts,
-                "device": reply.device, "torch_state": reply.torch_state,
-                "placement": reply.placement, "unit": unit.key, "slot": slot.label,
-            })
+            self.store.append(LoadRecord(
+                kind="load", decoder=job.decoder_id, status="ok", pid=reply.pid,
+                spawn_to_ready_ms=startup_ms, import_ms=reply.import_ms,
+                load_ms=reply.load_ms, weights=reply.weights, facts=reply.facts,
+                device=reply.device, torch_state=reply.torch_state,
+                placement=reply.placement, unit=unit.key, slot=slot.label,
+            ))
             decoders = self.store.manifest().get("decoders", {})
             decoders[job.decoder_id] = {
                 "name": job.decoder_name, "params": job.params, "weights": reply.weights,
@@ -203,9 +204,9 @@ class RunSink:
     def load_failed(self, unit: Unit, slot: Slot, status: str, message: str, trace: str) -> None:
         with self._lock:
             self._placements.pop(slot.label, None)  # the slot's next worker may run elsewhere (Ray)
-            self.store.append({"kind": "load", "decoder": unit.decoder_id, "status": status,
-                               "message": message, "traceback": trace or None, "unit": unit.key,
-                               "slot": slot.label, "placement": self._slot_placement(slot)})
+            self.store.append(LoadRecord(kind="load", decoder=unit.decoder_id, status=status,
+                                         message=message, traceback=trace or None, unit=unit.key,
+                                         slot=slot.label, placement=self._slot_placement(slot)))
 
     # ------------------------------------------------------------------ tasks
 
@@ -224,13 +225,13 @@ class RunSink:
         with self._lock:
             where = self._slot_placement(slot)
             for case in task.cases:
-                self.store.append({
-                    "kind": "decode", "decoder": unit.decoder_id, "case": case.case_id, "status": status,
-                    "message": message, "latency": None, "memory": None,
-                    "batch_size": len(task.cases), "request_size": list(task.request_size),
-                    "output_size": list(task.compare_size), "placement": where, "unit": unit.key,
-                    "slot": slot.label,
-                })
+                self.store.append(DecodeRecord(
+                    kind="decode", decoder=unit.decoder_id, case=case.case_id, status=status,
+                    message=message, latency=None, memory=None,
+                    batch_size=len(task.cases), request_size=list(task.request_size),
+                    output_size=list(task.compare_size), placement=where, unit=unit.key,
+                    slot=slot.label,
+                ))
             self.reporter.advance(len(task.cases))
 
     def note(self, message: str) -> None:

@@ -33,6 +33,7 @@ from decoders.plugins import unavailable_reason
 from decoders.registry import DECODERS
 from decoders.resample import resize
 from harness import images
+from harness.records import DecodeRecord
 from harness.sources.cache import tensor_sha256
 from harness.workers.channel import (
     CaseInput,
@@ -137,7 +138,7 @@ def serve_task(decoder: Decoder, job: WorkerJob, task: DecodeTask, warmed: set[A
     return TaskDone(tuple(records), images)
 
 
-Outputs = tuple[list[dict[str, Any]], list[torch.Tensor | None]]
+Outputs = tuple[list[DecodeRecord], list[torch.Tensor | None]]
 
 
 def run_task(
@@ -279,13 +280,14 @@ def _size_problem(output: torch.Tensor, task: DecodeTask) -> str | None:
             f"{task.input_size[0]}×{task.input_size[1]} input")
 
 
-def _record(case: CaseInput, task: DecodeTask, job: WorkerJob, where: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "kind": "decode", "decoder": job.decoder_id, "case": case.case_id, "status": None,
-        "batch_size": len(task.cases), "batch_id": f"{os.getpid()}:{task.cases[0].case_id}",
-        "request_size": list(task.request_size), "output_size": list(task.compare_size),
-        "worker_pid": os.getpid(), "placement": where,
-    }
+def _record(case: CaseInput, task: DecodeTask, job: WorkerJob, where: dict[str, Any]) -> DecodeRecord:
+    """A case's decode record before its status is known (every path below sets it)."""
+    return DecodeRecord(
+        kind="decode", decoder=job.decoder_id, case=case.case_id, status=None,  # type: ignore[typeddict-item]
+        batch_size=len(task.cases), batch_id=f"{os.getpid()}:{task.cases[0].case_id}",
+        request_size=list(task.request_size), output_size=list(task.compare_size),
+        worker_pid=os.getpid(), placement=where,
+    )
 
 
 def _failed(

@@ -9,6 +9,7 @@ import torch
 from helpers import decoder_tables, suite_text
 
 from harness import images
+from harness.records import CaseLine, DecodeRecord, JudgeRecord, judges
 from harness.store import RunStore
 from harness.suite import Suite, load_suite
 
@@ -44,17 +45,17 @@ def make_run(root: Path, write_suite, image_folder: Path, judge: str,
         outputs = {"sharp": pixels, "blurry": _blur(pixels), "blurrier": _blur(_blur(pixels))}
         reference = f"references/ref{i}.png"
         images.write_png(pixels, root / reference)
-        cases.append({"id": case_id, "prompt": f"caption number {content}", "reference": reference})
+        cases.append(CaseLine(id=case_id, prompt=f"caption number {content}", reference=reference))  # type: ignore[typeddict-item]
         for decoder in decoders:
             relpath = RunStore.image_relpath(decoder, case_id)
             images.write_png(outputs[decoder], root / relpath)
-            store.append({"kind": "decode", "decoder": decoder, "case": case_id, "status": "ok",
-                          "image": relpath, "image_sha256": images.pixels_sha256(outputs[decoder])})
+            store.append(DecodeRecord(kind="decode", decoder=decoder, case=case_id, status="ok",
+                                      image=relpath, image_sha256=images.pixels_sha256(outputs[decoder])))
     store.write_cases(cases)
     return suite, store
 
 
-def judge_records(store: RunStore) -> list[dict]:
-    return [r for r in store.records()[0] if r["kind"] == "judge"]
+def judge_records(store: RunStore) -> list[JudgeRecord]:
+    return judges(store.records()[0])
 
 

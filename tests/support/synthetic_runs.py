@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from harness.images import pixels_sha256
+from harness.records import CaseLine, DecodeRecord, JudgeRecord, LoadRecord, MetricRecord, Record, SweepRecord
 
 MetricValue = Callable[[int], "float | str"]  # case index → value, or a status ("unavailable")
 
@@ -116,39 +117,39 @@ def write_run(
     for index in range(n_cases):
         case_id = f"item{index:04d}-{hashlib.sha256(f'{suite}{index}'.encode()).hexdigest()[:12]}"
         reference = f"references/{case_id[:20]}.png"
-        case = {
-            "id": case_id,
-            "item_id": f"set/item{index:04d}",
-            "seed": 0,
-            "sigma": 0.0,
-            "input_size": [size[0] // 4, size[1] // 4],
-            "output_size": list(size),
-            "prompt": prompts[index % len(prompts)] if prompts else None,
-            "reference": reference,
-            "reference_key": hashlib.sha256(case_id.encode()).hexdigest(),
-            "input_sha256": "0" * 64,
-            "notes": [],
-        }
+        case = CaseLine(
+            id=case_id,
+            item_id=f"set/item{index:04d}",
+            seed=0,
+            sigma=0.0,
+            input_size=[size[0] // 4, size[1] // 4],
+            output_size=list(size),
+            prompt=prompts[index % len(prompts)] if prompts else None,
+            reference=reference,
+            reference_key=hashlib.sha256(case_id.encode()).hexdigest(),
+            input_sha256="0" * 64,
+            notes=[],
+        )
         if images:
             _write_png(reference_image(index, size), root / reference)
         cases.append(case)
     (root / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
-    records = []
+    records: list[Record] = []
     for decoder in decoders:
         records.append(
-            {
-                "kind": "load",
-                "decoder": decoder.id,
-                "status": "ok",
-                "pid": 1,
-                "weights": decoder.weights,
-                "spawn_to_ready_ms": 1500.0,
-                "import_ms": 10.0,
-                "load_ms": 100.0,
-                "facts": {},
-                "device": {"device": "cpu", "threads": 2},
-                "torch_state": {},
-            }
+            LoadRecord(
+                kind="load",
+                decoder=decoder.id,
+                status="ok",
+                pid=1,
+                weights=decoder.weights,
+                spawn_to_ready_ms=1500.0,
+                import_ms=10.0,
+                load_ms=100.0,
+                facts={},
+                device={"device": "cpu", "threads": 2},
+                torch_state={},
+            )
         )
         for index, case in enumerate(cases):
             records.append(_decode_record(root, decoder, index, case, images))
@@ -205,17 +206,17 @@ def _direction_fields(declared: bool | dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode_record(
-    root: Path, decoder: SynthDecoder, index: int, case: dict[str, Any], images: bool
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "kind": "decode",
-        "decoder": decoder.id,
-        "case": case["id"],
-        "batch_size": decoder.batch_size,
-        "batch_id": f"{decoder.id}:{index // decoder.batch_size}",
-        "output_size": case["output_size"],
-        "request_size": case["output_size"],
-    }
+    root: Path, decoder: SynthDecoder, index: int, case: CaseLine, images: bool
+) -> DecodeRecord:
+    record = DecodeRecord(
+        kind="decode",
+        decoder=decoder.id,
+        case=case["id"],
+        batch_size=decoder.batch_size,
+        batch_id=f"{decoder.id}:{index // decoder.batch_size}",
+        output_size=case["output_size"],
+        request_size=case["output_size"],
+    )
     if index in decoder.failures:
         status, message = decoder.failures[index]
         record.update(status=status, message=message, latency=None, memory=None)
@@ -261,22 +262,22 @@ def _decode_record(
 
 
 def _metric_records(
-    root: Path, decoder: SynthDecoder, cases: list[dict[str, Any]], metric_info: dict[str, Any], images: bool
-) -> list[dict[str, Any]]:
+    root: Path, decoder: SynthDecoder, cases: list[CaseLine], metric_info: dict[str, Any], images: bool
+) -> list[MetricRecord]:
     records = []
     for name in metric_info:
         value_of = decoder.metrics.get(name)
         for index, case in enumerate(cases):
             if index in decoder.failures or value_of is None:
                 continue
-            record: dict[str, Any] = {
-                "kind": "metric",
-                "decoder": decoder.id,
-                "case": case["id"],
-                "metric": name,
-                "version": "1",
-                "protocol_sha256": hashlib.sha256(name.encode()).hexdigest(),
-            }
+            record = MetricRecord(
+                kind="metric",
+                decoder=decoder.id,
+                case=case["id"],
+                metric=name,
+                version="1",
+                protocol_sha256=hashlib.sha256(name.encode()).hexdigest(),
+            )
             if decoder.quality_not_applicable:
                 record.update(status="not_applicable", value=None, message=decoder.quality_not_applicable)
             else:
@@ -304,19 +305,19 @@ def write_judge(root: Path, decoders: list[str], case_ids: list[str], reason: st
             for case in case_ids:
                 for order in ("ab", "ba"):
                     records.append(
-                        {
-                            "kind": "judge",
-                            "case": case,
-                            "a": a,
-                            "b": b,
-                            "order": order,
-                            "criterion": "overall",
-                            "judge_model": "test-judge",
-                            "status": "ok",
-                            "verdict": "a",
-                            "reason": reason,
-                            "cached": False,
-                        }
+                        JudgeRecord(
+                            kind="judge",
+                            case=case,
+                            a=a,
+                            b=b,
+                            order=order,
+                            criterion="overall",
+                            judge_model="test-judge",
+                            status="ok",
+                            verdict="a",
+                            reason=reason,
+                            cached=False,
+                        )
                     )
             n = len(case_ids)
             pairs.append(
@@ -376,7 +377,7 @@ def write_sweep(root: Path, decoder: str, sizes: list[int], oom_from: int) -> Pa
     )
     records = []
     for side in sizes:
-        record: dict[str, Any] = {"kind": "sweep", "decoder": decoder, "size": [side, side]}
+        record = SweepRecord(kind="sweep", decoder=decoder, size=[side, side])  # status: below
         if side >= oom_from:
             record.update(status="oom", latency=None, memory=None, message=f"CUDA out of memory at {side}px")
         else:
