@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.records import DecodeRecord, MetricRecord
 from harness.view import MEMORY_KINDS, load_run
 from reports.price import device_time_price, electricity_price
 
@@ -104,7 +105,7 @@ def _summary_row(context: DecoderContexts, view: Any, row: dict[str, Any]) -> di
             "reason": row["reason"], "criteria": ", ".join(row["criteria"])}
 
 
-def _decode_rows(context: DecoderContexts, view: Any, record: dict[str, Any]) -> list[dict[str, Any]]:
+def _decode_rows(context: DecoderContexts, view: Any, record: DecodeRecord) -> list[dict[str, Any]]:
     latency, memory = record.get("latency") or {}, record.get("memory") or {}
     batch = int(record.get("batch_size") or 1)
     samples = len(latency.get("samples_ms") or []) or latency.get("n")
@@ -124,7 +125,7 @@ def _decode_rows(context: DecoderContexts, view: Any, record: dict[str, Any]) ->
     return rows or [{**common, "variable": "status", "value": None}]
 
 
-def _value(record: dict[str, Any]) -> float | None:
+def _value(record: MetricRecord) -> float | None:
     """The metric value; +∞ where the record says so (PSNR of an output identical to its reference)."""
     if record["status"] == "ok" and record.get("nonfinite") == "inf":
         return math.inf
@@ -182,7 +183,7 @@ def _cost_rows(context: DecoderContexts, view: Any, row: Any) -> list[dict[str, 
     return rows
 
 
-def _metric_row(context: DecoderContexts, view: Any, record: dict[str, Any]) -> dict[str, Any]:
+def _metric_row(context: DecoderContexts, view: Any, record: MetricRecord) -> dict[str, Any]:
     metric = record["metric"]
     info = view.metric_info.get(metric) or {}
     direction = view.direction(metric)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
-from typing import Any
 
+from harness.records import DecodeRecord, Invocation, LoadRecord
 from harness.view.run import RunView
 
 
@@ -69,7 +69,7 @@ def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _calls_ms(record: dict[str, Any]) -> float:
+def _calls_ms(record: DecodeRecord) -> float:
     return sum((record.get("latency") or {}).get("samples_ms", [])) + \
         ((record.get("warmup") or {}).get("total_ms") or 0.0)
 
@@ -88,7 +88,7 @@ def time_budget(view: RunView) -> TimeBudget | None:
     def invocation_of(iso: str) -> int:
         return max(0, bisect.bisect_right(starts, _seconds(iso)) - 1)
 
-    per: list[list[dict[str, Any]]] = [[] for _ in phases]
+    per: list[list[DecodeRecord | LoadRecord]] = [[] for _ in phases]
     for record in [*view.decodes.values(), *view.load_records]:
         if record.get("time"):
             per[invocation_of(record["time"])].append(record)
@@ -108,7 +108,7 @@ def time_budget(view: RunView) -> TimeBudget | None:
         complete=all(i.complete for i in invocations), invocations=invocations, server_s=total("server_s"))
 
 
-def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: list[dict[str, Any]],
+def _budget(phases: list[Invocation], decodes: list[DecodeRecord], loads: list[LoadRecord],
             wall_s: float | None = None, complete: bool = True) -> TimeBudget:
     calls_ms, seen = 0.0, set()
     for record in decodes:
@@ -132,8 +132,8 @@ def _budget(phases: list[dict[str, Any]], decodes: list[dict[str, Any]], loads: 
         slots=max(int(p.get("slots", 1)) for p in phases), complete=complete, server_s=total("server_s"))
 
 
-def _invocation(phase: dict[str, Any], start: float, last: float | None,
-                records: list[dict[str, Any]]) -> TimeBudget:
+def _invocation(phase: Invocation, start: float, last: float | None,
+                records: list[DecodeRecord | LoadRecord]) -> TimeBudget:
     if phase.get("wall_s") is not None:
         return _budget([phase], records, records)
     # Killed: from its start to its last record; the phase it was in when killed gets the rest.

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.metrics.direction import Direction
-from harness.records import DecodeKey, Size
+from harness.records import (
+    CaseLine,
+    DecodeKey,
+    DecodeRecord,
+    JudgeRecord,
+    LoadRecord,
+    Manifest,
+    MetricRecord,
+    Record,
+    Size,
+)
 from harness.store import INFRASTRUCTURE_ERROR, read_run
 from harness.view.rows import (
     HEADLINE_MEMORY,
@@ -28,20 +38,20 @@ from harness.view.rows import (
 @dataclass
 class RunView:
     run_dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     rows: list[Row]
     metric_info: dict[str, dict[str, Any]]
     metric_names: list[str]
     warnings: list[str]
-    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    decodes: dict[DecodeKey, dict[str, Any]] = field(default_factory=dict)
-    loads: dict[str, dict[str, Any]] = field(default_factory=dict)  # decoder → first ok load
-    load_failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # decoder → last failed load
+    cases: dict[str, CaseLine] = field(default_factory=dict)
+    decodes: dict[DecodeKey, DecodeRecord] = field(default_factory=dict)
+    loads: dict[str, LoadRecord] = field(default_factory=dict)  # decoder → first ok load
+    load_failures: dict[str, LoadRecord] = field(default_factory=dict)  # decoder → last failed load
     artifacts: dict[DecodeKey, dict[str, str]] = field(default_factory=dict)  # unit → metric → path
-    judge_records: list[dict[str, Any]] = field(default_factory=list)
-    load_records: list[dict[str, Any]] = field(default_factory=list)  # every worker load, ok or not
+    judge_records: list[JudgeRecord] = field(default_factory=list)
+    load_records: list[LoadRecord] = field(default_factory=list)  # every worker load, ok or not
     missing_images: list[str] = field(default_factory=list)  # outputs of ok decodes that are gone
-    records: list[dict[str, Any]] = field(default_factory=list)  # every record, as read_run validated it
+    records: list[Record] = field(default_factory=list)  # every record, as read_run validated it
     set_aside: list[str] = field(default_factory=list)  # "results.jsonl:N: why" of records left out
     cost: dict[str, Any] | None = None  # the suite's [cost] (gpu_hour, currency, kwh); show may override
 
@@ -144,7 +154,7 @@ def load_run(run_dir: Path) -> RunView:
             view.load_failures[record["decoder"]] = record
         elif record["kind"] == "judge":
             view.judge_records.append(record)
-    calls: dict[tuple[str, str], tuple[Row, list[dict[str, Any]]]] = {}
+    calls: dict[tuple[str, str], tuple[Row, list[DecodeRecord]]] = {}
     for record in records:
         if record["kind"] != "decode":
             continue
@@ -186,9 +196,9 @@ def _environment_note(view: RunView) -> str | None:
             f"`decoderbench run --resume {view.run_dir}` runs them again")
 
 
-def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> list[str]:
+def _add_metrics(view: RunView, records: list[Record], row_for: Any) -> list[str]:
     metric_names: list[str] = []
-    aggregates: list[dict[str, Any]] = []
+    aggregates: list[MetricRecord] = []
     for record in records:
         if record["kind"] != "metric":
             continue
@@ -239,7 +249,7 @@ def _add_metrics(view: RunView, records: list[dict[str, Any]], row_for: Any) -> 
     return metric_names
 
 
-def _ceiling(record: dict[str, Any], size: Size) -> float | None:
+def _ceiling(record: MetricRecord, size: Size) -> float | None:
     """For an ok +∞ value of a metric that declares a finite ceiling (PSNR), that ceiling."""
     if record["status"] != "ok" or record.get("nonfinite") != "inf":
         return None
@@ -256,7 +266,7 @@ def _reference_value(details: dict[str, Any]) -> float | None:
     return None
 
 
-def _add_decode(row: Row, record: dict[str, Any]) -> None:
+def _add_decode(row: Row, record: DecodeRecord) -> None:
     status = record["status"]
     row.statuses[status] = row.statuses.get(status, 0) + 1
     if status != "ok" and record.get("message"):
@@ -278,7 +288,7 @@ def _add_decode(row: Row, record: dict[str, Any]) -> None:
         row.resampled_from = record["resampled"]["from"]
 
 
-def _call(records: list[dict[str, Any]]) -> Call:
+def _call(records: list[DecodeRecord]) -> Call:
     """The records of one call's cases (each carries the call's timings and memory) as one Call."""
     first = records[0]
     latency, memory = first.get("latency") or {}, first.get("memory") or {}
@@ -294,7 +304,7 @@ def _add_first_calls(view: RunView) -> None:
     """Per row: the first call at its size, the start-up of the worker that made it, and a cold
     start only where that call was the worker's first (a later size is served warm)."""
     startup = {r.get("pid"): r.get("spawn_to_ready_ms") for r in view.load_records if r["status"] == "ok"}
-    first: dict[tuple[str, Size], dict[str, Any]] = {}
+    first: dict[tuple[str, Size], DecodeRecord] = {}
     for (decoder, _), record in sorted(view.decodes.items(), key=lambda kv: kv[1].get("time", "")):
         if record["status"] != "ok" or not (record.get("warmup") or {}).get("first_call_ms"):
             continue
@@ -311,6 +321,6 @@ def _add_first_calls(view: RunView) -> None:
             row.cold_start_ms = row.worker_startup_ms + row.first_call_ms
 
 
-def _order(manifest: dict[str, Any], decoder: str) -> int:
+def _order(manifest: Manifest, decoder: str) -> int:
     ids = [d["label"] or d["name"] for d in manifest["suite"]["resolved"]["decoder"]]
     return ids.index(decoder) if decoder in ids else len(ids)
