@@ -8,15 +8,8 @@
     nox -s bench-gb200      # the GPU suites on a GB200 runner (docs/hardware-runners.md)
     nox -s bench-overhead   # the harness's own cost (bench/overhead.py)
 
-The development sessions install the project with the pinned torch of constraints.txt; pass
-`-- ARGS` to forward extra arguments. The bench sessions never install torch: their venv sees
-the runner's Python (--system-site-packages) and uses its CUDA torch. In order they check that
-torch, its CUDA build and the GPUs from the checkout (seconds, before installing anything);
-install the `runner` extra (constraints-runner.txt, plus the runner's torch pinned as it is);
-check every suite's weights (`decoderbench doctor --device cuda`); run the suites on every GPU
-and the memory-wall sweeps into runs/<session>-<date>-<time>/; and end with `decoderbench
-session`, green only when every suite measured the rows it declares. Their options:
-`-- --any-gpu --allow-missing --suites smoke,flux-vae-wall --out DIR --no-sweeps`.
+Development sessions install the project with constraints.txt's torch (`-- ARGS` are forwarded);
+the bench sessions use the runner's own CUDA torch and are described in docs/hardware-runners.md.
 """
 
 from __future__ import annotations

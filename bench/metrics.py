@@ -4,22 +4,10 @@
                             [--metrics psnr ssim ...] [--repeats 5] [--json out.json]
     nox -s bench-metrics
 
-For every metric, size and device, one process times our metric and the
-library on the same images (photographs resized to the size, and degraded
-copies; text charts for the OCR metric), interleaved (ours, library, library,
-ours, ...) after one untimed call each, and prints the medians as images per
-second, their ratio (ours ÷ library: above 1 is faster), the largest
-difference between the values, and the peak memory of one call of each (CPU:
-the process's peak resident set above what it held before the call, through
-the kernel's reset high-water mark; CUDA: `max_memory_allocated` above the
-allocation before the call). `--memory-size` adds one row per metric at that
-size (default 4096²) with our time and peak memory only.
-
-Both sides of every metric come from the table the tests check too
-(tests/support/metric_references.py): scikit-image, pytorch_msssim, lpips, pyiqa, rapidocr,
-clean-fid, or a direct numpy computation where no library defines the metric; learned models
-with seeded random weights on both sides. Metrics whose models cannot be built offline are
-listed as not run, with the reason.
+Both sides of every metric come from tests/support/metric_references.py (the table the tests
+check); each is called once untimed, then interleaved (ours, library, library, ours, ...). Rows
+give images per second, the ratio ours ÷ library (> 1: faster), the largest value difference and
+each side's peak memory; `--memory-size` adds an ours-only row per metric (docs/metrics.md).
 """
 
 from __future__ import annotations

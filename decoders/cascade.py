@@ -1,24 +1,5 @@
-"""VAE decode followed by a super-resolution stage: the honest baseline for 4× decoders.
-
-Upscalers:
-- `sd-x4`: the Stable Diffusion x4 upscaler through diffusers (steps, noise
-  level, guidance, prompt: the case's prompt unless one is declared);
-  stochastic, seeded per case.
-- `spandrel`: a GAN/regression upscaler (Real-ESRGAN, SwinIR, …) loaded by
-  spandrel from a weights file; its scale is declared and checked on load.
-- `resample`: a classical kernel (decoders.resample) at a declared scale.
-
-Per-stage times (`vae_decode`, `upscale`) are reported next to the total.
-
-Stages compile on their own: `vae = {..., compile = true}` compiles the VAE's
-decoder, `upscaler = {kind = "spandrel", ..., compile = true}` the GAN, and
-`{kind = "sd-x4", ..., compile = true}` the upscaler's UNet (diffusers'
-recommended target; its text encoder, VAE and scheduler stay eager). The
-decoder's facts.compile say, per stage, what compiled and for how long.
-
-The SD x4 upscaler's steps are a declared choice: diffusers' pipeline default
-is 75 (`StableDiffusionUpscalePipeline.__call__`, diffusers 0.42.1); this
-adapter's default is 20 and every suite row states its own.
+"""VAE decode, then a super-resolution stage (`sd-x4`, `spandrel`, `resample`): the honest baseline
+for 4× decoders. Each stage is timed (`vae_decode`, `upscale`) and compiles on its own.
 """
 
 from __future__ import annotations

@@ -1,37 +1,8 @@
 """Tencent L2P: text-to-pixel generation without a VAE (Z-Image backbone), at 1K and 4K/8K/10K.
 
-Written against the public inference API of
-- 1K: github.com/TencentYoutuResearch/T2I-L2P (README at commits a9c429210a0d
-  and 1a63e2f10364; the earlier NJU-PCALab/L2P README shows the same call),
-- 4K/8K/10K: L2P-ZImage-HR in github.com/HaojunChen663/PixVerve-95K (commit
-  91e352266128: README.md, diffsynth/pipelines/z_image_L2P.py,
-  diffsynth/diffusion/base_pipeline_L2P.py, batch_z-image_infer_L2P_test_8gpu.py),
-
-both of which install a package named `diffsynth`:
-
-    pipe = ZImagePipeline.from_pretrained(torch_dtype=..., device=...,
-        model_configs=[ModelConfig(path=[main_model]), ModelConfig(path=text_encoder_files)],
-        tokenizer_config=ModelConfig(path=tokenizer_folder)[, vram_limit=GiB])
-    image = pipe(prompt=..., negative_prompt=..., cfg_scale=..., height=..., width=...,
-                 seed=..., rand_device=..., num_inference_steps=..., progress_bar_cmd=...)
-
-which returns one PIL image per call (batch 1). Sizes: the pipeline rounds a
-side that is not a multiple of its DiT patch *up* (check_resize_height_width),
-so the adapter refuses such sizes instead. The patch is 16 for 1K (sides such
-as 1024×1040 are valid) and 64 / 128 / 160 for the 4K / 8K / 10K checkpoints,
-which the HR pipeline reads from the loaded DiT (`dit.all_patch_size`); the 1K
-DiT is known to fail when (H/16)·(W/16) is not a multiple of 32, so such sizes
-are refused before loading. (The 1K pipeline's source was not available to
-read here; its patch and token rule are as the issue that introduced them
-states, and are checked against the loaded pipeline's `height_division_factor`.)
-
-The two packages cannot be told apart by name: the HR pipeline's source sets
-its division factor from the loaded DiT after loading, the 1K one's does not;
-the adapter reads the installed `z_image_L2P.py` and refuses the wrong package
-(and checks the loaded pipeline's factor against the variant's patch). The noise
-is drawn on the full device (`rand_device="cuda:N"`), as upstream's batch
-script does. The text encoder (Qwen3 of Z-Image) runs inside the call; forward
-hooks on `pipe.text_encoder` time it apart from generation.
+An adapter of the `diffsynth` ZImagePipeline of L2P's two public releases (1K, and the HR
+L2P-ZImage-HR); sizes the pipeline would silently round are refused, and the text encoder is timed
+apart from generation. The upstream API it is written against: docs/decoders/l2p.md.
 """
 
 from __future__ import annotations

@@ -1,53 +1,9 @@
 """NVIDIA PiD (pixel-diffusion decoder) through its public inference API.
 
-Written against github.com/nv-tlabs/PiD (commit 2c8814c2b91c): a checkout of
-the repository with its `checkpoints/` folder (HF `nvidia/PiD`) is the
-installation. Distilled checkpoints come from PiD's own registry
-(`pid._src.inference.checkpoint_registry.get_pid_checkpoint(backbone,
-ckpt_type)`, config `pid/_src/configs/pid/config.py`); the undistilled v1.5
-teacher is the training experiment
-`pid_v1pt5_teacher_<family>_h1024_d4_fix_backbone_res_2048_to_3840` with
-config `pid/_src/configs/pid_training/config.py` (families flux, flux2,
-qwenimage; docs/inference.md runs it at cfg 5 with 25 steps, its config
-default is 50). Both load through
-`pid._src.utils.model_loader.load_model_from_checkpoint(..., strict=False)`
-and decode through `model.generate_samples_from_batch(batch, cfg_scale,
-num_steps, seed, shift, image_size)`, where the batch holds exactly the
-caption list, `LQ_latent` ([B, C, h, w] normalized latents, bf16, on CUDA)
-and `degrade_sigma` (float32 [B]); the output is [B, 3, 1, H, W] in [-1, 1].
-
-The backbones are PiD's: the diffusers ones (flux, zimage, zimage-turbo,
-flux2, flux2-klein-4b/-9b, sd3, sdxl, qwenimage, qwenimage-2512) at 4×, and
-the semantic RAE spaces dinov2 (4×) and siglip (8×, Scale-RAE's 256² → 2048²).
-
-At load PiD downloads its Gemma-2-2B text encoder
-(`Efficient-Large-Model/gemma-2-2b-it`, pixeldit_model.py) and, for dinov2 /
-siglip, the RAE encoder (`facebook/dinov2-with-registers-base`,
-`google/siglip2-so400m-patch14-224`); offline they must be in the Hugging Face
-cache, which is checked before loading. PiD encodes the caption inside the
-decode call; the adapter times `model._encode_text_raw` so text encoding is
-reported apart from decoding. Loading PiD sets process-wide torch state (seed
-0, cudnn.benchmark, TF32): the harness gives every decoder its own process.
-
-Checkpoint keys. `load_model_from_checkpoint` loads with `strict=False` and
-PiD's own `load_state_dict` (pid_distill_model_infer.py, pid_model.py) loads
-the network with `strict=False` again, only logging what did not match. The
-adapter records the network's missing and unexpected keys and refuses the
-load (status `error`) unless both lists are empty: the one mismatch PiD calls
-expected — missing `lq_proj` keys — arises only when a text-to-image PixelDiT
-checkpoint initialises an SR model, and in a released decoder it would leave
-the latent projection at its zero initialisation, i.e. a decoder that ignores
-its latent. Keys PiD drops itself before loading (`net_ema.`, `fake_score.`,
-`discriminator.`) never reach the network. `accept_key_mismatch` names key
-prefixes a user accepts for a checkpoint of their own (recorded).
-
-`compile = true` calls PiD's `enable_compile()` (upstream's `--compile`): the
-text encoder is wrapped at once, the distilled student's network is compiled
-lazily per output size (`_maybe_compile_net`, mode "default"; another
-`compile_mode` is honoured by filling that cache with our own compiled net).
-The teacher's `generate_samples_from_batch` runs `self.net` eagerly upstream:
-its network is not compiled, and facts.compile records, per stage, what
-actually compiled.
+Loads a distilled checkpoint (or the v1.5 teacher) from a PiD checkout, refuses a checkpoint whose
+network keys do not match (a decoder that ignores its latent), times PiD's text encoding apart from
+decoding, and compiles what PiD's own `enable_compile()` compiles. The upstream API it is written
+against: docs/decoders/pid.md.
 """
 
 from __future__ import annotations

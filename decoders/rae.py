@@ -1,26 +1,8 @@
 """Semantic latents of representation autoencoders (RAE): the `dinov2` and `siglip` encoders.
 
-Written against PiD's tokenizers (github.com/nv-tlabs/PiD at 2c8814c,
-pid/_src/tokenizers/dinov2_vae.py and scale_rae_vae.py), which define the
-latents PiD's dinov2 / siglip decoders were trained on, through transformers:
-
-- `dinov2` (RAE): `facebook/dinov2-with-registers-base` with the final
-  LayerNorm's affine removed; the image (in [0, 1]) is resized bicubically to
-  448² (no antialias), ImageNet-normalized with the processor's mean/std, and
-  the patch tokens after the CLS and register tokens form [768, 32, 32]; then
-  RAE's per-(C, H, W) statistics normalize them, (z − mean) / √(var + 1e-5)
-  (`stat.pt`, shipped in PiD's `checkpoints/rae/stats/...`).
-- `siglip` (Scale-RAE): the vision tower of
-  `google/siglip2-so400m-patch14-224` with `post_layernorm` bypassed; the
-  image is resized bicubically with antialias to 224², normalized with the
-  processor's mean/std (0.5/0.5), and an affine-free LayerNorm (eps 1e-6) over
-  the 1152 channels of the 16×16 tokens gives [1152, 16, 16].
-
-Both spaces have one image size (decoders.spaces: 512² and 256²). PiD runs
-these encoders in bf16; here they run in the source worker's float32.
-`weights = "random"` builds the exact published architecture with a seeded
-random initialisation (`config` overrides, e.g. fewer layers, for CPU runs);
-the latent normalization then is the identity unless `stats` is given.
+The latents PiD's dinov2 / siglip decoders were trained on, made as PiD's tokenizers make them,
+through transformers; `weights = "random"` builds the published architecture with seeded random
+weights for CPU runs (docs/decoders.md, latent spaces).
 """
 
 from __future__ import annotations

@@ -1,33 +1,8 @@
 """Text-to-image pipelines that produce latents for the `prompts` source ("from text").
 
-A diffusers pipeline (FLUX.1, Z-Image, SD3, SDXL, FLUX.2, FLUX.2-klein, Qwen-Image)
-runs to its final step, or stops early after `stop_at_step` steps (PiD's
-early-termination study) and the pipeline is interrupted. What is captured
-there is either the noisy latent x_t with its sigma (`capture = "x_t"`, PiD's
-XtCaptureCallback: sigma = sigmas[K]) or the model's x0 prediction of that
-step (`capture = "x0"`, PiD's X0CaptureCallback: x0 = x_in − sigma·v with
-sigma = sigmas[K−1], the input's; taken here from the scheduler step, i.e.
-after guidance, so it holds with CFG too; flow-matching pipelines only).
-PiD's README recommends, per backbone, the latent to decode
-(`RECOMMENDED_STOP`): step 24 of 28 for FLUX.1 and SD3, 26 of 30 for SDXL, 46
-of 50 for FLUX.2 and Z-Image, 44 of 50 for Qwen-Image, and the final x0 for
-the few-step FLUX.2-klein (4) and Z-Image-Turbo (9).
-
-Latents come back normalized in the family's latent space
-(decoders.spaces), unpacked to [B, C, h, w]: FLUX.1 and Qwen-Image are
-unpacked from their 2×2 token packing, FLUX.2's tokens are scattered back by
-their position ids, and FLUX.2-klein — whose `output_type="latent"` returns
-the raw, BatchNorm-denormalized 32-channel latent — is folded and normalized
-again with the VAE's BatchNorm statistics (as PiD's pipeline_registry does).
-SDXL's variance-exploding Euler frame is converted to the variance-preserving
-frame (x / √(σ²+1), σ / √(σ²+1)) as PiD does, so sigma is always in [0, 1].
-
-The initial noise comes from a generator on the pipeline's device, seeded by
-the case seed, as PiD's from_ldm does (`generator_device = "cpu"` for the
-device-independent alternative); the device used is in the source's facts.
-`cpu_offload = "model" | "sequential"` places a pipeline that does not fit
-one GPU (FLUX.2-dev: a 32 B transformer and a 24 B text encoder) with
-diffusers' enable_model_cpu_offload / enable_sequential_cpu_offload.
+A diffusers pipeline runs to its final step or stops early (PiD's early-termination study),
+capturing x_t with its sigma or the x0 prediction; latents come back normalized and unpacked in
+the family's latent space, seeded per case (docs/suites.md, sources for learned decoders).
 """
 
 from __future__ import annotations

@@ -1,51 +1,9 @@
 """The evaluation phase: metrics over the stored outputs, after all decoding.
 
-Each metric is loaded once per run on the evaluation device and fed one set
-at a time — the stored 8-bit outputs of one decoder at one comparison size,
-with the stored 8-bit references when it needs them and an `ImageContext`
-per image — then asked for its values. What gets a record depends on the
-metric's scope (see harness/metrics/base.py):
-
-- image:      one record per (decoder, case), plus one aggregate record per
-              set (case null, "size") when the metric aggregates;
-- seed_group: one record per group of cases that differ only in the seed,
-              under the group's lowest-seed case, listing the group's cases;
-- set:        one record per set (case null, "size").
-
-A record holds the value, or why there is none: `unavailable` (a dependency
-or weight is missing), `not_applicable` (a random-weight decoder; an image
-without text lines for an OCR metric; ...), `error` (the metric failed on
-that batch or set). Resume never writes a second record for anything: a set
-whose aggregate is missing is fed again in full, but only records that do
-not exist yet are written.
-
-How images flow (one read per image, bounded memory):
-
-- *Passes.* Every metric of the suite is loaded at the start of one shared
-  pass over the stored images, and each batch read is fed to all of them in
-  turn, so an output is decoded from PNG once per run, not once per metric.
-  Metrics with multi-gigabyte models — the text-alignment family (CLIPScore's
-  CLIP ViT-L/14, GenEval's detector, DPG-Bench's VQA model) — each get a pass
-  of their own afterwards: loaded, fed, and released before the next, so at
-  most one of them is resident. They read only the outputs, and their models
-  cost far more per image than a PNG decode.
-- *Batches.* Sets are streamed one at a time (sizes in order, then decoders);
-  a set's units are cut into batches of `evaluation.batch_size` whole seed
-  groups (a group larger than that is one batch). Each metric gets the part of
-  a batch it still needs (resume) and may score; a failure in one metric's
-  update is an `error` record for that metric and batch only.
-- *Reader.* A background thread decodes the PNGs of the next batches (two
-  ahead) while the metrics work on the current one; the uint8 tensors move to
-  the evaluation device and become float32 [0, 1] there. References are kept
-  decoded for the next decoder's set of the same size while they fit
-  `REFERENCE_CACHE_BYTES` (512 MiB: every reference of a 256² suite with
-  thousands of cases, ten at 4096²); beyond that they are read again per
-  decoder. Memory is therefore three batches of images plus the largest
-  metric's working set — never a whole run — and each metric bounds its own
-  working set at 4096² (see docs/metrics.md, speed and memory).
-
-A metric's `seconds` in the manifest is the time spent in its own load,
-updates and compute (PNG decoding is shared and not counted in any).
+Each metric is loaded once on the evaluation device and fed one set (a decoder's outputs at one
+comparison size) at a time, in shared passes that read each PNG once, with bounded memory; every
+value, or why there is none, becomes one metric record, and resume writes only the missing ones
+(docs/metrics.md, the evaluation phase).
 """
 
 from __future__ import annotations

@@ -1,23 +1,7 @@
 """The memory wall: the largest output size a decoder decodes before memory runs out.
 
-`decoderbench sweep SUITE --decoder ID --from 512 --to 4096` bisects on the
-square output side, in steps the decoder accepts (its latent factor times
-its native scale, and its own size multiple). Every size tried runs in a
-fresh worker process, so an out-of-memory failure cannot poison the sizes
-after it; each size gets latency and peak memory like a decode record. A
-declared memory budget counts any size whose peak exceeds it as out of
-memory: how the logic is exercised on a CPU, and how a smaller GPU is
-simulated on a larger one. The deciding figure is CUDA peak reserved, or on a
-CPU the RSS increment over the loaded worker (what the summary and the gates
-compare), named in the manifest, the table and the plot. The search assumes
-memory grows with size.
-
-Inputs are standard-normal latents in the decoder's latent space (seed 0):
-latency and memory do not depend on latent values. Decoders that need a
-prompt get the first prompt of the suite's source. Outputs are hashed and
-not kept. The sweep writes its own run directory: manifest.json
-("kind": "sweep"), results.jsonl ({"kind": "sweep", ...} records), logs/,
-inputs/ and memory_wall.png.
+A bisection on the square output side, each size in a fresh worker, writing a sweep directory of
+its own (docs/memory-wall.md).
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
 """Zoom crops for the side-by-side viewer, chosen once per case on the reference.
 
-Readers zoom in where a decoder can invent detail: busy texture and small
-text. The same square windows are then shown on every decoder's output.
-
-- *detail*: the window with the most gradient energy (sum of |∂x| + |∂y|).
-- *disagreement*: the window where the decoders' outputs differ most from each other (mean
-  per-pixel standard deviation across decoders), away from the other two — where invented
-  detail is, by definition, a matter of which decoder one picks.
-- *text*: the window with the most glyphs — stroke components of glyph size
-  that sit side by side on a line with blank space above and below —
-  provided most of its glyph-sized components are such glyphs, strokes cover
-  at least `TEXT_MIN_DENSITY` of it and the pixels around them are flat
-  (paper). Stroke pixels are darker (dark ink) or brighter (light ink) than
-  their `STROKE_WIDTH_PX` neighbourhood by `STROKE_CONTRAST`. The line test
-  separates printed text from fur, grass, gravel, stars and coin reliefs; it
-  is a heuristic (no OCR model), tuned on rendered text charts, a scanned
-  page and the scikit-image photographs.
-
-Windows are a quarter of the short side (at least 16 px, at most 192 px),
-scanned on a grid with a quarter-window stride; window sums come from
-integral images. References larger than `ANALYSIS_MAX_SIDE` are analysed
-after block-averaging.
+The windows where a decoder can invent detail (most texture, most disagreement between decoders,
+most text), shown on every decoder's output (docs/reports.md).
 """
 
 from __future__ import annotations

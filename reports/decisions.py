@@ -1,28 +1,8 @@
 """Decisions a reader can trust: paired tests with a known error rate, an honest summary.
 
-For every criterion of a comparison size — each metric, and the costs (latency per image, peak
-memory) — decoders are compared pairwise over the units both have values for: cases for metrics,
-decode calls of the same batch size for costs (per image = call ÷ batch size; n counts calls).
-Each pair gets the exact sign-flip test of its paired differences (on the criterion's "smaller is
-better" axis, harness.metrics.direction); the pairs of a criterion form one family, corrected by
-Holm's method at 5 %, so that decoders that do not differ are told apart on that criterion at
-most 5 % of the time, at every n (harness/stats, docs/statistics.md). A decoder is better than
-another only when its test rejects *and* the mean difference exceeds the criterion's resolution
-(costs: 10 % of latency, 5 % of memory or 16 MiB). Everything else is no decision. So:
-
-- the best mark goes to the best decoder and every decoder not separated from it; a criterion
-  with no decision gives no mark and says why: too few cases for any test to reject (with the n
-  a decision needs), no difference beyond noise, uninformative by its metric's own account (OCR
-  that cannot read the reference), a set value with no per-case values to test (FID), or every
-  latency row unstable (IQR / median of its timed calls above 10 %; an unstable row takes no cost
-  mark) — two decoders timed at different batch sizes are not compared at all;
-- summary groups (the suite's `[summary]`, else one per metric family plus cost) score each
-  decoder HELM-style: the share of the other decoders it beats on a criterion (no decision counts
-  ½), averaged over the group's informative criteria with their weights. "overall" is a weighted
-  mean of the quality groups (DEFAULT_GROUP_WEIGHTS: the perceptual ones lead; cost is shown beside
-  it, never mixed in, unless a suite's `[summary]` puts it there); every group appears, with the
-  reason when it ranks nothing; a decoder without any quality value gets no overall; and the
-  summary says whether its top decoder changes when any one group is left out.
+Per criterion, exact sign-flip tests of every decoder pair, Holm at 5 %: the best mark goes to the
+best decoder and every one not separated from it, or the criterion says why nothing was decided;
+summary groups score HELM-style win rates (docs/statistics.md).
 """
 
 from __future__ import annotations

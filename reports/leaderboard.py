@@ -1,22 +1,7 @@
 """Leaderboard tables: one per (suite, comparison size), cells that never lie.
 
-Every cell is a number with its interval, or says why there is none: the
-decode failure ("OOM", "error", ...) or the metric's own status
-("unavailable", "not applicable") with the reasons for hover, or "not
-measured" when the run holds nothing for it. A failure is never shown as a
-blank or a zero. The summary comes first: each decoder's mean win rate per
-summary group and overall (reports/decisions.py). The best mark of a column
-goes to the best decoder and every decoder not separated from it (exact
-paired sign-flip tests, Holm over the column's decoder pairs at 5 %); a
-column that separates no decoders says why in its header (too few cases,
-no difference, uninformative, not tested, unstable). Costs: latency per
-image (calls of one batch size, with the spread of the timed calls;
-unstable rows are flagged and take no mark), throughput, every memory
-figure by its name, energy per image (total, and above idle) and mean power
-where the run recorded energy ("not measured" with the reason where a
-counter could not be read), the price per 1,000 images (device time, and
-electricity where the suite gives a kWh price; "not priced" without
-[cost]), the first call at the size and the worker's start-up.
+Every cell is a number with its interval, or says why there is none; the summary comes first and
+the best marks follow reports/decisions.py (docs/reports.md).
 """
 
 from __future__ import annotations

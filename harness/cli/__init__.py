@@ -14,12 +14,8 @@
     (shared)             harness/cli/console.py: consoles, exit codes, fail(), the progress reporter;
                          harness/cli/tables.py: tables that fit any width, notes, Markdown
 
-Help is plain text (no rich markup: `[[gate]]` prints as written, nothing is cut at 80 columns).
-Importing this package imports no tensor library: the verbs that touch no tensor start fast.
-
-Exit codes (harness/errors.py): 0 everything ran and every case decoded; 1 a case failed (OOM,
-error, timeout, crash, invalid output, unavailable decoder); 2 a usage,
-suite or run-directory error.
+Help is plain text; importing this package imports no tensor library; exit codes are
+harness/errors.py's (docs/command-line.md).
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """`decoderbench doctor [SUITE...]`: what can actually run on this machine, and how to fix the rest.
 
-The machine (Python, torch and its CUDA build, the GPUs), then — for every decoder, encoder,
-source pipeline, metric and judge of each SUITE (without one: every registered decoder and
-metric with its default parameters) — whether its packages, checkout, weight files and benchmark
-data are here and whether it can run on the suite's device, with the exact command for each gap.
-Every check is the component's own (`Decoder.check()`, `Metric.check()`, the weight lock
-table, the judge backends' key and model checks), asked without loading a model, hashing a
-file or touching the network. Exit 1 when a decoder, the source or the judge of a SUITE lacks
-something (their cases cannot be made); metrics that lack something are listed with the command
-for each and leave the exit at 0 (a run skips them, and fetches missing lock-table weights itself
-where the network is reachable).
-
-`--device cuda` is the preflight of a GPU run (what `nox -s bench-h100|bench-gb200` asks before
-any suite): the CUDA checks of harness/hardware/cuda.py (a CUDA build of torch, GPUs it can use,
-kernels for their compute capability, with `--gpu-family` the GPUs the session is for), then
-what each SUITE needs that is not here, one line per gap, identical gaps of several suites
-once. Exit 1 on any problem; with `--allow-missing` missing files are listed and pass, but a
-suite that could decode nothing still fails.
+Every component's own check, asked without loading a model, hashing a file or touching the
+network; `--device cuda` is the preflight of a GPU run (docs/command-line.md, `doctor`).
 """
 
 from __future__ import annotations

@@ -1,23 +1,8 @@
 """Tables the command line prints, readable at any width and never truncated.
 
-A `Grid` is a table in neutral form: a key column that names each row (a decoder, a metric,
-a file) and value columns of `Cell`s (a value, its qualifier, its interval, how many values it
-stands on, the best mark). It is laid out three ways:
-
-- wide: one row per key, one column per value column (the usual table);
-- transposed: one row per value column, one column per key (few decoders, many metrics);
-- long: one row per (key, column): key | column | value ± interval | n.
-
-`print_grid` takes the first grid (wide, then transposed) whose narrowest rendering fits the
-console width — first with each cell on one line, then with a cell's qualifier and interval
-stacked under its value, then without the columns marked optional (a note names them, or their
-cells follow the table one line each) — the long form only when no grid fits, and one block
-of `field: value` lines per row when not even that does. Names, numbers, URLs and digests never
-wrap; free-text columns and headers wrap between words, never inside one; nothing is ever cut
-to `…`. On a
-terminal the table is boxed; piped output (CI logs) gets no box and no colour, and `NO_COLOR`
-drops every style. `markdown_grid` writes a Markdown grid (pastes into pull requests),
-`print_note` prints notes whose long words (URLs, paths) go on their own line, unbroken.
+A `Grid` (key column, value cells) is laid out wide, transposed or long, whichever first fits the
+console; names, numbers, URLs and digests never wrap and nothing is cut to `…`
+(docs/command-line.md, output for every reader).
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """Gate calibration: tolerances from measured run-to-run noise, not guesses.
 
-`decoderbench gate calibrate SUITE --repeats N` runs the suite N times on
-this machine, then evaluates every gate of the suite (or, when it declares
-none, a default set: each measured non-pixel metric, latency and memory)
-for every ordered pair of repeats — one repeat as the baseline, another as
-the run — exactly as `decoderbench gate` would. The spread is the worst
-statistic seen under pure noise; the proposal is k × spread:
-
-- mean_delta: tolerance = k × max |bound of the mean worsening|
-- latency_ratio / memory_ratio: max_ratio = 1 + k × max |ratio − 1|; none
-  where the repeats' timings are unstable (IQR / median above 10 %): a
-  ratio drawn from noise that large would propose a gate that catches
-  nothing
-- fraction_exceeding: tau = k × the largest per-case distance between
-  repeats (distances, i.e. lower-is-better metrics, only)
-
-A run whose noise is like the calibration's then passes its gates, and a
-regression larger than k times the noise fails them.
+`decoderbench gate calibrate SUITE --repeats N` runs the suite N times and proposes, per gate,
+k × the worst statistic seen under pure noise (docs/gates.md, calibration).
 """
 
 from __future__ import annotations

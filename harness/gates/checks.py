@@ -1,40 +1,8 @@
 """Regression gates: a run against a baseline, one check per (gate, decoder[, size]).
 
-Statistics (see harness/gates/spec.py for the suite syntax):
-- mean_delta: per case, the worsening w of the run's value over the
-  baseline's in the metric's direction (lower: run − baseline; higher:
-  baseline − run; closest to a target t: |run − t| − |baseline − t|, so an
-  energy ratio that moves from 1.0 to 3.0 worsens by 2.0); the gate holds
-  when the one-sided `confidence` Student-t upper bound of mean(w) is within
-  the tolerance: a true worsening equal to the tolerance passes at most
-  1 − confidence of the time at every n (normal per-case differences;
-  docs/statistics.md gives the rates under skew). Every result says the
-  smallest worsening its n and spread detect at 80 % power.
-- fraction_exceeding: per case, a full-reference distance (default LPIPS,
-  through the metric registry) between this run's output and the
-  baseline's output; the one-sided `confidence` (Clopper–Pearson) upper
-  bound of the share of cases beyond `tau` must be at most `max_fraction`.
-  Too few cases to show that share at all is "undecided", not a pass.
-- latency_ratio / memory_ratio / energy_ratio: median per-image latency
-  (calls of the same batch size only), the headline peak memory (CUDA peak
-  allocated, CPU RSS increment; the same figure as the baseline's) and the
-  energy per image of the decoding device (GPU through NVML, CPU through
-  RAPL; the same counter as the baseline's) over the baseline's, per
-  comparison size, within `max_ratio`, like batch sizes only. When the
-  environment differs (GPU model, dtype, library versions) they fail unless
-  allowed; energy that this run could not measure (no counter here) cannot
-  be evaluated, with the reason; when either side's timed calls are
-  unstable (IQR / median above 10 %) the latency gate is undecided.
-- hash_equal (pixel-exact, opt-in): every output identical to the baseline's.
-
-Results: pass, fail, skip (an optional gate that cannot be evaluated) and
-undecided (too few cases or unstable timings: the data cannot say either
-way), which `decoderbench gate` reports with its own exit code.
-
-Baseline cases that lost their value in this run (the decoder failed) are
-regressions. A metric that cannot be evaluated (unavailable, not
-applicable, missing from the baseline) fails the gate with the reason, or
-skips it when the gate is optional.
+Each statistic (mean_delta, fraction_exceeding, latency/memory/energy ratios, hash_equal) is a
+one-sided test with a stated error rate; a check passes, fails, skips (an optional gate that cannot
+be evaluated) or is undecided (the data cannot say) — docs/gates.md and docs/statistics.md.
 """
 
 from __future__ import annotations

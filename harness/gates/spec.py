@@ -1,24 +1,7 @@
 """The `[[gate]]` tables of a suite: what a regression gate checks, validated up front.
 
-    [[gate]]                         # perceptual by default: the mean paired LPIPS change
-    statistic = "mean_delta"         # mean_delta | fraction_exceeding | latency_ratio | memory_ratio
-    metric = "lpips"                 #   | energy_ratio | hash_equal
-    tolerance = 0.005                # worsening allowed, in metric units (or tolerance_relative = 0.02)
-    confidence = 0.95                # judged by this one-sided bound of a paired bootstrap interval
-
-    [[gate]]
-    statistic = "fraction_exceeding" # share of cases whose output moved away from the baseline's
-    metric = "lpips"                 # distance (lower is better) between this run's and the baseline's output
-    tau = 0.05                       # a case counts when its distance is beyond tau
-    max_fraction = 0.10              # the 95 % upper bound of the share beyond tau must stay within this
-                                     # (0 beyond tau shows ≤ 10 % from 29 cases on: fewer is "undecided")
-
-    [[gate]]
-    statistic = "latency_ratio"      # or memory_ratio, energy_ratio: this run / baseline, per
-    max_ratio = 1.10                 # comparison size (energy: per image, the decoding device's)
-
-Generative decoders never reproduce pixels, so pixel-exact gates (hash
-equality, PSNR) are refused unless the gate says `pixel_exact = true`.
+Generative decoders never reproduce pixels, so pixel-exact gates (hash equality, PSNR) are refused
+unless the gate says `pixel_exact = true` (docs/gates.md).
 """
 
 from __future__ import annotations

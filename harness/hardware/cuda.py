@@ -1,22 +1,8 @@
 """The CUDA preflight of a bench session: can this Python measure decoders on these GPUs?
 
-Asked twice by `nox -s bench-h100|bench-gb200`: first before anything is installed
-(`python -m harness.hardware.cuda --gpu-family gb200` from the checkout: the standard library and
-the runner's own torch, nothing else — seconds, not minutes of installing), then by
-`decoderbench doctor --device cuda`, which adds every suite's weights. One line per check; a
-problem names its cause and its fix:
-
-- torch imports and is a CUDA build (`torch.version.cuda`): a CPU build is what an aarch64
-  runner (GB200, GH200) most often ends up with;
-- torch can use the GPUs the NVIDIA driver lists;
-- the build has kernels for each GPU's compute capability, by CUDA's compatibility rules: a
-  cubin `sm_XY` runs on X.Z for Z ≥ Y (the same major only: `sm_90` runs on 9.0 and on no
-  Blackwell); `sm_XYa` on X.Y only; `sm_XYf` on the family X.Z, Z ≥ Y; PTX `compute_XY` is
-  compiled just in time for X.Y and every newer GPU (slow first calls);
-- the GPUs are the family the session is for (bench-h100: Hopper, compute capability 9.0;
-  bench-gb200: Blackwell data-centre GPUs, 10.x).
-
-The queries are in `probe()`; the checks read its `CudaFacts`, so tests give stand-ins.
+One line per check (a CUDA build of torch, usable GPUs, kernels for their compute capability, the
+GPU family of the session), each problem with its cause and fix; the queries are in `probe()` and
+the checks read its `CudaFacts`, so tests give stand-ins (docs/hardware-runners.md).
 """
 
 from __future__ import annotations

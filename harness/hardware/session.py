@@ -1,29 +1,8 @@
 """A bench session's folder read back, and the verdict that makes the session green or red.
 
-`nox -s bench-h100|bench-gb200` leaves one folder, runs/<session>-<date>-<time>/:
-
-    session.json      what the session declared: its suites (which of them are memory-wall
-                      suites), its sweeps, --allow-missing, when it started
-    preflight.json    the machine (GPUs, driver, torch and its CUDA build) and the preflight's lines
-    <suite>/          one run directory per suite (`decoderbench run`)
-    sweep-<decoder>/  one memory-wall sweep per swept decoder (`decoderbench sweep`)
-    report/           one report over every run and sweep; results.csv: one export of every run
-    summary.json      the counts and the verdict `decoderbench session` prints
-
-The verdict reads the run directories, never the exit codes of the commands that wrote them
-(a run's exit code 1 means anything from one out-of-memory case at 4K to no decoder at all).
-A session is green only when every suite and sweep it declares finished, and
-
-- every row (decoder) of every suite measured all its cases; out of memory counts as a
-  measurement only in a memory-wall suite, where it is the result;
-- rows that cannot run here (`unavailable`: weights, checkouts or packages missing), metrics
-  that cannot run and judge requests that failed make it red, unless --allow-missing, which
-  lists them instead;
-- a suite that decoded nothing is red whatever was allowed;
-- a sweep decoded at least one size (its out-of-memory sizes are its result), and no size
-  failed for another reason;
-- anything else — an error, a timeout, a crash, an invalid output, a case without a record, an
-  interrupted run — makes it red.
+The verdict reads the run directories, never the exit codes of the commands that wrote them: green
+only when every suite and sweep declared finished and measured what it declares
+(docs/hardware-runners.md, exit codes).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """The pairwise judge: a multimodal model compares two decoders' outputs of the same case.
 
-One module, one job, data flowing down the list:
-
     config.py     the suite's [judge] table (schema, defaults)
     prompts.py    criteria, prompt template and its version, answer schema and parsing
     media.py      stored PNG → resized, encoded image the judge sees

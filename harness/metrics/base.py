@@ -1,26 +1,8 @@
-"""One protocol for every metric.
+"""One protocol for every metric: `update()` with batches, `compute()` the values, `reset()`.
 
-A metric has a name, a family, a direction and a version; it is loaded once
-per run on the evaluation device, fed batches with `update()` and asked for
-its values with `compute()`. Its `protocol()` (everything that determines
-its numbers: data range, resize, crop, weights sha256) is recorded and
-hashed with every value. Metrics know nothing about decoders: they see image
-tensors in [0, 1], the keys (case ids) those images belong to and, per
-image, an `ImageContext` (prompt, seed group, source annotations such as the
-text lines of a chart, and the decoder's reported facts such as a tile grid).
-
-The evaluation phase feeds a metric one *set* at a time — the images of one
-decoder at one comparison size — and calls `reset()` between sets. What a
-value belongs to is the metric's `scope`:
-
-- `Scope.IMAGE`: one value per image (case); `compute()` may add an
-  aggregate over the set (GenEval's task-averaged score, CER pooled over
-  every text line).
-- `Scope.SEED_GROUP`: one value per group of images that are the same case
-  except for the decoder seed (how much a stochastic decoder invents); every
-  update holds whole groups.
-- `Scope.SET`: one value for the whole set (FID, KID), compared with the
-  `ReferenceSet` given by `set_reference()`.
+Metrics know nothing about decoders: they see images in [0, 1], their keys (case ids) and an
+`ImageContext` per image; `protocol()` (everything that determines the numbers) is recorded and
+hashed with every value; `scope` says what a value belongs to (docs/metrics.md, the protocol).
 """
 
 from __future__ import annotations

@@ -1,27 +1,8 @@
 """Distribution metrics: FID, KID and patch-FID of a decoder's outputs against the references.
 
-One value per set (a decoder's outputs at one comparison size). The
-generated set is every scored output of the decoder; the reference set is
-every reference image of the run at that size (independent of which cases a
-decoder got right). Features come from a `FeatureNetwork` (default: the
-Inception-v3 clean-fid uses, with a named resize mode; see inception.py).
-
-- FID: ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁Σ₂)^½ with sample means and
-  covariances (N − 1) in float64. tr (Σ₁Σ₂)^½ is computed as the sum of the
-  square roots of the eigenvalues of Σ₁^½ Σ₂ Σ₁^½ (symmetric, positive
-  semi-definite), which equals scipy's sqrtm route without its instability.
-- KID: the unbiased MMD² estimate with the cubic polynomial kernel
-  k(x, y) = (xᵀy / d + 1)³, averaged over `subsets` random subsets of
-  `subset_size` (clean-fid's estimator, with a seeded generator).
-- patch-FID: FID over patches cut by a named protocol (patches.py).
-
-Reference features are computed once per (reference set content, feature
-protocol) and cached on disk in the run's cache directory; a second
-decoder, a second run or a resumed run reads them from there. Too few
-samples give warnings in the record and the run notes: FID with fewer
-samples than feature dimensions + 1 (a rank-deficient covariance: biased
-upwards, comparable only at equal N), KID with fewer samples than the
-subset size.
+One value per set, from features of a `FeatureNetwork` (inception.py); reference features are
+cached on disk per (reference set, feature protocol); too few samples give warnings
+(docs/metrics.md, protocols and policies).
 """
 
 from __future__ import annotations

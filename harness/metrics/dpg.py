@@ -1,45 +1,8 @@
 """DPG-Bench: dense prompt following, scored by visual question answering.
 
-The questions come from DPG-Bench's `dpg_bench.csv` (TencentQQGYLab/ELLA,
-columns item_id, text, keywords, proposition_id, dependency, category_broad,
-category_detailed, tuple, question_natural_language); the VQA model is a
-pluggable backend (the reference's mPLUG-large is not in transformers: the
-built-in `blip-vqa` and `vlm` backends are others, so numbers compare only
-with numbers from the same VQA model). A case is matched to its questions by
-the item id a `benchmark = "dpg-bench"` source carries (ELLA matches image
-file names to item ids), else by its prompt (the CSV's `text`).
-
-Every question of the prompt is asked about every image (DPG-Bench uses 4
-images per prompt: the suite's seeds). Two named scoring protocols; the
-name is part of the metric's protocol hash:
-
-`ella` — ELLA's dpg_bench/compute_dpg_bench.py (@3c228f1) as published,
-which is where papers' numbers come from:
-- questions are read as its prepare_dpg_data reads them: the CSV's first
-  data row is skipped, and rows are grouped by runs of equal item_id (a
-  later run of an item replaces an earlier one);
-- an answer scores 1 only if it equals "yes" exactly;
-- dependencies are applied in one pass over the questions in CSV order:
-  each question's parents are visited in their listed order (0 skipped)
-  and the first one scoring 0 as the pass has left it so far zeroes the
-  question (a parent zeroed later in the pass does not); a parent that is
-  not a question of the item, visited before any zero, makes the script
-  fail on that image, and the prompt (the script's 2×2 grid file) is left
-  out of every number;
-- image score = mean over the item's questions after zeroing; prompt score
-  = mean over its images (the grid's 4 crops); score = mean over prompts
-  × 100;
-- categories (L2: the tuple's text before "(", L1: its part before "-")
-  pool the raw answers (before zeroing) of the last image only (the grid's
-  bottom-right crop: here the image with the highest seed) — ELLA issue 60.
-
-`corrected` — the same score with the script's slips removed: every row is
-read (rows of an item are grouped wherever they are; a row repeating a
-proposition id of its item is one question, its first row, counted once in
-the image score and in the categories alike, and named in a warning), an
-answer is "yes" after stripping and lower-casing, zeroing is transitive
-whatever the row order (a missing parent is ignored), and categories pool
-the question scores after zeroing over every image.
+Every question of a prompt asked about every image through a pluggable VQA backend, scored by one
+of two named protocols: `ella` (ELLA's script as published) or `corrected` (its slips removed);
+the protocol and the backend are part of the metric's protocol hash (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,29 +1,7 @@
-"""Pixel-fidelity metrics against the reference image.
+"""Pixel-fidelity metrics against the reference image: PSNR, SSIM, MS-SSIM.
 
-Conventions: images are the stored 8-bit PNGs divided by 255, so the data
-range is 1.0; RGB channels are pooled (grayscale sources are replicated to
-RGB before anything else). Arithmetic is float64.
-
-- PSNR: 10·log10(1 / MSE) per image over all pixels and channels
-  (scikit-image's `peak_signal_noise_ratio(data_range=1)`).
-- SSIM: Gaussian window σ=1.5 truncated at 3.5σ (11 taps), K1=0.01,
-  K2=0.03, population covariances, averaged over the "valid" region (no
-  padding) and the channels — exactly scikit-image's
-  `structural_similarity(gaussian_weights=True, use_sample_covariance=False,
-  channel_axis=-1)`. (torchmetrics' SSIM also averages a reflect-padded
-  border, which differs by ~1e-3.)
-- MS-SSIM: five scales with Wang et al. (2003) weights, 2×2 average pooling
-  between scales, per-channel products averaged over channels, negative
-  terms clipped to 0 — the definition of the reference `pytorch_msssim`.
-
-Speed and memory: the five local moments of SSIM are filtered in float64 as
-shifted multiply-adds of the separable window (the sums scikit-image's
-`gaussian_filter` forms, without its padding), one tile at a time: on the
-CPU a tile of 128 × 512 output pixels whose moment planes fit the L2 cache,
-tiles running in parallel on single-threaded workers (see `tile_pool`); on a
-GPU, large tiles. Memory does not grow with the image (a 4096² image never
-exists as a float64 copy); PSNR and the MS-SSIM pyramid go by strips of rows.
-Values equal the whole-image computation to float64 rounding (~1e-15).
+The definitions of scikit-image and pytorch_msssim, in float64 on 8-bit images ÷ 255, computed by
+tiles and strips so that memory does not grow with the image (docs/metrics.md, speed and memory).
 """
 
 from __future__ import annotations

@@ -1,37 +1,8 @@
 """GenEval: compositional prompt following, scored from object detections.
 
-The rules are GenEval's (djghosh13/geneval @ af4902f, evaluation/
-evaluate_images.py and summary_scores.py); the detector and colour
-classifier are a pluggable backend (GenEval's own: Mask2Former Swin-S COCO
-through mmdet, colours by CLIP ViT-L/14 zero-shot on masked crops; built in:
-the same through transformers, geneval_detector.py). Numbers from different
-backends are not comparable: the backend is part of the protocol hash.
-
-A case's metadata entry comes with the case (a `benchmark = "geneval"`
-source annotates each prompt with it) or, for other prompts sources, from
-`metadata` by prompt. Per image, given the entry
-{"tag", "include": [{"class", "count", "color"?, "position"?: [relation, index]}],
- "exclude": [{"class", "count"}]}:
-
-1. Keep detections above the confidence threshold (0.3; 0.9 for the
-   `counting` task; compared in float32, as mmdet's scores are), most
-   confident first (ties: the later-listed first, as `np.argsort(scores)
-   [::-1]` orders them), at most 16 per class, with
-   optional greedy suppression of boxes overlapping a kept one by IoU ≥
-   `max_overlap` (1.0 = off, the default).
-2. Every include clause needs `count` objects of its class among them; with
-   a colour, at least `count` of those first `count` objects classified as
-   that colour; with a position, every one of them must stand in the
-   relation to every object matched by the clause it points to (which must
-   itself have matched). Relations use box centres: the offset beyond
-   `position_margin` × (sum of the two box sizes) on each axis, normalised
-   by the offset's length, above 0.5 in a direction ("left of", "right of",
-   "above", "below").
-3. An exclude clause fails when `count` or more objects of its class remain.
-
-An image is correct when every clause holds (value 1, else 0). The set's
-score is the mean over tasks of each task's fraction of correct images
-(the prompt's task is its metadata "tag"), as in GenEval's summary.
+GenEval's rules (djghosh13/geneval @ af4902f) over a pluggable detector and colour classifier; an
+image is correct (1) when every clause of its metadata holds, and the set's score is the mean of
+the task means (docs/benchmarks.md, GenEval).
 """
 
 from __future__ import annotations

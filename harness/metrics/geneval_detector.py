@@ -1,37 +1,7 @@
 """GenEval's detector and colour classifier through transformers (the built-in `transformers` backend).
 
-GenEval (djghosh13/geneval @ af4902f, evaluation/evaluate_images.py) runs
-mmdet 2.x's Mask2Former Swin-S trained on COCO instances and OpenAI CLIP
-ViT-L/14 through open_clip. This backend runs the same architecture and
-dataset — `facebook/mask2former-swin-small-coco-instance`, the transformers
-port of the Detectron2 release (a different training run than mmdet's
-checkpoint: numbers are comparable only with numbers from this backend) —
-and `openai/clip-vit-large-patch14`, with GenEval's procedure step by step:
-
-- Detection, as mmdet's test pipeline and MaskFormerFusionHead: the image
-  is rescaled (keep ratio) to fit 1333×800 (short side 800, long side at
-  most 1333; size int(side·scale + 0.5)), bilinear without antialiasing and
-  rounded to 8 bits like cv2 on uint8, normalised with ImageNet mean/std in
-  0–255, zero-padded to a multiple of 32. Mask logits are upsampled
-  bilinearly to the padded size, cropped to the resized size, upsampled to
-  the image size; the top 100 (query, class) pairs of the softmax class
-  scores (no-object column dropped) each give a mask (logit > 0), a score
-  (class score × mean sigmoid inside the mask) and a box from the mask
-  extent (x0, y0, x_last + 1, y_last + 1).
-- Colours, as GenEval's ImageCrops + clip_benchmark's zero-shot classifier:
-  each object's pixels composited over a #999 grey background with its
-  mask, cropped to its box (PIL rounding), CLIP preprocessing as open_clip's
-  (shorter side to 224 bicubic, long side int(224·long/short), centre crop
-  with torchvision's rounding, OpenAI mean/std); text prompts "a photo of a
-  {colour} {class}", "a photo of a {colour}-colored {class}", "a photo of a
-  {colour} object", each embedding unit-normalised, averaged per colour and
-  normalised again; the colour with the largest 100·cosine wins. (GenEval
-  runs CLIP under fp16 autocast on CUDA; this runs in `dtype`, float32 by
-  default.)
-
-Model labels map to GenEval's 80 class names (evaluation/object_names.txt:
-COCO's thing classes in mmdet order, with "computer mouse", "tv remote" and
-"computer keyboard" for COCO's "mouse", "remote", "keyboard") by name.
+Mask2Former Swin-S (COCO instances) and CLIP ViT-L/14, run through GenEval's procedure step by
+step; numbers compare only with this backend's (docs/benchmarks.md, GenEval).
 """
 
 from __future__ import annotations

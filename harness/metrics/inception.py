@@ -1,23 +1,8 @@
 """Feature networks for distribution metrics, with clean-fid's named resize modes.
 
-The default network is the one clean-fid loads: NVlabs' TorchScript port of
-TensorFlow's 2015-12-05 Inception-v3 (`inception-2015-12-05.pt`), 2048-d
-pool features. Images enter as 8-bit values (float, 0…255) and are brought
-to 299×299 by the resize mode, exactly as clean-fid does
-(GaParmar/clean-fid cleanfid/resize.py and features.py):
-
-- `clean`: PIL bicubic (antialiased) on each channel in float mode "F",
-  clipped to [0, 255] (bicubic overshoots at edges: 12.7 % of a text chart's
-  values at 512→299), no quantisation; then (x − 128) / 128 into the
-  network's layers.
-- `legacy_pytorch`: torch bilinear interpolation, align_corners=False, no
-  antialiasing, clipped to [0, 255]; then as above.
-- `legacy_tensorflow`: no resize outside; the TorchScript model's own
-  TF1-style resize, the original TTUR/TensorFlow behaviour.
-
-`torchscript:/path/net.pt` names any other TorchScript module that maps a
-float [B, 3, 299, 299] batch in [0, 255] to [B, D] features (for
-`legacy_tensorflow` it receives the images at their own size).
+The default is clean-fid's TorchScript Inception-v3 (2048-d pool features); `clean`,
+`legacy_pytorch` and `legacy_tensorflow` resize as clean-fid does; `torchscript:/path/net.pt`
+names any other network (docs/metrics.md, protocols and policies).
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
 """Text legibility: character error rate of OCR on text charts, per font size.
 
-Text is where a generative decoder invents "confidently incorrect" detail.
-Sources that render text (the built-in `legibility` and `textchart` sets)
-annotate every line with its string, font size and box; the case's
-annotations carry them in reference pixels (font sizes scaled with the
-image). Each line is cropped from the output (padding: `pad` × line height,
-at least 3 px) and read by rapidocr's recognition model alone — the boxes
-are known, so detection cannot miss a line — in one batch per image.
-Whitespace is removed from what is read; comparison is case-sensitive.
-
-CER = Levenshtein distance / number of characters in the truth. Per image:
-over all its lines; the set's aggregate pools every line of the set, and
-its details give the CER per font size (px at the comparison size), next
-to the same numbers for the reference image — the OCR floor, which shows
-where the font is too small for the OCR rather than spoiled by the decoder.
-The set's `reference_value` is the pooled CER of the references; when the
-OCR misreads more than `uninformative_above` of the references' own
-characters, the set is declared uninformative (the CER then measures the
-OCR, not the decoders) and reports leave it out of their rankings.
-Images without text lines are not applicable.
+Each annotated line is cropped from the output and read by rapidocr's recogniser; the reference's
+own CER is the OCR floor, and a set whose references the OCR cannot read is declared uninformative
+(docs/metrics.md, protocols and policies).
 """
 
 from __future__ import annotations

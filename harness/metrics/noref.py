@@ -1,24 +1,7 @@
 """No-reference image quality through pyiqa: MUSIQ, CLIP-IQA, MANIQA, NIQE, BRISQUE, TOPIQ-NR, PIQE.
 
-Each metric is pyiqa's model of that name with its default settings (the
-values pyiqa's authors calibrated against the published numbers); inputs are
-the stored outputs in [0, 1]. TOPIQ-NR is built without ImageNet backbone
-weights because its checkpoint is loaded strictly and replaces every
-parameter — the scores are identical and no extra download is needed.
-
-Large images: learned NR models were trained on images of about 0.5–1
-megapixel and run out of memory on 4K outputs. The declared policy
-(recorded in the protocol) applies to any image whose longer side exceeds
-`max_side`:
-
-- `tile` (default): score max_side × max_side tiles that cover the image —
-  evenly spaced, the last tile flush with the border, so tiles overlap
-  rather than pad — and average the tile scores. Keeps native detail.
-- `resize`: Lanczos-3 antialiased resize so that the longer side is max_side.
-- `centre_crop`: score the centred max_side × max_side crop.
-
-The pieces of a batch reach the model at most `MAX_PIXELS` at a time, so
-memory stays bounded whatever the batch and image size.
+pyiqa's models at their defaults; images larger than `max_side` are scored by a declared policy
+(tile, resize, centre crop) recorded in the protocol (docs/metrics.md, protocols and policies).
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
 """Learned perceptual distances against the reference: LPIPS (AlexNet, VGG16) and DISTS.
 
-LPIPS (Zhang et al. 2018, v0.1) is implemented here on torchvision's
-feature stacks so that its input convention is explicit and its weights go
-through the lock table: images in [0, 1] are mapped to [-1, 1] (2x − 1, the
-convention of the reference `lpips` package, whose `normalize=True` does the
-same), shifted and scaled per channel (ScalingLayer), passed through the
-backbone; each tapped activation is unit-normalised over channels, the
-squared difference is weighted by the calibrated 1×1 "lin" layer, averaged
-over space and summed over layers. Backbone: torchvision ImageNet weights;
-lin layers: the v0.1 files shipped with `lpips` (identical, by sha256, to
-pyiqa's hosted copies). Images are scored at their comparison size, float32.
-
-Memory: the two images go through the backbone in lockstep and each layer's
-distance is taken when it is reached, so only the current activations are
-alive; batches are split so that one forward pass holds at most `MAX_PIXELS`
-pixels (a 4096² image goes alone). The definition — a spatial mean over whole
-feature maps of a deep network — allows no tiling without halos as wide as the
-receptive field, so a single 4096² image still needs its full activations
-(see docs/metrics.md, speed and memory, for the measured peaks).
-
-DISTS (Ding et al. 2020) comes from pyiqa (`dists`), the same network and
-weights as the authors' release; pyiqa expects [0, 1].
+LPIPS v0.1 on torchvision's feature stacks, with its input convention explicit and its weights
+through the lock table; batches bounded by pixels (docs/metrics.md). DISTS comes from pyiqa.
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
 """Seam score for tiled decoders: the brightness step a decoder's tiling adds across its seams.
 
-A tiled decoder reports its grid in its decode facts:
-`tile_grid = {"tile_px", "overlap_px", "x_seams", "y_seams", "x_overlaps", "y_overlaps",
-"native_size": [w, h]}` with seam centre lines and overlap (cross-fade) widths in native-output
-pixels (`overlap_px`, the declared minimum, stands in where the per-seam widths are absent). They
-are scaled to the comparison size.
-
-Two tiles that disagree — a VAE's GroupNorm sees only its tile, a diffusion decoder draws its own
-noise per tile — leave a low-frequency step that a cross-fade spreads over the whole overlap band:
-a 0.2 brightness mismatch becomes a ramp of 0.2 / overlap per pixel, invisible to an
-adjacent-pixel gradient but plain to the eye. The score measures the step *across the band*, on
-the decoder's error (output − reference, luma BT.601), where the image's own content — which
-steps across any line in a photograph — cancels. For each seam and each stretch of it between two
-perpendicular seams, the mean over that stretch of
-
-    mean(error in a strip just beyond the band) − mean(error in a strip just before it)
-
-(strips `strip_px` wide, at least 2 px or a quarter of the band); the score is the RMS of these
-steps in 8-bit luma levels (0 = seamless; a 0.2 mismatch is 51). The same RMS across lines in the
-middle of the tiles (strips clear of every band; where the tiles leave room) is reported as the
-`control_levels` floor: a seam whose score is near it is invisible. Without a reference image
-(prompt sources) or a tile grid the score is not applicable.
+Measured on the decoder's error (output − reference) across each overlap band of the tile grid the
+decoder reports, in 8-bit luma levels, with the same measure mid-tile as the floor
+(docs/metrics.md, protocols and policies).
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
 """The weight files built-in metrics use: a lock table, where each one lives, verification.
 
-Every file a built-in metric loads is listed here with where it comes from
-(a URL, or a Hugging Face repo id + filename), its sha256 where it is
-published or was verified (otherwise only the prefix its file name carries,
-or nothing — `decoderbench weights verify` then computes and prints it), its
-size, a licence note, and the cache location the loading library itself
-uses (torch hub checkpoints, pyiqa's `$TORCH_HOME/hub/pyiqa`, CLIP's
-`$TORCH_HOME/hub/clip`, the Hugging Face cache). A file shipped inside an
-installed package (lpips' linear layers) is found there as well.
-
-Metrics never download while they load: `require()` checks that every file is
-present before any library is asked to load it, so a missing file fails in
-milliseconds with the file, the expected path and the command that provides
-it (`decoderbench weights fetch METRIC`) — no network, no hub retries. What is
-downloaded is downloaded before a run starts, by `fetch()`: `decoderbench run`
-fetches the files its metrics need where the network is reachable (unless
-`--offline` or HF_HUB_OFFLINE=1), with a progress bar, and checks each against
-the table; a metric whose files are still missing is named in one line per
-run (`skipped_line`). The sha256 of each file used is recorded in the metric's
-protocol.
+Metrics never download while they load: `require()` fails in milliseconds, naming the file and the
+command that gets it; `fetch()` downloads before a run and checks the sha256 (docs/metrics.md,
+weights).
 """
 
 from __future__ import annotations

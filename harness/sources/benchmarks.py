@@ -1,22 +1,7 @@
 """Benchmark data: where GenEval's and DPG-Bench's prompt sets come from, where they live, checks.
 
-Each benchmark's files are pinned to one commit of their public repository and
-listed with what identifies their content: the git object id the repository
-publishes for them (a blob id per file, a tree id per folder) and, where it
-could be computed when this table was written, the sha256 of the file (of a
-folder: the sha256 of its `sha256sum` listing, names in byte order). Nothing
-third-party ships with decoderbench: `decoderbench benchmarks fetch NAME`
-downloads the repository archive at the pinned commit, keeps the listed
-files and checks them.
-
-    <root>/geneval/evaluation_metadata.jsonl   djghosh13/geneval prompts/evaluation_metadata.jsonl
-    <root>/dpg-bench/dpg_bench.csv             TencentQQGYLab/ELLA dpg_bench/dpg_bench.csv
-    <root>/dpg-bench/prompts/<item_id>.txt     TencentQQGYLab/ELLA dpg_bench/prompts/
-
-`<root>` is $DECODERBENCH_BENCHMARKS_DIR, else the `benchmarks` folder of the
-decoderbench cache directory. `require()` never touches the network: a
-missing or altered file fails at once with its path, its origin and the
-command that fetches it.
+Each file is pinned to one commit of its public repository and identified by its git object id and
+sha256; `require()` never touches the network (docs/benchmarks.md, benchmark data).
 """
 
 from __future__ import annotations

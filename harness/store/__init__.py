@@ -13,11 +13,8 @@
     schema.py   what readers rely on, checked once
     reader.py   read_run: the one validated loader
     writer.py   RunStore: the one writer (lock, manifest, append)
-    view.py     RunView: a run as rows per (decoder, comparison size), for gates and reports
-    budget.py   where an invocation's wall time went
 
-A unit is finished when its record is in results.jsonl; resume skips finished units and never
-writes a second record for one ([docs/run-format.md](../../docs/run-format.md)).
+The format is harness/records.py (docs/run-format.md); runs are read as rows by harness/view.
 """
 
 from harness.records import (

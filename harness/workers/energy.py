@@ -1,27 +1,8 @@
 """Energy of the timed calls: GPU through NVML's cumulative counter, CPU through Linux RAPL.
 
-What is read, and how (docs/energy-and-price.md says it for readers):
-
-- GPU: `nvmlDeviceGetTotalEnergyConsumption` (millijoules since the driver loaded, Volta and
-  newer) through the official bindings (`nvidia-ml-py`, imported as `pynvml`, the `energy`
-  extra), on the worker's own GPU: torch's device → its UUID → the NVML handle (through
-  CUDA_VISIBLE_DEVICES where the UUID is unknown).
-- CPU: the package domains of /sys/class/powercap/intel-rapl:N (`energy_uj`, microjoules,
-  wrapping at `max_energy_range_uj`); sub-domains (core, uncore, dram) are inside a package and
-  psys covers the whole platform, so neither is added.
-
-A counter is read around the whole block of timed calls of one task (one batch size), after a
-device synchronize, and after every call in between (outside the timed region) to count its
-updates: NVML's counter moves in steps every 20–100 ms, so a block shorter than the declared
-minimum (`timing.energy_min_block_s`) asks the timing loop for more calls — ordinary timed
-samples of the same batch size — until it is long enough, or is marked `low_resolution` where
-the loop may not lengthen it (MAX_CALLS). The error of a block's energy is at most about one
-counter update's worth at each end: the recorded `resolution` (update interval ÷ block length)
-bounds it.
-
-Nothing is guessed: a counter that cannot be read gives {"status": "not_measured", "reason"}.
-The timing loop (harness.workers.measure) sees only `EnergyMeter`: start(), tick() after each
-call, wants_more(calls), stop(calls, batch_size).
+A counter is read around the whole block of timed calls of one task, which is lengthened until the
+counter resolves it; nothing is guessed: a counter that cannot be read says why
+(docs/energy-and-price.md). The timing loop sees only `EnergyMeter`.
 """
 
 from __future__ import annotations

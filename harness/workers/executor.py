@@ -1,23 +1,8 @@
-"""Where decoding runs: one interface, a local pool (one worker per GPU) and Ray behind it.
+"""Where decoding runs: units of work on slots, one interface for the local pool and Ray.
 
-A *unit* of work is (decoder, comparison size, shard of its cases): a list
-of `DecodeTask`s that one worker process serves. An executor runs units on
-*slots* — places where one worker runs at a time: the local device (the
-default, one slot: decoders one after the other), one slot per GPU of the
-node (`--gpus`, each worker pinned with CUDA_VISIBLE_DEVICES), or a Ray
-cluster's GPUs (harness.workers.ray_executor) — and hands everything it gets
-to a `Sink` (the runner's: it alone writes the run directory). The records
-are the same whichever executor made them.
-
-What stays the same on every executor (`SlotDriver`): a worker loads one
-decoder and is never given another (a slot whose next unit is another
-decoder closes its worker first); a load failure fails the unit's cases and
-every later unit of that decoder without loading again; a worker that dies
-or hangs costs the task it was running (`crashed`, `timeout`) and is
-replaced for the rest; Ray retries a unit once after its worker died (a lost
-node is not the decoder's fault); a task is queued while the previous one
-runs (`Policy.pipeline`) only when the timing device is a GPU, so that the
-runner's own work never shares the CPU with a CPU decoder's timed calls.
+A unit (decoder, comparison size, shard) is served by one worker process on a slot (the device,
+one GPU of the node, a Ray actor); `SlotDriver` keeps what every executor shares: one decoder per
+worker, failures recorded and workers replaced (docs/execution.md).
 """
 
 from __future__ import annotations

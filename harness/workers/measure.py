@@ -1,36 +1,8 @@
 """Timing and memory of one decode call, repeated.
 
-Only the callable passed to `measure()` runs inside the timed region. On
-CUDA each repeat is bracketed by CUDA events with a device synchronize before
-and after, so a repeat is the latency of one call, not a pipelined
-throughput. A sample is the latency of one call of the task's batch size:
-per-image latency is derived from it (÷ batch size) by the readers, who never
-pool calls of different batch sizes. `repeats` is a count, or "auto": repeat
-until the distribution-free 95 % interval of the median is within 2 % of it
-(after at least 6 calls, the fewest such an interval needs) or the time
-budget ends (after at least 3 calls) — torch.utils.benchmark's adaptive_autorange and pyperf's
-calibration, with the median's own interval as the stopping rule; the
-record says which of the two stopped it.
-
-Memory, each figure named by what it is:
-- CUDA: `peak_allocated_bytes` (`max_memory_allocated`: tensors) and
-  `peak_reserved_bytes` (`max_memory_reserved`: what the caching allocator
-  holds, what an OOM is about) after `reset_peak_memory_stats` at the start of
-  the timed repeats (warm-up done, so the allocator is in its steady state),
-  and `device_used_bytes`: the device's used memory after the repeats
-  (`cudaMemGetInfo` total − free, what nvidia-smi shows: the CUDA context,
-  the allocator's reservation and any other process on the device).
-- CPU: `peak_rss_bytes`, the worker's peak resident set size — the kernel's
-  high-water mark (VmHWM) reset through /proc/self/clear_refs before the
-  repeats and read after (where that is impossible, the process lifetime
-  `ru_maxrss`, labelled as such) — and `rss_increment_bytes`, that peak minus
-  the worker's resident set once its decoder was loaded (`loaded_rss_bytes`):
-  what decoding needs beyond the interpreter, torch and the weights.
-
-Energy (harness.workers.energy): a `BlockHook` passed to `measure()` is started before the
-timed calls and stopped after them, ticked after each call (outside the timed region), and
-consulted by the loop: while it `wants_more` (its counter needs a longer block) the loop times
-more calls of the same batch — ordinary samples, counted in the latency too.
+Only the callable passed to `measure()` runs inside the timed region (CUDA events with synchronize,
+or perf counters); `repeats = "auto"` stops on the median's own interval; every memory figure is
+named by what it is (docs/measurement.md).
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
 """Child processes: the machinery decoder workers and the source worker share.
 
-Children start from a *forkserver* (Linux; elsewhere, or with
-DECODERBENCH_START_METHOD=spawn, they are spawned): a server process, started
-once per runner, imports torch, the harness's worker modules and the suite's
-decoder modules, and forks every worker from that state. Each worker is still
-a fresh process — nothing a decoder does in one can reach another — but it
-skips the interpreter start and the imports (seconds per worker). The server
-never initialises CUDA: it only imports, with PYTORCH_NVML_BASED_CUDA_CHECK=1
-so that an import asking `torch.cuda.is_available()` cannot initialise the
-driver before the fork. A child takes the parent's environment of the moment
-it is started (as a spawned one would), plus its own pinning
-(CUDA_VISIBLE_DEVICES), before anything touches CUDA.
-
-Child side: leave at once when done (`exits_fast`), send output to a log
-(`redirect_output`), die with the parent (`die_with_parent`), describe the
-device and the process-wide torch state. Parent side (`WorkerProcess`):
-start, send, wait with a deadline, and turn a dead or hung child into a
-reason string (`WorkerGone`).
+Children fork from a forkserver that imported torch and the decoders (never CUDA), so each worker
+is a fresh process without the imports' cost; the parent starts, talks to, and times out children
+and names why one died (docs/execution.md).
 """
 
 from __future__ import annotations

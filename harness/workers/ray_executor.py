@@ -1,22 +1,7 @@
 """The Ray executor: units of work as Ray actors, on a local Ray instance or an existing cluster.
 
-`decoderbench run SUITE --executor ray [--address auto]` (extra `cluster`).
-Each worker is a Ray actor — its own process, with `num_gpus=1` when the
-suite times on CUDA (Ray pins it with CUDA_VISIBLE_DEVICES) — running the
-decoder worker's own code (`load_decoder`, `serve_task` of
-harness.workers.worker), so the records are those of a local worker. An
-actor loads one decoder and is killed when its slot moves to another
-decoder; actor processes are never reused (the worker refuses a second
-decoder in one process). Inputs travel with the calls through Ray's object
-store (the bytes of the cached latent files: no shared file system needed),
-outputs come back the same way, and the driver — the runner — writes every
-record and image. An actor that dies (a killed worker, a lost node) makes
-its task `crashed` and the unit is retried once on a fresh actor; a call
-that outlives `timing.timeout_s` kills the actor (`timeout`).
-
-Without `--address` a local Ray instance is started for the run and shut
-down after it; `--address auto` (or `ray://…`, or an address) joins a
-running cluster, whose nodes need the same decoderbench installation.
+Each actor runs the decoder worker's own code, so the records are those of a local worker; inputs
+and outputs travel through Ray's object store and the driver writes the run (docs/execution.md).
 """
 
 from __future__ import annotations
