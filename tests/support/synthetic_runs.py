@@ -2,8 +2,8 @@
 
 A run is described by its decoders (latency, memory, failures, per-case metric
 values) and written as manifest.json, cases.jsonl, results.jsonl, images and
-references exactly as harness/store.py, harness/workers/worker.py and harness/evaluate.py write them,
-plus the formats other parts produce (metric "artifact" heat-maps, judge
+references: the typed records of harness/records.py, as the runner, the workers and the
+evaluation write them, plus the formats other parts produce (metric "artifact" heat-maps, judge
 records and judge.json, memory-wall sweep runs).
 """
 
