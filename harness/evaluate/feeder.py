@@ -1,17 +1,14 @@
-"""The evaluation phase: metrics over the stored outputs, after all decoding.
+"""One metric's side of the evaluation: what it still has to record, what it is fed, its records.
 
-Each metric is loaded once on the evaluation device and fed one set (a decoder's outputs at one
-comparison size) at a time, in shared passes that read each PNG once, with bounded memory; every
-value, or why there is none, becomes one metric record, and resume writes only the missing ones
-(docs/metrics.md, the evaluation phase).
+A `Feeder` works out, from the records already there, the sets and cases a metric still needs
+(resume writes only what is missing), feeds it each batch's part, and turns its values — or why
+there are none — into metric records.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,9 +19,8 @@ import torch
 
 from decoders.plugins import unavailable_reason
 from harness import images
-from harness.metrics import METRICS, weights
+from harness.metrics import weights
 from harness.metrics.base import (
-    Family,
     ImageContext,
     Metric,
     MetricUnavailable,
@@ -33,17 +29,11 @@ from harness.metrics.base import (
     ReferenceSet,
     Scope,
 )
-from harness.progress import Reporter
-from harness.records import DecodeKey, MetricRecord, Size, decodes, metrics
+from harness.records import DecodeKey, MetricRecord, Size, metrics
 from harness.sources.prepare import PreparedCase
-from harness.store import RunStore, inside
-from harness.suite import Suite
+from harness.store import RunStore
 
 SetKey = tuple[str, Size]  # (decoder id, comparison size)
-
-READ_AHEAD_BATCHES = 2
-REFERENCE_CACHE_BYTES = 512 << 20
-OWN_PASS_FAMILIES = frozenset({Family.TEXT_ALIGNMENT})
 
 
 @dataclass
@@ -57,78 +47,11 @@ class EvalSet:
     aggregate_pending: bool = False
 
 
-def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
-             reporter: Reporter, device: torch.device | None = None) -> list[str]:
-    """Score every ok unit with every metric; return notes for the run. `device`: where the
-    runner chose (default: evaluation.device, else the timing device)."""
-    if not suite.metric_params:
-        return []
-    model = suite.model
-    device = device or torch.device(model.evaluation.device or model.timing.device)
-    records, _ = store.records()
-    decoded = {(r["decoder"], r["case"]): r for r in decodes(records)}
-    notes: list[str] = []
-    skipped: list[str] = []  # metrics whose lock-table weight files are missing: one line for all
-    manifest = store.manifest()
-    info = manifest.get("metrics", {})
-    upstream = (manifest.get("source_model") or {}).get("quality_not_applicable")
-    for names in passes(suite.metric_params):
-        feeders = []
-        for name in names:
-            feeder = Feeder(METRICS.get(name)(suite.metric_params[name]), store, decoded, prepared, upstream)
-            if feeder.start(records, device):
-                feeders.append(feeder)
-            elif feeder.unavailable is not None:
-                if feeder.weights_missing:
-                    skipped.append(name)
-                else:
-                    notes.append(f"metric {name} unavailable: {feeder.unavailable}")
-                info[name] = metric_info(feeder.metric, status="unavailable", message=feeder.unavailable)
-                store.update_manifest(metrics=info)
-            elif feeder.sets:  # nothing applied: the not_applicable records are written
-                info[name] = metric_info(feeder.metric, status="ok", seconds=0.0, images=0)
-                store.update_manifest(metrics=info)
-        if not feeders:
-            continue
-        Stream(feeders, store, decoded, prepared, reporter, model.evaluation.batch_size, device).run()
-        for feeder in feeders:
-            notes.extend(feeder.notes)
-            info[feeder.metric.name] = metric_info(feeder.metric, status="ok", seconds=feeder.seconds,
-                                                   images=feeder.counted)
-        store.update_manifest(metrics=info)
-        del feeders
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    if skipped:
-        notes.insert(0, weights.skipped_line(skipped))
-    return notes
-
-
-def passes(metric_params: dict[str, Any]) -> list[list[str]]:
-    """The shared pass (every metric but those with multi-GB models), then one pass per such metric."""
-    own = [name for name in metric_params if METRICS.get(name).family in OWN_PASS_FAMILIES]
-    shared = [name for name in metric_params if name not in own]
-    return [group for group in (shared, *[[name] for name in own]) if group]
-
-
-def metric_info(metric: Metric, **extra: Any) -> dict[str, Any]:
-    """What the manifest records about a metric: its kind, direction and protocol."""
-    return {"family": str(metric.family), "scope": str(metric.scope),
-            "direction": metric.direction().as_dict(), "group": metric.group(),
-            "higher_is_better": metric.higher_is_better, "target": metric.target,
-            "version": metric.version, "protocol": metric.protocol(),
-            "protocol_sha256": metric.protocol_sha256(), "summary": metric.summary, "unit": metric.unit,
-            **extra}
-
-
 def seed_group(prepared: PreparedCase) -> str:
     """Identity of a case without its decoder seed: item, sizes, noise level and input seed."""
     case = prepared.case
     return "|".join(map(str, (case.item_id, case.item_sha256[:16], list(case.input_size),
                               list(case.output_size), case.sigma, case.input_seed)))
-
-
-# --------------------------------------------------------------------------- one metric
 
 
 class Feeder:
@@ -173,7 +96,7 @@ class Feeder:
         self.seconds += time.perf_counter() - began
         return True
 
-    # ------------------------------------------------------------------ what is left to do
+
 
     def pending_sets(self, records: list[dict[str, Any]]) -> list[EvalSet]:
         name, scope = self.metric.name, self.metric.scope
@@ -198,7 +121,7 @@ class Feeder:
     def _group_keys(self, units: list[DecodeKey]) -> list[str]:
         return [members[0][1] for members in seed_groups(units, self.prepared)]
 
-    # ------------------------------------------------------------------ feeding
+
 
     def plan(self, key: SetKey) -> list[DecodeKey]:
         """The units of a set the metric is to be fed: applicable, and still needed."""
@@ -242,10 +165,10 @@ class Feeder:
         if not mine:
             return
         pieces = ([mine] if self.metric.scope != Scope.SEED_GROUP
-                  else _group_indices([batch[i] for i in mine], mine, self.prepared))
+                  else group_indices([batch[i] for i in mine], mine, self.prepared))
         for indices in pieces:
-            self._update(key, [batch[i] for i in indices], _select(preds, indices),
-                         None if targets is None else _select(targets, indices),
+            self._update(key, [batch[i] for i in indices], select_rows(preds, indices),
+                         None if targets is None else select_rows(targets, indices),
                          [contexts[i] for i in indices])
 
     def _update(self, key: SetKey, units: list[DecodeKey], preds: torch.Tensor, targets: torch.Tensor | None,
@@ -314,7 +237,7 @@ class Feeder:
                             count=len(keys), batches=batches,
                             cache_dir=Path(cache_dir) if cache_dir else None)
 
-    # ------------------------------------------------------------------ records
+
 
     def _write(self, evaluation_set: EvalSet, fed: list[DecodeKey], values: MetricValues) -> None:
         decoder = evaluation_set.decoder
@@ -405,178 +328,14 @@ def seed_groups(units: Iterable[DecodeKey], prepared: dict[str, PreparedCase]) -
     return [sorted(members, key=lambda u: prepared[u[1]].case.seed) for members in groups.values()]
 
 
-def _group_indices(units: list[DecodeKey], indices: list[int],
+def group_indices(units: list[DecodeKey], indices: list[int],
                    prepared: dict[str, PreparedCase]) -> list[list[int]]:
     position = dict(zip(units, indices, strict=True))
     return [[position[u] for u in group] for group in seed_groups(units, prepared)]
 
 
-def _select(tensor: torch.Tensor, indices: list[int]) -> torch.Tensor:
+def select_rows(tensor: torch.Tensor, indices: list[int]) -> torch.Tensor:
     """The batch rows `indices` (the tensor itself when that is all of them, in order)."""
     if indices == list(range(tensor.shape[0])):
         return tensor
     return tensor[torch.tensor(indices, device=tensor.device)]
-
-
-# --------------------------------------------------------------------------- the pass
-
-
-@dataclass
-class Batch:
-    key: SetKey
-    units: list[DecodeKey]
-    preds: torch.Tensor | None = None  # uint8 [B, 3, H, W], filled by the reader
-    targets: torch.Tensor | None = None
-    error: str | None = None  # the outputs could not be read
-    targets_error: str | None = None  # the references could not be read
-
-
-class Stream:
-    """One pass: every set once, batch by batch, each batch fed to every metric of the pass."""
-
-    def __init__(self, feeders: list[Feeder], store: RunStore, decodes: dict[DecodeKey, dict[str, Any]],
-                 prepared: dict[str, PreparedCase], reporter: Reporter, batch_size: int,
-                 device: torch.device) -> None:
-        self.feeders, self.store, self.decodes, self.prepared = feeders, store, decodes, prepared
-        self.reporter, self.batch_size, self.device = reporter, batch_size, device
-
-    def run(self) -> None:
-        keys = sorted({key for f in self.feeders for key in f.sets}, key=lambda k: (k[1], k[0]))
-        batches = {key: self._cut(self._units(key)) for key in keys}
-        self.reporter.phase(f"metrics: {', '.join(f.metric.name for f in self.feeders)}",
-                            sum(len(units) for cut in batches.values() for units in cut))
-        needs_targets = any(f.metric.needs_targets() for f in self.feeders)
-        reader = Reader(self.store.root, self.decodes, self.prepared, needs_targets, self.device)
-        stream = reader.read([Batch(key, units) for key in keys for units in batches[key]])
-        try:
-            for key in keys:
-                for feeder in self.feeders:
-                    feeder.begin(key)
-                for _ in batches[key]:
-                    self._feed(next(stream))
-                for feeder in self.feeders:
-                    feeder.finish(key)
-        finally:
-            stream.close()
-
-    def _units(self, key: SetKey) -> list[DecodeKey]:
-        """The set's units that at least one metric is to be fed, in record order."""
-        wanted = {unit for feeder in self.feeders for unit in feeder.plan(key)}
-        return [unit for unit in ok_sets(self.decodes, self.prepared)[key] if unit in wanted]
-
-    def _cut(self, units: list[DecodeKey]) -> list[list[DecodeKey]]:
-        """Batches of whole seed groups, up to batch_size units (a larger group is one batch)."""
-        batches: list[list[DecodeKey]] = []
-        for group in seed_groups(units, self.prepared):
-            if batches and len(batches[-1]) + len(group) <= self.batch_size:
-                batches[-1].extend(group)
-            else:
-                batches.append(list(group))
-        return batches
-
-    def _feed(self, batch: Batch) -> None:
-        if batch.preds is None:
-            for feeder in self.feeders:
-                feeder.fail_read(batch.key, batch.units, batch.error or "no images")
-        else:
-            preds = images.to_float(batch.preds.to(self.device, non_blocking=True))
-            targets = (None if batch.targets is None
-                       else images.to_float(batch.targets.to(self.device, non_blocking=True)))
-            contexts = self._contexts(batch.units)
-            for feeder in self.feeders:
-                if batch.targets_error is not None and feeder.metric.needs_targets():
-                    feeder.fail_read(batch.key, batch.units, batch.targets_error)
-                else:
-                    feeder.feed(batch.key, batch.units, preds, targets, contexts)
-        self.reporter.advance(len(batch.units))
-
-    def _contexts(self, batch: list[DecodeKey]) -> list[ImageContext]:
-        contexts = []
-        for unit in batch:
-            case, decode = self.prepared[unit[1]], self.decodes[unit]
-            native = decode.get("native_size")
-            contexts.append(ImageContext(
-                case_id=unit[1], item_id=case.case.item_id, prompt=case.case.prompt,
-                seed=case.case.seed, seed_group=seed_group(case), reference_key=case.reference_key,
-                output_size=case.case.output_size,
-                native_size=tuple(native) if native else None,  # type: ignore[arg-type]
-                facts=decode.get("facts") or {}, annotations=case.annotations,
-                input_sha256=decode.get("input_sha256"), input_seed=case.case.input_seed,
-            ))
-        return contexts
-
-
-class Reader:
-    """Decodes the PNGs of the coming batches in a background thread, `READ_AHEAD_BATCHES` ahead.
-
-    References stay decoded while they fit `REFERENCE_CACHE_BYTES`, so the next decoder's set of
-    the same size does not read them again.
-    """
-
-    def __init__(self, root: Path, decodes: dict[DecodeKey, dict[str, Any]],
-                 prepared: dict[str, PreparedCase], needs_targets: bool, device: torch.device) -> None:
-        self.root, self.decodes, self.prepared = root, decodes, prepared
-        self.needs_targets = needs_targets
-        self.pin = device.type == "cuda"
-        self._references: dict[str, torch.Tensor] = {}
-        self._cached_bytes = 0
-
-    def read(self, batches: list[Batch]) -> Iterator[Batch]:
-        """The batches in order, their images filled in (or `error` set) by the reader thread."""
-        ready: queue.Queue[Batch | None] = queue.Queue(maxsize=READ_AHEAD_BATCHES)
-        stop = threading.Event()
-
-        def offer(item: Batch | None) -> bool:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def work() -> None:
-            for batch in batches:
-                self._load(batch)
-                if not offer(batch):
-                    return
-            offer(None)
-
-        thread = threading.Thread(target=work, name="decoderbench-png-reader", daemon=True)
-        thread.start()
-        try:
-            while (batch := ready.get()) is not None:
-                yield batch
-        finally:
-            stop.set()
-            thread.join()
-
-    def _load(self, batch: Batch) -> None:
-        try:
-            batch.preds = self._stack([images.read_png(inside(self.root, self.decodes[u]["image"]))
-                                       for u in batch.units])
-        except Exception as exc:  # an unreadable or missing file: an error for this batch's images
-            batch.error = f"{type(exc).__name__}: {exc}"
-            return
-        if not self.needs_targets:
-            return
-        try:
-            keys = [self.prepared[case].reference_key for _, case in batch.units]
-            # A case without a reference gets zeros: no metric that needs targets is fed it.
-            batch.targets = self._stack([self._reference(key) if key is not None
-                                         else torch.zeros_like(batch.preds[i]) for i, key in enumerate(keys)])
-        except Exception as exc:
-            batch.targets_error = f"{type(exc).__name__}: {exc}"
-
-    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        stacked = torch.stack(tensors)
-        return stacked.pin_memory() if self.pin else stacked
-
-    def _reference(self, key: str) -> torch.Tensor:
-        if key in self._references:
-            return self._references[key]
-        image = images.read_png(self.root / RunStore.reference_relpath(key))
-        if self._cached_bytes + image.numel() <= REFERENCE_CACHE_BYTES:
-            self._references[key] = image
-            self._cached_bytes += image.numel()
-        return image
