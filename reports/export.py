@@ -44,7 +44,7 @@ COLUMNS: dict[str, str] = {
 
 
 def tidy_rows(run_dir: Path) -> list[dict[str, Any]]:
-    from reports.decisions import summary_rows
+    from reports.summary import summary_rows
 
     view = load_run(run_dir)
     context = DecoderContexts(view)

@@ -30,11 +30,12 @@ from harness import __version__
 from harness.errors import DecoderbenchError
 from harness.records import Size
 from harness.view import MEMORY_KINDS, RunView, format_bytes, load_run
+from reports.cells import format_number, status_label
 from reports.dial import sigma_dial, stop_step_dial
 from reports.facts import RunFacts, run_facts, sweep_facts
 from reports.history import History, build_history
 from reports.judge import JudgeCriterion, load_judge
-from reports.leaderboard import Leaderboard, build_leaderboards, format_number, status_label
+from reports.leaderboard import Leaderboard, build_leaderboards
 from reports.plots import (
     CostPoint,
     cost_quality_figure,

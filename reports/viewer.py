@@ -34,8 +34,8 @@ from harness.metrics.direction import Direction
 from harness.records import Size
 from harness.store import StoreError, inside, link_or_copy
 from harness.view import Row, RunView
+from reports.cells import INFINITY, Cell, format_number, status_label
 from reports.crops import Crop, choose_crops, disagreement_crop
-from reports.leaderboard import INFINITY, Cell, format_number, status_label
 
 THUMB_SIDE = 112
 TILE_MIN_PX, TILE_MAX_PX = 256, 512  # outputs show 1:1 between these, enlarged or reduced outside

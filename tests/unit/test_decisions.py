@@ -15,9 +15,10 @@ from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.suite import SuiteError, load_suite
 from harness.view import load_run
-from reports.decisions import decide_size, win_rate
+from reports.decisions import win_rate
 from reports.export import tidy_rows
 from reports.leaderboard import build_leaderboards
+from reports.summary import decide_size
 
 N = 12
 

@@ -15,9 +15,9 @@ from harness.gates.checks import FAIL, PASS, evaluate_gates
 from harness.gates.spec import GateSpec
 from harness.suite import SuiteError, load_suite
 from harness.view import load_run
-from reports.decisions import decide_size
 from reports.export import tidy_rows
 from reports.leaderboard import build_leaderboards
+from reports.summary import decide_size
 from reports.sweep import load_sweep
 
 N = 8
