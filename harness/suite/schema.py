@@ -23,7 +23,7 @@ from decoders.t2i import PipelineParams
 from harness.gates.spec import GateSpec
 from harness.judge.config import JudgeConfig
 from harness.records import Size
-from harness.workers.energy import DEFAULT_MIN_BLOCK_S
+from harness.workers.meter import DEFAULT_MIN_BLOCK_S
 
 
 class _Strict(BaseModel):

@@ -8,7 +8,8 @@
     jobs.py           what a worker is told: its job and its decode tasks (batches of cases)
     worker.py         the decoder worker: load, warm-up per shape, timed decodes, output checks
     measure.py        the timed region (CUDA events / perf counters), peak memory, OOM detection
-    energy.py         energy counters around the timed calls (NVML, RAPL), idle power, GPU state
+    energy.py         energy counters (NVML, RAPL), the worker's meter, idle power, GPU state
+    meter.py          one block of timed calls measured with those counters (lengthened as needed)
     sink.py           where results land: records, and the image writer (PNG + fsync, background)
     channel.py        the typed messages between the runner and a worker
     process.py        child processes (forkserver; shared with the source worker): logs, deadlines

@@ -13,18 +13,15 @@ from fake_pynvml import FakeClock, Gpu, Script, make_module
 
 from harness.workers import energy
 from harness.workers.energy import (
-    BlockMeter,
-    EnergyMeter,
     EnergyUnavailable,
     NvmlCounter,
     RaplCounter,
-    Unmeasured,
     idle_power,
     nvml_handle,
     nvml_start,
-    probe_period,
 )
 from harness.workers.measure import measure
+from harness.workers.meter import BlockMeter, EnergyMeter, Unmeasured, probe_period
 from reports.price import electricity_price, energy_price, time_price, with_gpu_hour
 
 BUSY_W = 300.0
