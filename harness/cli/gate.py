@@ -24,7 +24,7 @@ from harness.cli.console import EXIT_FAILED, EXIT_OK, EXIT_UNDECIDED, RichReport
 from harness.cli.tables import Cell, Column, Grid, print_grid, print_note
 
 if TYPE_CHECKING:
-    from harness.gates.checks import GateReport
+    from harness.gates.outcomes import GateReport
 
 
 class _CheckByDefault(TyperGroup):
@@ -134,7 +134,7 @@ def check(
 
 def print_report(report: GateReport) -> None:
     """The checks (result, gate, decoder, observed, limit, note), environment differences, verdict."""
-    from harness.gates.checks import FAIL, PASS, SKIP, UNDECIDED
+    from harness.gates.outcomes import FAIL, PASS, SKIP, UNDECIDED
     from harness.gates.report import ENVIRONMENT_ADVICE, counts, verdict
 
     colors = {PASS: "green", FAIL: "bold red", SKIP: "yellow", UNDECIDED: "bold yellow"}

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.gates.baselines import Baseline, snapshot
-from harness.gates.checks import Regression, Unavailable, Undecided, measure
+from harness.gates.checks import measure
+from harness.gates.outcomes import Regression, Unavailable, Undecided
 from harness.gates.spec import COST_STATISTICS, PIXEL_EXACT_METRICS, GateSpec
 from harness.metrics.direction import LOWER, Direction
 from harness.store import atomic_write_text

@@ -13,13 +13,26 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import EXIT_FAILED, EXIT_UNDECIDED, DecoderbenchError
 from harness.gates.baselines import Baseline
+from harness.gates.costs import cost_check, cost_ratio
+from harness.gates.outcomes import (
+    FAIL,
+    PASS,
+    SKIP,
+    UNDECIDED,
+    Check,
+    GateReport,
+    Measurement,
+    Mismatch,
+    Regression,
+    Unavailable,
+    Undecided,
+    statuses_text,
+)
 from harness.gates.spec import COST_STATISTICS, GateSpec
 from harness.metrics import METRICS
 from harness.metrics.direction import Direction
 from harness.stats import (
-    UNSTABLE_SPREAD,
     binomial_upper_bound,
     cases_for_fraction,
     min_detectable,
@@ -28,83 +41,10 @@ from harness.stats import (
 )
 from harness.store import inside
 
-PASS, FAIL, SKIP, UNDECIDED = "pass", "fail", "skip", "undecided"
 DISTANCE_BATCH = 8
+
+
 SKEWED = 1.0  # sample skewness of the per-case worsening above which the t bound is flagged
-
-
-class Unavailable(DecoderbenchError):
-    """The gate cannot be evaluated (fails, or skips when optional)."""
-
-    exit_code = EXIT_FAILED
-
-
-class Regression(DecoderbenchError):
-    """The run lost something the baseline had (always fails)."""
-
-    exit_code = EXIT_FAILED
-
-
-class Undecided(DecoderbenchError):
-    """The data cannot decide the gate either way (too few cases, unstable timings)."""
-
-    exit_code = EXIT_UNDECIDED
-
-
-@dataclass
-class Measurement:
-    value: float  # the number compared with the limit
-    observed: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Check:
-    gate: str
-    decoder: str
-    status: str  # pass | fail | skip | undecided
-    observed: str = ""
-    limit: str = ""
-    message: str = ""
-    size: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.decoder} @ {self.size}" if self.size else self.decoder
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    fact: str
-    baseline: Any
-    run: Any
-
-    def __str__(self) -> str:
-        def shown(value: Any) -> str:
-            return "absent" if value is None else str(value)
-
-        return f"{self.fact}: {shown(self.baseline)} → {shown(self.run)}"
-
-
-@dataclass
-class GateReport:
-    run_dir: Path
-    baseline: str
-    checks: list[Check]
-    mismatches: list[Mismatch]
-    notes: list[str]
-
-    @property
-    def passed(self) -> bool:
-        return all(check.status not in (FAIL, UNDECIDED) for check in self.checks)
-
-    @property
-    def failed(self) -> bool:
-        return any(check.status == FAIL for check in self.checks)
-
-
-# --------------------------------------------------------------------------- entry point
 
 
 def evaluate_gates(run: dict[str, Any], run_dir: Path, baseline: Baseline, gates: list[GateSpec],
@@ -159,7 +99,7 @@ def _check(gate: GateSpec, decoder: str, context: _Context, mismatches: list[Mis
     if run is None:
         return [Check(gate.label, decoder, FAIL, message="in the baseline but missing from this run")]
     if gate.statistic in COST_STATISTICS:
-        return [_cost_check(gate, decoder, size, base, run, mismatches, allowed)
+        return [cost_check(gate, decoder, size, base, run, mismatches, allowed)
                 for size in sorted(base["sizes"])]
     try:
         measured = _measure(gate, decoder, base, run, context)
@@ -193,7 +133,7 @@ def measure(gate: GateSpec, decoder: str, baseline: Baseline, run: dict[str, Any
     context = _Context(run, run_dir, baseline, device, loaded if loaded is not None else {})
     base, current = baseline.data["decoders"][decoder], run["decoders"][decoder]
     if gate.statistic in COST_STATISTICS:
-        ratios = [_ratio(gate, size, base, current) for size in sorted(base["sizes"])]
+        ratios = [cost_ratio(gate, size, base, current) for size in sorted(base["sizes"])]
         worst = max(ratios)
         return Measurement(worst, f"{worst:.3f}×", {"ratios": ratios})
     return _measure(gate, decoder, base, current, context)
@@ -208,9 +148,6 @@ def _measure(gate: GateSpec, decoder: str, base: dict[str, Any], run: dict[str, 
     return _hash_equal(base, run)
 
 
-# --------------------------------------------------------------------------- mean paired delta
-
-
 def _mean_delta(gate: GateSpec, base: dict[str, Any], run: dict[str, Any]) -> Measurement:
     base_metric, run_metric = _metric(gate.metric, base, "baseline"), _metric(gate.metric, run, "run")
     if base_metric.get("protocol_sha256") and run_metric.get("protocol_sha256") \
@@ -219,8 +156,8 @@ def _mean_delta(gate: GateSpec, base: dict[str, Any], run: dict[str, Any]) -> Me
                           "comparable (re-save the baseline)")
     direction = _direction(gate, base_metric, run_metric)
     base_values, run_values = base_metric["values"], run_metric["values"]
-    statuses = (f"decode {_statuses(run['decode_statuses'])}; "
-                f"{gate.metric} {_statuses(run_metric['statuses'])}")
+    statuses = (f"decode {statuses_text(run['decode_statuses'])}; "
+                f"{gate.metric} {statuses_text(run_metric['statuses'])}")
     _require_cases(gate.metric, base_values, run_values, statuses)
     cases = sorted(base_values)
     deltas = np.array([run_values[c] - base_values[c] for c in cases], dtype=np.float64)
@@ -272,9 +209,9 @@ def _metric(name: str, decoder: dict[str, Any], where: str) -> dict[str, Any]:
         if where == "run" and decoder["decode_statuses"].keys() - {"ok"} and not decoder["outputs"]:
             failures = "; ".join(decoder["failures"][:2])
             raise Regression(f"no {name} values: the decoder did not decode "
-                             f"({_statuses(decoder['decode_statuses'])}; {failures})")
-        why = "; ".join(entry["messages"][:2]) or _statuses(entry["statuses"])
-        raise Unavailable(f"{name} has no values in the {where} ({_statuses(entry['statuses'])}): {why}")
+                             f"({statuses_text(decoder['decode_statuses'])}; {failures})")
+        why = "; ".join(entry["messages"][:2]) or statuses_text(entry["statuses"])
+        raise Unavailable(f"{name} has no values in the {where} ({statuses_text(entry['statuses'])}): {why}")
     return entry
 
 
@@ -298,20 +235,14 @@ def _require_cases(what: str, base_values: dict[str, Any], run_values: dict[str,
                          f"({statuses}); e.g. {lost[0]}")
 
 
-def _statuses(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
-
-
-# --------------------------------------------------------------------------- distance to the baseline
-
-
 def _fraction_exceeding(gate: GateSpec, decoder: str, base: dict[str, Any], run: dict[str, Any],
                         context: _Context) -> Measurement:
     root = context.baseline.images_root
     if root is None:
         raise Unavailable(f"baseline {context.baseline.name} holds no output images (saved with "
                           "--images none); re-save it with --images copy")
-    _require_cases("output", base["outputs"], run["outputs"], f"decode {_statuses(run['decode_statuses'])}")
+    statuses = f"decode {statuses_text(run['decode_statuses'])}"
+    _require_cases("output", base["outputs"], run["outputs"], statuses)
     cases = sorted(base["outputs"])
     pairs = [(case, inside(context.run_dir, run["outputs"][case]["image"]),  # never out of its folder
               inside(root, base["outputs"][case]["image"])) for case in cases]
@@ -377,97 +308,10 @@ def output_distances(metric_name: str, pairs: list[tuple[str, Path, Path]], devi
 
 
 def _hash_equal(base: dict[str, Any], run: dict[str, Any]) -> Measurement:
-    _require_cases("output", base["outputs"], run["outputs"], f"decode {_statuses(run['decode_statuses'])}")
+    statuses = f"decode {statuses_text(run['decode_statuses'])}"
+    _require_cases("output", base["outputs"], run["outputs"], statuses)
     differ = [case for case, output in base["outputs"].items()
               if output.get("sha256") != run["outputs"][case].get("sha256")]
     count = len(base["outputs"])
     return Measurement(len(differ), f"{len(differ)}/{count} outputs differ from the baseline",
                        {"differ": differ[:20]})
-
-
-# --------------------------------------------------------------------------- latency and memory
-
-
-def _cost_check(gate: GateSpec, decoder: str, size: str, base: dict[str, Any], run: dict[str, Any],
-                mismatches: list[Mismatch], allowed: bool) -> Check:
-    assert gate.max_ratio is not None
-    limit = f"≤ {gate.max_ratio:.3g}×"
-    try:
-        ratio = _ratio(gate, size, base, run)
-    except (Unavailable, Regression) as exc:
-        optional = isinstance(exc, Unavailable) and gate.optional
-        return Check(gate.label, decoder, SKIP if optional else FAIL, limit=limit, message=str(exc),
-                     size=size)
-    except Undecided as exc:
-        return Check(gate.label, decoder, UNDECIDED, _cost_observed(gate, size, base, run), limit,
-                     message=str(exc), size=size)
-    what = COST_LABELS[gate.statistic]
-    check = Check(gate.label, decoder, PASS if ratio <= gate.max_ratio else FAIL,
-                  f"{what} {ratio:.3f}× ({_cost_observed(gate, size, base, run)})", limit, size=size,
-                  details={"ratio": ratio})
-    if mismatches:
-        differences = "; ".join(str(m) for m in mismatches[:3]) + ("; …" if len(mismatches) > 3 else "")
-        if allowed:
-            check.message = f"environment differs from the baseline (allowed): {differences}"
-        else:
-            check.status = FAIL
-            check.message = f"{what} not comparable, the environment differs: {differences}"
-    return check
-
-
-def _cost_observed(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> str:
-    """Baseline and run values side by side (latency with the spread of its timed calls)."""
-    def one(entry: dict[str, Any] | None) -> str:
-        entry = entry or {}
-        value = entry.get(COST_KEYS[gate.statistic][0])
-        if value is None:
-            return "—"
-        if gate.statistic == "latency_ratio":
-            spread = entry.get("latency_spread")
-            return f"{value:.4g} ms" + ("" if spread is None else f" (spread {spread:.0%})")
-        if gate.statistic == "energy_ratio":
-            return f"{value:.4g} J"
-        return f"{value / 2**20:.1f} MiB"
-
-    return f"baseline {one(base['sizes'].get(size))} → run {one(run['sizes'].get(size))}"
-
-
-COST_LABELS = {"latency_ratio": "latency per image", "memory_ratio": "peak memory",
-               "energy_ratio": "energy per image"}
-# The figure each budget compares, and what must match for the two figures to be comparable.
-COST_KEYS = {"latency_ratio": ("latency_median_ms", ("batch_size",)),
-             "memory_ratio": ("peak_memory_bytes", ("batch_size", "memory_kind")),
-             "energy_ratio": ("energy_per_image_j", ("batch_size", "energy_counter"))}
-
-
-def _ratio(gate: GateSpec, size: str, base: dict[str, Any], run: dict[str, Any]) -> float:
-    key, same = COST_KEYS[gate.statistic]
-    baseline = base["sizes"].get(size) or {}
-    before = baseline.get(key)
-    if before is None or before <= 0:
-        reason = baseline.get("energy_reason") if key == "energy_per_image_j" else None
-        why = f": {reason}" if reason else ""
-        raise Unavailable(f"the baseline has no {key} at {size}{why}")
-    entry = run["sizes"].get(size)
-    if key == "energy_per_image_j" and entry is not None and entry.get(key) is None \
-            and entry.get("latency_median_ms") is not None:  # decoded, but no counter could be read here
-        raise Unavailable(f"energy was not measured at {size} in this run: "
-                          f"{entry.get('energy_reason') or 'no energy recorded'}")
-    if entry is None or entry.get(key) is None:
-        statuses = (entry or {}).get("decode_statuses") or {}
-        raise Regression(f"no {key} at {size} in this run (decode statuses: {_statuses(statuses)})")
-    # Like with like: calls of one batch size, one named memory figure, one energy counter (recorded
-    # since each existed).
-    for name in same:
-        if baseline.get(name) is not None and entry.get(name) is not None and baseline[name] != entry[name]:
-            raise Unavailable(f"{name.replace('_', ' ')} differs from the baseline's at {size} "
-                              f"({baseline[name]} → {entry[name]}): not comparable")
-    if key == "latency_median_ms":
-        unstable = [f"{who} {spread:.0%}" for who, spread in (("baseline", baseline.get("latency_spread")),
-                                                              ("run", entry.get("latency_spread")))
-                    if spread is not None and spread > UNSTABLE_SPREAD]
-        if unstable:
-            raise Undecided(f"unstable timings ({', '.join(unstable)} IQR / median, above "
-                            f"{UNSTABLE_SPREAD:.0%}): a ratio of medians this noisy cannot decide; rerun "
-                            'on a quieter machine or with timing.repeats = "auto"')
-    return float(entry[key]) / float(before)

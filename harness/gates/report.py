@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.gates.checks import FAIL, PASS, SKIP, UNDECIDED, Check, GateReport
+from harness.gates.outcomes import FAIL, PASS, SKIP, UNDECIDED, Check, GateReport
 
 ICONS = {PASS: "✅", FAIL: "❌", SKIP: "⏭️", UNDECIDED: "❔"}
 ENVIRONMENT_ADVICE = ("Latency and memory gates fail on these differences unless allowed: re-baseline on "

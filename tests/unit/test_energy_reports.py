@@ -11,7 +11,8 @@ from helpers import decoder_tables, invoke, suite_text
 from synthetic_runs import SynthDecoder, write_run, write_sweep
 
 from harness.gates.baselines import load_baseline, save_baseline, snapshot
-from harness.gates.checks import FAIL, PASS, evaluate_gates
+from harness.gates.checks import evaluate_gates
+from harness.gates.outcomes import FAIL, PASS
 from harness.gates.spec import GateSpec
 from harness.suite import SuiteError, load_suite
 from harness.view import load_run

@@ -20,7 +20,8 @@ from synthetic_runs import ENVIRONMENT, SynthDecoder, write_run
 
 from harness.gates.baselines import BaselineError, load_baseline, save_baseline, snapshot
 from harness.gates.calibrate import calibrate
-from harness.gates.checks import FAIL, PASS, SKIP, UNDECIDED, GateReport, evaluate_gates
+from harness.gates.checks import evaluate_gates
+from harness.gates.outcomes import FAIL, PASS, SKIP, UNDECIDED, GateReport
 from harness.gates.report import junit_xml, markdown_summary
 from harness.gates.spec import GateSpec
 from harness.suite import SuiteError, load_suite, validate_raw
