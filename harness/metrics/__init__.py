@@ -1,6 +1,7 @@
 """Phase 5 — metrics: the registry. One file per metric family (base.py: the protocol, scopes,
-directions); weights.py: the lock table of every weight file a built-in metric loads. Third
-parties register under the `decoderbench.metrics` entry-point group."""
+directions); lock.py: the lock table of every weight file a built-in metric loads, weights.py:
+finding, checking and fetching them. Third parties register under the `decoderbench.metrics`
+entry-point group."""
 
 from decoders.plugins import Registry
 
