@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from harness.errors import DecoderbenchError
-from harness.suite.schema import SOURCE_KINDS, SuiteModel
+from harness.suite.schema import SuiteModel
+from harness.suite.sources import SOURCE_KINDS
 
 Loc = tuple[str | int, ...]
 

@@ -6,9 +6,6 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -18,74 +15,22 @@ from pydantic import (
 )
 
 from decoders.resample import Method
-from decoders.spaces import SPACES
-from decoders.t2i import PipelineParams
 from harness.gates.spec import GateSpec
 from harness.judge.config import JudgeConfig
 from harness.records import Size
+from harness.suite.fields import (
+    MAX_SIDE,
+    MAX_THREADS,
+    REFERENCE_BYTES_PER_PIXEL,
+    ComponentEntry,
+    Device,
+    Seed,
+    Strict,
+    bytes_text,
+    size_value,
+)
+from harness.suite.sources import Source
 from harness.workers.meter import DEFAULT_MIN_BLOCK_S
-
-
-class _Strict(BaseModel):
-    # strict: `repeats = true` or `batch_size = 2.0` is an error, not a silent 1 or 2;
-    # finite: `timeout_s = inf` or `weight = nan` is an error, not a number JSON cannot hold
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-MAX_SEED = 2**63 - 1  # torch and numpy generators take 64-bit seeds; JSON readers keep int64 exact
-
-
-# The largest image side a suite may ask for. One comparison reference is resized in float64
-# (3 × 8 bytes per pixel): at 16384² that is 6.4 GB, the most a workstation can prepare;
-# 100000² would be 240 GB, and 400000² (input 100000 at output_scale 4) 3.8 TB.
-MAX_SIDE = 16384
-
-
-REFERENCE_BYTES_PER_PIXEL = 3 * 8
-
-
-def _seed(value: int) -> int:
-    if not 0 <= value <= MAX_SEED:
-        raise ValueError(f"a seed must be an integer in [0, 2**63 - 1] (64-bit generators), got {value}")
-    return value
-
-
-Seed = Annotated[int, AfterValidator(_seed)]
-
-
-DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
-
-
-def _device(value: str) -> str:
-    if not DEVICE_PATTERN.fullmatch(value):
-        raise ValueError(f"expected cpu, cuda or cuda:N (N a GPU index), got {value!r}")
-    return value
-
-
-Device = Annotated[str, AfterValidator(_device)]
-
-
-# More threads than any machine has cores: a typo (100000 makes torch fail to start its pool).
-MAX_THREADS = 1024
-
-
-def _size(value: Any) -> Any:
-    """Accept 512 for a square or [width, height]."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _bytes(count: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count:.0f} bytes"
-
-
-class ComponentEntry(_Strict):
-    name: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class DecoderEntry(ComponentEntry):
@@ -110,93 +55,7 @@ class DecoderEntry(ComponentEntry):
         return self.label or self.name
 
 
-class ImagesSource(_Strict):
-    kind: Literal["images"]
-    builtin: list[str] = Field(default_factory=list)
-    folder: str | None = None
-    manifest: str | None = None
-    limit: int | None = Field(default=None, ge=1)
-    encoder: ComponentEntry = ComponentEntry(name="pixels")
-
-    @field_validator("encoder", mode="before")
-    @classmethod
-    def _encoder_name(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _some_images(self) -> ImagesSource:
-        if not (self.builtin or self.folder or self.manifest):
-            raise ValueError("an images source needs at least one of builtin, folder, manifest")
-        return self
-
-
-class LatentsSource(_Strict):
-    """Latents users bring: safetensors files (tensor "latent", [C, h, w] normalized)."""
-
-    kind: Literal["latents"]
-    space: str = Field(description="latent space of the files (decoders.spaces)")
-    folder: str | None = None  # every *.safetensors (prompt: sidecar .txt)
-    manifest: str | None = None  # JSON lines {"latent", "id", "prompt", "reference"}
-    synthetic: int | None = Field(
-        default=None, ge=1, description="instead of files: N standard-normal latents per input size "
-        "(performance suites: latency and memory do not depend on latent values)")
-    limit: int | None = Field(default=None, ge=1)
-
-    @field_validator("space")
-    @classmethod
-    def _known_space(cls, value: str) -> str:
-        if value not in SPACES:
-            raise ValueError(f"unknown latent space {value!r}; known: {', '.join(SPACES)}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_origin(self) -> LatentsSource:
-        if bool(self.folder or self.manifest) == bool(self.synthetic):
-            raise ValueError("a latents source needs folder and/or manifest, or synthetic (not both)")
-        return self
-
-
-class PromptsSource(_Strict):
-    """The "from text" protocol: prompts, turned into latents by a text-to-image pipeline."""
-
-    kind: Literal["prompts"]
-    prompts: list[str] = Field(default_factory=list)
-    file: str | None = None  # one prompt per line, or JSON lines {"prompt", "id"}
-    benchmark: list[Literal["geneval", "dpg-bench"]] = Field(
-        default_factory=list, description="official prompt sets by name, each prompt annotated with its "
-        "benchmark metadata for the geneval / dpg_bench metrics (`decoderbench benchmarks fetch NAME`)")
-    limit: int | None = Field(default=None, ge=1)
-    pipeline: PipelineParams | None = Field(
-        default=None, description="the text-to-image pipeline producing latents; without one, only "
-        "decoders that take the prompt themselves (text-to-pixel) can run")
-
-    @model_serializer(mode="wrap")
-    def _omit_no_benchmark(self, handler: Any) -> Any:
-        """A source without benchmarks dumps (and hashes) exactly as before the key existed."""
-        data = handler(self)
-        if isinstance(data, dict) and not data.get("benchmark"):
-            data.pop("benchmark", None)
-        return data
-
-    @field_validator("benchmark", mode="before")
-    @classmethod
-    def _one_benchmark(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _some_prompts(self) -> PromptsSource:
-        if not (self.prompts or self.file or self.benchmark):
-            raise ValueError("a prompts source needs prompts, file and/or benchmark")
-        return self
-
-
-Source = Annotated[ImagesSource | LatentsSource | PromptsSource, Field(discriminator="kind")]
-
-
-SOURCE_KINDS = ("images", "latents", "prompts")
-
-
-class Resolution(_Strict):
+class Resolution(Strict):
     input: list[tuple[int, int]] = Field(min_length=1)
     output_scale: float | None = Field(default=None, gt=0)
     output: list[tuple[int, int]] | None = None
@@ -205,10 +64,10 @@ class Resolution(_Strict):
     @classmethod
     def _sizes(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            return [_size(value)]
+            return [size_value(value)]
         if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
             return [tuple(value)]  # a single [width, height]
-        return [_size(v) for v in value] if isinstance(value, list) else value
+        return [size_value(v) for v in value] if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _outputs(self) -> Resolution:
@@ -247,10 +106,10 @@ def _too_large(size: Size, output: Size) -> str:
     need = largest[0] * largest[1] * REFERENCE_BYTES_PER_PIXEL
     return (f"input {size[0]}x{size[1]} (comparison size {output[0]}x{output[1]}) is beyond the "
             f"{MAX_SIDE}-pixel side decoderbench accepts: one {largest[0]}x{largest[1]} image alone "
-            f"takes {_bytes(need)} while it is prepared (float64 RGB)")
+            f"takes {bytes_text(need)} while it is prepared (float64 RGB)")
 
 
-class Timing(_Strict):
+class Timing(Strict):
     device: Device = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     warmup: int = Field(default=1, ge=0)
@@ -298,7 +157,7 @@ class Timing(_Strict):
         return data
 
 
-class Cost(_Strict):
+class Cost(Strict):
     """What a decode costs in money: price per 1,000 images from latency (and from energy)."""
 
     gpu_hour: float | None = Field(
@@ -316,11 +175,11 @@ class Cost(_Strict):
         return self
 
 
-class Compare(_Strict):
+class Compare(Strict):
     resampler: Method = "lanczos"
 
 
-class Evaluation(_Strict):
+class Evaluation(Strict):
     device: Device | None = None
     batch_size: int = Field(default=8, ge=1)
 
@@ -331,12 +190,12 @@ COST_CRITERIA = ("latency", "memory", "energy")  # what a [summary] group may ra
 OVERALL_GROUP = "overall"  # the summary's column that averages the groups: no group may take its name
 
 
-class SummaryEntry(_Strict):
+class SummaryEntry(Strict):
     metric: str = Field(description="a metric of the suite, or latency / memory / energy")
     weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
-class SummaryGroup(_Strict):
+class SummaryGroup(Strict):
     """A summary group with its own weight in "overall" (the list form weighs 1)."""
 
     weight: float = Field(default=1.0, ge=0, allow_inf_nan=False,
@@ -360,7 +219,7 @@ SummarySpec = Annotated[Annotated[list[SummaryEntry], Tag("list")] | Annotated[S
                         Discriminator(_summary_form)]
 
 
-class SuiteModel(_Strict):
+class SuiteModel(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     description: str = ""
     source: Source
