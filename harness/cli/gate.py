@@ -176,7 +176,7 @@ def calibrate_(
     from harness.sources.cache import TensorCache, default_cache_dir
     from harness.store import writable_dir
     from harness.suite import OverrideError, SuiteError, load_suite
-    from harness.workers.executor import require_devices
+    from harness.workers.local import require_devices
 
     try:
         loaded = load_suite(suite).with_overrides(device=device, dtype=dtype)

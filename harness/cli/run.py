@@ -55,7 +55,7 @@ def run(
     from harness.runner import Runner
     from harness.sources.cache import TensorCache, default_cache_dir
     from harness.workers.execution import check_execution
-    from harness.workers.executor import parse_gpus, require_devices
+    from harness.workers.local import parse_gpus, require_devices
 
     cache = TensorCache(cache_dir or default_cache_dir())
     execution = {"executor": executor, "address": address}

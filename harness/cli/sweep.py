@@ -41,7 +41,7 @@ def sweep(
     from harness.suite import load_suite
     from harness.sweep import OOM, Sweep, SweepError, default_run_dir, parse_bytes
     from harness.view import MEMORY_KINDS, format_bytes
-    from harness.workers.executor import require_devices
+    from harness.workers.local import require_devices
     from reports.sweep import device_energy
 
     try:

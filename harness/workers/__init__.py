@@ -1,7 +1,8 @@
 """Phase 3 — workers: one process per decoder unit that loads, warms up, decodes and measures.
 
-    executor.py       units of work (decoder, size, shard), slots, the slot driver and the local
-                      executor (the suite's device, or one worker per GPU at once)
+    executor.py       units of work (decoder, size, shard), slots, the executor interface and the
+                      slot driver every executor shares
+    local.py          the local executor: the suite's device, or one worker per GPU at once
     ray_executor.py   the same units as Ray actors (extra `cluster`)
     execution.py      which executor a run uses, the evaluation device, GPU state and idle power
                       around the decode phase, notes on units that ran side by side

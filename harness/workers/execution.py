@@ -14,7 +14,8 @@ from harness.progress import Reporter
 from harness.store import RunStore
 from harness.suite import Suite, Timing
 from harness.workers.energy import IDLE_SECONDS, gpu_run_facts
-from harness.workers.executor import Executor, ExecutorError, LocalExecutor, Slot, local_slots
+from harness.workers.executor import Executor, ExecutorError, Slot
+from harness.workers.local import LocalExecutor, local_slots
 from harness.workers.process import start_forkserver, start_method_problem, visible_devices
 
 

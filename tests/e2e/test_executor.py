@@ -23,16 +23,8 @@ from harness.store import INFRASTRUCTURE_ERROR, EnvironmentFailure, RunStore
 from harness.suite import load_suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.execution import concurrency_notes, evaluation_device, ran_concurrently
-from harness.workers.executor import (
-    ExecutorError,
-    Policy,
-    Slot,
-    local_slots,
-    parse_gpus,
-    plan_units,
-    run_slots,
-    shard_count,
-)
+from harness.workers.executor import ExecutorError, Policy, Slot, plan_units, run_slots, shard_count
+from harness.workers.local import local_slots, parse_gpus
 from harness.workers.process import WorkerGone, start_method
 from harness.workers.sink import ImageWriter
 
@@ -88,17 +80,17 @@ def test_gpu_lists_are_parsed_and_pinned() -> None:
 
 
 def test_all_gpus_without_a_gpu_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 0)
+    monkeypatch.setattr("harness.workers.local.visible_gpu_count", lambda: 0)
     with pytest.raises(ExecutorError, match="no GPU is visible"):
         local_slots("all", "cuda")
-    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 2)
+    monkeypatch.setattr("harness.workers.local.visible_gpu_count", lambda: 2)
     assert [s.gpu_index for s in local_slots("all", "cuda")] == [0, 1]
 
 
 def test_all_gpus_under_an_existing_mask_are_the_masks_gpus(monkeypatch) -> None:
     """With CUDA_VISIBLE_DEVICES=2,3 already set, --gpus all means GPUs 2 and 3 (not 0 and 1)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 2)
+    monkeypatch.setattr("harness.workers.local.visible_gpu_count", lambda: 2)
     assert [(s.label, s.gpu_index, dict(s.env)) for s in local_slots("all", "cuda")] == [
         ("gpu2", 2, {"CUDA_VISIBLE_DEVICES": "2"}), ("gpu3", 3, {"CUDA_VISIBLE_DEVICES": "3"})]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,GPU-bbbb")  # UUIDs: pinned as given

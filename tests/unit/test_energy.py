@@ -264,7 +264,7 @@ def test_a_second_gpu_is_read_by_its_own_counter(script: Script, clock: FakeCloc
 def test_the_runner_reads_the_gpus_its_slots_decode_on(script: Script, clock: FakeClock,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.workers.execution import run_gpu_entries
-    from harness.workers.executor import local_slots
+    from harness.workers.local import local_slots
 
     assert run_gpu_entries(local_slots("1,0", "cuda"), "cuda") == ["0", "1"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb,GPU-aaaa")

@@ -726,7 +726,7 @@ def test_overrides_are_validated_before_anything_is_written(write_suite, image_f
 ], ids=["device", "device-index", "gpus", "evaluation-device"])
 def test_cuda_without_a_gpu_is_one_line_before_the_run_directory(write_suite, image_folder, tmp_path,
                                                                 monkeypatch, args, extra, fragment) -> None:
-    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 0)
+    monkeypatch.setattr("harness.workers.local.visible_gpu_count", lambda: 0)
     suite = str(write_suite(small_suite(image_folder) + "\n" + extra))
     usage_error(invoke("run", suite, "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c"), "-q",
                        *args), fragment)
@@ -734,7 +734,7 @@ def test_cuda_without_a_gpu_is_one_line_before_the_run_directory(write_suite, im
 
 
 def test_a_cuda_index_beyond_the_gpus_is_refused(write_suite, image_folder, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("harness.workers.executor.visible_gpu_count", lambda: 2)
+    monkeypatch.setattr("harness.workers.local.visible_gpu_count", lambda: 2)
     suite = str(write_suite(small_suite(image_folder)))
     usage_error(invoke("run", suite, "--out", str(tmp_path / "run"), "--device", "cuda:2", "-q"),
                 "timing.device 'cuda:2': this process sees 2 GPU(s), cuda:0 to cuda:1")
