@@ -1,16 +1,10 @@
-"""Run a suite: sources → cache → one worker per decoder unit → store → metrics.
+"""Run a suite: sources → cache → one worker per decoder unit → store → metrics → judge.
 
-The runner is the only module that knows decoders, sources, the store and
-metrics at once. Phases are strictly ordered: all inputs are prepared before
-any decoder runs; decoders run in worker processes through an executor
-(harness.workers.executor: by default one after the other on the suite's
-device; with `gpus` one worker per GPU at once, stated in the manifest; or
-on Ray), and the runner alone writes the run directory; metrics run after
-all decoding, once every worker has exited, so no metric model is resident
-while a decoder is measured; the pairwise judge (suites with a [judge]
-table) runs last, over the stored outputs. Every (decoder, case) unit ends
-as exactly one record — ok, or the failure that happened — and a resumed
-run only does the units that have none.
+The only module that knows decoders, sources, the store and metrics at once. Phases are strictly
+ordered (every input before any decoder; metrics after every worker has exited, so no metric model
+is resident while a decoder is measured; the judge last), the runner alone writes the run
+directory, and every (decoder, case) unit ends as exactly one record: a resumed run does only the
+units that have none (docs/execution.md, docs/run-format.md).
 """
 
 from __future__ import annotations
@@ -30,7 +24,7 @@ from harness.judge.phase import run_judge
 from harness.progress import Reporter, SilentReporter
 from harness.records import DecodeRecord, Size, decodes, loads
 from harness.sources.cache import TensorCache
-from harness.sources.listing import list_items
+from harness.sources.listing import check_source_paths, list_items
 from harness.sources.prepare import InputPreparer, LoadableItem, PreparedCase, source_protocol
 from harness.store import (
     INFRASTRUCTURE_ERROR,
@@ -137,7 +131,7 @@ class Runner:
                 f"{run_dir}: the stored suite no longer validates to the same hash "
                 "(decoderbench or a plug-in changed its defaults); start a new run"
             )
-        _check_source_paths(suite, run_dir / MANIFEST)
+        check_source_paths(suite, run_dir / MANIFEST)
         cache_dir = manifest.get("cache_dir")
         if cache is None and cache_dir is None:
             raise StoreError(f"{run_dir / MANIFEST}: cache_dir: missing; give --cache-dir")
@@ -402,19 +396,3 @@ class Runner:
                 per = counts.setdefault(record["decoder"], {})
                 per[record["status"]] = per.get(record["status"], 0) + 1
         return RunOutcome(self.store.root, counts, list(self.notes))
-
-
-def _check_source_paths(suite: Suite, manifest: Path) -> None:
-    """The files a resumed run reads again (its source) must still be where the suite says."""
-    source = suite.model.source
-    named = {key: getattr(source, key, None) for key in ("folder", "manifest", "file")}
-    for key, value in named.items():
-        if value is None:
-            continue
-        path = suite.resolve_path(value)
-        if not path.exists():
-            relative = "" if suite.path.is_absolute() else (
-                f"; this run stored its suite path {str(suite.path)!r} relative to the directory it "
-                "was started from: resume it from there")
-            raise StoreError(f"{manifest}: suite.path: source.{key} {value!r} resolves to {path}, "
-                             f"which does not exist{relative}")

@@ -26,7 +26,7 @@ from harness.sources.items import (
     sidecar_prompt,
 )
 from harness.sources.textchart import LEGIBILITY_FONT_SIZES, LEGIBLE_ALPHABET, line_annotations, render_chart
-from harness.store import file_problem
+from harness.store import StoreError, file_problem
 from harness.suite import Suite
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
@@ -215,3 +215,19 @@ def list_items(suite: Suite) -> list[LoadableItem]:
         more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
         raise SourceError(f"source: item ids occur twice: {duplicates[:10]}{more}")
     return [make() for _, make in (entries[: source.limit] if source.limit else entries)]
+
+
+def check_source_paths(suite: Suite, manifest: Path) -> None:
+    """The files a resumed run reads again (its source) must still be where the suite says."""
+    source = suite.model.source
+    named = {key: getattr(source, key, None) for key in ("folder", "manifest", "file")}
+    for key, value in named.items():
+        if value is None:
+            continue
+        path = suite.resolve_path(value)
+        if not path.exists():
+            relative = "" if suite.path.is_absolute() else (
+                f"; this run stored its suite path {str(suite.path)!r} relative to the directory it "
+                "was started from: resume it from there")
+            raise StoreError(f"{manifest}: suite.path: source.{key} {value!r} resolves to {path}, "
+                             f"which does not exist{relative}")
