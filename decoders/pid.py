@@ -1,10 +1,7 @@
-"""NVIDIA PiD (pixel-diffusion decoder) through its public inference API.
+"""NVIDIA PiD (pixel-diffusion decoder) through its public inference API (docs/decoders/pid.md).
 
-Loads a distilled checkpoint (or the v1.5 teacher) from a PiD checkout, refuses a checkpoint whose
-network keys do not match (a decoder that ignores its latent), times PiD's text encoding apart from
-decoding, and compiles what PiD's own `enable_compile()` compiles. The upstream API it is written
-against: docs/decoders/pid.md.
-"""
+A distilled checkpoint or the v1.5 teacher from a PiD checkout; network keys that do not match are
+refused (a decoder that ignores its latent); PiD's text encoding is timed apart from decoding."""
 
 from __future__ import annotations
 

@@ -1,21 +1,8 @@
 """VAE decoders and encoders through diffusers: FLUX.1, FLUX.2, SD3, SDXL, Qwen-Image (and SD 1.x).
 
-Weights come from a Hugging Face id or a local folder (`from_pretrained`,
-subfolder `vae`), or are random: `weights = "random"` builds the exact
-architecture of the family from its config (VAE_FAMILIES) with a seeded
-random initialisation. Latency and memory do not depend on weight values, so
-random weights give real performance numbers; their quality means nothing and
-is recorded as not applicable (never as a number).
-
-`vae-tiled` decodes the same model tile by tile and records its tile grid for
-seam metrics: with decoderbench's evenly spread cross-fade tiles
-(`tiling = "crossfade"`, decoders.tiling), or the way real pipelines do after
-`vae.enable_tiling()` (`tiling = "diffusers"`: diffusers' own `tiled_decode`,
-tiles of the config's `sample_size`, overlap factor 0.25, `blend_v/blend_h`).
-
-`compile = true` (decoders only) compiles the VAE's `decoder` module in place
-(decoders.compiled); the time spent compiling is recorded apart in
-`facts.compile`.
+Weights from a Hugging Face id or a local folder, or random (the family's exact architecture,
+seeded: real performance numbers, quality recorded as not applicable); `vae-tiled` decodes tile by
+tile and records its grid for seam metrics (docs/decoders/vae.md).
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ from harness.suite import MAX_SIDE, Suite
 from harness.view import MEMORY_KINDS, format_bytes
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone
 from harness.workers.execution import preload_modules
+from harness.workers.forkserver import start_forkserver, start_method_problem
 from harness.workers.jobs import worker_job
-from harness.workers.process import WorkerGone, WorkerProcess, start_forkserver, start_method_problem
+from harness.workers.process import WorkerGone, WorkerProcess
 from harness.workers.worker import worker_main
 from reports.sweep import deciding_memory
 

@@ -13,5 +13,6 @@
     meter.py          one block of timed calls measured with those counters (lengthened as needed)
     sink.py           where results land: records, and the image writer (PNG + fsync, background)
     channel.py        the typed messages between the runner and a worker
-    process.py        child processes (forkserver; shared with the source worker): logs, deadlines
+    process.py        child processes (shared with the source worker): logs, deadlines, deaths
+    forkserver.py     the server children fork from (imports done once, never CUDA)
 """

@@ -15,8 +15,9 @@ from harness.store import RunStore
 from harness.suite import Suite, Timing
 from harness.workers.energy import IDLE_SECONDS, gpu_run_facts
 from harness.workers.executor import Executor, ExecutorError, Slot
+from harness.workers.forkserver import start_forkserver, start_method_problem
 from harness.workers.local import LocalExecutor, local_slots
-from harness.workers.process import start_forkserver, start_method_problem, visible_devices
+from harness.workers.process import visible_devices
 
 
 def make_executor(suite: Suite, executor: str = "local", address: str | None = None) -> Executor:

@@ -132,7 +132,7 @@ class LocalExecutor:
 
     def warm_up(self) -> float:
         """The worker server ready before any decoder's clock starts (harness.workers.process)."""
-        from harness.workers.process import wait_for_server
+        from harness.workers.forkserver import wait_for_server
 
         return wait_for_server()
 
@@ -140,7 +140,7 @@ class LocalExecutor:
         run_slots(self.slots, units, LocalWorker, sink, policy)
 
     def describe(self) -> dict[str, Any]:
-        from harness.workers.process import start_method
+        from harness.workers.forkserver import start_method
 
         return {"executor": self.name, "start_method": start_method(),
                 "slots": [{"label": s.label, "gpu_index": s.gpu_index} for s in self.slots]}

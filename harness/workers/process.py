@@ -1,8 +1,8 @@
 """Child processes: the machinery decoder workers and the source worker share.
 
-Children fork from a forkserver that imported torch and the decoders (never CUDA), so each worker
-is a fresh process without the imports' cost; the parent starts, talks to, and times out children
-and names why one died (docs/execution.md).
+Child side: leave at once when done, log to a file, die with the parent, describe the device and
+torch's state. Parent side (`WorkerProcess`): start (from harness/workers/forkserver.py), send, wait
+with a deadline, and name why a child died (`WorkerGone`) (docs/execution.md).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import re
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,7 @@ import numpy as np
 import torch
 
 from harness.store import ENVIRONMENT_ERRNOS, INFRASTRUCTURE_ERROR
-
-# =========================================================================== child side
+from harness.workers.forkserver import start_forkserver, start_method
 
 
 def exits_fast(serve: Callable[..., None]) -> Callable[..., None]:
@@ -165,78 +163,6 @@ def _child_main(target: Callable[[Any, Any], None], conn: Any, job: Any,
     target(conn, job)
 
 
-# =========================================================================== start method
-
-START_METHOD_ENV = "DECODERBENCH_START_METHOD"
-# Imported by the forkserver before it forks any child (the suite's decoder modules are added).
-BASE_PRELOAD = ("torch", "numpy", "PIL.Image", "safetensors.torch", "harness.workers.worker",
-                "harness.sources.worker")
-_server_lock = threading.Lock()
-_server_started = False
-
-
-START_METHODS = ("forkserver", "spawn")
-
-
-def start_method_problem() -> str | None:
-    """Why DECODERBENCH_START_METHOD cannot be used (one line), or None."""
-    wanted = os.environ.get(START_METHOD_ENV, "")
-    if wanted and wanted not in START_METHODS:
-        return (f"{START_METHOD_ENV}={wanted!r}: expected one of {', '.join(START_METHODS)} (workers are "
-                "processes: a decoder must not share one with the runner or another decoder)")
-    return None
-
-
-def start_method() -> str:
-    """forkserver where the platform has it, unless DECODERBENCH_START_METHOD=spawn asks otherwise."""
-    wanted = os.environ.get(START_METHOD_ENV, "")
-    if wanted in ("spawn", "forkserver"):
-        return wanted if wanted in multiprocessing.get_all_start_methods() else "spawn"
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def start_forkserver(preload: Iterable[str] = ()) -> bool:
-    """Launch the forkserver now (it imports in the background) with these modules preloaded.
-
-    Only the first call of a process chooses the modules: the server lives as long as the
-    process. Returns False where children are spawned instead."""
-    global _server_started
-    if start_method() != "forkserver":
-        return False
-    with _server_lock:
-        if not _server_started:
-            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(list(dict.fromkeys([*BASE_PRELOAD, *preload])))
-            from multiprocessing import forkserver
-
-            forkserver.ensure_running()
-            _server_started = True
-    return True
-
-
-def _ready() -> None:
-    """A child that does nothing: forked from the server, it proves the server is ready."""
-
-
-def wait_for_server() -> float:
-    """Block until the forkserver has imported its preload modules; the seconds waited.
-
-    The server imports in the background from `start_forkserver()` on; a child asked of it is forked
-    only once those imports are done. Without this wait, the first decoder's start-up (and so its
-    cold start) would pay for the rest of them, whichever decoder the suite lists first."""
-    if not start_forkserver():
-        return 0.0
-    begin = time.perf_counter()
-    child = multiprocessing.get_context("forkserver").Process(target=_ready, name="decoderbench-ready")
-    child.start()
-    child.join()
-    return time.perf_counter() - begin
-
-
-# =========================================================================== parent side
-
-
 class WorkerGone:
     """The worker died or stopped answering; `reason` says how (its first line says why)."""
 
@@ -247,6 +173,8 @@ class WorkerGone:
 # Signals a decoder's own code raises when it fails (its fault: `crashed`); SIGTERM, SIGHUP, SIGINT
 # and SIGQUIT come from outside (an operator, a scheduler, a shutdown: `infrastructure_error`).
 OUTSIDE_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT})
+
+
 OOM_COUNTERS = (Path("/sys/fs/cgroup/memory.events"), Path("/proc/vmstat"))  # cgroup v2, machine
 
 

@@ -24,8 +24,9 @@ from harness.suite import load_suite
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.execution import concurrency_notes, evaluation_device, ran_concurrently
 from harness.workers.executor import ExecutorError, Policy, Slot, plan_units, run_slots, shard_count
+from harness.workers.forkserver import start_method
 from harness.workers.local import local_slots, parse_gpus
-from harness.workers.process import WorkerGone, start_method
+from harness.workers.process import WorkerGone
 from harness.workers.sink import ImageWriter
 
 # =========================================================================== units and slots
