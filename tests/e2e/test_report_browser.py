@@ -68,7 +68,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index, name in enumerate(("astronaut", "coffee", "chelsea")):  # ship with scikit-image
         array = getattr(skimage.data, name)()
         side = min(array.shape[:2])
-        square = Image.fromarray(array[:side, (array.shape[1] - side) // 2:][:, :side])
+        square = Image.fromarray(array[:side, (array.shape[1] - side) // 2 :][:, :side])
         square.resize((512, 512), Image.Resampling.LANCZOS).save(folder / f"img{index}.png")
     (folder / "img0.txt").write_text(f"{EVIL} a red fox")
     text = suite_text(
@@ -112,7 +112,7 @@ def _open(browser, url: str, viewport: dict[str, int] = DESKTOP):
         "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
     )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed ({r.failure}): {r.url}"))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     page.goto(url)
     page.wait_for_load_state("networkidle")
@@ -195,8 +195,12 @@ def test_leaderboard_in_chromium(report: Path, browser) -> None:
     page.locator("table.leaderboard thead th", has_text="decoder").click()
     assert _decoders(page) == sorted(order)  # rows really moved
     header = page.locator("table.leaderboard thead th", has_text="latency / image")
-    column = page.locator("table.leaderboard thead th").evaluate_all(
-        "cells => cells.findIndex(c => c.textContent.includes('latency / image'))") + 1
+    column = (
+        page.locator("table.leaderboard thead th").evaluate_all(
+            "cells => cells.findIndex(c => c.textContent.includes('latency / image'))"
+        )
+        + 1
+    )
     header.click()  # lower is better: best first, the OOM row last
     first = _decoders(page)
     header.click()
@@ -223,6 +227,13 @@ def test_leaderboard_in_chromium(report: Path, browser) -> None:
     chooser.select_option("ssim")
     assert page.locator("[data-metric='ssim'] img").first.is_visible()
     assert page.locator("[data-metric='ssim'] img").count() == 2  # latency and memory panels
+    _load_every_image(page)  # the chosen panels load before the reload below (else it aborts them)
+    assert page.locator("[data-metric='ssim'] img").evaluate_all(
+        "imgs => imgs.map(i => i.naturalWidth > 0)"
+    ) == [
+        True,
+        True,
+    ]
     assert not page.locator("[data-metric='psnr']").first.is_visible()
     assert "1 decoders" not in page.content() and _overflow(page) == 0
     ARTIFACTS.mkdir(exist_ok=True)
@@ -274,6 +285,7 @@ def test_viewer_shows_the_prompt_as_text_and_counts_what_the_filter_shows(report
     metric.select_option("ssim")
     assert page.locator("td[data-metric='ssim']").first.is_visible()
     assert not page.locator("td[data-metric='psnr']").first.is_visible()
+    _load_every_image(page)  # nothing in flight when the link leaves the page
     page.get_by_role("link", name="img0", exact=False).first.click()
     page.wait_for_load_state("networkidle")
     assert page.locator(".prompt-text").inner_text() == f"{EVIL} a red fox"
@@ -351,9 +363,13 @@ def test_plot_labels_never_overlap_each_other_or_a_marker(report: Path, browser,
         labels = [b for b in boxes if b["id"].startswith("label-")]
         assert labels, figure.name
         for index, box in enumerate(labels):
-            for other in [*labels[index + 1:], *(b for b in boxes if b["id"].startswith("marker-"))]:
-                apart = box["x1"] <= other["x0"] or other["x1"] <= box["x0"] or box["y1"] <= other["y0"] \
+            for other in [*labels[index + 1 :], *(b for b in boxes if b["id"].startswith("marker-"))]:
+                apart = (
+                    box["x1"] <= other["x0"]
+                    or other["x1"] <= box["x0"]
+                    or box["y1"] <= other["y0"]
                     or other["y1"] <= box["y0"]
+                )
                 assert apart, (figure.name, box, other)
         assert problems == []
         page.close()
