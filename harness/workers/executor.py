@@ -7,6 +7,7 @@ worker, failures recorded and workers replaced (docs/execution.md).
 
 from __future__ import annotations
 
+import errno
 import math
 import threading
 import time
@@ -17,12 +18,18 @@ from typing import Any, Protocol
 
 from harness.errors import DecoderbenchError
 from harness.records import Size
-from harness.store import INFRASTRUCTURE_ERROR
+from harness.store import ENVIRONMENT_ERRNOS, INFRASTRUCTURE_ERROR, errno_text
 from harness.workers.channel import DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.process import WorkerGone
 
 # A worker that died (or was lost with its node) is tried again where the executor allows it (Ray).
 RETRIED = frozenset({"crashed", INFRASTRUCTURE_ERROR})
+
+# A machine that cannot start a process now (EAGAIN: too many processes or threads; ENOMEM; no file
+# descriptors left) is asked again after these pauses; still refused, the load is the environment's
+# failure (infrastructure_error, which resume runs again), never the decoder's.
+START_ERRNOS = ENVIRONMENT_ERRNOS | {errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+START_PAUSES_S = (0.5, 2.0)
 
 
 class ExecutorError(DecoderbenchError, RuntimeError):
@@ -187,7 +194,9 @@ class SlotDriver:
     def _start(self, unit: Unit) -> WorkerGone | LoadFailed | None:
         """Start a worker for the unit's job; None when it loaded, else why not."""
         job = replace(unit.job, device=self.slot.device) if self.slot.device else unit.job
-        worker = self.factory(job, self.slot)
+        worker = self._spawn(unit, job)
+        if isinstance(worker, WorkerGone):
+            return worker
         self.worker, self._decoder = worker, unit.decoder_id
         reply = worker.loaded(self.policy.load_timeout_s)
         if isinstance(reply, Loaded):
@@ -197,6 +206,23 @@ class SlotDriver:
         if isinstance(reply, LoadFailed | WorkerGone):
             return reply
         return LoadFailed(0, "error", f"protocol error: got {type(reply).__name__}")
+
+    def _spawn(self, unit: Unit, job: WorkerJob) -> WorkerHandle | WorkerGone:
+        """A worker process for the job, asked again after a pause while the machine refuses one."""
+        pauses = list(START_PAUSES_S)
+        while True:
+            try:
+                return self.factory(job, self.slot)
+            except OSError as exc:
+                if exc.errno not in START_ERRNOS:
+                    raise
+                why = errno_text(exc.errno, exc.strerror)
+                if not pauses or self.abort.is_set():
+                    return WorkerGone(INFRASTRUCTURE_ERROR, f"could not start a worker process: {why}")
+                pause = pauses.pop(0)
+                self.sink.note(f"{unit.key}: could not start a worker process ({why}); "
+                               f"trying again in {pause:g} s")
+                time.sleep(pause)
 
     def _run_unit(self, unit: Unit) -> None:
         tasks: deque[DecodeTask] = deque(unit.tasks)

@@ -4,6 +4,7 @@ shards), the forkserver, the image writer and where the time went."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -21,6 +22,7 @@ from harness.runner import Runner
 from harness.sources.cache import TensorCache
 from harness.store import INFRASTRUCTURE_ERROR, EnvironmentFailure, RunStore
 from harness.suite import load_suite
+from harness.workers import executor as executor_module
 from harness.workers.channel import CaseInput, DecodeTask, Loaded, LoadFailed, TaskDone, WorkerJob
 from harness.workers.execution import concurrency_notes, evaluation_device, ran_concurrently
 from harness.workers.executor import ExecutorError, Policy, Slot, plan_units, run_slots, shard_count
@@ -524,3 +526,27 @@ def test_a_worker_process_never_loads_a_second_decoder(monkeypatch) -> None:
     decoder, reply, _ = worker.load_decoder(_job("next"))
     assert decoder is None and isinstance(reply, LoadFailed) and reply.status == "error"
     assert "already loaded decoder 'pid-decoder': refusing to reuse it" in reply.message
+
+
+def test_a_machine_refusing_a_process_is_asked_again_then_blamed_not_the_decoder(monkeypatch) -> None:
+    monkeypatch.setattr(executor_module, "START_PAUSES_S", (0.0, 0.0))
+    refusals = {"a": 2, "b": 99}  # a: refused twice, then started; b: refused every time
+
+    def factory(job, slot):
+        if refusals[job.decoder_id] > 0:
+            refusals[job.decoder_id] -= 1
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return ScriptedWorker(job, slot)
+
+    sink = _drive([(_job("a"), (32, 32), [_task("1")]), (_job("b"), (32, 32), [_task("2")])], factory=factory)
+    assert [case for case, _, _ in sink.of("decoded")] == ["1"]
+    assert sink.of("load_failed") == [("b@32x32#1/1", "infrastructure_error")]  # resume runs it again
+    assert sink.of("failed") == [("2", "infrastructure_error")]
+    notes = [note[0] for note in sink.of("note")]
+    assert len(notes) == 4 and all("could not start a worker process" in n and "(EAGAIN)" in n for n in notes)
+
+    def broken(job, slot):  # any other error of the factory is a bug, raised as it is
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    with pytest.raises(OSError, match="Invalid argument"):
+        _drive([(_job("a"), (32, 32), [_task("1")])], factory=broken)
