@@ -180,9 +180,11 @@ def pyiqa_case(name: str, **options: Any) -> Callable[[Inputs], Case]:
         import pyiqa
 
         from harness.metrics import METRICS
+        from harness.metrics.pyiqa_models import transformers_llama_kept
 
         torch.manual_seed(0)
-        model = pyiqa.create_metric(name, device=inputs.device, **options).eval()
+        with transformers_llama_kept():  # pyiqa's Q-Align patches transformers' Llama process-wide
+            model = pyiqa.create_metric(name, device=inputs.device, **options).eval()
         params = METRICS.get(name).Params
         whole = inputs.against_library  # the library scores whole images; a memory row uses the defaults
         metric = METRICS.get(name)(params(max_side=max(inputs.size, 64)) if whole else params())

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import started
 from skimage import data
 
 from decoders.resample import resize
 from harness.metrics import weights
 from harness.metrics.noref import MUSIQ, PIQE, apply_policy, tile_origins
+from harness.metrics.pyiqa_models import transformers_llama_kept
 
 pyiqa = pytest.importorskip("pyiqa")
 
@@ -30,7 +35,8 @@ def _photo(name: str, size: tuple[int, int]) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def piqe_direct() -> torch.nn.Module:
-    return pyiqa.create_metric("piqe", device=torch.device("cpu"))
+    with transformers_llama_kept():
+        return pyiqa.create_metric("piqe", device=torch.device("cpu"))
 
 
 def test_tile_origins_cover_the_image_with_flush_last_tile() -> None:
@@ -129,3 +135,27 @@ def test_tiles_reach_the_model_within_the_pixel_budget(piqe_direct: torch.nn.Mod
     assert seen == [2, 2, 2]
     assert metric.compute().per_key["x"] == pytest.approx(
         float(np.mean([piqe_direct(p).item() for p in pieces])), rel=1e-6)
+
+
+def test_a_pyiqa_metric_leaves_transformers_llama_as_it_was() -> None:
+    """Creating TOPIQ imports all of pyiqa's architectures, Q-Align's among them, which replaces
+    transformers' Llama classes for the whole process; a LLaVA judge of the same evaluation would run
+    pyiqa's code. A fresh interpreter, as the evaluation phase is."""
+    pytest.importorskip("transformers")
+    code = """
+import sys, torch
+from transformers.models.llama import configuration_llama as C, modeling_llama as L
+def state():
+    return (C.LlamaConfig, L.LlamaAttention, L.LlamaDecoderLayer, L.LlamaModel.forward,
+            L.LlamaForCausalLM.forward, hasattr(L, "LlamaSdpaAttention"))
+before = state()
+from harness.metrics.pyiqa_models import create_pyiqa_metric
+try:
+    create_pyiqa_metric("topiq_nr", torch.device("cpu"))  # fails later without its weights: no matter
+except Exception:
+    pass
+print(any("q_align" in name for name in sys.modules), state() == before)
+"""
+    result = started(subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True,
+                     timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.stdout.split()[-2:] == ["True", "True"], result.stderr[-3000:]  # imported, and undone
