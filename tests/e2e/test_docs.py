@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from helpers import started
 
 README = REPO / "README.md"
 DOCS = REPO / "docs"
@@ -78,7 +79,8 @@ def test_every_command_of_the_quick_start_runs(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "100"}
     for command in commands:
         line = command.replace(".venv/bin/", f"{venv}/")
-        result = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, env=env,
+        result = started(subprocess.run,
+                         ["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, env=env,
                                 timeout=600)
         assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
 
@@ -109,7 +111,8 @@ def test_the_plug_in_decoder_of_the_docs_runs_as_written(tmp_path: Path) -> None
            "PYTHONPATH": os.pathsep.join([str(package), os.environ.get("PYTHONPATH", "")])}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "harness", *args], cwd=tmp_path, capture_output=True,
+        return started(subprocess.run,
+                       [sys.executable, "-m", "harness", *args], cwd=tmp_path, capture_output=True,
                               text=True, env=env, timeout=600)
 
     listed = run("list", "decoders")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import decoder_tables, invoke, suite_text
+from helpers import decoder_tables, invoke, started, suite_text
 from PIL import Image
 
 from harness.store import INFRASTRUCTURE_ERROR, RunStore
@@ -48,7 +48,8 @@ def error_lines(output: str) -> list[str]:
 def assert_resumes_to_ok(run_dir: Path, units: int, **env: str) -> None:
     """`run --resume` after the cause is gone: every unit ok, once; no decoder blamed."""
     command = [sys.executable, "-m", "harness", "run", "--resume", str(run_dir), "-q", "--no-report"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    result = started(subprocess.run,
+                     command, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     records = decodes(run_dir)
     assert Counter(r["status"] for r in records) == {"ok": units}, Counter(r["status"] for r in records)
@@ -160,7 +161,7 @@ def test_a_file_size_limit_in_a_subprocess(tmp_path) -> None:
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "harness", "run", str(suite), "--out", str(run_dir), "--cache-dir",
                str(tmp_path / "cache"), "-q", "--no-report"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+    result = started(subprocess.run, command, capture_output=True, text=True, timeout=300,
                             preexec_fn=_limited(100_000))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     lines = error_lines(result.stderr)
@@ -177,7 +178,7 @@ def test_a_closed_stderr(write_suite, image_folder, tmp_path) -> None:
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "harness", "run", str(write_suite(small_suite(image_folder))), "--out",
                str(run_dir), "--cache-dir", str(tmp_path / "cache"), "-q", "--no-report"]
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=300,
+    result = started(subprocess.run, command, stdout=subprocess.PIPE, text=True, timeout=300,
                             preexec_fn=lambda: os.close(2))
     assert result.returncode == 0, result.stdout
     assert Counter(r["status"] for r in decodes(run_dir)) == {"ok": 6}
@@ -189,7 +190,8 @@ def test_a_stderr_whose_reader_goes_away(write_suite, image_folder, tmp_path) ->
     run_dir = tmp_path / "run"
     suite = write_suite(small_suite(image_folder).replace("input = 16\noutput_scale = 2",
                                                           "input = 16\noutput_scale = 4"))  # notes to print
-    process = subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), "--out", str(run_dir),
+    process = started(subprocess.Popen,
+                      [sys.executable, "-m", "harness", "run", str(suite), "--out", str(run_dir),
                                 "--cache-dir", str(tmp_path / "cache"), "--no-report"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     process.stderr.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from helpers import decoder_tables, suite_text
+from helpers import decoder_tables, started, suite_text
 from synthetic_runs import write_judge, write_sweep
 
 from harness.runner import Runner
@@ -97,7 +97,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        instance = started(playwright.chromium.launch, executable_path=CHROMIUM, args=ARGS,
+                           retry_on=(sync_api.Error,))  # a browser that died starting on a loaded machine
         yield instance
         instance.close()
 

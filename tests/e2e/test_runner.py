@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import decoder_tables, suite_text
+from helpers import decoder_tables, started, suite_text
 from safetensors.torch import load_file
 
 from harness.runner import Runner
@@ -215,7 +215,7 @@ def test_resume_after_the_parent_is_killed(write_suite, tmp_path, image_folder) 
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     command = [sys.executable, "-m", "harness", "run", str(suite_path), "--out", str(run_dir),
                "--cache-dir", str(cache), "--quiet", "--no-report"]
-    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = started(subprocess.Popen, command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = run_dir / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -236,7 +236,7 @@ def test_resume_after_the_parent_is_killed(write_suite, tmp_path, image_folder) 
         handle.write(b'{"kind": "decode", "decoder": "slow", "ca')
     finished_before = len([r for r in records if r["kind"] == "decode"])
     assert 3 <= finished_before < 18
-    resumed = subprocess.run(
+    resumed = started(subprocess.run,
         [sys.executable, "-m", "harness", "run", "--resume", str(run_dir), "--quiet", "--no-report"],
         capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 from conftest import PLUGINS, REPO
+from helpers import started
 from synthetic_runs import SynthDecoder, write_run
 
 from decoders.lazy import LazyModule, no_grad
@@ -54,7 +55,8 @@ def test_the_verbs_that_touch_no_tensor_never_import_torch(tmp_path: Path) -> No
     # Without tests/plugins on the path: a third-party plug-in may import what it likes.
     path = os.pathsep.join(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                            if p and Path(p).resolve() != PLUGINS.resolve())
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    result = started(subprocess.run,
+                     [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "COLUMNS": "80", "PYTHONPATH": path}, cwd=REPO)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "no torch" in result.stdout
@@ -96,7 +98,8 @@ def test_torch_hub_dir_without_torch_is_the_one_torch_uses(tmp_path: Path) -> No
             assert found == Path(torch.hub.get_dir()), (env, found, torch.hub.get_dir())
         print("same")
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = started(subprocess.run,
+                     [sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "same", result.stderr[-2000:]
 
 

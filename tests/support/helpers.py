@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 import csv
+import errno
 import importlib.util
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+# A loaded machine can briefly refuse a new process (fork: EAGAIN, ENOMEM): a fixture asks again.
+START_ERRNOS = frozenset({errno.EAGAIN, errno.ENOMEM})
+
+
+def started(start: Callable[..., T], *args: Any, retry_on: tuple[type[BaseException], ...] = (),
+            **kwargs: Any) -> T:
+    """`start(*args, **kwargs)` (subprocess.run or Popen, a browser's launch), asked again up to three
+    times, after a pause, when the machine cannot start a process now; `retry_on`: other exceptions
+    that mean the same (a browser that died while starting). Never around an assertion."""
+    for pause in (0.5, 2.0, 5.0, None):
+        try:
+            return start(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno not in START_ERRNOS or pause is None:
+                raise
+        except retry_on:
+            if pause is None:
+                raise
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def suite_text(folder: Path, decoders: str, **extra: str) -> str:
@@ -47,8 +75,8 @@ def decoder_tables(*entries: str) -> str:
 def cli(*args: str, cwd: Path | None = None, timeout: float = 300,
         columns: int = 200) -> subprocess.CompletedProcess:
     """Run the real command line in a subprocess (piped, as in CI: the log layout)."""
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
+    return started(
+        subprocess.run, [sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "COLUMNS": str(columns)},
     )
 

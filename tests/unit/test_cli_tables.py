@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import cli
+from helpers import cli, started
 from rich.console import Console
 from synthetic_runs import SynthDecoder, write_run
 
@@ -263,7 +263,8 @@ def test_no_color_turns_off_every_style() -> None:
     import sys
 
     def run(**env: str) -> str:
-        return subprocess.run([sys.executable, "-m", "harness", "list", "suites"], capture_output=True,
+        return started(subprocess.run,
+                       [sys.executable, "-m", "harness", "list", "suites"], capture_output=True,
                               text=True, env={**os.environ, "COLUMNS": "100", **env}).stdout
 
     assert "\x1b[" in run(FORCE_COLOR="1")  # a terminal: bold headers

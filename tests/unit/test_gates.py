@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import decoder_tables, invoke, suite_text
+from helpers import decoder_tables, invoke, started, suite_text
 from pydantic import ValidationError
 from synthetic_runs import ENVIRONMENT, SynthDecoder, write_run
 
@@ -419,7 +419,7 @@ def test_cli_baseline_and_gate(tmp_path: Path) -> None:
     worse = _run(tmp_path / "worse", pid(metrics={"lpips": lambda i: lpips_base(i) + 0.05}), gates=gates)
     summary = tmp_path / "step-summary.md"
     summary.write_text("earlier step\n")
-    result = subprocess.run(
+    result = started(subprocess.run,
         [sys.executable, "-m", "harness", "gate", str(worse), "--baseline", str(baseline)],
         capture_output=True,
         text=True,

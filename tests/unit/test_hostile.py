@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import decoder_tables, invoke, suite_text
+from helpers import decoder_tables, invoke, started, suite_text
 from PIL import Image
 
 from harness.store import RunStore
@@ -975,7 +975,7 @@ def test_columns_zero_and_an_ascii_terminal(base_run) -> None:
     import subprocess
 
     for args in (["list", "decoders"], ["show", str(base_run)]):
-        done = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, env=env,
+        done = started(subprocess.run, [sys.executable, "-m", "harness", *args], capture_output=True, env=env,
                               timeout=120)
         assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
         done.stdout.decode("ascii")  # plain ASCII: ★ → *, × → x, ↑ → ^

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import started
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -164,7 +165,8 @@ def test_the_stand_alone_preflight_imports_only_the_standard_library() -> None:
     code = ("import sys; sys.modules['torch'] = None; import harness.hardware.cuda; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'typer', 'rich', 'pydantic', 'numpy', 'decoders', 'reports'}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    out = started(subprocess.run,
+                  [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
