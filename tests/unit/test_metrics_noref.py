@@ -137,6 +137,7 @@ def test_tiles_reach_the_model_within_the_pixel_budget(piqe_direct: torch.nn.Mod
         float(np.mean([piqe_direct(p).item() for p in pieces])), rel=1e-6)
 
 
+@pytest.mark.e2e  # a fresh interpreter importing pyiqa and transformers: seconds
 def test_a_pyiqa_metric_leaves_transformers_llama_as_it_was() -> None:
     """Creating TOPIQ imports all of pyiqa's architectures, Q-Align's among them, which replaces
     transformers' Llama classes for the whole process; a LLaVA judge of the same evaluation would run
