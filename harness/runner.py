@@ -18,7 +18,7 @@ from typing import Any
 
 from harness import __version__
 from harness.env import fingerprint
-from harness.evaluate import evaluate
+from harness.evaluate import evaluate, weights_arrived
 from harness.images import write_png
 from harness.judge.phase import run_judge
 from harness.progress import Reporter, SilentReporter
@@ -156,7 +156,8 @@ class Runner:
         the run; the units whose output image is gone, that an environment failure stopped
         (infrastructure_error) or, with --retry-failed, that their decoder failed — each with its
         metric values and the set values it entered — and the failed worker loads of those decoders.
-        Each of these units is then decoded again and still ends with exactly one record."""
+        Each of these units is then decoded again and still ends with exactly one record. Metrics
+        recorded unavailable for want of weight files that are here now are scored again."""
         stray_lines = {int(entry.split(":", 2)[1]) for entry in data.set_aside}
         missing = set(data.missing_images)
         decoded = decodes(data.records)
@@ -173,6 +174,7 @@ class Runner:
         sets = {(r["decoder"], tuple(r.get("output_size") or ())) for r in decoded
                 if (r["decoder"], r["case"]) in units}
         again = {decoder for decoder, _ in units}
+        arrived = weights_arrived(data.records)
 
         def drop(record: dict[str, Any], number: int) -> bool:
             if number in stray_lines:
@@ -185,13 +187,15 @@ class Runner:
                     record.get("status") == INFRASTRUCTURE_ERROR or record.get("decoder") in again)
             if record.get("kind") != "metric":
                 return False
+            if record.get("metric") in arrived and record.get("status") == "unavailable":
+                return True
             if record.get("case") is not None:
                 return unit in units
             size = tuple(record.get("size") or ())
             return (record.get("decoder"), size) in sets or (
                 not size and any(d == record.get("decoder") for d, _ in sets))
 
-        if not units and not stray_lines and not any(
+        if not units and not stray_lines and not arrived and not any(
                 r["status"] == INFRASTRUCTURE_ERROR for r in loads(data.records)):
             return
         moved = self.store.set_aside(drop)
@@ -199,8 +203,11 @@ class Runner:
         reasons = [f"{len(found)} {what.format(example=example)}" for what, found in why.items() if found]
         if stray_lines:
             reasons.append(f"{len(stray_lines)} record(s) did not belong to this run")
+        if arrived:
+            reasons.append(f"the weight files of {', '.join(sorted(arrived))} are here now")
+        then = f"decoding them again ({len(units)} unit(s))" if units or not arrived else "scoring them again"
         self._note(f"{'; '.join(reasons) or 'failed worker loads'}: {moved} record(s) moved to "
-                   f"results.jsonl.superseded; decoding them again ({len(units)} unit(s))")
+                   f"results.jsonl.superseded; {then}")
 
     def run(self) -> RunOutcome:
         """One invocation: its entry in the manifest's `phases` is written when it starts and after

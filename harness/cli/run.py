@@ -72,6 +72,9 @@ def run(
                 def check(stored: Suite) -> None:
                     _same_suite(suite, stored, resume)
                     require_devices(stored)
+                    skipped = weights_before_run(stored, offline)  # as a new run: fetched on first use
+                    if skipped:
+                        print_note(console, weights.skipped_line(skipped))
 
                 runner = Runner.resume(resume, cache if cache_dir else None, reporter, gpus=wanted_gpus,
                                        check=check, retry_failed=retry_failed, **execution)

@@ -19,7 +19,7 @@ from harness.metrics.base import (
     Metric,
 )
 from harness.progress import Reporter
-from harness.records import decodes
+from harness.records import decodes, metrics
 from harness.sources.prepare import PreparedCase
 from harness.store import RunStore
 from harness.suite import Suite
@@ -72,6 +72,14 @@ def evaluate(suite: Suite, store: RunStore, prepared: dict[str, PreparedCase],
     if skipped:
         notes.insert(0, weights.skipped_line(skipped))
     return notes
+
+
+def weights_arrived(records: list[dict[str, Any]]) -> set[str]:
+    """Metrics whose records say their lock-table weight files were missing, and whose files are all
+    here now (fetched since, or copied): a resume scores them again."""
+    short = {r["metric"] for r in metrics(records)
+             if r["status"] == "unavailable" and r.get("message") == weights.short_missing(r["metric"])}
+    return {name for name in short if weights.files_for(name) and not weights.missing_files([name])}
 
 
 def passes(metric_params: dict[str, Any]) -> list[list[str]]:

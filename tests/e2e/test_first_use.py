@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -149,3 +150,35 @@ def test_offline_flag_and_an_unreachable_network_fetch_nothing(tmp_path: Path, i
     unreachable = " ".join(result.output.split())
     assert f"weights: 127.0.0.1:{port} not reachable: nothing fetched from it" in unreachable
     assert "lpips skipped" in unreachable and not (caches / "hub" / "checkpoints" / ALEXNET).exists()
+
+
+def test_a_resume_fetches_and_scores_again_what_was_skipped_for_want_of_weights(
+        tmp_path: Path, image_folder: Path, server: _Server, caches: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run made offline records lpips unavailable; resumed where the network is reachable, the
+    files are fetched, those records move to results.jsonl.superseded and lpips is tried again, so
+    each (decoder, case) still has one lpips record. Offline and without the files, a resume leaves
+    them alone ("nothing to do")."""
+    _lock(monkeypatch, server.url(ALEXNET))
+    run = tmp_path / "run"
+    assert invoke("run", str(_suite(tmp_path, image_folder)), "--out", str(run), "--no-report").exit_code == 0
+    skipped = weights.short_missing("lpips")
+
+    def lpips_records() -> list[dict]:
+        return [r for r in map(json.loads, (run / "results.jsonl").read_text().splitlines())
+                if r["kind"] == "metric" and r["metric"] == "lpips"]
+
+    before = lpips_records()
+    assert before and all(r["status"] == "unavailable" and r["message"] == skipped for r in before)
+    still = invoke("run", "--resume", str(run), "--no-report")  # offline, no files: nothing to do
+    assert "nothing to do" in still.output and lpips_records() == before, still.output
+    _online(monkeypatch)
+    resumed = invoke("run", "--resume", str(run), "--no-report")
+    text = " ".join(resumed.output.split())
+    assert server.requests == [f"/{ALEXNET}"] and "the weight files of lpips are here now" in text, text
+    after = lpips_records()
+    keys = [(r["decoder"], r["case"]) for r in after]
+    assert len(keys) == len(set(keys)) == len(before)  # one record per (decoder, case), as before
+    assert all(r["message"] != skipped for r in after)  # tried again (these bytes are no AlexNet)
+    superseded = [json.loads(line) for line in (run / "results.jsonl.superseded").read_text().splitlines()]
+    assert sorted(map(json.dumps, superseded)) == sorted(map(json.dumps, before))  # moved, not lost
