@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import io
+import sys
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 from decoders.lazy import torch
@@ -35,44 +37,64 @@ def create_pyiqa_metric(name: str, device: torch.device, **options: object) -> t
 # decoder layer and forwards for the whole process (pyiqa/archs/q_align/modeling_llama2.py). A
 # Llama-based VQA model (a LLaVA backend of DPG-Bench) evaluated after a TOPIQ metric in the same
 # process would run pyiqa's code: what was replaced is put back.
-_KEPT = {"configuration_llama": ("LlamaConfig",),
-         "modeling_llama": ("LlamaAttention", "LlamaFlashAttention2", "LlamaSdpaAttention",
-                            "LlamaDecoderLayer")}
+_Q_ALIGN = "pyiqa.archs.q_align.modeling_llama2"
+_KEPT = {"transformers.models.llama.configuration_llama": ("LlamaConfig",),
+         "transformers.models.llama.modeling_llama": ("LlamaAttention", "LlamaFlashAttention2",
+                                                      "LlamaSdpaAttention", "LlamaDecoderLayer")}
 _KEPT_FORWARDS = ("LlamaModel", "LlamaForCausalLM")  # classes of modeling_llama whose forward is kept
+_LAZY_PACKAGES = ("transformers", "transformers.models.llama")  # they cache the classes they hand out
 
 
 @contextlib.contextmanager
 def transformers_llama_kept() -> Iterator[None]:
-    """transformers' Llama modules as they were on entry, whatever the body replaced in them."""
-    try:
-        found = importlib.util.find_spec("transformers") is not None
-        if found:
-            from transformers.models.llama import configuration_llama, modeling_llama
-    except Exception:  # a transformers without Llama, or broken: nothing of it to keep
-        found = False
-    if not found:
+    """transformers' Llama modules as they were on entry, whatever Q-Align's import in the body replaced.
+
+    Imports nothing: a Llama module loaded before the body is restored from a snapshot of its
+    attributes; one first loaded in the body (by Q-Align, which patched it at once) is loaded again."""
+    if _Q_ALIGN in sys.modules:  # imported before: its patch ran then (an import runs once)
         yield
         return
-    modules = {"configuration_llama": configuration_llama, "modeling_llama": modeling_llama}
-    saved = {(module, name): vars(modules[module]).get(name)
-             for module, names in _KEPT.items() for name in names}
-    forwards = {name: vars(getattr(modeling_llama, name)).get("forward") for name in _KEPT_FORWARDS
-                if hasattr(modeling_llama, name)}
+    saved = {name: _llama_state(sys.modules[name]) for name in _KEPT if name in sys.modules}
     try:
         yield
     finally:
-        for (module, name), value in saved.items():
-            if value is None:
-                vars(modules[module]).pop(name, None)
-            else:
-                setattr(modules[module], name, value)
-        for name, forward in forwards.items():
-            cls = getattr(modeling_llama, name)
-            if forward is None:
-                with contextlib.suppress(AttributeError):
-                    delattr(cls, "forward")
-            else:
-                cls.forward = forward
+        if _Q_ALIGN in sys.modules:
+            for name in _KEPT:  # the configuration first: the modeling module imports its class
+                if name in saved:
+                    _restore(sys.modules[name], saved[name])
+                elif name in sys.modules:  # a reload keeps names its code does not define again
+                    for attribute in _KEPT[name]:
+                        vars(sys.modules[name]).pop(attribute, None)
+                    importlib.reload(sys.modules[name])
+            _refresh_lazy_packages()
+
+
+def _llama_state(module: ModuleType) -> dict[str, Any]:
+    state: dict[str, Any] = {name: vars(module).get(name) for name in _KEPT[module.__name__]}
+    for name in _KEPT_FORWARDS:
+        if hasattr(module, name):
+            state[f"{name}.forward"] = vars(getattr(module, name)).get("forward")
+    return state
+
+
+def _restore(module: ModuleType, state: dict[str, Any]) -> None:
+    for key, value in state.items():
+        owner, _, attribute = key.rpartition(".")
+        target = getattr(module, owner) if owner else module
+        if value is not None:
+            setattr(target, attribute, value)
+        elif attribute in vars(target):
+            delattr(target, attribute)
+
+
+def _refresh_lazy_packages() -> None:
+    """A class a lazy package handed out while patched is handed out again from its module."""
+    current = {name: vars(sys.modules[module]).get(name) for module, names in _KEPT.items()
+               if module in sys.modules for name in (*names, *_KEPT_FORWARDS)}
+    for package in (sys.modules.get(name) for name in _LAZY_PACKAGES):
+        for name, value in current.items():
+            if package is not None and value is not None and name in vars(package):
+                setattr(package, name, value)
 
 
 def pyiqa_protocol(name: str, options: dict[str, Any]) -> dict[str, Any]:

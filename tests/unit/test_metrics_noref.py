@@ -137,26 +137,36 @@ def test_tiles_reach_the_model_within_the_pixel_budget(piqe_direct: torch.nn.Mod
         float(np.mean([piqe_direct(p).item() for p in pieces])), rel=1e-6)
 
 
-@pytest.mark.e2e  # a fresh interpreter importing pyiqa and transformers: seconds
-def test_a_pyiqa_metric_leaves_transformers_llama_as_it_was() -> None:
+@pytest.mark.e2e  # fresh interpreters importing pyiqa and transformers: seconds
+@pytest.mark.parametrize("llama_first", [True, False], ids=["llama-loaded-before", "llama-loaded-by-pyiqa"])
+def test_a_pyiqa_metric_leaves_transformers_llama_as_it_was(llama_first: bool) -> None:
     """Creating TOPIQ imports all of pyiqa's architectures, Q-Align's among them, which replaces
     transformers' Llama classes for the whole process; a LLaVA judge of the same evaluation would run
-    pyiqa's code. A fresh interpreter, as the evaluation phase is."""
+    pyiqa's code. Whether the Llama modules were loaded before (restored from a snapshot) or first by
+    Q-Align (loaded again), transformers' own classes are what the process finds after; creating PIQE
+    loads no Llama module at all. A fresh interpreter, as the evaluation phase is."""
     pytest.importorskip("transformers")
-    code = """
+    code = f"""
 import sys, torch
-from transformers.models.llama import configuration_llama as C, modeling_llama as L
 def state():
+    from transformers.models.llama import configuration_llama as C, modeling_llama as L
     return (C.LlamaConfig, L.LlamaAttention, L.LlamaDecoderLayer, L.LlamaModel.forward,
             L.LlamaForCausalLM.forward, hasattr(L, "LlamaSdpaAttention"))
-before = state()
+before = state() if {llama_first} else None
 from harness.metrics.pyiqa_models import create_pyiqa_metric
+create_pyiqa_metric("piqe", torch.device("cpu"))
+loaded = "transformers.models.llama.modeling_llama" in sys.modules
 try:
     create_pyiqa_metric("topiq_nr", torch.device("cpu"))  # fails later without its weights: no matter
 except Exception:
     pass
-print(any("q_align" in name for name in sys.modules), state() == before)
+after = state()
+import transformers
+own = all(getattr(c, "__module__", "").startswith("transformers.models.llama") for c in after[:5])
+print(loaded, any("q_align" in name for name in sys.modules), own and transformers.LlamaConfig is after[0],
+      after == before if {llama_first} else not after[5])
 """
     result = started(subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True,
                      timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert result.stdout.split()[-2:] == ["True", "True"], result.stderr[-3000:]  # imported, and undone
+    # Llama loaded by PIQE only if loaded before; Q-Align imported; transformers' own classes after
+    assert result.stdout.split()[-4:] == [str(llama_first), "True", "True", "True"], result.stderr[-3000:]
