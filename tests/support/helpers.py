@@ -28,17 +28,17 @@ def started(start: Callable[..., T], *args: Any, retry_on: tuple[type[BaseExcept
     """`start(*args, **kwargs)` (subprocess.run or Popen, a browser's launch), asked again up to three
     times, after a pause, when the machine cannot start a process now; `retry_on`: other exceptions
     that mean the same (a browser that died while starting). Never around an assertion."""
-    for pause in (0.5, 2.0, 5.0, None):
+    pauses = [0.5, 2.0, 5.0]
+    while True:
         try:
             return start(*args, **kwargs)
         except OSError as exc:
-            if exc.errno not in START_ERRNOS or pause is None:
+            if exc.errno not in START_ERRNOS or not pauses:
                 raise
         except retry_on:
-            if pause is None:
+            if not pauses:
                 raise
-        time.sleep(pause)
-    raise AssertionError("unreachable")
+        time.sleep(pauses.pop(0))
 
 
 def suite_text(folder: Path, decoders: str, **extra: str) -> str:
